@@ -1,0 +1,88 @@
+"""Catalog state: what the compacted catalog topic holds, one record per collection.
+
+The key is the collection name; the value is the collection's whole current state as
+JSON (``CollectionInfo``), with the event that produced it. Compaction keeps the latest
+state per collection, so replaying the topic rebuilds the catalog after any restart.
+A dropped collection keeps a record with ``state = "dropped"`` until its retention ends.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from schemas.collection import CollectionSchema
+
+DEFAULT_PARTITION = "_default"
+
+
+class CatalogEvent:
+    CREATE_COLLECTION = "create_collection"
+    DROP_COLLECTION = "drop_collection"
+    CREATE_PARTITION = "create_partition"
+    DROP_PARTITION = "drop_partition"
+    CREATE_INDEX = "create_index"
+    DROP_INDEX = "drop_index"
+    LOAD = "load"
+    RELEASE = "release"
+    ALTER = "alter_properties"
+    ADD_FIELD = "add_field"
+    RENAME = "rename_collection"
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    field: str
+    index_name: str
+    index_type: str
+    metric_type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    index_id: int = 0
+    created_ts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    collection_id: int
+    schema: CollectionSchema
+    shards_num: int = 1
+    partitions: dict[str, int] = field(default_factory=lambda: {DEFAULT_PARTITION: 0})
+    num_partitions: int = 0  # with a partition key: the number of hidden partitions
+    indexes: dict[str, IndexInfo] = field(default_factory=dict)  # by field name
+    loaded: bool = False
+    loaded_partitions: tuple[str, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+    consistency_level: int = 2  # Milvus: 0 Strong, 1 Session, 2 Bounded, 3 Eventually
+    created_ts: int = 0
+    state: str = "active"
+    dropped_ts: int = 0
+    event: str = CatalogEvent.CREATE_COLLECTION
+    origin: str = ""  # the site that made the last change (CDC loop prevention)
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    def evolve(self, event: str, **changes: Any) -> CollectionInfo:
+        return replace(self, event=event, **changes)
+
+    def to_json(self) -> bytes:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("schema", "indexes")}
+        d["schema"] = self.schema.to_dict()
+        d["indexes"] = {k: v.to_dict() for k, v in self.indexes.items()}
+        d["loaded_partitions"] = list(self.loaded_partitions)
+        return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> CollectionInfo:
+        d = json.loads(raw)
+        d["schema"] = CollectionSchema.from_dict(d["schema"])
+        d["indexes"] = {k: IndexInfo(**v) for k, v in d.get("indexes", {}).items()}
+        d["loaded_partitions"] = tuple(d.get("loaded_partitions", ()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,199 @@
+"""The collection schema model: fields, primary key, vectors, dynamic field."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+from schemas.exceptions import SchemaError
+from schemas.types import SCALAR_ARROW, DataType, vector_arrow_type
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+DEFAULT_MAX_DIM = 32_768
+META_FIELD = "$meta"
+PARTITION_COLUMN = "_partition"
+# System columns carried by every stored row (see FORMAT.md).
+SYSTEM_COLUMNS: dict[str, pa.DataType] = {
+    PARTITION_COLUMN: pa.string(),
+    "_shard": pa.int32(),
+    "_offset": pa.int64(),
+    "_seq": pa.int64(),
+    "_ts": pa.int64(),
+    "_segment": pa.int64(),
+}
+
+
+@dataclass(frozen=True)
+class FieldSchema:
+    name: str
+    dtype: DataType
+    is_primary: bool = False
+    auto_id: bool = False
+    dim: int | None = None
+    max_length: int | None = None
+    element_type: DataType | None = None
+    max_capacity: int | None = None
+    nullable: bool = False
+    default_value: Any = None
+    is_partition_key: bool = False
+    description: str = ""
+    field_id: int = 0
+
+    def arrow_type(self) -> pa.DataType:
+        if self.dtype.is_vector:
+            return vector_arrow_type(self.dtype, int(self.dim or 0))
+        if self.dtype == DataType.ARRAY:
+            assert self.element_type is not None
+            return pa.list_(SCALAR_ARROW[self.element_type])
+        return SCALAR_ARROW[self.dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dtype"] = self.dtype.name
+        d["element_type"] = self.element_type.name if self.element_type else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FieldSchema:
+        d = dict(d)
+        d["dtype"] = DataType[d["dtype"]]
+        d["element_type"] = DataType[d["element_type"]] if d.get("element_type") else None
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CollectionSchema:
+    fields: tuple[FieldSchema, ...]
+    description: str = ""
+    enable_dynamic_field: bool = False
+    version: int = 1
+    _by_name: dict[str, FieldSchema] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
+
+    @property
+    def primary(self) -> FieldSchema:
+        return next(f for f in self.fields if f.is_primary)
+
+    @property
+    def vector_fields(self) -> list[FieldSchema]:
+        return [f for f in self.fields if f.dtype.is_vector]
+
+    @property
+    def partition_key(self) -> FieldSchema | None:
+        return next((f for f in self.fields if f.is_partition_key), None)
+
+    def field(self, name: str) -> FieldSchema | None:
+        return self._by_name.get(name)
+
+    def data_arrow_schema(self) -> pa.Schema:
+        """Arrow schema of user data: the fields, plus ``$meta`` when dynamic fields are on."""
+        cols = [pa.field(f.name, f.arrow_type(), nullable=True) for f in self.fields]
+        if self.enable_dynamic_field:
+            cols.append(pa.field(META_FIELD, pa.string()))
+        return pa.schema(cols)
+
+    def stored_arrow_schema(self) -> pa.Schema:
+        """What a segment row looks like in Delta: user data plus the system columns."""
+        sch = self.data_arrow_schema()
+        for name, typ in SYSTEM_COLUMNS.items():
+            sch = sch.append(pa.field(name, typ))
+        return sch
+
+    def with_field(self, new: FieldSchema) -> CollectionSchema:
+        """A new schema version with one more (nullable) field: Milvus's add-field."""
+        if new.name in self._by_name:
+            raise SchemaError(f"field {new.name!r} already exists", field=new.name)
+        if not (new.nullable or new.default_value is not None):
+            raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
+        fid = max(f.field_id for f in self.fields) + 1
+        return replace(self, fields=(*self.fields, replace(new, field_id=fid)), version=self.version + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fields": [f.to_dict() for f in self.fields],
+            "description": self.description,
+            "enable_dynamic_field": self.enable_dynamic_field,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollectionSchema:
+        return cls(
+            fields=tuple(FieldSchema.from_dict(f) for f in d["fields"]),
+            description=d.get("description", ""),
+            enable_dynamic_field=bool(d.get("enable_dynamic_field", False)),
+            version=int(d.get("version", 1)),
+        )
+
+
+def check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SchemaError(
+            f"invalid {kind} name {name!r}: use letters, digits and underscores, "
+            "starting with a letter or underscore, at most 255 characters"
+        )
+
+
+def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM) -> CollectionSchema:
+    """Check a schema the way Milvus does and number its fields. Returns the normalised schema."""
+    if not schema.fields:
+        raise SchemaError("schema has no fields")
+    seen: set[str] = set()
+    fields: list[FieldSchema] = []
+    for i, f in enumerate(schema.fields):
+        check_name("field", f.name)
+        if f.name in seen:
+            raise SchemaError(f"duplicated field name {f.name!r}", field=f.name)
+        seen.add(f.name)
+        _validate_field(f, max_dim)
+        fields.append(replace(f, field_id=100 + i))
+    primaries = [f for f in fields if f.is_primary]
+    if len(primaries) != 1:
+        raise SchemaError(f"a schema needs exactly one primary key field, got {len(primaries)}")
+    pk = primaries[0]
+    if pk.dtype not in (DataType.INT64, DataType.VARCHAR):
+        raise SchemaError(f"primary key {pk.name!r} must be INT64 or VARCHAR, got {pk.dtype.name}")
+    if pk.nullable:
+        raise SchemaError(f"primary key {pk.name!r} cannot be nullable")
+    if not any(f.dtype.is_vector for f in fields):
+        raise SchemaError("schema has no vector field")
+    if sum(f.is_partition_key for f in fields) > 1:
+        raise SchemaError("a collection can have only one partition key field")
+    return replace(schema, fields=tuple(fields))
+
+
+def _validate_field(f: FieldSchema, max_dim: int) -> None:
+    if f.dtype in (DataType.NONE, DataType.STRING, DataType.SPARSE_FLOAT_VECTOR):
+        raise SchemaError(f"field {f.name!r}: data type {f.dtype.name} is not supported", field=f.name)
+    if f.dtype.is_vector:
+        if f.dim is None or not 1 <= int(f.dim) <= max_dim:
+            raise SchemaError(
+                f"field {f.name!r}: dim must be between 1 and {max_dim}, got {f.dim}", field=f.name
+            )
+        if f.dtype == DataType.BINARY_VECTOR and int(f.dim) % 8:
+            raise SchemaError(f"field {f.name!r}: binary vector dim must be a multiple of 8", field=f.name)
+        if f.nullable:
+            raise SchemaError(f"vector field {f.name!r} cannot be nullable", field=f.name)
+    if f.dtype == DataType.VARCHAR and not (f.max_length and 1 <= f.max_length <= 65_535):
+        raise SchemaError(
+            f"field {f.name!r}: VARCHAR needs max_length between 1 and 65535, got {f.max_length}",
+            field=f.name,
+        )
+    if f.dtype == DataType.ARRAY:
+        if f.element_type is None or f.element_type not in SCALAR_ARROW or f.element_type == DataType.JSON:
+            raise SchemaError(f"field {f.name!r}: ARRAY needs a scalar element_type", field=f.name)
+        if not (f.max_capacity and 1 <= f.max_capacity <= 4096):
+            raise SchemaError(f"field {f.name!r}: ARRAY needs max_capacity between 1 and 4096", field=f.name)
+        if f.element_type == DataType.VARCHAR and not f.max_length:
+            raise SchemaError(f"field {f.name!r}: ARRAY of VARCHAR needs max_length", field=f.name)
+    if f.auto_id and not f.is_primary:
+        raise SchemaError(f"field {f.name!r}: auto_id is only for the primary key", field=f.name)
+    if f.is_partition_key and f.dtype not in (DataType.INT64, DataType.VARCHAR):
+        raise SchemaError(f"partition key {f.name!r} must be INT64 or VARCHAR", field=f.name)
+    if f.is_partition_key and f.is_primary:
+        raise SchemaError("the primary key cannot be the partition key", field=f.name)

@@ -1,0 +1,89 @@
+"""The root of every walvus error, and the errors about schemas and records.
+
+Each class also subclasses the matching builtin, and carries a Milvus error code
+(``code``) that the gateway turns into a gRPC status in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WalvusError(Exception):
+    """Root of all walvus errors. ``context`` holds collection, field, row, shard, offset..."""
+
+    code: int = 65535  # Milvus: unexpected error
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+
+
+class InvalidArgument(WalvusError, ValueError):
+    """A request parameter is wrong (Milvus code 1100, "invalid parameter")."""
+
+    code = 1100
+
+
+class SchemaError(InvalidArgument):
+    """A collection schema is not valid."""
+
+
+class ValidationError(InvalidArgument):
+    """A batch of rows does not match its collection's schema."""
+
+    def __init__(self, message: str, *, field: str | None = None, row: int | None = None, **ctx: Any):
+        super().__init__(message, field=field, row=row, **ctx)
+        self.field = field
+        self.row = row
+
+
+class LimitExceeded(InvalidArgument):
+    """A request is over one of the configured limits (size, nq, topk, dimension...)."""
+
+
+class CollectionNotFound(WalvusError, LookupError):
+    code = 100
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"collection not found[collection={name}]", collection=name)
+
+
+class CollectionExists(InvalidArgument):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"collection already exists[collection={name}]", collection=name)
+
+
+class PartitionNotFound(WalvusError, LookupError):
+    code = 200
+
+    def __init__(self, collection: str, partition: str) -> None:
+        super().__init__(
+            f"partition not found[partition={partition}] in collection {collection}",
+            collection=collection,
+            partition=partition,
+        )
+
+
+class CollectionNotLoaded(WalvusError, RuntimeError):
+    code = 101
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"collection not loaded[collection={name}]: call load_collection() first", collection=name
+        )
+
+
+class IndexNotFound(WalvusError, LookupError):
+    code = 700
+
+    def __init__(self, collection: str, index: str | None = None) -> None:
+        what = f"[index={index}]" if index else ""
+        super().__init__(f"index not found{what} in collection {collection}", collection=collection)
+
+
+class RecordFormatError(WalvusError, ValueError):
+    """A WAL or ingest record cannot be decoded."""
+
+    code = 1100

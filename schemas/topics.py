@@ -1,0 +1,27 @@
+"""Topic names. A namespace lets several walvus deployments share one Kafka cluster."""
+
+from __future__ import annotations
+
+
+def catalog_topic(ns: str) -> str:
+    return f"{ns}.catalog"
+
+
+def segments_topic(ns: str) -> str:
+    return f"{ns}.segments"
+
+
+def ingest_topic(ns: str) -> str:
+    return f"{ns}.ingest"
+
+
+def dead_letter_topic(ns: str) -> str:
+    return f"{ns}.ingest.dlq"
+
+
+def wal_topic(ns: str, collection_id: int) -> str:
+    return f"{ns}.wal.{collection_id}"
+
+
+def wal_prefix(ns: str) -> str:
+    return f"{ns}.wal."

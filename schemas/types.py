@@ -1,0 +1,77 @@
+"""Milvus data types and their Arrow storage types."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import pyarrow as pa
+
+
+class DataType(IntEnum):
+    """Same numbers as Milvus's ``schema.proto`` DataType, so they travel unchanged."""
+
+    NONE = 0
+    BOOL = 1
+    INT8 = 2
+    INT16 = 3
+    INT32 = 4
+    INT64 = 5
+    FLOAT = 10
+    DOUBLE = 11
+    STRING = 20
+    VARCHAR = 21
+    ARRAY = 22
+    JSON = 23
+    BINARY_VECTOR = 100
+    FLOAT_VECTOR = 101
+    FLOAT16_VECTOR = 102
+    BFLOAT16_VECTOR = 103
+    SPARSE_FLOAT_VECTOR = 104
+
+    @property
+    def is_vector(self) -> bool:
+        return self in VECTOR_TYPES
+
+    @property
+    def is_integer(self) -> bool:
+        return self in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.is_integer or self in (DataType.FLOAT, DataType.DOUBLE)
+
+
+VECTOR_TYPES = frozenset(
+    {DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR}
+)
+
+SCALAR_ARROW: dict[DataType, pa.DataType] = {
+    DataType.BOOL: pa.bool_(),
+    DataType.INT8: pa.int8(),
+    DataType.INT16: pa.int16(),
+    DataType.INT32: pa.int32(),
+    DataType.INT64: pa.int64(),
+    DataType.FLOAT: pa.float32(),
+    DataType.DOUBLE: pa.float64(),
+    DataType.VARCHAR: pa.string(),
+    DataType.STRING: pa.string(),
+    DataType.JSON: pa.string(),  # JSON text; Delta has no JSON type
+}
+
+INTEGER_RANGES: dict[DataType, tuple[int, int]] = {
+    DataType.INT8: (-(2**7), 2**7 - 1),
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.INT64: (-(2**63), 2**63 - 1),
+}
+
+
+def vector_arrow_type(dtype: DataType, dim: int) -> pa.DataType:
+    """Vectors are stored compactly: float32 lists, or fixed-size binary for 16-bit and bit vectors."""
+    if dtype == DataType.FLOAT_VECTOR:
+        return pa.list_(pa.float32(), dim)
+    if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
+        return pa.binary(dim * 2)
+    if dtype == DataType.BINARY_VECTOR:
+        return pa.binary(dim // 8)
+    raise ValueError(f"{dtype.name} is not a supported vector type")

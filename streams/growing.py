@@ -1,0 +1,42 @@
+"""A growing segment: the WAL records of one shard that are not yet committed to Delta."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.wal import WalRecord
+
+
+@dataclass
+class BufferedRecord:
+    offset: int
+    record: WalRecord
+    token: Any = None  # what must be acknowledged once the record is durable (a Faust event)
+
+
+@dataclass
+class GrowingBuffer:
+    topic: str
+    shard: int
+    records: list[BufferedRecord] = field(default_factory=list)
+    nbytes: int = 0
+    last_add: float = field(default_factory=time.monotonic)
+
+    def add(self, offset: int, record: WalRecord, token: Any = None) -> None:
+        self.records.append(BufferedRecord(offset, record, token))
+        if record.batch is not None:
+            self.nbytes += record.batch.nbytes
+        self.last_add = time.monotonic()
+
+    @property
+    def last_offset(self) -> int:
+        return self.records[-1].offset if self.records else -1
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_add
+
+    def drain(self) -> list[BufferedRecord]:
+        out, self.records, self.nbytes = self.records, [], 0
+        return out

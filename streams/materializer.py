@@ -1,0 +1,108 @@
+"""Growing segments per shard, sealed by policy or flush, committed through the Delta sink.
+
+Framework-free: the Faust agent feeds it records and acknowledges the tokens it returns,
+which happens only after the records they stand for are durable in Delta.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from schemas.exceptions import RecordFormatError
+from schemas.segments import SegmentSealed
+from schemas.wal import Op, WalRecord
+from streams.growing import GrowingBuffer
+from streams.seal_policy import SealPolicy
+from streams.segment_writer import SegmentWriter
+
+log = logging.getLogger(__name__)
+Shard = tuple[str, int]
+
+
+def collection_id_of(topic: str) -> int | None:
+    try:
+        return int(topic.rsplit(".", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+class Materializer:
+    def __init__(
+        self,
+        writer: SegmentWriter,
+        policy: SealPolicy,
+        announce: Callable[[SegmentSealed], None] = lambda s: None,
+    ) -> None:
+        self.writer = writer
+        self.policy = policy
+        self.announce = announce
+        self.buffers: dict[Shard, GrowingBuffer] = {}
+        self.sealed = 0
+
+    def add(self, topic: str, partition: int, offset: int, raw: bytes, token: Any = None) -> list[Any]:
+        """Buffer one WAL record. Returns tokens that are now safe to acknowledge."""
+        try:
+            record = WalRecord.decode(raw)
+        except RecordFormatError as exc:
+            log.error("skipping malformed WAL record topic=%s shard=%s offset=%s error=%s", topic, partition,
+                      offset, exc)
+            return [token] if not self._buffer(topic, partition).records else self._ack_later(topic, partition, token)
+        buf = self._buffer(topic, partition)
+        buf.add(offset, record, token)
+        if record.header.op == Op.FLUSH or self.policy.reason(buf.nbytes, 0.0) == "size":
+            return self.seal(topic, partition)
+        return []
+
+    def _ack_later(self, topic: str, partition: int, token: Any) -> list[Any]:
+        # A malformed record in the middle of a buffer is acknowledged with the buffer.
+        buf = self._buffer(topic, partition)
+        buf.records[-1].token = [buf.records[-1].token, token]
+        return []
+
+    def _buffer(self, topic: str, partition: int) -> GrowingBuffer:
+        key = (topic, partition)
+        if key not in self.buffers:
+            self.buffers[key] = GrowingBuffer(topic, partition)
+        return self.buffers[key]
+
+    def due(self, now: float | None = None) -> list[Shard]:
+        now = time.monotonic() if now is None else now
+        return [k for k, b in self.buffers.items() if self.policy.reason(b.nbytes, b.idle_for(now))]
+
+    def seal(self, topic: str, partition: int) -> list[Any]:
+        buf = self.buffers.get((topic, partition))
+        if buf is None or not buf.records:
+            return []
+        records = buf.records
+        cid = collection_id_of(topic)
+        if cid is not None:
+            sealed = self.writer.commit(cid, partition, records)  # raises: nothing is acknowledged
+            if sealed is not None:
+                self.sealed += 1
+                self.announce(sealed)
+        buf.drain()
+        return list(_flatten(r.token for r in records))
+
+    def seal_all(self, shards: Iterable[Shard] | None = None) -> list[Any]:
+        tokens: list[Any] = []
+        for topic, partition in list(shards if shards is not None else self.buffers):
+            tokens += self.seal(topic, partition)
+        return tokens
+
+    def drop(self, shards: Iterable[Shard]) -> None:
+        for key in shards:
+            self.buffers.pop(key, None)
+            cid = collection_id_of(key[0])
+            if cid is not None:
+                self.writer.forget(cid, key[1])
+
+
+def _flatten(tokens: Iterable[Any]) -> Iterable[Any]:
+    for t in tokens:
+        if isinstance(t, list):
+            yield from _flatten(t)
+        elif t is not None:
+            yield t

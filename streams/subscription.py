@@ -1,0 +1,48 @@
+"""Grow a running Faust agent's subscription as collections (and their WAL topics) appear.
+
+Faust's pattern subscriptions do not work with its aiokafka driver, and its conductor
+drops a resubscription that arrives during a rebalance, so the wanted topics are kept
+here and re-requested from the event loop until the consumer really holds them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class DynamicSubscription:
+    def __init__(self, app: Any, channel: Any) -> None:
+        self.app = app
+        self.channel = channel
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        app.topics._resubscribe_sleep_lock_seconds = 0.2  # default 45 s: far too slow for new collections
+
+    def request(self, topics: list[str]) -> None:
+        """Thread-safe: ask for topics; the event loop applies them on its next ``reconcile``."""
+        with self._lock:
+            self._pending.update(topics)
+
+    def reconcile(self) -> None:
+        """Run on the event loop: apply requested topics, and re-ask for any not yet subscribed."""
+        with self._lock:
+            new = [t for t in self._pending if t not in self.channel.topics]
+            self._pending.clear()
+        if new:
+            log.info("subscribing topics=%s", ",".join(sorted(new)))
+            self.channel.topics = [*self.channel.topics, *new]
+            self.app.topics._flag_changes()
+            return
+        if self.app.rebalancing:
+            return
+        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
+        if consumer is None:
+            return
+        missing = set(self.channel.topics) - set(consumer.subscription() or ())
+        if missing:
+            log.info("re-requesting subscription topics=%s", ",".join(sorted(missing)))
+            self.app.topics._flag_changes()

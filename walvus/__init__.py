@@ -1,0 +1,1 @@
+"""walvus: a vector database whose write-ahead log is Apache Kafka."""

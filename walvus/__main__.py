@@ -1,0 +1,7 @@
+"""``python -m walvus`` is the ``walvus`` command."""
+
+import sys
+
+from walvus.cli import main
+
+sys.exit(main())

@@ -1,0 +1,228 @@
+"""The Python write API that the gateway and tools share: DDL on the catalog, DML on the WAL.
+
+    w = Walvus.connect("127.0.0.1:9092")
+    w.create_collection("docs", schema)
+    w.insert("docs", [{"id": 1, "vec": [...]}])
+    w.flush(["docs"])   # returns once every write so far is sealed and committed to Delta
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
+from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
+from schemas.exceptions import CollectionExists, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.timestamps import HybridClock
+from schemas.topics import wal_topic
+from schemas.validation import build_batch, rows_to_columns
+from schemas.wal import Op
+from walvus.catalog import Catalog
+from walvus.exceptions import FlushTimeout
+from walvus.log import KafkaLog
+from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
+from walvus.settings import KafkaSettings, LimitSettings, StorageSettings, WalvusSettings
+from walvus.storage import DELETES, ROWS, SegmentStore
+from walvus.wal_writer import flush_messages, shard_messages
+
+log = logging.getLogger(__name__)
+Rows = Sequence[Mapping[str, Any]]
+
+
+@dataclass
+class WriteResult:
+    """What Milvus's MutationResult carries: keys, timestamp, and where the write landed."""
+
+    ids: list[Any]
+    ts: int
+    positions: dict[int, int] = field(default_factory=dict)  # shard -> offset of the last record
+    collection_id: int = 0
+
+
+class Walvus:
+    def __init__(self, kafka: KafkaLog, catalog: Catalog, store: SegmentStore, *, namespace: str, site: str,
+                 limits: LimitSettings | None = None) -> None:
+        self.kafka = kafka
+        self.catalog = catalog
+        self.store = store
+        self.ns = namespace
+        self.site = site
+        self.limits = limits or LimitSettings()
+        self.clock = HybridClock()
+
+    @classmethod
+    def connect(cls, bootstrap: str) -> Walvus:
+        base = WalvusSettings()
+        kafka = KafkaLog(KafkaSettings().client_config(bootstrap))
+        storage = StorageSettings()
+        catalog = Catalog(kafka, base.namespace).start()
+        return cls(kafka, catalog, SegmentStore(storage.root, storage.options), namespace=base.namespace,
+                   site=base.site)
+
+    def close(self) -> None:
+        self.catalog.stop()
+        self.kafka.close()
+
+    # DDL -------------------------------------------------------------------------------------
+    def create_collection(
+        self,
+        name: str,
+        schema: CollectionSchema,
+        *,
+        shards_num: int = 1,
+        num_partitions: int | None = None,
+        consistency_level: int = 2,
+        properties: Mapping[str, str] | None = None,
+    ) -> CollectionInfo:
+        check_name("collection", name)
+        if self.catalog.get(name) is not None:
+            raise CollectionExists(name)
+        if not 1 <= shards_num <= 16:
+            raise InvalidArgument(f"shards_num must be between 1 and 16, got {shards_num}")
+        schema = validate_schema(schema, max_dim=self.limits.max_dim)
+        partitions = {DEFAULT_PARTITION: 0}
+        nparts = 0
+        if schema.partition_key is not None:
+            nparts = num_partitions or DEFAULT_NUM_PARTITIONS
+            if not 1 <= nparts <= 1024:
+                raise InvalidArgument(f"num_partitions must be between 1 and 1024, got {nparts}")
+            partitions = key_partition_names(nparts)
+        used = sum(c.shards_num * len(c.partitions) for c in self.catalog.collections())
+        if used + shards_num * len(partitions) > self.limits.max_collections:
+            raise LimitExceeded(
+                f"over the limit of {self.limits.max_collections} collections (shards x partitions count "
+                f"towards it: {used} used)"
+            )
+        cid = self.clock.now()
+        info = CollectionInfo(
+            name=name,
+            collection_id=cid,
+            schema=schema,
+            shards_num=shards_num,
+            partitions=partitions,
+            num_partitions=nparts,
+            consistency_level=consistency_level,
+            properties=dict(properties or {}),
+            created_ts=cid,
+            origin=self.site,
+        )
+        self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num)
+        return self.catalog.publish(info)
+
+    def drop_collection(self, name: str) -> None:
+        info = self.catalog.require(name)
+        self.publish(info.evolve(CatalogEvent.DROP_COLLECTION, state="dropped", dropped_ts=self.clock.now()))
+
+    def create_partition(self, name: str, partition: str) -> CollectionInfo:
+        info = self.catalog.require(name)
+        check_name("partition", partition)
+        if info.schema.partition_key is not None:
+            raise InvalidArgument("cannot create partitions in a collection with a partition key")
+        if partition in info.partitions:
+            raise InvalidArgument(f"partition already exists[partition={partition}]")
+        if len(info.partitions) >= 1024:
+            raise LimitExceeded("a collection can have at most 1024 partitions")
+        parts = {**info.partitions, partition: max(info.partitions.values()) + 1}
+        return self.publish(info.evolve(CatalogEvent.CREATE_PARTITION, partitions=parts))
+
+    def drop_partition(self, name: str, partition: str) -> CollectionInfo:
+        info = self.catalog.require(name)
+        if partition not in info.partitions:
+            raise PartitionNotFound(name, partition)
+        if partition == DEFAULT_PARTITION:
+            raise InvalidArgument("the default partition cannot be dropped")
+        if partition in info.loaded_partitions:
+            raise InvalidArgument(f"partition {partition} is loaded: release it before dropping it")
+        parts = {k: v for k, v in info.partitions.items() if k != partition}
+        return self.publish(info.evolve(CatalogEvent.DROP_PARTITION, partitions=parts))
+
+    def add_field(self, name: str, new: FieldSchema) -> CollectionInfo:
+        info = self.catalog.require(name)
+        return self.publish(info.evolve(CatalogEvent.ADD_FIELD, schema=info.schema.with_field(new)))
+
+    def publish(self, info: CollectionInfo) -> CollectionInfo:
+        return self.catalog.publish(replace(info, origin=self.site))
+
+    # DML -------------------------------------------------------------------------------------
+    def insert(self, name: str, data: Rows | Mapping[str, Any], partition: str | None = None) -> WriteResult:
+        return self._write(name, Op.INSERT, data, partition)
+
+    def upsert(self, name: str, data: Rows | Mapping[str, Any], partition: str | None = None) -> WriteResult:
+        return self._write(name, Op.UPSERT, data, partition)
+
+    def _write(self, name: str, op: Op, data: Rows | Mapping[str, Any], partition: str | None) -> WriteResult:
+        info = self.catalog.require(name)
+        columns = data if isinstance(data, Mapping) else rows_to_columns(info.schema, data)
+        n = _num_rows(columns)
+        auto = None
+        ts = self.clock.now()
+        if info.schema.primary.auto_id and op == Op.INSERT:
+            auto = self.clock.now(n) + np.arange(n, dtype=np.int64)
+        batch = build_batch(info.schema, columns, op=str(op), auto_ids=auto)
+        self._check_size(batch.nbytes)
+        batch = assign_partitions(info, batch, partition)
+        msgs = shard_messages(self.ns, info, op, batch, ts=ts, origin=self.site, partition=partition)
+        return self._append(info, msgs, batch.column(info.schema.primary.name), ts)
+
+    def delete(self, name: str, ids: Sequence[Any] | pa.Array, partition: str | None = None) -> WriteResult:
+        info = self.catalog.require(name)
+        if partition is not None and partition not in info.partitions:
+            raise PartitionNotFound(name, partition)
+        pk = replace(info.schema.primary, auto_id=False)
+        keys = ids if isinstance(ids, pa.Array) else pa.array(list(ids)) if len(ids) else None
+        if keys is None:
+            return WriteResult([], self.clock.now(), {}, info.collection_id)
+        batch = build_batch(CollectionSchema(fields=(pk,)), {pk.name: keys}, op="insert")
+        ts = self.clock.now()
+        msgs = shard_messages(self.ns, info, Op.DELETE, batch, ts=ts, origin=self.site, partition=partition)
+        return self._append(info, msgs, batch.column(0), ts)
+
+    def _append(self, info: CollectionInfo, msgs: list, keys: pa.Array, ts: int) -> WriteResult:
+        offsets = self.kafka.append(msgs)
+        positions = {m.partition: off for m, off in zip(msgs, offsets, strict=True)}
+        return WriteResult(keys.to_pylist(), ts, positions, info.collection_id)
+
+    def _check_size(self, nbytes: int) -> None:
+        limit = int(self.limits.max_request_mb * 1024 * 1024)
+        if nbytes > limit:
+            raise LimitExceeded(
+                f"request of {nbytes / 2**20:.1f} MB is over the limit of {self.limits.max_request_mb} MB; "
+                "split it into smaller batches"
+            )
+
+    def flush(self, names: Sequence[str], timeout: float = 120.0) -> dict[str, dict[int, int]]:
+        """Seal and commit everything written so far to these collections. Returns shard -> offset."""
+        flush_id = uuid.uuid4().hex
+        waits: dict[str, tuple[CollectionInfo, dict[int, int]]] = {}
+        for name in names:
+            info = self.catalog.require(name)
+            msgs = flush_messages(self.ns, info, ts=self.clock.now(), origin=self.site, flush_id=flush_id)
+            offsets = self.kafka.append(msgs)
+            waits[name] = (info, {m.partition: o for m, o in zip(msgs, offsets, strict=True)})
+        deadline = time.monotonic() + timeout
+        for name, (info, positions) in waits.items():
+            for shard, offset in positions.items():
+                while not self.flushed(info.collection_id, shard, offset):
+                    if time.monotonic() > deadline:
+                        raise FlushTimeout(
+                            f"flush of {name} did not finish in {timeout}s: is `walvus streams` running?",
+                            collection=name,
+                            shard=shard,
+                        )
+                    time.sleep(0.02)
+        return {name: pos for name, (_, pos) in waits.items()}
+
+    def flushed(self, collection_id: int, shard: int, offset: int) -> bool:
+        return all(self.store.committed_offset(collection_id, kind, shard) >= offset for kind in (ROWS, DELETES))
+
+
+def _num_rows(columns: Mapping[str, Any]) -> int:
+    return max((len(v) for v in columns.values() if v is not None), default=0)

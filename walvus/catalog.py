@@ -1,0 +1,141 @@
+"""The catalog: collection definitions on a compacted Kafka topic, replayed into memory.
+
+Every process that needs collection definitions runs a ``Catalog``: it reads the topic
+from the beginning and then tails it, so the catalog survives any restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from schemas.catalog import CollectionInfo
+from schemas.exceptions import CollectionNotFound
+from schemas.topics import catalog_topic
+from walvus.exceptions import LogUnavailable
+from walvus.log import KafkaLog, LogMessage
+
+log = logging.getLogger(__name__)
+Listener = Callable[[CollectionInfo], None]
+
+
+class Catalog:
+    def __init__(self, kafka: KafkaLog, namespace: str) -> None:
+        self._kafka = kafka
+        self.topic = catalog_topic(namespace)
+        self._by_name: dict[str, CollectionInfo] = {}
+        self._applied = -1  # offset of the last record applied
+        self._cond = threading.Condition()
+        self._listeners: list[Listener] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Catalog:
+        self._kafka.ensure_topic(self.topic, 1, compacted=True, config={"min.cleanable.dirty.ratio": "0.1"})
+        self._thread = threading.Thread(target=self._tail, name="catalog-tail", daemon=True)
+        self._thread.start()
+        self.sync()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+
+    def add_listener(self, fn: Listener) -> None:
+        """``fn`` is called (on the tail thread) with every collection state applied from now on."""
+        self._listeners.append(fn)
+
+    # reading -------------------------------------------------------------------------------
+    def get(self, name: str) -> CollectionInfo | None:
+        info = self._by_name.get(name)
+        return info if info is not None and info.active else None
+
+    def require(self, name: str) -> CollectionInfo:
+        info = self.get(name)
+        if info is None:
+            raise CollectionNotFound(name)
+        return info
+
+    def by_id(self, collection_id: int) -> CollectionInfo | None:
+        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
+
+    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
+        return [c for c in self._by_name.values() if include_dropped or c.active]
+
+    # writing -------------------------------------------------------------------------------
+    def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
+        """Write a collection's new state and wait until this catalog has applied it."""
+        (offset,) = self._kafka.append([LogMessage(self.topic, 0, info.to_json(), key=info.name.encode())])
+        self.wait_applied(offset, timeout)
+        return info
+
+    def sync(self, timeout: float = 30.0) -> None:
+        """Wait until everything on the topic at this moment has been applied."""
+        (end,) = self._kafka.end_offsets(self.topic, 1)
+        self.wait_applied(end - 1, timeout)
+
+    def wait_applied(self, offset: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._applied < offset:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LogUnavailable(f"catalog did not catch up to offset {offset} in {timeout}s")
+                self._cond.wait(left)
+
+    # tail ------------------------------------------------------------------------------------
+    def _tail(self) -> None:
+        consumer = Consumer(
+            {
+                **self._kafka.conf,
+                "group.id": "walvus-catalog-reader",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 20,
+            }
+        )
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        try:
+            while not self._stop.is_set():
+                try:
+                    msgs = consumer.consume(500, timeout=0.1)
+                except KafkaException as exc:
+                    log.warning("catalog read failed error=%s", exc)
+                    continue
+                for m in msgs:
+                    if m.error():
+                        continue
+                    self._apply(m.key(), m.value())
+                    with self._cond:
+                        self._applied = m.offset()
+                        self._cond.notify_all()
+        finally:
+            consumer.close()
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        name = key.decode()
+        if value is None:
+            self._by_name.pop(name, None)
+            return
+        try:
+            info = CollectionInfo.from_json(value)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("bad catalog record key=%s error=%s", name, exc)
+            return
+        self._by_name[name] = info
+        for fn in self._listeners:
+            try:
+                fn(info)
+            except Exception:  # a listener's bug must not stop the catalog
+                log.exception("catalog listener failed collection=%s", name)
+
+
+def describe(info: CollectionInfo) -> dict[str, Any]:
+    return {"name": info.name, "id": info.collection_id, "shards": info.shards_num, "loaded": info.loaded}

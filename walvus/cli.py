@@ -1,0 +1,166 @@
+"""The ``walvus`` command: one entry point, one subcommand per process or tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from walvus.settings import GatewaySettings, KafkaSettings, WalvusSettings
+
+log = logging.getLogger("walvus")
+
+
+def _bootstrap() -> str:
+    ks = KafkaSettings()
+    return ks.bootstrap_servers or f"127.0.0.1:{ks.kafka_port}"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    for noisy in ("aiokafka", "faust", "mode", "deltalake"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from walvus.kafka import LocalKafka
+
+    ks = KafkaSettings()
+    broker = LocalKafka(Path(args.data_dir or WalvusSettings().data_dir) / "kafka", port=ks.kafka_port,
+                        cache_dir=ks.kafka_cache_dir)
+    print(f"kafka: {broker.start()}", flush=True)
+    _wait_for_signal()
+    broker.stop()
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from streams.app import run
+
+    run(_bootstrap(), loglevel=args.log_level)
+    return 0
+
+
+def cmd_indexer(args: argparse.Namespace) -> int:
+    from indexer.worker import run
+
+    run(_bootstrap())
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.server import run
+
+    run(_bootstrap())
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start everything on this machine: Kafka (unless one is given), streams, indexer, gateway."""
+    from walvus.kafka import LocalKafka
+
+    base = WalvusSettings()
+    ks = KafkaSettings()
+    data_dir = Path(args.data_dir or base.data_dir).resolve()
+    env = {**os.environ, "WALVUS_DATA_DIR": str(data_dir)}
+    broker = None
+    if ks.bootstrap_servers is None:
+        broker = LocalKafka(data_dir / "kafka", port=ks.kafka_port, cache_dir=ks.kafka_cache_dir)
+        bootstrap = broker.start()
+    else:
+        bootstrap = ks.bootstrap_servers
+    env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    for name in ("streams", "indexer", "gateway"):
+        out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+        procs[name] = subprocess.Popen([sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out)
+    gw = GatewaySettings()
+    print(f"walvus is up. data: {data_dir}", flush=True)
+    print(f"  kafka    {bootstrap}{' (local)' if broker else ''}", flush=True)
+    for name, p in procs.items():
+        print(f"  {name:<8} pid {p.pid}, log {data_dir / 'logs' / (name + '.log')}", flush=True)
+    print(f"connect with: MilvusClient(\"http://{gw.host}:{gw.port}\")", flush=True)
+    try:
+        while True:
+            for name, p in procs.items():
+                if p.poll() is not None:
+                    log.warning("process exited name=%s rc=%s; restarting", name, p.returncode)
+                    out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
+                    procs[name] = subprocess.Popen([sys.executable, "-m", "walvus", name], env=env,
+                                                   stdout=out, stderr=out)
+            if _stop_requested():
+                break
+            time.sleep(0.5)
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+_STOP = False
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _STOP
+    _STOP = True
+
+
+def _stop_requested() -> bool:
+    return _STOP
+
+
+def _wait_for_signal() -> None:
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    while not _STOP:
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="walvus", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("WALVUS_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("up", help="start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and every walvus process")
+    p.add_argument("--data-dir")
+    p.set_defaults(fn=cmd_up)
+    p = sub.add_parser("kafka", help="run a local single-node Kafka broker in the foreground")
+    p.add_argument("--data-dir")
+    p.set_defaults(fn=cmd_kafka)
+    sub.add_parser("streams", help="run the streams worker (WAL -> Delta, ingest -> WAL)").set_defaults(
+        fn=cmd_streams
+    )
+    sub.add_parser("indexer", help="run the index builder").set_defaults(fn=cmd_indexer)
+    sub.add_parser("gateway", help="run the Milvus-compatible gRPC server with its searcher").set_defaults(
+        fn=cmd_gateway
+    )
+    from walvus.inspect import add_parser as add_inspect
+
+    add_inspect(sub)
+    try:
+        from cdc.cli import add_parser as add_cdc
+
+        add_cdc(sub)
+    except ImportError:
+        pass
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    if args.command == "up":
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+    return int(args.fn(args) or 0)

@@ -1,0 +1,92 @@
+"""Typed settings, one object per component, all on one base.
+
+Every setting has a default and one ``WALVUS_*`` environment variable (the Kafka
+bootstrap also honours the standard ``KAFKA_BOOTSTRAP_SERVERS``). Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WalvusSettings(BaseSettings):
+    """The base: ``WALVUS_`` prefix, and values may also come from a ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="WALVUS_", env_file=".env", extra="ignore")
+
+    namespace: str = Field("walvus", description="Prefix of every topic; lets deployments share a cluster.")
+    data_dir: Path = Field(Path(".walvus"), description="Local state: Kafka data, Delta tables, indexes.")
+    site: str = Field("local", description="This deployment's site name, stamped on every write (CDC).")
+
+
+class KafkaSettings(WalvusSettings):
+    bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "WALVUS_KAFKA_BOOTSTRAP_SERVERS"),
+        description="An existing cluster to use instead of starting a local broker.",
+    )
+    kafka_port: int = Field(9092, description="Port of the local broker started by `walvus up`.")
+    kafka_cache_dir: Path = Field(Path.home() / ".cache" / "walvus", description="Where Kafka's jars are cached.")
+    kafka_username: str | None = Field(None, description="SASL/PLAIN user for an existing cluster.")
+    kafka_password: SecretStr | None = Field(None, description="SASL/PLAIN password.")
+
+    def client_config(self, bootstrap: str) -> dict[str, Any]:
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+        if self.kafka_username:
+            conf.update(
+                {
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanisms": "PLAIN",
+                    "sasl.username": self.kafka_username,
+                    "sasl.password": self.kafka_password.get_secret_value() if self.kafka_password else "",
+                }
+            )
+        return conf
+
+
+class StorageSettings(WalvusSettings):
+    storage_uri: str | None = Field(
+        None, description="Root URI of the Delta tables (file path, s3://, gs://, az://). Default: data_dir/tables."
+    )
+    storage_options: str = Field("{}", description="JSON object of delta-rs storage options (credentials...).")
+
+    @property
+    def root(self) -> str:
+        return self.storage_uri or str((self.data_dir / "tables").resolve())
+
+    @property
+    def options(self) -> dict[str, str]:
+        return dict(json.loads(self.storage_options or "{}"))
+
+
+class StreamsSettings(WalvusSettings):
+    segment_max_size_mb: float = Field(1024, description="Milvus segment.maxSize, in MB.")
+    seal_proportion: float = Field(0.12, description="Milvus segment.sealProportion: seal at maxSize x this.")
+    seal_idle_seconds: float = Field(10.0, description="Seal a growing segment that got no rows for this long.")
+    worker_tick_seconds: float = Field(0.2, description="How often the worker checks seal policies.")
+
+    @property
+    def seal_bytes(self) -> int:
+        return int(self.segment_max_size_mb * self.seal_proportion * 1024 * 1024)
+
+
+class LimitSettings(WalvusSettings):
+    max_request_mb: float = Field(64, description="Largest accepted insert/search request.")
+    max_dim: int = Field(32_768, description="Largest vector dimension.")
+    max_collections: int = Field(65_535, description="Collections, counting shards x partitions each.")
+    max_topk: int = Field(16_384, description="Largest topk + offset, and largest nq.")
+
+
+class GatewaySettings(WalvusSettings):
+    host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
+    port: int = Field(19530, description="Port of the Milvus-compatible gRPC server.")
+    bounded_staleness_seconds: float = Field(5.0, description="Staleness bound of Bounded consistency.")
+    users: str = Field("", description="user:password pairs, comma separated; empty disables authentication.")
+    tls_cert: Path | None = Field(None, description="PEM certificate: enables TLS on the gRPC port.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    grpc_workers: int = Field(16, description="gRPC server worker threads.")
