@@ -67,12 +67,21 @@ class KafkaLog:
         cfg = {"cleanup.policy": "compact" if compacted else "delete", "retention.ms": "-1"}
         cfg["max.message.bytes"] = str(MAX_MESSAGE_BYTES)
         cfg.update(config or {})
-        fut = self._admin.create_topics([NewTopic(name, partitions, 1, config=cfg)], operation_timeout=30)[name]
-        try:
-            fut.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise LogUnavailable(f"cannot create topic {name}: {exc}", topic=name) from exc
+        for attempt in range(3):
+            fut = self._admin.create_topics([NewTopic(name, partitions, 1, config=cfg)], operation_timeout=30)[name]
+            try:
+                fut.result(timeout=60)
+                break
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    break
+                if attempt == 2 or not exc.args[0].retriable():
+                    raise LogUnavailable(f"cannot create topic {name}: {exc}", topic=name) from exc
+            except TimeoutError as exc:
+                if name in self.topics():
+                    break
+                if attempt == 2:
+                    raise LogUnavailable(f"Kafka did not create topic {name} in time", topic=name) from exc
         self._known_topics.add(name)
 
     def delete_topic(self, name: str) -> None:

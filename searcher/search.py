@@ -1,0 +1,163 @@
+"""Top-k and range search over one loaded collection: per container, then one merge.
+
+Each key has at most one live row across all containers, so merging is a plain top-k
+over the candidates; the ``alive`` bitmap (with the filter and partition masks) goes
+into FAISS as the allowed set, so dead rows never take a slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from indexer import brute_force_range_search, brute_force_search, is_similarity
+from indexer.ranges import topk
+from schemas.exceptions import InvalidArgument
+from schemas.types import DataType
+from searcher.filters import CompiledFilter
+from searcher.segment import Container, normalize_rows
+
+DEFAULT_METRIC = {True: "HAMMING", False: "COSINE"}
+
+
+def resolve_metric(coll_info: Any, field_name: str, requested: str | None) -> str:
+    idx = coll_info.indexes.get(field_name)
+    f = coll_info.schema.field(field_name)
+    binary = f.dtype == DataType.BINARY_VECTOR
+    metric = (requested or (idx.metric_type if idx else DEFAULT_METRIC[binary])).upper()
+    if idx is not None and metric != idx.metric_type.upper():
+        raise InvalidArgument(
+            f"metric type not match: invalid parameter[expected={idx.metric_type}][actual={metric}]"
+        )
+    return metric
+
+
+def container_mask(
+    c: Container, alive: np.ndarray, flt: CompiledFilter | None, partitions: Sequence[str] | None
+) -> np.ndarray:
+    mask = alive
+    if partitions is not None:
+        part = np.isin(c.table.column("_partition").to_numpy(zero_copy_only=False), np.asarray(partitions))
+        mask = mask & part
+    if flt is not None and not flt.matches_all and mask.any():
+        mask = mask & flt.evaluate(c.table)
+    return mask
+
+
+def knn(
+    view: list[tuple[Container, np.ndarray]],
+    schema: Any,
+    field_name: str,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, list[Container]]:
+    """Global top-k: distances (nq, k), refs (nq, k) into the flat row space of ``used``."""
+    sim = is_similarity(metric)
+    cosine_q = normalize_rows(queries) if metric == "COSINE" else None
+    parts_d, parts_i, used, base = [], [], [], 0
+    for c, mask in view:
+        n_allowed = int(mask.sum())
+        if n_allowed == 0:
+            continue
+        kk = min(k, n_allowed)
+        entry = c.indexes.get(field_name)
+        if entry is not None:
+            d, labels = entry[1].search(queries, kk, params, allowed=mask if n_allowed < c.num_rows else None)
+        elif metric == "COSINE":
+            d, labels = brute_force_search(c.vectors(schema, field_name, True), cosine_q, kk, "IP",
+                                           allowed=None if n_allowed == c.num_rows else mask)
+        else:
+            d, labels = brute_force_search(c.vectors(schema, field_name), queries, kk, metric,
+                                           allowed=None if n_allowed == c.num_rows else mask)
+        valid = labels >= 0
+        parts_d.append(np.where(valid, d, -np.inf if sim else np.inf).astype(np.float32))
+        parts_i.append(np.where(valid, labels + base, -1))
+        used.append(c)
+        base += c.num_rows
+    nq = queries.shape[0]
+    if not parts_d:
+        return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64), used
+    D = np.concatenate(parts_d, axis=1)
+    I = np.concatenate(parts_i, axis=1)
+    d, cols = topk(D, k, sim)
+    refs = np.where(cols >= 0, np.take_along_axis(I, np.maximum(cols, 0), axis=1), -1)
+    return d, refs, used
+
+
+def range_knn(
+    view: list[tuple[Container, np.ndarray]],
+    schema: Any,
+    field_name: str,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    params: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, list[Container]]:
+    """Range search (radius / range_filter), at most k per query, padded like ``knn``."""
+    radius = float(params["radius"])
+    rf = params.get("range_filter")
+    rf = None if rf is None else float(rf)
+    sim = is_similarity(metric)
+    nq = queries.shape[0]
+    per_q_d: list[list[np.ndarray]] = [[] for _ in range(nq)]
+    per_q_i: list[list[np.ndarray]] = [[] for _ in range(nq)]
+    used, base = [], 0
+    for c, mask in view:
+        if not mask.any():
+            continue
+        entry = c.indexes.get(field_name)
+        allowed = None if mask.all() else mask
+        if entry is not None:
+            res = entry[1].range_search(queries, radius, rf, params, allowed=allowed, limit=k)
+        else:
+            res = brute_force_range_search(c.vectors(schema, field_name), queries, metric, radius, rf,
+                                           allowed=allowed, limit=k)
+        for qi, (d, labels) in enumerate(res):
+            per_q_d[qi].append(np.asarray(d, np.float32))
+            per_q_i[qi].append(np.asarray(labels, np.int64) + base)
+        used.append(c)
+        base += c.num_rows
+    out_d = np.full((nq, k), -np.inf if sim else np.inf, np.float32)
+    out_i = np.full((nq, k), -1, np.int64)
+    for qi in range(nq):
+        if not per_q_d[qi]:
+            continue
+        d = np.concatenate(per_q_d[qi])
+        i = np.concatenate(per_q_i[qi])
+        if len(d) == 0:
+            continue
+        top_d, cols = topk(d[None, :], k, sim)
+        n = int((cols[0] >= 0).sum())
+        out_d[qi, :n] = top_d[0, :n]
+        out_i[qi, :n] = i[cols[0, :n]]
+    return out_d, out_i, used
+
+
+def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple[pa.Array, pa.Table]:
+    """Primary keys and output columns of flat row refs (all >= 0), in order."""
+    sizes = np.array([c.num_rows for c in used], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(sizes) else np.zeros(0, np.int64)
+    which = np.searchsorted(starts, refs, side="right") - 1
+    rows = refs - starts[which] if len(refs) else refs
+    order = np.argsort(which, kind="stable")
+    pk_parts, col_parts = [], []
+    for ci in np.unique(which):
+        sel = order[which[order] == ci]
+        c = used[int(ci)]
+        take = pa.array(rows[sel])
+        pk_parts.append(c.pks.take(take))
+        if columns:
+            col_parts.append(c.table.select(columns).take(take))
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.arange(len(order))
+    inv = pa.array(inverse)
+    pks = pa.concat_arrays(pk_parts).take(inv) if pk_parts else pa.array([], type=pa.int64())
+    fields = (
+        pa.concat_tables(col_parts, promote_options="default").take(inv) if col_parts else pa.table({})
+    )
+    return pks, fields

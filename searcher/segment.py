@@ -1,0 +1,144 @@
+"""A container of rows the searcher holds: a sealed segment, or a chunk of growing rows.
+
+Every container keeps its rows sorted by ``_seq`` (WAL order), an ``alive`` bitmap (False
+once a later write or a delete superseded the row), and, when sealed and indexed, the
+FAISS index of each vector field. Row ``i`` of the container is label ``i`` of its index.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from indexer import VectorIndex, convert_vectors
+from schemas.collection import CollectionSchema
+from schemas.types import DataType
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (x / norms).astype(np.float32, copy=False)
+
+
+@dataclass
+class Container:
+    table: pa.Table  # data columns + system columns, sorted by _seq
+    pk_name: str
+    sealed: bool
+    segment_id: int = -1
+    shard: int = 0
+    alive: np.ndarray = field(default=None)  # type: ignore[assignment]
+    indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
+    _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.alive is None:
+            self.alive = np.ones(self.table.num_rows, dtype=bool)
+        self.pks: pa.Array = self.table.column(self.pk_name).combine_chunks()
+        self.seqs: np.ndarray = self.table.column("_seq").to_numpy()
+        self.offsets: np.ndarray = self.table.column("_offset").to_numpy()
+        self.max_offset = int(self.offsets.max()) if len(self.offsets) else -1
+        self._pk_range = _int_range(self.pks)
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def live_rows(self) -> int:
+        return int(self.alive.sum())
+
+    def vectors(self, schema: CollectionSchema, name: str, normalized: bool = False) -> np.ndarray:
+        """The field's vectors as float32 (n, dim), or packed uint8 for binary; cached."""
+        key = (name, normalized)
+        cached = self._vectors.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if key in self._vectors:
+                return self._vectors[key]
+            f = schema.field(name)
+            assert f is not None
+            col = self.table.column(name).combine_chunks()
+            if f.dtype == DataType.FLOAT_VECTOR:
+                x = col.values.to_numpy(zero_copy_only=False).reshape(len(col), int(f.dim or 0))
+                x = x.astype(np.float32, copy=False)
+            else:
+                raw = col.buffers()[1]
+                x = convert_vectors(
+                    np.frombuffer(raw, dtype=np.uint8)[col.offset * col.type.byte_width :][
+                        : len(col) * col.type.byte_width
+                    ].tobytes(),
+                    f.dtype.name,
+                    int(f.dim or 0),
+                )
+                if f.dtype != DataType.BINARY_VECTOR:
+                    x = x.astype(np.float32, copy=False)
+            if normalized:
+                x = normalize_rows(x)
+            self._vectors[key] = x
+            return x
+
+    def killed(self, keys: pa.Array) -> np.ndarray | None:
+        """The ``alive`` bitmap after rows whose key is in ``keys`` are superseded, or None if unchanged.
+
+        A new array (copy-on-write), so searches holding the old one stay consistent.
+        """
+        if not self.alive.any() or self._disjoint(keys):
+            return None
+        hit = pc.is_in(self.pks, value_set=keys).to_numpy(zero_copy_only=False)
+        hit &= self.alive
+        if not hit.any():
+            return None
+        alive = self.alive.copy()
+        alive[hit] = False
+        return alive
+
+    def _disjoint(self, keys: pa.Array) -> bool:
+        if self._pk_range is None or not pa.types.is_integer(keys.type) or len(keys) == 0:
+            return False
+        mm = pc.min_max(keys)
+        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        return hi < self._pk_range[0] or lo > self._pk_range[1]
+
+
+def _int_range(pks: pa.Array) -> tuple[int, int] | None:
+    if not pa.types.is_integer(pks.type) or len(pks) == 0:
+        return None
+    mm = pc.min_max(pks)
+    return int(mm["min"].as_py()), int(mm["max"].as_py())
+
+
+def latest_alive(
+    pks: pa.Array, seqs: np.ndarray, tomb_pks: pa.Array | None, tomb_seqs: np.ndarray | None
+) -> np.ndarray:
+    """For rows (pks, seqs) plus tombstones: True where the row is its key's latest write.
+
+    Vectorised: sort all writes by (key, seq) and keep the last of each key.
+    """
+    n = len(pks)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    keys = pks if tomb_pks is None or len(tomb_pks) == 0 else pa.concat_arrays([pks, tomb_pks.cast(pks.type)])
+    all_seqs = seqs if tomb_seqs is None or len(tomb_seqs) == 0 else np.concatenate([seqs, tomb_seqs])
+    t = pa.table({"k": keys, "s": pa.array(all_seqs), "i": pa.array(np.arange(len(keys), dtype=np.int64))})
+    t = t.sort_by([("k", "ascending"), ("s", "ascending")])
+    k = t.column("k").combine_chunks()
+    last = np.ones(len(k), dtype=bool)
+    if len(k) > 1:
+        same_next = pc.equal(k.slice(0, len(k) - 1), k.slice(1)).to_numpy(zero_copy_only=False)
+        last[:-1] = ~same_next
+    idx = t.column("i").to_numpy()[last]
+    alive = np.zeros(len(keys), dtype=bool)
+    alive[idx] = True
+    return alive[:n]
+
+
+__all__ = ["Container", "latest_alive", "normalize_rows", "Any"]

@@ -1,0 +1,351 @@
+"""The searcher service: loads collections, keeps them current, answers search and query.
+
+It runs inside the gateway process (the gateway talks to it through ``searcher.types.Searcher``).
+Consistency is a read barrier on WAL positions: Strong waits until the tail has applied
+the positions the broker reported when the request arrived; Session and Bounded wait for
+the writes this process made; Eventually never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.catalog import CollectionInfo
+from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.segments import IndexBuilt, SegmentSealed
+from schemas.topics import segments_topic, wal_topic
+from schemas.wal import WalRecord
+from searcher.collection import LoadedCollection
+from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
+from searcher.query import COUNT, distinct, output_columns, query_rows
+from searcher.search import container_mask, gather, knn, range_knn, resolve_metric
+from searcher.types import ConsistencyLevel, Hits, QueryRequest, SearchRequest
+from walvus.log import KafkaLog
+from walvus.storage import SegmentStore
+
+log = logging.getLogger(__name__)
+MAX_TOPK = 16_384
+BARRIER_TIMEOUT = 30.0
+
+
+class SearcherService:
+    def __init__(self, kafka: KafkaLog, catalog: Any, store: SegmentStore, namespace: str) -> None:
+        from searcher.tail import AnnouncementTail, WalTail
+
+        self.kafka = kafka
+        self.catalog = catalog
+        self.store = store
+        self.ns = namespace
+        self._loaded: dict[int, LoadedCollection] = {}  # by collection id
+        self._by_topic: dict[str, LoadedCollection] = {}
+        self._loading: dict[int, threading.Thread] = {}
+        self._local_writes: dict[int, dict[int, int]] = {}
+        self._lock = threading.Lock()
+        self.kafka.ensure_topic(segments_topic(namespace), 1)
+        self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll)
+        self.ann_tail = AnnouncementTail(kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index)
+        self.wal_tail.start()
+        self.ann_tail.start()
+        catalog.add_listener(self._on_catalog)
+
+    @classmethod
+    def from_settings(cls, bootstrap: str, walvus: Any) -> SearcherService:
+        svc = cls(walvus.kafka, walvus.catalog, walvus.store, walvus.ns)
+        for info in walvus.catalog.collections():
+            if info.loaded:  # the catalog remembers what was loaded: reload after a restart
+                svc.load(info.name)
+        return svc
+
+    def close(self) -> None:
+        self.wal_tail.stop()
+        self.ann_tail.stop()
+
+    # load / release ----------------------------------------------------------------------------
+    def load(self, collection: str, partitions: list[str] | None = None) -> None:
+        info = self.catalog.require(collection)
+        for p in partitions or []:
+            if p not in info.partitions:
+                raise PartitionNotFound(collection, p)
+        with self._lock:
+            if info.collection_id in self._loaded or info.collection_id in self._loading:
+                return
+            t = threading.Thread(target=self._load, args=(info,), name=f"load-{collection}", daemon=True)
+            self._loading[info.collection_id] = t
+        t.start()
+
+    def _load(self, info: CollectionInfo) -> None:
+        coll = LoadedCollection(info, self.store)
+        try:
+            starts = coll.load()
+        except Exception:
+            log.exception("loading failed collection=%s", info.name)
+            with self._lock:
+                self._loading.pop(info.collection_id, None)
+            return
+        topic = wal_topic(self.ns, info.collection_id)
+        with self._lock:
+            self._loaded[info.collection_id] = coll
+            self._by_topic[topic] = coll
+            self._loading.pop(info.collection_id, None)
+        self.wal_tail.assign(topic, starts)
+        log.info("loaded collection=%s rows=%s", info.name, sum(c.num_rows for c in coll.containers))
+
+    def release(self, collection: str, partitions: list[str] | None = None) -> None:
+        info = self.catalog.require(collection)
+        if partitions:
+            return  # partitions of a loaded collection stay in memory; the catalog records the state
+        self._drop(info.collection_id)
+
+    def _drop(self, collection_id: int) -> None:
+        topic = wal_topic(self.ns, collection_id)
+        self.wal_tail.unassign(topic)
+        with self._lock:
+            self._loaded.pop(collection_id, None)
+            self._by_topic.pop(topic, None)
+
+    def loading_progress(self, collection: str) -> int:
+        info = self.catalog.require(collection)
+        coll = self._loaded.get(info.collection_id)
+        if coll is None:
+            return 0 if info.collection_id in self._loading else 0
+        return coll.progress
+
+    def is_loaded(self, collection: str) -> bool:
+        info = self.catalog.get(collection)
+        return info is not None and info.collection_id in self._loaded
+
+    def is_loading(self, collection: str) -> bool:
+        info = self.catalog.get(collection)
+        return info is not None and info.collection_id in self._loading
+
+    # keeping current -----------------------------------------------------------------------------
+    def _apply(self, topic: str, shard: int, offset: int, record: WalRecord) -> None:
+        coll = self._by_topic.get(topic)
+        if coll is not None:
+            coll.apply(shard, offset, record)
+
+    def _after_poll(self) -> None:
+        for coll in list(self._loaded.values()):
+            coll.maybe_swap()
+
+    def _on_sealed(self, ann: SegmentSealed) -> None:
+        coll = self._loaded.get(ann.collection_id)
+        if coll is not None:
+            coll.note_sealed(ann.shard, ann.last_offset)
+
+    def _on_index(self, ann: IndexBuilt) -> None:
+        from pathlib import Path
+
+        coll = self._loaded.get(ann.collection_id)
+        if coll is not None:
+            coll.attach_index(ann.segment_id, ann.field, ann.index_id, Path(ann.path))
+
+    def _on_catalog(self, info: CollectionInfo) -> None:
+        coll = self._loaded.get(info.collection_id)
+        if coll is None:
+            return
+        if not info.active or not info.loaded:
+            self._drop(info.collection_id)
+        else:
+            coll.update_info(info)
+
+    # consistency -------------------------------------------------------------------------------------
+    def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:
+        with self._lock:
+            known = self._local_writes.setdefault(collection_id, {})
+            for s, off in positions.items():
+                known[s] = max(known.get(s, -1), off)
+
+    def _barrier(self, coll: LoadedCollection, level: ConsistencyLevel) -> None:
+        cid = coll.info.collection_id
+        if level == ConsistencyLevel.EVENTUALLY:
+            return
+        if level == ConsistencyLevel.STRONG:
+            ends = self.kafka.end_offsets(wal_topic(self.ns, cid), coll.info.shards_num)
+            target = {s: end - 1 for s, end in enumerate(ends)}
+        else:
+            target = dict(self._local_writes.get(cid, {}))
+        if target and not coll.wait_applied(target, BARRIER_TIMEOUT):
+            raise TimeoutError(f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s")
+
+    def _collection(self, name: str) -> LoadedCollection:
+        info = self.catalog.require(name)
+        coll = self._loaded.get(info.collection_id)
+        if coll is None:
+            raise CollectionNotLoaded(name)
+        return coll
+
+    # search ------------------------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> list[Hits]:
+        coll = self._collection(req.collection)
+        info = coll.info
+        field_name = req.anns_field or _only_vector_field(info)
+        f = info.schema.field(field_name)
+        if f is None or not f.dtype.is_vector:
+            raise InvalidArgument(f"field {field_name} is not a vector field of collection {info.name}")
+        k = req.limit + req.offset
+        if req.limit < 1 or k > MAX_TOPK:
+            raise LimitExceeded(f"topk + offset must be between 1 and {MAX_TOPK}, got {k}")
+        if len(req.queries) > MAX_TOPK:
+            raise LimitExceeded(f"nq must be at most {MAX_TOPK}, got {len(req.queries)}")
+        queries = _check_queries(req.queries, f)
+        metric = resolve_metric(info, field_name, req.metric)
+        flt = self._filter(info, req.filter, req.filter_params)
+        partitions = _check_partitions(info, req.partitions, flt)
+        self._barrier(coll, req.consistency.level)
+        view = [(c, container_mask(c, alive, flt, partitions)) for c, alive in coll.snapshot()
+                if not (req.ignore_growing and not c.sealed)]
+        coll.scanned_rows += sum(c.num_rows for c, _ in view)
+        if "radius" in req.params:
+            d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
+        else:
+            d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
+        cols, _dyn = output_columns(info.schema, req.output_fields)
+        out: list[Hits] = []
+        for qi in range(len(queries)):
+            r = refs[qi][req.offset:] if refs.shape[1] else refs[qi]
+            dist = d[qi][req.offset:] if d.shape[1] else d[qi]
+            keep = r >= 0
+            r, dist = r[keep], dist[keep]
+            pks, fields = gather(used, r, cols) if len(r) else (pa.array([], info.schema.primary.arrow_type()),
+                                                                  _empty(info, cols))
+            if req.round_decimal >= 0:
+                dist = np.round(dist, req.round_decimal)
+            out.append(Hits(pks.to_pylist(), dist.astype(np.float32), fields))
+        return out
+
+    # query -------------------------------------------------------------------------------------------
+    def query(self, req: QueryRequest) -> pa.Table:
+        coll = self._collection(req.collection)
+        info = coll.info
+        flt = self._filter(info, req.filter, req.filter_params)
+        partitions = _check_partitions(info, req.partitions, flt)
+        self._barrier(coll, req.consistency.level)
+        wants_count = COUNT in req.output_fields and not req.group_by_fields
+        cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
+        ids = req.ids
+        pk = info.schema.primary.name
+        if ids is None and flt is not None:
+            vals = flt.values_for(pk)
+            if vals is not None and len(vals) <= 100_000:
+                ids = list(vals)
+        view = [(c, a) for c, a in coll.snapshot() if not (req.ignore_growing and not c.sealed)]
+        result, scanned = query_rows(view, pk, flt, ids, partitions, cols, None if req.group_by_fields else
+                                     req.limit, req.offset, wants_count)
+        coll.scanned_rows += scanned
+        if wants_count:
+            return pa.table({COUNT: pa.array([result], pa.int64())})
+        assert isinstance(result, pa.Table)
+        if result.num_columns == 0:
+            result = _empty(info, list(dict.fromkeys([pk, *cols])))
+        if req.group_by_fields:
+            out = distinct(result, req.group_by_fields, COUNT in req.output_fields)
+            return out.slice(req.offset, req.limit) if req.limit is not None else out.slice(req.offset)
+        return result
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        info = self.catalog.require(collection)
+        coll = self._loaded.get(info.collection_id)
+        if coll is None:
+            return {"row_count": None}
+        view = coll.snapshot()
+        return {
+            "row_count": int(sum(int(a.sum()) for _, a in view)),
+            "sealed_segments": sum(1 for c, _ in view if c.sealed),
+            "growing_rows": sum(c.num_rows for c, _ in view if not c.sealed),
+            "scanned_rows": coll.scanned_rows,
+            "indexed_segments": sum(1 for c, _ in view if c.indexes),
+        }
+
+    def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
+        if not expr or not expr.strip():
+            return None
+        key = (info.collection_id, info.schema.version, expr, _freeze(params))
+        flt = _FILTERS.get(key)
+        if flt is None:
+            flt = compile_filter(expr, filter_schema(info), params or None)
+            if len(_FILTERS) > 1024:
+                _FILTERS.clear()
+            _FILTERS[key] = flt
+        return flt
+
+
+_FILTERS: dict[tuple, CompiledFilter] = {}
+
+
+def _freeze(params: dict[str, Any]) -> tuple:
+    try:
+        return tuple(sorted((k, _hashable(v)) for k, v in (params or {}).items()))
+    except TypeError:
+        return ()
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
+
+
+_SCHEMAS: dict[tuple[int, int], FilterSchema] = {}
+
+
+def filter_schema(info: CollectionInfo) -> FilterSchema:
+    key = (info.collection_id, info.schema.version)
+    fs = _SCHEMAS.get(key)
+    if fs is None:
+        fs = FilterSchema(
+            {f.name: FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
+             for f in info.schema.fields},
+            info.schema.enable_dynamic_field,
+        )
+        _SCHEMAS[key] = fs
+    return fs
+
+
+def _only_vector_field(info: CollectionInfo) -> str:
+    vecs = info.schema.vector_fields
+    if len(vecs) != 1:
+        raise InvalidArgument(f"collection {info.name} has {len(vecs)} vector fields: name anns_field")
+    return vecs[0].name
+
+
+def _check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
+    from schemas.types import DataType
+
+    width = int(f.dim) // 8 if f.dtype == DataType.BINARY_VECTOR else int(f.dim)
+    if queries.ndim != 2 or queries.shape[1] != width:
+        got = queries.shape[1] if queries.ndim == 2 else queries.shape
+        raise InvalidArgument(
+            f"the dimension of the query vectors ({got}) does not match field {f.name} (dim {f.dim})"
+        )
+    return queries
+
+
+def _check_partitions(info: CollectionInfo, partitions: list[str] | None, flt: CompiledFilter | None
+                      ) -> list[str] | None:
+    if partitions:
+        for p in partitions:
+            if p not in info.partitions:
+                raise PartitionNotFound(info.name, p)
+        return list(partitions)
+    pkey = info.schema.partition_key
+    if pkey is not None and flt is not None:
+        vals = flt.values_for(pkey.name)
+        if vals is not None:
+            from walvus.partitions import partitions_for_keys
+
+            idx = partitions_for_keys(info, list(vals)) if vals else np.zeros(0, np.int64)
+            return sorted({f"_default_{i}" for i in idx.tolist()})
+    return None
+
+
+def _empty(info: CollectionInfo, cols: list[str]) -> pa.Table:
+    schema = info.schema.stored_arrow_schema()
+    return pa.table({c: pa.array([], schema.field(c).type) for c in cols if c in schema.names})
+
+
+__all__ = ["SearcherService", "time"]

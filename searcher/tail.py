@@ -1,0 +1,137 @@
+"""Threads that keep a searcher current: the WAL tail and the segments-topic tail."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+from schemas.exceptions import RecordFormatError
+from schemas.segments import IndexBuilt, SegmentSealed, decode_announcement
+from schemas.wal import WalRecord
+
+log = logging.getLogger(__name__)
+
+
+class WalTail:
+    """Reads the WAL partitions it is given, in order, and hands each record to ``apply``."""
+
+    def __init__(self, conf: dict, apply: Callable[[str, int, int, WalRecord], None],
+                 after_poll: Callable[[], None] = lambda: None) -> None:
+        self._consumer = Consumer(
+            {
+                **conf,
+                "group.id": "walvus-searcher",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 5,
+                "fetch.min.bytes": 1,
+                "fetch.message.max.bytes": 68_157_440,
+            }
+        )
+        self._apply = apply
+        self._after_poll = after_poll
+        self._assigned: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        self._changed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-tail", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def assign(self, topic: str, starts: dict[int, int]) -> None:
+        with self._lock:
+            for p, off in starts.items():
+                self._assigned[(topic, p)] = off
+            self._changed = True
+
+    def unassign(self, topic: str) -> None:
+        with self._lock:
+            self._assigned = {k: v for k, v in self._assigned.items() if k[0] != topic}
+            self._changed = True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                if self._changed:
+                    self._consumer.assign([TopicPartition(t, p, off) for (t, p), off in self._assigned.items()])
+                    self._changed = False
+                idle = not self._assigned
+            if idle:
+                self._stop.wait(0.01)
+                continue
+            try:
+                msgs = self._consumer.consume(1000, timeout=0.02)
+            except KafkaException as exc:
+                log.warning("WAL read failed error=%s", exc)
+                continue
+            for m in msgs:
+                if m.error():
+                    continue
+                key = (m.topic(), m.partition())
+                with self._lock:
+                    if key not in self._assigned or self._changed and m.offset() < self._assigned[key]:
+                        continue
+                    self._assigned[key] = m.offset() + 1
+                try:
+                    record = WalRecord.decode(m.value())
+                except RecordFormatError as exc:
+                    log.error("skipping malformed WAL record topic=%s offset=%s error=%s", m.topic(), m.offset(),
+                              exc)
+                    continue
+                try:
+                    self._apply(m.topic(), m.partition(), m.offset(), record)
+                except Exception:
+                    log.exception("applying WAL record failed topic=%s offset=%s", m.topic(), m.offset())
+            try:
+                self._after_poll()
+            except Exception:
+                log.exception("after-poll step failed")
+        self._consumer.close()
+
+
+class AnnouncementTail:
+    """Follows the segments topic from its end: sealed segments and built indexes."""
+
+    def __init__(self, conf: dict, topic: str, on_sealed: Callable[[SegmentSealed], None],
+                 on_index: Callable[[IndexBuilt], None]) -> None:
+        self._consumer = Consumer({**conf, "group.id": "walvus-searcher-segments", "enable.auto.commit": False,
+                                   "fetch.wait.max.ms": 20})
+        self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+        self._on_sealed, self._on_index = on_sealed, on_index
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="segments-tail", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                msgs = self._consumer.consume(100, timeout=0.1)
+            except KafkaException as exc:
+                log.warning("segments read failed error=%s", exc)
+                continue
+            for m in msgs:
+                if m.error() or m.value() is None:
+                    continue
+                try:
+                    ann = decode_announcement(m.value())
+                    if isinstance(ann, SegmentSealed):
+                        self._on_sealed(ann)
+                    else:
+                        self._on_index(ann)
+                except Exception:
+                    log.exception("handling announcement failed offset=%s", m.offset())
+        self._consumer.close()

@@ -1,0 +1,93 @@
+"""The searcher's interface, as the gateway sees it: requests, results, consistency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+
+class ConsistencyLevel(IntEnum):
+    """Milvus's numbering (common.proto)."""
+
+    STRONG = 0
+    SESSION = 1
+    BOUNDED = 2
+    EVENTUALLY = 3
+    CUSTOMIZED = 4
+
+
+@dataclass(frozen=True)
+class Consistency:
+    level: ConsistencyLevel = ConsistencyLevel.BOUNDED
+    guarantee_ts: int = (
+        0  # pymilvus: Strong 0 (server picks now), Eventually 1, Bounded 2, Session = last write ts
+    )
+
+
+@dataclass
+class SearchRequest:
+    collection: str
+    anns_field: str | None  # None: the collection's only vector field
+    queries: np.ndarray  # (nq, dim) float32; uint8 (nq, dim/8) for binary vectors
+    limit: int
+    metric: str | None = None  # None: the index's metric (or COSINE without index, like pymilvus' default)
+    params: dict[str, Any] = field(default_factory=dict)  # ef, nprobe, radius, range_filter, ...
+    filter: str = ""
+    filter_params: dict[str, Any] = field(default_factory=dict)
+    partitions: list[str] | None = None
+    output_fields: list[str] = field(default_factory=list)
+    offset: int = 0
+    round_decimal: int = -1
+    ignore_growing: bool = False
+    group_by_field: str | None = None
+    group_size: int = 1
+    strict_group_size: bool = False
+    consistency: Consistency = field(default_factory=Consistency)
+
+
+@dataclass
+class Hits:
+    """One query's results, best first."""
+
+    ids: list[Any]
+    distances: np.ndarray  # float32
+    fields: pa.Table  # output fields, one row per hit (may have zero columns)
+
+
+@dataclass
+class QueryRequest:
+    collection: str
+    filter: str = ""
+    filter_params: dict[str, Any] = field(default_factory=dict)
+    output_fields: list[str] = field(default_factory=list)
+    ids: list[Any] | None = None  # get by primary key
+    limit: int | None = None
+    offset: int = 0
+    partitions: list[str] | None = None
+    ignore_growing: bool = False
+    group_by_fields: list[str] = field(default_factory=list)
+    consistency: Consistency = field(default_factory=Consistency)
+
+
+class Searcher(Protocol):
+    """What the gateway needs from a searcher (in-process today; remote replicas later)."""
+
+    def load(self, collection: str, partitions: list[str] | None = None) -> None: ...
+
+    def release(self, collection: str, partitions: list[str] | None = None) -> None: ...
+
+    def loading_progress(self, collection: str) -> int: ...  # percent
+
+    def is_loaded(self, collection: str) -> bool: ...
+
+    def search(self, req: SearchRequest) -> list[Hits]: ...
+
+    def query(self, req: QueryRequest) -> pa.Table: ...  # output fields; count(*) -> one column "count(*)"
+
+    def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None: ...
+
+    def stats(self, collection: str) -> dict[str, Any]: ...  # row_count etc.
