@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from indexer import VectorIndex, convert_vectors
+from indexer import VectorIndex
+from indexer.arrow_vectors import arrow_vectors
 from schemas.collection import CollectionSchema
-from schemas.types import DataType
+from schemas.live import latest_alive
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -66,21 +66,7 @@ class Container:
                 return self._vectors[key]
             f = schema.field(name)
             assert f is not None
-            col = self.table.column(name).combine_chunks()
-            if f.dtype == DataType.FLOAT_VECTOR:
-                x = col.values.to_numpy(zero_copy_only=False).reshape(len(col), int(f.dim or 0))
-                x = x.astype(np.float32, copy=False)
-            else:
-                raw = col.buffers()[1]
-                x = convert_vectors(
-                    np.frombuffer(raw, dtype=np.uint8)[col.offset * col.type.byte_width :][
-                        : len(col) * col.type.byte_width
-                    ].tobytes(),
-                    f.dtype.name,
-                    int(f.dim or 0),
-                )
-                if f.dtype != DataType.BINARY_VECTOR:
-                    x = x.astype(np.float32, copy=False)
+            x = arrow_vectors(self.table.column(name), f.dtype.name, int(f.dim or 0))
             if normalized:
                 x = normalize_rows(x)
             self._vectors[key] = x
@@ -116,29 +102,4 @@ def _int_range(pks: pa.Array) -> tuple[int, int] | None:
     return int(mm["min"].as_py()), int(mm["max"].as_py())
 
 
-def latest_alive(
-    pks: pa.Array, seqs: np.ndarray, tomb_pks: pa.Array | None, tomb_seqs: np.ndarray | None
-) -> np.ndarray:
-    """For rows (pks, seqs) plus tombstones: True where the row is its key's latest write.
-
-    Vectorised: sort all writes by (key, seq) and keep the last of each key.
-    """
-    n = len(pks)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    keys = pks if tomb_pks is None or len(tomb_pks) == 0 else pa.concat_arrays([pks, tomb_pks.cast(pks.type)])
-    all_seqs = seqs if tomb_seqs is None or len(tomb_seqs) == 0 else np.concatenate([seqs, tomb_seqs])
-    t = pa.table({"k": keys, "s": pa.array(all_seqs), "i": pa.array(np.arange(len(keys), dtype=np.int64))})
-    t = t.sort_by([("k", "ascending"), ("s", "ascending")])
-    k = t.column("k").combine_chunks()
-    last = np.ones(len(k), dtype=bool)
-    if len(k) > 1:
-        same_next = pc.equal(k.slice(0, len(k) - 1), k.slice(1)).to_numpy(zero_copy_only=False)
-        last[:-1] = ~same_next
-    idx = t.column("i").to_numpy()[last]
-    alive = np.zeros(len(keys), dtype=bool)
-    alive[idx] = True
-    return alive[:n]
-
-
-__all__ = ["Container", "latest_alive", "normalize_rows", "Any"]
+__all__ = ["Container", "latest_alive", "normalize_rows"]

@@ -71,6 +71,9 @@ class StreamsWorker:
             consumer_max_fetch_size=MAX_MESSAGE_BYTES,
             broker_max_poll_records=500,
             stream_buffer_maxsize=2000,
+            broker_session_timeout=self.settings.session_timeout_seconds,
+            broker_heartbeat_interval=1.0,
+            broker_rebalance_timeout=self.settings.session_timeout_seconds * 2,
         )
         wal = app.topic(self.control_topic, *self.wal_topics(), value_serializer="raw", key_serializer="raw")
         ingest = app.topic(ingest_topic(self.ns), value_serializer="raw", key_serializer="raw")

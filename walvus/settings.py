@@ -7,6 +7,7 @@ bootstrap also honours the standard ``KAFKA_BOOTSTRAP_SERVERS``). Secrets are ne
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ class KafkaSettings(WalvusSettings):
     kafka_password: SecretStr | None = Field(None, description="SASL/PLAIN password.")
 
     def client_config(self, bootstrap: str) -> dict[str, Any]:
-        conf: dict[str, Any] = {"bootstrap.servers": bootstrap}
+        # librdkafka's own log lines go through Python logging, not straight to stderr
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": logging.getLogger("rdkafka")}
         if self.kafka_username:
             conf.update(
                 {
@@ -69,6 +71,7 @@ class StreamsSettings(WalvusSettings):
     seal_proportion: float = Field(0.12, description="Milvus segment.sealProportion: seal at maxSize x this.")
     seal_idle_seconds: float = Field(10.0, description="Seal a growing segment that got no rows for this long.")
     worker_tick_seconds: float = Field(0.2, description="How often the worker checks seal policies.")
+    session_timeout_seconds: float = Field(10.0, description="Kafka group session timeout of the worker.")
 
     @property
     def seal_bytes(self) -> int:

@@ -1,0 +1,25 @@
+"""Vectors stored in Arrow columns, as the numpy arrays FAISS takes (zero-copy where possible)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from indexer.convert import convert_vectors
+
+
+def arrow_vectors(col: pa.Array | pa.ChunkedArray, vector_type: str, dim: int) -> np.ndarray:
+    """float32 (n, dim) for float vector types; packed uint8 (n, dim / 8) for BINARY_VECTOR."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    n = len(col)
+    if vector_type == "FLOAT_VECTOR":
+        if pa.types.is_fixed_size_list(col.type):
+            flat = col.values.slice(col.offset * dim, n * dim)
+        else:  # list<float> as Delta hands it back
+            flat = col.flatten()
+        return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, dim)
+    width = col.type.byte_width
+    raw = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * width : (col.offset + n) * width]
+    x = convert_vectors(raw.tobytes(), vector_type, dim)
+    return x if vector_type == "BINARY_VECTOR" else x.astype(np.float32, copy=False)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Integration tests use a real single-node Kafka (or KAFKA_BOOTSTRAP_SERVERS),
+real Delta tables under tmp_path, real walvus processes and the real pymilvus client."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import Deployment
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A broker for the whole session. A missing broker fails the tests; it never skips them."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    from walvus.kafka import LocalKafka, free_port
+
+    root = Path(tempfile.mkdtemp(prefix="walvus-kafka-"))
+    broker = LocalKafka(root, port=free_port(), controller_port=free_port())
+    bootstrap = broker.start(timeout=120)
+    yield bootstrap
+    broker.stop()
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    """A walvus deployment of its own: a unique namespace (topics) and data directory."""
+    dep = Deployment(kafka_bootstrap, tmp_path)
+    for k, v in dep.env.items():
+        monkeypatch.setenv(k, v)
+    yield dep
+    dep.close()

@@ -1,0 +1,101 @@
+"""Run walvus processes for integration tests: start, SIGKILL, restart, stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.ports import free_port
+
+
+class Deployment:
+    def __init__(self, bootstrap: str, root: Path, **settings: str) -> None:
+        self.bootstrap = bootstrap
+        self.root = root
+        self.namespace = f"t{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "WALVUS_NAMESPACE": self.namespace,
+            "WALVUS_DATA_DIR": str(root / "data"),
+            "WALVUS_PORT": str(self.port),
+            "WALVUS_METRICS_PORT": str(free_port()),
+            "WALVUS_SEAL_IDLE_SECONDS": "3",
+            "WALVUS_SITE": self.namespace,
+            **settings,
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._api: Any = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *names: str) -> None:
+        for name in names:
+            log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "walvus", name],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if "gateway" in names:
+            self.wait_gateway()
+
+    def wait_gateway(self, timeout: float = 60) -> None:
+        from pymilvus import MilvusClient
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs["gateway"]
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited rc={proc.returncode}:\n{self.log_tail('gateway')}")
+            try:
+                MilvusClient(self.uri, timeout=2).close()
+                return
+            except Exception:
+                time.sleep(0.3)
+        raise TimeoutError(f"gateway did not answer in {timeout}s:\n{self.log_tail('gateway')}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would."""
+        proc = self.procs.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        proc = self.procs.pop(name)
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.root / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def api(self) -> Any:
+        if self._api is None:
+            from walvus.api import Walvus
+
+            self._api = Walvus.connect(self.bootstrap)
+        return self._api
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            try:
+                self.stop(name, timeout=10)
+            except Exception:
+                pass
+        if self._api is not None:
+            self._api.close()
