@@ -37,5 +37,7 @@ def index_progress(store: SegmentStore, info: CollectionInfo, field: str) -> tup
     total = int(np.sum(list(segs.values()))) if segs else 0
     if idx is None:
         return 0, total, total
-    indexed = sum(n for s, n in segs.items() if index_file(store, info.collection_id, s, field, idx.index_id).exists())
+    indexed = sum(
+        n for s, n in segs.items() if index_file(store, info.collection_id, s, field, idx.index_id).exists()
+    )
     return indexed, total, total - indexed

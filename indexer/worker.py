@@ -32,8 +32,14 @@ log = logging.getLogger(__name__)
 
 
 class IndexWorker:
-    def __init__(self, kafka: KafkaLog, catalog: Catalog, store: SegmentStore, namespace: str,
-                 reconcile_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        kafka: KafkaLog,
+        catalog: Catalog,
+        store: SegmentStore,
+        namespace: str,
+        reconcile_seconds: float = 5.0,
+    ) -> None:
         self.kafka, self.catalog, self.store, self.ns = kafka, catalog, store, namespace
         self.reconcile_seconds = reconcile_seconds
         self._wake = threading.Event()
@@ -60,8 +66,12 @@ class IndexWorker:
         self._wake.set()
 
     def _listen(self) -> None:
-        consumer = Consumer({**self.kafka.conf, "group.id": f"{self.ns}-indexer", "enable.auto.commit": False})
-        consumer.assign([TopicPartition(segments_topic(self.ns), 0, -1)])  # from the end: reconcile covers the past
+        consumer = Consumer(
+            {**self.kafka.conf, "group.id": f"{self.ns}-indexer", "enable.auto.commit": False}
+        )
+        consumer.assign(
+            [TopicPartition(segments_topic(self.ns), 0, -1)]
+        )  # from the end: reconcile covers the past
         while not self._stop.is_set():
             try:
                 msgs = consumer.consume(100, timeout=0.2)
@@ -82,7 +92,10 @@ class IndexWorker:
                 for seg, rows in sorted(segs.items()):
                     if self._stop.is_set():
                         return built
-                    if rows and not index_file(self.store, info.collection_id, seg, field, idx.index_id).exists():
+                    if (
+                        rows
+                        and not index_file(self.store, info.collection_id, seg, field, idx.index_id).exists()
+                    ):
                         current = self.catalog.get(info.name)
                         if current is None or field not in current.indexes:
                             break
@@ -95,8 +108,9 @@ class IndexWorker:
         idx = info.indexes[field]
         f = info.schema.field(field)
         assert f is not None
-        table = self.store.read(info.collection_id, ROWS, filter=ds.field("_segment") == segment_id,
-                                columns=[field, "_seq"])
+        table = self.store.read(
+            info.collection_id, ROWS, filter=ds.field("_segment") == segment_id, columns=[field, "_seq"]
+        )
         if table is None or table.num_rows == 0:
             return
         table = table.sort_by("_seq")
@@ -109,11 +123,26 @@ class IndexWorker:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         index.save(tmp)
         os.replace(tmp, path)
-        ann = IndexBuilt(info.collection_id, info.name, segment_id, field, idx.index_name, idx.index_id, str(path),
-                         table.num_rows)
+        ann = IndexBuilt(
+            info.collection_id,
+            info.name,
+            segment_id,
+            field,
+            idx.index_name,
+            idx.index_id,
+            str(path),
+            table.num_rows,
+        )
         self.kafka.append([LogMessage(segments_topic(self.ns), 0, ann.to_json())])
-        log.info("built index collection=%s segment=%s field=%s type=%s rows=%s seconds=%.2f", info.name,
-                 segment_id, field, idx.index_type, table.num_rows, time.monotonic() - t0)
+        log.info(
+            "built index collection=%s segment=%s field=%s type=%s rows=%s seconds=%.2f",
+            info.name,
+            segment_id,
+            field,
+            idx.index_type,
+            table.num_rows,
+            time.monotonic() - t0,
+        )
 
 
 def run(bootstrap: str) -> None:

@@ -154,7 +154,10 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
         fields.append(replace(f, field_id=100 + i))
     primaries = [f for f in fields if f.is_primary]
     if len(primaries) != 1:
-        raise SchemaError(f"a schema needs exactly one primary key field, got {len(primaries)}")
+        names = ", ".join(repr(f.name) for f in primaries)
+        raise SchemaError(
+            f"a schema needs exactly one primary key field, got {len(primaries)} {names}".rstrip()
+        )
     pk = primaries[0]
     if pk.dtype not in (DataType.INT64, DataType.VARCHAR):
         raise SchemaError(f"primary key {pk.name!r} must be INT64 or VARCHAR, got {pk.dtype.name}")

@@ -39,7 +39,7 @@ def rows_to_columns(schema: CollectionSchema, rows: Sequence[Mapping[str, Any]])
             unknown = sorted({k for e in extra for k in e})
             row = next(i for i, e in enumerate(extra) if e)
             raise ValidationError(
-                f"field {unknown[0]!r} is not in the collection schema and dynamic fields are disabled",
+                f"field {unknown[0]!r} (row {row}) is not in the collection schema and dynamic fields are disabled",
                 field=unknown[0],
                 row=row,
             )
@@ -65,9 +65,13 @@ def build_batch(
     pk = schema.primary
     if pk.auto_id and op == "insert":
         if columns.get(pk.name) is not None:
-            raise ValidationError(f"primary key {pk.name!r} is auto_id: do not provide it on insert", field=pk.name)
+            raise ValidationError(
+                f"primary key {pk.name!r} is auto_id: do not provide it on insert", field=pk.name
+            )
         if auto_ids is None:
-            raise ValidationError(f"primary key {pk.name!r} is auto_id but no ids were allocated", field=pk.name)
+            raise ValidationError(
+                f"primary key {pk.name!r} is auto_id but no ids were allocated", field=pk.name
+            )
         columns = {**columns, pk.name: pa.array(auto_ids, type=pa.int64())}
     n = _row_count(columns)
     if n == 0:
@@ -101,7 +105,8 @@ def check_unique_keys(keys: pa.Array, name: str) -> None:
         key = dup.field("values")[0].as_py()
         rows = np.flatnonzero(pc.equal(keys, key).to_numpy(zero_copy_only=False)).tolist()
         raise ValidationError(
-            f"duplicate primary key {key!r} in one upsert batch (rows {rows[:5]}); each key may appear once",
+            f"duplicate primary key {key!r} in field {name!r} of one upsert batch (rows {rows[:5]}); "
+            "each key may appear once",
             field=name,
             row=rows[1],
         )
@@ -126,20 +131,26 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
             return pa.array([f.default_value] * n, type=f.arrow_type())
         if f.nullable:
             return pa.nulls(n, type=f.arrow_type())
-        raise ValidationError(f"missing field {f.name!r}: it is not nullable and has no default", field=f.name)
+        raise ValidationError(
+            f"missing field {f.name!r}: it is not nullable and has no default", field=f.name
+        )
     if f.dtype.is_vector:
         return _vector_column(f, values, n)
     arr = _to_arrow(f, values)
     if arr.null_count:
         if f.is_primary:
-            raise ValidationError(f"primary key {f.name!r} is null in row {_first_null(arr)}", field=f.name,
-                                  row=_first_null(arr))
+            raise ValidationError(
+                f"primary key {f.name!r} is null in row {_first_null(arr)}",
+                field=f.name,
+                row=_first_null(arr),
+            )
         if f.default_value is not None:
             arr = pc.fill_null(arr, pa.scalar(f.default_value, type=arr.type))
         elif not f.nullable:
             row = _first_null(arr)
-            raise ValidationError(f"field {f.name!r} is not nullable, but row {row} is null", field=f.name,
-                                  row=row)
+            raise ValidationError(
+                f"field {f.name!r} is not nullable, but row {row} is null", field=f.name, row=row
+            )
     _check_limits(f, arr)
     return arr
 
@@ -182,9 +193,19 @@ def _numpy_to_arrow(f: FieldSchema, values: np.ndarray, target: pa.DataType) -> 
 
 
 def _reject_bool_as_number(f: FieldSchema, values: Sequence[Any]) -> Sequence[Any]:
+    if f.dtype == DataType.ARRAY and f.element_type is not None and f.element_type.is_integer:
+        for v in values:
+            if isinstance(v, (list, tuple)) and any(
+                isinstance(x, bool) or (isinstance(x, float) and not x.is_integer()) for x in v
+            ):
+                raise TypeError("non-integer element in an integer array")
     if f.dtype.is_numeric and any(isinstance(v, bool) for v in values):
         raise TypeError("bool given for a number")
-    if f.dtype == DataType.BOOL and any(v is not None and not isinstance(v, (bool, np.bool_)) for v in values):
+    if f.dtype.is_integer and any(isinstance(v, (float, np.floating)) for v in values):
+        raise TypeError("float given for an integer")
+    if f.dtype == DataType.BOOL and any(
+        v is not None and not isinstance(v, (bool, np.bool_)) for v in values
+    ):
         raise TypeError("non-bool given for a bool")
     return values
 
@@ -257,8 +278,9 @@ def _json_column(f: FieldSchema, values: Any) -> pa.Array:
             else:
                 out.append(orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode())
         except (orjson.JSONDecodeError, TypeError) as exc:
-            raise ValidationError(f"field {f.name!r}: row {i} is not valid JSON ({exc})", field=f.name,
-                                  row=i) from exc
+            raise ValidationError(
+                f"field {f.name!r}: row {i} is not valid JSON ({exc})", field=f.name, row=i
+            ) from exc
     return pa.array(out, type=pa.string())
 
 
@@ -308,7 +330,8 @@ def _float_matrix(f: FieldSchema, values: Any, n: int, dim: int) -> np.ndarray:
     if isinstance(values, pa.FixedSizeListArray):
         if values.type.list_size != dim:
             raise ValidationError(
-                f"field {f.name!r} expects dim {dim}, got vectors of dim {values.type.list_size}", field=f.name
+                f"field {f.name!r} expects dim {dim}, got vectors of dim {values.type.list_size}",
+                field=f.name,
             )
         if values.null_count:
             raise ValidationError(f"field {f.name!r}: row {_first_null(values)} is null", field=f.name)
@@ -330,7 +353,9 @@ def _float_matrix(f: FieldSchema, values: Any, n: int, dim: int) -> np.ndarray:
             raise ValidationError(f"field {f.name!r}: row {row} {why}", field=f.name, row=row)
     if not np.isfinite(mat).all():
         row = int(np.flatnonzero(~np.isfinite(mat).all(axis=1))[0])
-        raise ValidationError(f"field {f.name!r}: row {row} has NaN or infinite values", field=f.name, row=row)
+        raise ValidationError(
+            f"field {f.name!r}: row {row} has NaN or infinite values", field=f.name, row=row
+        )
     return mat
 
 

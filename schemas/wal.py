@@ -47,7 +47,8 @@ class WalHeader:
     def from_json(cls, raw: bytes) -> WalHeader:
         d = json.loads(raw)
         d["op"] = Op(d["op"])
-        return cls(**d)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})  # newer writers may add keys
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class WalRecord:
             meta = reader.schema.metadata or {}
             header = WalHeader.from_json(meta[HEADER_KEY])
             batches = list(reader)
-        except (pa.ArrowInvalid, KeyError, ValueError, TypeError) as exc:
+        except (pa.ArrowInvalid, OSError, KeyError, ValueError, TypeError) as exc:
             raise RecordFormatError(f"not a walvus WAL record: {exc}") from exc
         batch = batches[0] if batches else None
         if batch is not None and batch.num_columns == 0:

@@ -163,8 +163,11 @@ class LoadedCollection:
     def maybe_swap(self) -> None:
         """On the tail thread: swap growing rows for sealed segments the tail has fully applied."""
         with self.cond:
-            ready = [(s, off) for s, off in self._pending_seal.items()
-                     if s in self.shards and self.shards[s].applied >= off]
+            ready = [
+                (s, off)
+                for s, off in self._pending_seal.items()
+                if s in self.shards and self.shards[s].applied >= off
+            ]
             for s, _ in ready:
                 del self._pending_seal[s]
         for shard, off in ready:

@@ -60,8 +60,11 @@ def query_rows(
 def distinct(table: pa.Table, fields: list[str], with_count: bool) -> pa.Table:
     """Distinct values of ``fields`` (Milvus has no such call; walvus answers group_by queries)."""
     grouped = table.group_by(fields, use_threads=False).aggregate([([], "count_all")])
-    grouped = grouped.rename_columns([*fields, COUNT] if grouped.column_names[0] == "count_all" else
-                                     [COUNT if n == "count_all" else n for n in grouped.column_names])
+    grouped = grouped.rename_columns(
+        [*fields, COUNT]
+        if grouped.column_names[0] == "count_all"
+        else [COUNT if n == "count_all" else n for n in grouped.column_names]
+    )
     if not with_count:
         grouped = grouped.drop_columns([COUNT])
     return grouped.sort_by([(f, "ascending") for f in fields])

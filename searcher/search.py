@@ -69,11 +69,21 @@ def knn(
         if entry is not None:
             d, labels = entry[1].search(queries, kk, params, allowed=mask if n_allowed < c.num_rows else None)
         elif metric == "COSINE":
-            d, labels = brute_force_search(c.vectors(schema, field_name, True), cosine_q, kk, "IP",
-                                           allowed=None if n_allowed == c.num_rows else mask)
+            d, labels = brute_force_search(
+                c.vectors(schema, field_name, True),
+                cosine_q,
+                kk,
+                "IP",
+                allowed=None if n_allowed == c.num_rows else mask,
+            )
         else:
-            d, labels = brute_force_search(c.vectors(schema, field_name), queries, kk, metric,
-                                           allowed=None if n_allowed == c.num_rows else mask)
+            d, labels = brute_force_search(
+                c.vectors(schema, field_name),
+                queries,
+                kk,
+                metric,
+                allowed=None if n_allowed == c.num_rows else mask,
+            )
         valid = labels >= 0
         parts_d.append(np.where(valid, d, -np.inf if sim else np.inf).astype(np.float32))
         parts_i.append(np.where(valid, labels + base, -1))
@@ -82,10 +92,10 @@ def knn(
     nq = queries.shape[0]
     if not parts_d:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64), used
-    D = np.concatenate(parts_d, axis=1)
-    I = np.concatenate(parts_i, axis=1)
-    d, cols = topk(D, k, sim)
-    refs = np.where(cols >= 0, np.take_along_axis(I, np.maximum(cols, 0), axis=1), -1)
+    dists = np.concatenate(parts_d, axis=1)
+    refs_all = np.concatenate(parts_i, axis=1)
+    d, cols = topk(dists, k, sim)
+    refs = np.where(cols >= 0, np.take_along_axis(refs_all, np.maximum(cols, 0), axis=1), -1)
     return d, refs, used
 
 
@@ -115,8 +125,9 @@ def range_knn(
         if entry is not None:
             res = entry[1].range_search(queries, radius, rf, params, allowed=allowed, limit=k)
         else:
-            res = brute_force_range_search(c.vectors(schema, field_name), queries, metric, radius, rf,
-                                           allowed=allowed, limit=k)
+            res = brute_force_range_search(
+                c.vectors(schema, field_name), queries, metric, radius, rf, allowed=allowed, limit=k
+            )
         for qi, (d, labels) in enumerate(res):
             per_q_d[qi].append(np.asarray(d, np.float32))
             per_q_i[qi].append(np.asarray(labels, np.int64) + base)
@@ -157,7 +168,5 @@ def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple
     inverse[order] = np.arange(len(order))
     inv = pa.array(inverse)
     pks = pa.concat_arrays(pk_parts).take(inv) if pk_parts else pa.array([], type=pa.int64())
-    fields = (
-        pa.concat_tables(col_parts, promote_options="default").take(inv) if col_parts else pa.table({})
-    )
+    fields = pa.concat_tables(col_parts, promote_options="default").take(inv) if col_parts else pa.table({})
     return pks, fields

@@ -49,7 +49,9 @@ class SearcherService:
         self._lock = threading.Lock()
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll)
-        self.ann_tail = AnnouncementTail(kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index)
+        self.ann_tail = AnnouncementTail(
+            kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index
+        )
         self.wal_tail.start()
         self.ann_tail.start()
         catalog.add_listener(self._on_catalog)
@@ -172,7 +174,9 @@ class SearcherService:
         else:
             target = dict(self._local_writes.get(cid, {}))
         if target and not coll.wait_applied(target, BARRIER_TIMEOUT):
-            raise TimeoutError(f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s")
+            raise TimeoutError(
+                f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s"
+            )
 
     def _collection(self, name: str) -> LoadedCollection:
         info = self.catalog.require(name)
@@ -199,8 +203,11 @@ class SearcherService:
         flt = self._filter(info, req.filter, req.filter_params)
         partitions = _check_partitions(info, req.partitions, flt)
         self._barrier(coll, req.consistency.level)
-        view = [(c, container_mask(c, alive, flt, partitions)) for c, alive in coll.snapshot()
-                if not (req.ignore_growing and not c.sealed)]
+        view = [
+            (c, container_mask(c, alive, flt, partitions))
+            for c, alive in coll.snapshot()
+            if not (req.ignore_growing and not c.sealed)
+        ]
         coll.scanned_rows += sum(c.num_rows for c, _ in view)
         if "radius" in req.params:
             d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
@@ -209,12 +216,15 @@ class SearcherService:
         cols, _dyn = output_columns(info.schema, req.output_fields)
         out: list[Hits] = []
         for qi in range(len(queries)):
-            r = refs[qi][req.offset:] if refs.shape[1] else refs[qi]
-            dist = d[qi][req.offset:] if d.shape[1] else d[qi]
+            r = refs[qi][req.offset :] if refs.shape[1] else refs[qi]
+            dist = d[qi][req.offset :] if d.shape[1] else d[qi]
             keep = r >= 0
             r, dist = r[keep], dist[keep]
-            pks, fields = gather(used, r, cols) if len(r) else (pa.array([], info.schema.primary.arrow_type()),
-                                                                  _empty(info, cols))
+            pks, fields = (
+                gather(used, r, cols)
+                if len(r)
+                else (pa.array([], info.schema.primary.arrow_type()), _empty(info, cols))
+            )
             if req.round_decimal >= 0:
                 dist = np.round(dist, req.round_decimal)
             out.append(Hits(pks.to_pylist(), dist.astype(np.float32), fields))
@@ -236,8 +246,17 @@ class SearcherService:
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
         view = [(c, a) for c, a in coll.snapshot() if not (req.ignore_growing and not c.sealed)]
-        result, scanned = query_rows(view, pk, flt, ids, partitions, cols, None if req.group_by_fields else
-                                     req.limit, req.offset, wants_count)
+        result, scanned = query_rows(
+            view,
+            pk,
+            flt,
+            ids,
+            partitions,
+            cols,
+            None if req.group_by_fields else req.limit,
+            req.offset,
+            wants_count,
+        )
         coll.scanned_rows += scanned
         if wants_count:
             return pa.table({COUNT: pa.array([result], pa.int64())})
@@ -298,8 +317,12 @@ def filter_schema(info: CollectionInfo) -> FilterSchema:
     fs = _SCHEMAS.get(key)
     if fs is None:
         fs = FilterSchema(
-            {f.name: FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
-             for f in info.schema.fields},
+            {
+                f.name: FilterField(
+                    f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable
+                )
+                for f in info.schema.fields
+            },
             info.schema.enable_dynamic_field,
         )
         _SCHEMAS[key] = fs
@@ -325,8 +348,9 @@ def _check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
     return queries
 
 
-def _check_partitions(info: CollectionInfo, partitions: list[str] | None, flt: CompiledFilter | None
-                      ) -> list[str] | None:
+def _check_partitions(
+    info: CollectionInfo, partitions: list[str] | None, flt: CompiledFilter | None
+) -> list[str] | None:
     if partitions:
         for p in partitions:
             if p not in info.partitions:

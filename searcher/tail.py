@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 class WalTail:
     """Reads the WAL partitions it is given, in order, and hands each record to ``apply``."""
 
-    def __init__(self, conf: dict, apply: Callable[[str, int, int, WalRecord], None],
-                 after_poll: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        conf: dict,
+        apply: Callable[[str, int, int, WalRecord], None],
+        after_poll: Callable[[], None] = lambda: None,
+    ) -> None:
         self._consumer = Consumer(
             {
                 **conf,
@@ -61,7 +65,9 @@ class WalTail:
         while not self._stop.is_set():
             with self._lock:
                 if self._changed:
-                    self._consumer.assign([TopicPartition(t, p, off) for (t, p), off in self._assigned.items()])
+                    self._consumer.assign(
+                        [TopicPartition(t, p, off) for (t, p), off in self._assigned.items()]
+                    )
                     self._changed = False
                 idle = not self._assigned
             if idle:
@@ -83,8 +89,12 @@ class WalTail:
                 try:
                     record = WalRecord.decode(m.value())
                 except RecordFormatError as exc:
-                    log.error("skipping malformed WAL record topic=%s offset=%s error=%s", m.topic(), m.offset(),
-                              exc)
+                    log.error(
+                        "skipping malformed WAL record topic=%s offset=%s error=%s",
+                        m.topic(),
+                        m.offset(),
+                        exc,
+                    )
                     continue
                 try:
                     self._apply(m.topic(), m.partition(), m.offset(), record)
@@ -100,10 +110,21 @@ class WalTail:
 class AnnouncementTail:
     """Follows the segments topic from its end: sealed segments and built indexes."""
 
-    def __init__(self, conf: dict, topic: str, on_sealed: Callable[[SegmentSealed], None],
-                 on_index: Callable[[IndexBuilt], None]) -> None:
-        self._consumer = Consumer({**conf, "group.id": "walvus-searcher-segments", "enable.auto.commit": False,
-                                   "fetch.wait.max.ms": 20})
+    def __init__(
+        self,
+        conf: dict,
+        topic: str,
+        on_sealed: Callable[[SegmentSealed], None],
+        on_index: Callable[[IndexBuilt], None],
+    ) -> None:
+        self._consumer = Consumer(
+            {
+                **conf,
+                "group.id": "walvus-searcher-segments",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 20,
+            }
+        )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
         self._on_sealed, self._on_index = on_sealed, on_index
         self._stop = threading.Event()

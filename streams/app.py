@@ -79,7 +79,9 @@ class StreamsWorker:
         ingest = app.topic(ingest_topic(self.ns), value_serializer="raw", key_serializer="raw")
         subscription = DynamicSubscription(app, wal)
         self.catalog.add_listener(
-            lambda info: subscription.request([wal_topic(self.ns, info.collection_id)]) if info.active else None
+            lambda info: (
+                subscription.request([wal_topic(self.ns, info.collection_id)]) if info.active else None
+            )
         )
         mat = self.materializer
 

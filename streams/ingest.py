@@ -17,17 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema
 from schemas.exceptions import WalvusError
+from schemas.timestamps import HybridClock
 from schemas.topics import dead_letter_topic, ingest_topic
 from schemas.validation import build_batch, rows_to_columns
-from schemas.timestamps import HybridClock
 from schemas.wal import Op
 from walvus.catalog import Catalog
 from walvus.log import LogMessage
@@ -44,9 +44,7 @@ class _Good:
     info: CollectionInfo
     op: Op
     partition: str | None
-    rows: list[dict[str, Any]]
-    ids: list[Any]
-    auto_ids: np.ndarray | None
+    batch: pa.RecordBatch
 
 
 class IngestValidator:
@@ -100,8 +98,10 @@ class IngestValidator:
             if not isinstance(ids, list) or not ids:
                 raise ValueError("delete needs 'ids': a non-empty list of primary keys")
             pk = info.schema.primary
-            build_batch(_pk_only(info), {pk.name: ids}, op="insert")  # type check the keys
-            return _Good(info, op, part, [], ids, None)
+            batch = build_batch(_pk_only(info), {pk.name: ids}, op="insert")  # type check the keys
+            return _Good(info, op, part, batch)
+        if "rows" not in doc and "row" not in doc:
+            raise ValueError(f"an {op} record needs 'row' (an object) or 'rows' (a list of objects)")
         rows = doc["rows"] if "rows" in doc else [doc["row"]]
         if not isinstance(rows, list) or not rows or len(rows) > MAX_ROWS_PER_RECORD:
             raise ValueError(f"'rows' must be a list of 1..{MAX_ROWS_PER_RECORD} objects")
@@ -110,25 +110,22 @@ class IngestValidator:
             base = (1 << 62) | (partition << 50) | (offset << 12)
             auto = base + np.arange(len(rows), dtype=np.int64)
         # validate this record alone, so a bad row never spoils the good records around it
-        build_batch(info.schema, rows_to_columns(info.schema, rows), op=str(op), auto_ids=auto)
-        return _Good(info, op, part, rows, [], auto)
+        batch = build_batch(info.schema, rows_to_columns(info.schema, rows), op=str(op), auto_ids=auto)
+        return _Good(info, op, part, assign_partitions(info, batch, part))
 
     def _flush_run(self, run: list[_Good]) -> list[LogMessage]:
+        """Records were validated one by one; in one batch, a key's later rows win (upsert semantics)."""
         first = run[0]
-        info, op = first.info, first.op
-        pk = info.schema.primary
-        ts = self.clock.now()
-        if op == Op.DELETE:
-            ids = [i for g in run for i in g.ids]
-            batch = build_batch(_pk_only(info), {pk.name: ids}, op="insert")
-        else:
-            rows = [r for g in run for r in g.rows]
-            autos = [g.auto_ids for g in run if g.auto_ids is not None]
-            auto = np.concatenate(autos) if autos else None
-            # records were validated one by one; as a batch, later rows of a key win (upsert semantics)
-            batch = build_batch(info.schema, rows_to_columns(info.schema, rows), op="insert", auto_ids=auto)
-            batch = assign_partitions(info, batch, first.partition)
-        return shard_messages(self.ns, info, op, batch, ts=ts, origin=self.origin, partition=first.partition)
+        batch = pa.Table.from_batches([g.batch for g in run]).combine_chunks().to_batches()[0]
+        return shard_messages(
+            self.ns,
+            first.info,
+            first.op,
+            batch,
+            ts=self.clock.now(),
+            origin=self.origin,
+            partition=first.partition,
+        )
 
     def _dead(self, partition: int, offset: int, raw: bytes | None, reason: str) -> LogMessage:
         log.warning("dead-letter ingest record partition=%s offset=%s reason=%s", partition, offset, reason)
@@ -145,4 +142,3 @@ def _same_run(a: _Good, b: _Good) -> bool:
 
 def _pk_only(info: CollectionInfo) -> CollectionSchema:
     return CollectionSchema(fields=(replace(info.schema.primary, auto_id=False),))
-

@@ -47,9 +47,18 @@ class Materializer:
         try:
             record = WalRecord.decode(raw)
         except RecordFormatError as exc:
-            log.error("skipping malformed WAL record topic=%s shard=%s offset=%s error=%s", topic, partition,
-                      offset, exc)
-            return [token] if not self._buffer(topic, partition).records else self._ack_later(topic, partition, token)
+            log.error(
+                "skipping malformed WAL record topic=%s shard=%s offset=%s error=%s",
+                topic,
+                partition,
+                offset,
+                exc,
+            )
+            return (
+                [token]
+                if not self._buffer(topic, partition).records
+                else self._ack_later(topic, partition, token)
+            )
         buf = self._buffer(topic, partition)
         buf.add(offset, record, token)
         if record.header.op == Op.FLUSH or self.policy.reason(buf.nbytes, 0.0) == "size":

@@ -96,12 +96,16 @@ class SegmentWriter:
         for kind in (ROWS, DELETES):
             self._done.pop((collection_id, kind, shard), None)
 
-    def commit(self, collection_id: int, shard: int, records: Sequence[BufferedRecord]) -> SegmentSealed | None:
+    def commit(
+        self, collection_id: int, shard: int, records: Sequence[BufferedRecord]
+    ) -> SegmentSealed | None:
         if not records:
             return None
         info = self.lookup(collection_id)
         if info is None or not info.active:
-            log.info("dropping records of a dropped collection collection_id=%s shard=%s", collection_id, shard)
+            log.info(
+                "dropping records of a dropped collection collection_id=%s shard=%s", collection_id, shard
+            )
             return None
         last = records[-1].offset
         forced = any(r.record.header.op == Op.FLUSH for r in records)
@@ -124,26 +128,48 @@ class SegmentWriter:
         nrows = sum(b.num_rows for b in rows)
         ndels = sum(b.num_rows for b in dels)
         version = -1
+        wrote = False
         if last > rows_done and (rows or forced):
             table = pa.Table.from_batches(rows) if rows else info.schema.stored_arrow_schema().empty_table()
             version = self.store.append(
-                collection_id, ROWS, table, shard=shard, last_offset=last, metadata={**meta, "rows": nrows},
+                collection_id,
+                ROWS,
+                table,
+                shard=shard,
+                last_offset=last,
+                metadata={**meta, "rows": nrows},
                 partition_by=[PARTITION_COLUMN],
             )
             self._done[(collection_id, ROWS, shard)] = last
+            wrote = True
         if last > dels_done and (dels or forced):
             pk_type = info.schema.primary.arrow_type()
-            table = pa.Table.from_batches(dels, schema=deletes_schema(pk_type)) if dels else deletes_schema(
-                pk_type
-            ).empty_table()
+            table = (
+                pa.Table.from_batches(dels, schema=deletes_schema(pk_type))
+                if dels
+                else deletes_schema(pk_type).empty_table()
+            )
             self.store.append(
-                collection_id, DELETES, table, shard=shard, last_offset=last,
+                collection_id,
+                DELETES,
+                table,
+                shard=shard,
+                last_offset=last,
                 metadata={**meta, "tombstones": ndels},
             )
             self._done[(collection_id, DELETES, shard)] = last
+            wrote = True
+        if not wrote:
+            return None  # a replay of records already committed
         log.info(
             "sealed segment collection=%s shard=%s segment=%s rows=%s tombstones=%s offsets=%s..%s",
-            info.name, shard, seg, nrows, ndels, first, last,
+            info.name,
+            shard,
+            seg,
+            nrows,
+            ndels,
+            first,
+            last,
         )
         return SegmentSealed(
             collection_id=collection_id,

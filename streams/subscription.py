@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
+RETRY_SECONDS = 5.0
 
 
 class DynamicSubscription:
@@ -20,6 +22,7 @@ class DynamicSubscription:
         self.channel = channel
         self._pending: set[str] = set()
         self._lock = threading.Lock()
+        self._asked_at = 0.0
         app.topics._resubscribe_sleep_lock_seconds = 0.2  # default 45 s: far too slow for new collections
 
     def request(self, topics: list[str]) -> None:
@@ -35,9 +38,15 @@ class DynamicSubscription:
         if new:
             log.info("subscribing topics=%s", ",".join(sorted(new)))
             self.channel.topics = [*self.channel.topics, *new]
-            self.app.topics._flag_changes()
+            # the agent's stream runs on a clone of the channel, which the conductor holds
+            anchor = self.channel.topics[0]
+            for ch in list(self.app.topics):
+                if ch is not self.channel and anchor in getattr(ch, "topics", ()):
+                    ch.topics = [*ch.topics, *[t for t in new if t not in ch.topics]]
+            self._ask()
             return
-        if self.app.rebalancing:
+        # a resubscription takes a rebalance; asking again too soon would start another one
+        if self.app.rebalancing or time.monotonic() - self._asked_at < RETRY_SECONDS:
             return
         consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
         if consumer is None:
@@ -45,4 +54,8 @@ class DynamicSubscription:
         missing = set(self.channel.topics) - set(consumer.subscription() or ())
         if missing:
             log.info("re-requesting subscription topics=%s", ",".join(sorted(missing)))
-            self.app.topics._flag_changes()
+            self._ask()
+
+    def _ask(self) -> None:
+        self._asked_at = time.monotonic()
+        self.app.topics._flag_changes()

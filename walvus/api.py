@@ -1,9 +1,9 @@
 """The Python write API that the gateway and tools share: DDL on the catalog, DML on the WAL.
 
-    w = Walvus.connect("127.0.0.1:9092")
-    w.create_collection("docs", schema)
-    w.insert("docs", [{"id": 1, "vec": [...]}])
-    w.flush(["docs"])   # returns once every write so far is sealed and committed to Delta
+w = Walvus.connect("127.0.0.1:9092")
+w.create_collection("docs", schema)
+w.insert("docs", [{"id": 1, "vec": [...]}])
+w.flush(["docs"])   # returns once every write so far is sealed and committed to Delta
 """
 
 from __future__ import annotations
@@ -48,8 +48,16 @@ class WriteResult:
 
 
 class Walvus:
-    def __init__(self, kafka: KafkaLog, catalog: Catalog, store: SegmentStore, *, namespace: str, site: str,
-                 limits: LimitSettings | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaLog,
+        catalog: Catalog,
+        store: SegmentStore,
+        *,
+        namespace: str,
+        site: str,
+        limits: LimitSettings | None = None,
+    ) -> None:
         self.kafka = kafka
         self.catalog = catalog
         self.store = store
@@ -64,8 +72,13 @@ class Walvus:
         kafka = KafkaLog(KafkaSettings().client_config(bootstrap))
         storage = StorageSettings()
         catalog = Catalog(kafka, base.namespace).start()
-        return cls(kafka, catalog, SegmentStore(storage.root, storage.options), namespace=base.namespace,
-                   site=base.site)
+        return cls(
+            kafka,
+            catalog,
+            SegmentStore(storage.root, storage.options),
+            namespace=base.namespace,
+            site=base.site,
+        )
 
     def close(self) -> None:
         self.catalog.stop()
@@ -221,7 +234,9 @@ class Walvus:
         return {name: pos for name, (_, pos) in waits.items()}
 
     def flushed(self, collection_id: int, shard: int, offset: int) -> bool:
-        return all(self.store.committed_offset(collection_id, kind, shard) >= offset for kind in (ROWS, DELETES))
+        return all(
+            self.store.committed_offset(collection_id, kind, shard) >= offset for kind in (ROWS, DELETES)
+        )
 
 
 def _num_rows(columns: Mapping[str, Any]) -> int:

@@ -34,8 +34,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     from walvus.kafka import LocalKafka
 
     ks = KafkaSettings()
-    broker = LocalKafka(Path(args.data_dir or WalvusSettings().data_dir) / "kafka", port=ks.kafka_port,
-                        cache_dir=ks.kafka_cache_dir)
+    broker = LocalKafka(
+        Path(args.data_dir or WalvusSettings().data_dir) / "kafka",
+        port=ks.kafka_port,
+        cache_dir=ks.kafka_cache_dir,
+    )
     print(f"kafka: {broker.start()}", flush=True)
     _wait_for_signal()
     broker.stop()
@@ -82,21 +85,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     for name in ("streams", "indexer", "gateway"):
         out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-        procs[name] = subprocess.Popen([sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out)
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out
+        )
     gw = GatewaySettings()
     print(f"walvus is up. data: {data_dir}", flush=True)
     print(f"  kafka    {bootstrap}{' (local)' if broker else ''}", flush=True)
     for name, p in procs.items():
         print(f"  {name:<8} pid {p.pid}, log {data_dir / 'logs' / (name + '.log')}", flush=True)
-    print(f"connect with: MilvusClient(\"http://{gw.host}:{gw.port}\")", flush=True)
+    print(f'connect with: MilvusClient("http://{gw.host}:{gw.port}")', flush=True)
     try:
         while True:
             for name, p in procs.items():
                 if p.poll() is not None:
                     log.warning("process exited name=%s rc=%s; restarting", name, p.returncode)
                     out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-                    procs[name] = subprocess.Popen([sys.executable, "-m", "walvus", name], env=env,
-                                                   stdout=out, stderr=out)
+                    procs[name] = subprocess.Popen(
+                        [sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out
+                    )
             if _stop_requested():
                 break
             time.sleep(0.5)
@@ -136,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="walvus", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("WALVUS_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("up", help="start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and every walvus process")
+    p = sub.add_parser(
+        "up", help="start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and every walvus process"
+    )
     p.add_argument("--data-dir")
     p.set_defaults(fn=cmd_up)
     p = sub.add_parser("kafka", help="run a local single-node Kafka broker in the foreground")

@@ -55,9 +55,7 @@ class KafkaLog:
                 "batch.size": 1_000_000,
             }
         )
-        self._positions = Consumer(
-            {**self.conf, "group.id": "walvus-positions", "enable.auto.commit": False}
-        )
+        self._positions = Consumer({**self.conf, "group.id": "walvus-positions", "enable.auto.commit": False})
         self._positions_lock = threading.Lock()
         self._known_topics: set[str] = set()
 
@@ -70,7 +68,9 @@ class KafkaLog:
         cfg["max.message.bytes"] = str(MAX_MESSAGE_BYTES)
         cfg.update(config or {})
         for attempt in range(3):
-            fut = self._admin.create_topics([NewTopic(name, partitions, 1, config=cfg)], operation_timeout=30)[name]
+            fut = self._admin.create_topics(
+                [NewTopic(name, partitions, 1, config=cfg)], operation_timeout=30
+            )[name]
             try:
                 fut.result(timeout=60)
                 break
@@ -129,7 +129,12 @@ class KafkaLog:
         while True:
             try:
                 self._producer.produce(
-                    m.topic, value=m.value, key=m.key, partition=m.partition, headers=m.headers, on_delivery=cb
+                    m.topic,
+                    value=m.value,
+                    key=m.key,
+                    partition=m.partition,
+                    headers=m.headers,
+                    on_delivery=cb,
                 )
                 return
             except BufferError:
@@ -142,7 +147,9 @@ class KafkaLog:
             with self._positions_lock:
                 try:
                     return [
-                        self._positions.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                        self._positions.get_watermark_offsets(
+                            TopicPartition(topic, p), timeout=10, cached=False
+                        )[1]
                         for p in range(partitions)
                     ]
                 except KafkaException as exc:

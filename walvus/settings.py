@@ -32,7 +32,9 @@ class KafkaSettings(WalvusSettings):
         description="An existing cluster to use instead of starting a local broker.",
     )
     kafka_port: int = Field(9092, description="Port of the local broker started by `walvus up`.")
-    kafka_cache_dir: Path = Field(Path.home() / ".cache" / "walvus", description="Where Kafka's jars are cached.")
+    kafka_cache_dir: Path = Field(
+        Path.home() / ".cache" / "walvus", description="Where Kafka's jars are cached."
+    )
     kafka_username: str | None = Field(None, description="SASL/PLAIN user for an existing cluster.")
     kafka_password: SecretStr | None = Field(None, description="SASL/PLAIN password.")
 
@@ -53,9 +55,12 @@ class KafkaSettings(WalvusSettings):
 
 class StorageSettings(WalvusSettings):
     storage_uri: str | None = Field(
-        None, description="Root URI of the Delta tables (file path, s3://, gs://, az://). Default: data_dir/tables."
+        None,
+        description="Root URI of the Delta tables (file path, s3://, gs://, az://). Default: data_dir/tables.",
     )
-    storage_options: str = Field("{}", description="JSON object of delta-rs storage options (credentials...).")
+    storage_options: str = Field(
+        "{}", description="JSON object of delta-rs storage options (credentials...)."
+    )
 
     @property
     def root(self) -> str:
@@ -69,7 +74,9 @@ class StorageSettings(WalvusSettings):
 class StreamsSettings(WalvusSettings):
     segment_max_size_mb: float = Field(1024, description="Milvus segment.maxSize, in MB.")
     seal_proportion: float = Field(0.12, description="Milvus segment.sealProportion: seal at maxSize x this.")
-    seal_idle_seconds: float = Field(10.0, description="Seal a growing segment that got no rows for this long.")
+    seal_idle_seconds: float = Field(
+        10.0, description="Seal a growing segment that got no rows for this long."
+    )
     worker_tick_seconds: float = Field(0.2, description="How often the worker checks seal policies.")
     session_timeout_seconds: float = Field(10.0, description="Kafka group session timeout of the worker.")
 

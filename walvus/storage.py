@@ -43,7 +43,9 @@ class SegmentStore:
 
     def open(self, collection_id: int, kind: str, version: int | None = None) -> DeltaTable | None:
         try:
-            return DeltaTable(self.table_uri(collection_id, kind), version=version, storage_options=self.options)
+            return DeltaTable(
+                self.table_uri(collection_id, kind), version=version, storage_options=self.options
+            )
         except TableNotFoundError:
             return None
         except DeltaError as exc:
@@ -89,8 +91,14 @@ class SegmentStore:
             raise StorageError(f"cannot commit to {kind} table of collection {collection_id}: {exc}") from exc
         return dt.version()
 
-    def read(self, collection_id: int, kind: str, filter: Any = None, columns: list[str] | None = None,
-             version: int | None = None) -> pa.Table | None:
+    def read(
+        self,
+        collection_id: int,
+        kind: str,
+        filter: Any = None,
+        columns: list[str] | None = None,
+        version: int | None = None,
+    ) -> pa.Table | None:
         dt = self.open(collection_id, kind, version)
         if dt is None:
             return None

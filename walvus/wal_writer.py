@@ -41,7 +41,9 @@ def shard_messages(
     return out
 
 
-def flush_messages(namespace: str, info: CollectionInfo, *, ts: int, origin: str, flush_id: str) -> list[LogMessage]:
+def flush_messages(
+    namespace: str, info: CollectionInfo, *, ts: int, origin: str, flush_id: str
+) -> list[LogMessage]:
     topic = wal_topic(namespace, info.collection_id)
     header = WalHeader(
         op=Op.FLUSH,

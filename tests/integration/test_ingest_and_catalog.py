@@ -44,9 +44,16 @@ def test_good_records_reach_delta_and_bad_ones_go_to_dead_letter(deployment):
     api = deployment.api()
     api.create_collection("ing", _schema(), shards_num=2)
     good = [
-        {"op": "insert", "collection": "ing", "row": {"id": 1, "v": [0.1, 0.2, 0.3, 0.4], "name": "a", "x": 1}},
-        {"op": "insert", "collection": "ing", "rows": [{"id": i, "v": [i, 0, 0, 0], "name": "b"} for i in
-                                                       range(2, 12)]},
+        {
+            "op": "insert",
+            "collection": "ing",
+            "row": {"id": 1, "v": [0.1, 0.2, 0.3, 0.4], "name": "a", "x": 1},
+        },
+        {
+            "op": "insert",
+            "collection": "ing",
+            "rows": [{"id": i, "v": [i, 0, 0, 0], "name": "b"} for i in range(2, 12)],
+        },
         {"op": "upsert", "collection": "ing", "row": {"id": 2, "v": [9, 9, 9, 9], "name": "new"}},
         {"op": "delete", "collection": "ing", "ids": [3, 4]},
     ]
@@ -54,13 +61,30 @@ def test_good_records_reach_delta_and_bad_ones_go_to_dead_letter(deployment):
         (b"{not json", "malformed JSON"),
         (b"[1, 2]", "JSON object"),
         (json.dumps({"op": "explode", "collection": "ing", "row": {}}).encode(), "unknown op"),
-        (json.dumps({"op": "insert", "collection": "nope", "row": {"id": 1}}).encode(), "collection not found"),
-        (json.dumps({"op": "insert", "collection": "ing", "row": {"id": 50, "v": [1, 2], "name": "x"}}).encode(),
-         "dim"),
-        (json.dumps({"op": "insert", "collection": "ing", "row": {"id": 51, "v": [1, 2, 3, 4]}}).encode(),
-         "missing field 'name'"),
-        (json.dumps({"op": "insert", "collection": "ing", "row": {"id": 52, "v": [1, 2, 3, 4],
-                                                                   "name": "far too long"}}).encode(), "max_length"),
+        (
+            json.dumps({"op": "insert", "collection": "nope", "row": {"id": 1}}).encode(),
+            "collection not found",
+        ),
+        (
+            json.dumps(
+                {"op": "insert", "collection": "ing", "row": {"id": 50, "v": [1, 2], "name": "x"}}
+            ).encode(),
+            "dim",
+        ),
+        (
+            json.dumps({"op": "insert", "collection": "ing", "row": {"id": 51, "v": [1, 2, 3, 4]}}).encode(),
+            "missing field 'name'",
+        ),
+        (
+            json.dumps(
+                {
+                    "op": "insert",
+                    "collection": "ing",
+                    "row": {"id": 52, "v": [1, 2, 3, 4], "name": "far too long"},
+                }
+            ).encode(),
+            "max_length",
+        ),
     ]
     p = Producer({"bootstrap.servers": deployment.bootstrap})
     topic = ingest_topic(deployment.namespace)
@@ -109,7 +133,9 @@ def test_catalog_survives_restart_of_every_process_and_the_broker(tmp_path: Path
             fields=(
                 FieldSchema("pk", DataType.VARCHAR, is_primary=True, max_length=64),
                 FieldSchema("emb", DataType.FLOAT_VECTOR, dim=16),
-                FieldSchema("tags", DataType.ARRAY, element_type=DataType.INT32, max_capacity=4, nullable=True),
+                FieldSchema(
+                    "tags", DataType.ARRAY, element_type=DataType.INT32, max_capacity=4, nullable=True
+                ),
                 FieldSchema("meta", DataType.JSON, nullable=True),
             ),
             enable_dynamic_field=True,

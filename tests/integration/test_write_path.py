@@ -40,8 +40,11 @@ class Model:
         self.version += 1
         for k in keys.tolist():
             self.live[k] = self.version
-        return {"id": keys, "v": np.random.rand(len(keys), DIM).astype("float32"),
-                "version": np.full(len(keys), self.version)}
+        return {
+            "id": keys,
+            "v": np.random.rand(len(keys), DIM).astype("float32"),
+            "version": np.full(len(keys), self.version),
+        }
 
     def delete(self, keys: np.ndarray) -> list[int]:
         for k in keys.tolist():

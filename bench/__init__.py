@@ -1,0 +1,1 @@
+"""Benchmarks: printed tables and plots, never timed tests."""

@@ -1,0 +1,275 @@
+"""Collection and partition RPCs: create, describe, list, drop, alter, statistics.
+
+Every change is a new ``CollectionInfo`` state published on the catalog through the
+``Walvus`` API; reads come from the in-memory catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
+
+from gateway.errors import OK, NotSupported
+from gateway.params import COUNT
+from gateway.schema_convert import (
+    field_from_proto,
+    parse_properties,
+    same_schema,
+    schema_from_proto,
+    schema_to_proto,
+)
+from schemas.catalog import CatalogEvent, CollectionInfo
+from schemas.collection import validate_schema
+from schemas.exceptions import (
+    CollectionExists,
+    CollectionNotFound,
+    InvalidArgument,
+    PartitionNotFound,
+    WalvusError,
+)
+from schemas.timestamps import physical_ms
+from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
+
+log = logging.getLogger(__name__)
+TTL = "collection.ttl.seconds"
+MMAP = "mmap.enabled"
+_BOOL_PROPERTIES = {MMAP, "collection.autocompaction.enabled", "lazyload.enabled"}
+
+
+def update_timestamp(info: CollectionInfo) -> int:
+    """What DescribeCollection reports as ``update_timestamp``: grows with every schema version,
+    so a client whose cached schema is older than the collection's is told to refresh it."""
+    return info.created_ts + info.schema.version - 1
+
+
+def check_loaded_partition(info: CollectionInfo, partition: str) -> bool:
+    return info.loaded and (not info.loaded_partitions or partition in info.loaded_partitions)
+
+
+class CollectionRpcs:
+    def __init__(self, walvus: Any, searcher: Searcher) -> None:
+        self.w = walvus
+        self.searcher = searcher
+        self._described: dict[str, tuple[CollectionInfo, milvus_pb2.DescribeCollectionResponse]] = {}
+
+    # collections ----------------------------------------------------------------------------
+    def create_collection(self, req: milvus_pb2.CreateCollectionRequest) -> common_pb2.Status:
+        try:
+            proto = schema_pb2.CollectionSchema.FromString(req.schema)
+        except Exception as exc:  # protobuf's DecodeError carries no useful type
+            raise InvalidArgument(
+                f"the schema of collection {req.collection_name} cannot be decoded: {exc}"
+            ) from exc
+        if proto.name and proto.name != req.collection_name:
+            raise InvalidArgument(
+                f"collection name {req.collection_name!r} does not match the schema's name {proto.name!r}"
+            )
+        schema = schema_from_proto(proto)
+        existing = self.w.catalog.get(req.collection_name)
+        if existing is not None:
+            if same_schema(existing.schema, validate_schema(schema, max_dim=self.w.limits.max_dim)):
+                return OK  # Milvus: creating the same collection twice is a no-op
+            raise CollectionExists(req.collection_name)
+        self.w.create_collection(
+            req.collection_name,
+            schema,
+            shards_num=req.shards_num or 1,
+            num_partitions=req.num_partitions or None,
+            consistency_level=int(req.consistency_level),
+            properties=_checked_properties(parse_properties(req.properties)),
+        )
+        log.info("collection created name=%s", req.collection_name)
+        return OK
+
+    def describe_collection(
+        self, req: milvus_pb2.DescribeCollectionRequest
+    ) -> milvus_pb2.DescribeCollectionResponse:
+        info = self._lookup(req.collection_name, req.collectionID)
+        cached = self._described.get(info.name)
+        if cached is not None and cached[0] is info:
+            return cached[1]
+        resp = milvus_pb2.DescribeCollectionResponse(
+            status=OK,
+            schema=schema_to_proto(info),
+            collectionID=info.collection_id,
+            created_timestamp=info.created_ts,
+            created_utc_timestamp=physical_ms(info.created_ts),
+            update_timestamp=update_timestamp(info),
+            shards_num=info.shards_num,
+            consistency_level=info.consistency_level,
+            collection_name=info.name,
+            properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in sorted(info.properties.items())],
+            db_name="default",
+            num_partitions=len(info.partitions) if info.num_partitions else 0,
+            virtual_channel_names=[f"{info.name}_v{i}" for i in range(info.shards_num)],
+        )
+        self._described[info.name] = (info, resp)
+        return resp
+
+    def _lookup(self, name: str, collection_id: int = 0) -> CollectionInfo:
+        if not name and collection_id:
+            info = self.w.catalog.by_id(collection_id)
+            if info is None or not info.active:
+                raise CollectionNotFound(str(collection_id))
+            return info
+        return self.w.catalog.require(name)
+
+    def has_collection(self, req: milvus_pb2.HasCollectionRequest) -> milvus_pb2.BoolResponse:
+        return milvus_pb2.BoolResponse(status=OK, value=self.w.catalog.get(req.collection_name) is not None)
+
+    def show_collections(self, req: milvus_pb2.ShowCollectionsRequest) -> milvus_pb2.ShowCollectionsResponse:
+        infos = sorted(self.w.catalog.collections(), key=lambda c: c.name)
+        if req.collection_names:
+            wanted = set(req.collection_names)
+            missing = wanted - {c.name for c in infos}
+            if missing:
+                raise CollectionNotFound(sorted(missing)[0])
+            infos = [c for c in infos if c.name in wanted]
+        if req.type == milvus_pb2.InMemory:
+            infos = [c for c in infos if c.loaded]
+        return milvus_pb2.ShowCollectionsResponse(
+            status=OK,
+            collection_names=[c.name for c in infos],
+            collection_ids=[c.collection_id for c in infos],
+            created_timestamps=[c.created_ts for c in infos],
+            created_utc_timestamps=[physical_ms(c.created_ts) for c in infos],
+            inMemory_percentages=[100 if c.loaded else 0 for c in infos],
+            query_service_available=[c.loaded for c in infos],
+            shards_num=[c.shards_num for c in infos],
+        )
+
+    def drop_collection(self, req: milvus_pb2.DropCollectionRequest) -> common_pb2.Status:
+        info = self.w.catalog.get(req.collection_name)
+        if info is None:
+            return OK  # Milvus: dropping a missing collection succeeds
+        if info.loaded:
+            try:
+                self.searcher.release(info.name)
+            except WalvusError as exc:
+                log.warning("release before drop failed collection=%s error=%s", info.name, exc)
+        self.w.drop_collection(info.name)
+        self._described.pop(info.name, None)
+        log.info("collection dropped name=%s", info.name)
+        return OK
+
+    def rename_collection(self, req: milvus_pb2.RenameCollectionRequest) -> common_pb2.Status:
+        raise NotSupported(
+            f"rename_collection ({req.oldName} -> {req.newName}) is not supported by walvus: "
+            "create a new collection and copy the data, or use an alias in your application"
+        )
+
+    def alter_collection(self, req: milvus_pb2.AlterCollectionRequest) -> common_pb2.Status:
+        info = self._lookup(req.collection_name, req.collectionID)
+        changes = _checked_properties(parse_properties(req.properties))
+        if info.loaded and any(k.startswith("mmap") for k in [*changes, *req.delete_keys]):
+            raise InvalidArgument(
+                f"can not alter mmap properties if collection loaded: release collection {info.name} first"
+            )
+        props = {k: v for k, v in {**info.properties, **changes}.items() if k not in set(req.delete_keys)}
+        self.w.publish(info.evolve(CatalogEvent.ALTER, properties=props))
+        return OK
+
+    def add_collection_field(self, req: milvus_pb2.AddCollectionFieldRequest) -> common_pb2.Status:
+        info = self._lookup(req.collection_name, req.collectionID)
+        try:
+            proto = schema_pb2.FieldSchema.FromString(req.schema)
+        except Exception as exc:
+            raise InvalidArgument(f"the new field's schema cannot be decoded: {exc}") from exc
+        new = field_from_proto(proto)
+        if new.dtype.is_vector:
+            raise InvalidArgument(f"field {new.name!r}: adding vector fields is not supported")
+        self.w.add_field(info.name, new)
+        return OK
+
+    def collection_statistics(
+        self, req: milvus_pb2.GetCollectionStatisticsRequest
+    ) -> milvus_pb2.GetCollectionStatisticsResponse:
+        info = self.w.catalog.require(req.collection_name)
+        rows = self._row_count(info, None)
+        return milvus_pb2.GetCollectionStatisticsResponse(
+            status=OK, stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))]
+        )
+
+    def _row_count(self, info: CollectionInfo, partition: str | None) -> int:
+        if partition is None:
+            try:
+                rows = self.searcher.stats(info.name).get("row_count")
+                if rows is not None:
+                    return int(rows)
+            except WalvusError as exc:
+                log.debug("searcher stats unavailable collection=%s error=%s", info.name, exc)
+        if not info.loaded or (partition is not None and not check_loaded_partition(info, partition)):
+            return 0
+        table = self.searcher.query(
+            QueryRequest(
+                info.name,
+                output_fields=[COUNT],
+                partitions=None if partition is None else [partition],
+                consistency=Consistency(ConsistencyLevel.EVENTUALLY, 1),
+            )
+        )
+        return int(table.column(COUNT)[0].as_py()) if table.num_rows else 0
+
+    # partitions -----------------------------------------------------------------------------
+    def create_partition(self, req: milvus_pb2.CreatePartitionRequest) -> common_pb2.Status:
+        self.w.create_partition(req.collection_name, req.partition_name)
+        return OK
+
+    def drop_partition(self, req: milvus_pb2.DropPartitionRequest) -> common_pb2.Status:
+        info = self.w.catalog.require(req.collection_name)
+        if req.partition_name in info.partitions and check_loaded_partition(info, req.partition_name):
+            raise InvalidArgument(
+                f"partition {req.partition_name} cannot be dropped, partition is loaded, please release it first"
+            )
+        self.w.drop_partition(req.collection_name, req.partition_name)
+        return OK
+
+    def has_partition(self, req: milvus_pb2.HasPartitionRequest) -> milvus_pb2.BoolResponse:
+        info = self.w.catalog.require(req.collection_name)
+        return milvus_pb2.BoolResponse(status=OK, value=req.partition_name in info.partitions)
+
+    def show_partitions(self, req: milvus_pb2.ShowPartitionsRequest) -> milvus_pb2.ShowPartitionsResponse:
+        info = self._lookup(req.collection_name, req.collectionID)
+        names = sorted(info.partitions, key=lambda p: info.partitions[p])
+        if req.partition_names:
+            names = [p for p in names if p in set(req.partition_names)]
+        return milvus_pb2.ShowPartitionsResponse(
+            status=OK,
+            partition_names=names,
+            partitionIDs=[info.collection_id + info.partitions[p] for p in names],
+            created_timestamps=[info.created_ts for _ in names],
+            created_utc_timestamps=[physical_ms(info.created_ts) for _ in names],
+            inMemory_percentages=[100 if check_loaded_partition(info, p) else 0 for p in names],
+        )
+
+    def partition_statistics(
+        self, req: milvus_pb2.GetPartitionStatisticsRequest
+    ) -> milvus_pb2.GetPartitionStatisticsResponse:
+        info = self.w.catalog.require(req.collection_name)
+        if req.partition_name not in info.partitions:
+            raise PartitionNotFound(info.name, req.partition_name)
+        rows = self._row_count(info, req.partition_name)
+        return milvus_pb2.GetPartitionStatisticsResponse(
+            status=OK, stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))]
+        )
+
+
+def _checked_properties(props: dict[str, str]) -> dict[str, str]:
+    """Validate the properties walvus understands; others are kept as given, like Milvus does."""
+    out = dict(props)
+    if TTL in out:
+        try:
+            ttl = int(out[TTL])
+        except ValueError:
+            raise InvalidArgument(f"{TTL} must be a whole number of seconds, got {out[TTL]!r}") from None
+        if ttl < 0:
+            raise InvalidArgument(f"{TTL} must be >= 0, got {ttl}")
+        out[TTL] = str(ttl)
+    for key in _BOOL_PROPERTIES & out.keys():
+        value = out[key].strip().lower()
+        if value not in ("true", "false"):
+            raise InvalidArgument(f"{key} must be true or false, got {out[key]!r}")
+        out[key] = value
+    return out

@@ -1,0 +1,258 @@
+"""Columns between Milvus ``FieldData`` messages and numpy / Arrow, without per-value Python loops.
+
+Incoming: repeated numeric fields become numpy arrays (``np.array`` reads the protobuf
+container directly), byte vectors are viewed in place, ``valid_data`` becomes an Arrow
+null mask. Outgoing: floats are appended as packed bytes, which protobuf copies in one go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pymilvus.grpc_gen import schema_pb2
+
+from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
+from schemas.exceptions import ValidationError
+from schemas.types import DataType
+
+_SCALAR_ATTR: dict[DataType, tuple[str, Any]] = {
+    DataType.BOOL: ("bool_data", np.bool_),
+    DataType.INT8: ("int_data", np.int64),
+    DataType.INT16: ("int_data", np.int64),
+    DataType.INT32: ("int_data", np.int64),
+    DataType.INT64: ("long_data", np.int64),
+    DataType.FLOAT: ("float_data", np.float32),
+    DataType.DOUBLE: ("double_data", np.float64),
+    DataType.VARCHAR: ("string_data", None),
+    DataType.JSON: ("json_data", None),
+}
+_BYTE_VECTOR_ATTR = {
+    DataType.BINARY_VECTOR: "binary_vector",
+    DataType.FLOAT16_VECTOR: "float16_vector",
+    DataType.BFLOAT16_VECTOR: "bfloat16_vector",
+}
+
+
+def type_name(code: int) -> str:
+    try:
+        return schema_pb2.DataType.Name(code)
+    except ValueError:
+        return str(code)
+
+
+# ------------------------------------------------------------------------------ incoming
+
+
+def columns_from_field_data(
+    schema: CollectionSchema, fields_data: Iterable[schema_pb2.FieldData], num_rows: int
+) -> dict[str, Any]:
+    """The columns of an Insert/Upsert request, ready for ``schemas.validation.build_batch``."""
+    cols: dict[str, Any] = {}
+    for fd in fields_data:
+        name = META_FIELD if fd.is_dynamic else fd.field_name
+        if name in cols:
+            raise ValidationError(f"field {name!r} appears twice in the request", field=name)
+        if name == META_FIELD:
+            cols[name] = _with_valid(fd, list(fd.scalars.json_data.data), num_rows, name)
+            continue
+        field = schema.field(name)
+        if field is None:
+            cols[name] = [None] * num_rows  # build_batch names the unknown field
+            continue
+        if fd.type and fd.type != field.dtype:
+            raise ValidationError(
+                f"field {name!r} is {field.dtype.name}, but the request carries {type_name(fd.type)} data",
+                field=name,
+            )
+        if field.dtype.is_vector:
+            cols[name] = _vectors(field, fd, num_rows)
+        elif field.dtype == DataType.ARRAY:
+            cells = [_array_cell(sf) for sf in fd.scalars.array_data.data]
+            cols[name] = _with_valid(fd, cells, num_rows, name)
+        else:
+            attr, dtype = _SCALAR_ATTR[field.dtype]
+            data = getattr(fd.scalars, attr).data
+            values = list(data) if dtype is None else np.array(data, dtype=dtype)
+            cols[name] = _with_valid(fd, values, num_rows, name)
+    return cols
+
+
+def _array_cell(sf: schema_pb2.ScalarField) -> list[Any]:
+    which = sf.WhichOneof("data")
+    return [] if which is None else list(getattr(sf, which).data)
+
+
+def _with_valid(fd: schema_pb2.FieldData, values: Any, n: int, name: str) -> Any:
+    """Apply ``valid_data``: values may be given for every row or only for the valid ones."""
+    if not len(fd.valid_data):
+        return values
+    valid = np.array(fd.valid_data, dtype=bool)
+    if len(valid) != n:
+        raise ValidationError(f"field {name!r}: valid_data has {len(valid)} entries for {n} rows", field=name)
+    count = int(valid.sum())
+    if len(values) not in (n, count):
+        raise ValidationError(
+            f"field {name!r} has {len(values)} values for {n} rows ({count} of them not null)", field=name
+        )
+    if isinstance(values, np.ndarray):
+        if len(values) != n:
+            full = np.zeros(n, dtype=values.dtype)
+            full[valid] = values
+            values = full
+        return pa.array(values, mask=~valid)
+    if len(values) == n:
+        return [v if ok else None for v, ok in zip(values, valid.tolist(), strict=True)]
+    it = iter(values)
+    return [next(it) if ok else None for ok in valid.tolist()]
+
+
+def _vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> np.ndarray:
+    dim = int(field.dim or 0)
+    which = fd.vectors.WhichOneof("data")
+    if which == "float_vector" and field.dtype != DataType.BINARY_VECTOR:
+        flat = np.array(fd.vectors.float_vector.data, dtype=np.float32)
+        width = dim
+    elif which is not None and which == _BYTE_VECTOR_ATTR.get(field.dtype):
+        flat = np.frombuffer(getattr(fd.vectors, which), dtype=np.uint8)
+        width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim * 2
+    elif which is None:
+        if n:
+            raise ValidationError(f"vector field {field.name!r} has no data", field=field.name)
+        return np.zeros((0, dim), dtype=np.float32)
+    else:
+        raise ValidationError(
+            f"field {field.name!r} is {field.dtype.name}, but the request carries {which} data",
+            field=field.name,
+        )
+    sent_dim = int(fd.vectors.dim)
+    if (sent_dim and sent_dim != dim) or width == 0 or flat.size % width:
+        raise ValidationError(
+            f"the dim ({sent_dim or flat.size // max(n, 1)}) of field data({field.name}) is not equal to "
+            f"schema dim ({dim})",
+            field=field.name,
+        )
+    if flat.size != n * width:
+        raise ValidationError(
+            f"field {field.name!r} has {flat.size // width} vectors, but the request has {n} rows",
+            field=field.name,
+        )
+    return flat.reshape(n, width)
+
+
+# ------------------------------------------------------------------------------ outgoing
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def packed(field_number: int, values: np.ndarray) -> bytes:
+    """The wire form of a packed repeated float/double field: protobuf parses it in one copy."""
+    raw = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+    return _varint(field_number << 3 | 2) + _varint(len(raw)) + raw
+
+
+def extend_floats(message: Any, values: np.ndarray, field_number: int = 1) -> None:
+    """Append float32/float64 values to repeated field ``field_number`` of ``message``."""
+    if len(values):
+        message.MergeFromString(packed(field_number, values))
+
+
+def field_data_from_column(
+    name: str, column: pa.Array | pa.ChunkedArray, field: FieldSchema | None
+) -> schema_pb2.FieldData:
+    """One output column as FieldData; ``field`` None means ``$meta`` or a computed column."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if field is None and name == META_FIELD:
+        fd = schema_pb2.FieldData(field_name=name, type=DataType.JSON, is_dynamic=True)
+        fd.scalars.json_data.data.extend(s.encode() for s in arr.fill_null("{}").to_pylist())
+        return fd
+    dtype = field.dtype if field is not None else _dtype_of(arr.type, name)
+    fd = schema_pb2.FieldData(field_name=name, type=int(dtype))
+    if field is not None:
+        fd.field_id = field.field_id
+    if dtype.is_vector:
+        _vector_out(fd, arr, field)
+        return fd
+    if arr.null_count:
+        fd.valid_data.extend(arr.is_valid().to_numpy(zero_copy_only=False).tolist())
+    if dtype == DataType.ARRAY:
+        assert field is not None and field.element_type is not None
+        attr = _SCALAR_ATTR[field.element_type][0]
+        out = fd.scalars.array_data
+        out.element_type = int(field.element_type)
+        for cell in arr.to_pylist():
+            sf = out.data.add()
+            getattr(sf, attr).data.extend(cell or [])
+        return fd
+    attr, np_type = _SCALAR_ATTR[dtype]
+    target = getattr(fd.scalars, attr)
+    if dtype == DataType.JSON:
+        target.data.extend(s.encode() for s in arr.fill_null("null").to_pylist())
+    elif np_type is None:
+        target.data.extend(arr.fill_null("").to_pylist())
+    elif dtype in (DataType.FLOAT, DataType.DOUBLE):
+        values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np_type, copy=False)
+        extend_floats(target, values)
+    else:
+        target.data.extend(arr.fill_null(False if dtype == DataType.BOOL else 0).to_pylist())
+    return fd
+
+
+def _dtype_of(typ: pa.DataType, name: str) -> DataType:
+    if pa.types.is_integer(typ):
+        return DataType.INT64
+    if pa.types.is_floating(typ):
+        return DataType.DOUBLE
+    if pa.types.is_boolean(typ):
+        return DataType.BOOL
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return DataType.VARCHAR
+    raise TypeError(f"output column {name!r} has unsupported type {typ}")
+
+
+def _vector_out(fd: schema_pb2.FieldData, arr: pa.Array, field: FieldSchema | None) -> None:
+    assert field is not None
+    dim = int(field.dim or 0)
+    fd.vectors.dim = dim
+    if field.dtype == DataType.FLOAT_VECTOR:
+        flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        extend_floats(fd.vectors.float_vector, flat)
+        return
+    attr = _BYTE_VECTOR_ATTR[field.dtype]
+    if pa.types.is_fixed_size_binary(arr.type):
+        width = arr.type.byte_width
+        buf = arr.buffers()[1]
+        raw = b"" if buf is None else buf.to_pybytes()[arr.offset * width : (arr.offset + len(arr)) * width]
+    else:
+        raw = b"".join(arr.to_pylist())
+    setattr(fd.vectors, attr, raw)
+
+
+def fields_data_from_table(
+    table: pa.Table, names: Sequence[str], schema: CollectionSchema
+) -> list[schema_pb2.FieldData]:
+    """FieldData for the named columns of ``table``, in order."""
+    out = []
+    for name in names:
+        if name not in table.column_names:
+            raise KeyError(f"the searcher returned no column {name!r}")
+        out.append(field_data_from_column(name, table.column(name), schema.field(name)))
+    return out
+
+
+def empty_column(field: FieldSchema | None) -> pa.Array:
+    """A zero-row column of a field's Arrow type (``$meta`` when ``field`` is None)."""
+    return pa.array([], type=pa.string() if field is None else field.arrow_type())

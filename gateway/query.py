@@ -1,0 +1,115 @@
+"""The Query RPC: filters, gets by primary key, ``count(*)``, distinct values, limit/offset,
+and the pages of pymilvus's query iterator (which must come in primary-key order).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pymilvus.grpc_gen import milvus_pb2
+
+from gateway.errors import OK
+from gateway.field_data import empty_column, field_data_from_column
+from gateway.params import (
+    COUNT,
+    as_bool,
+    as_int,
+    consistency,
+    kv_dict,
+    output_plan,
+    partitions,
+    readable_partitions,
+    template_values,
+)
+from gateway.pk_filter import PkFilters
+from schemas.exceptions import InvalidArgument, LimitExceeded
+from searcher.types import QueryRequest, Searcher
+
+log = logging.getLogger(__name__)
+
+
+class QueryRpcs:
+    def __init__(self, walvus: Any, searcher: Searcher, filters: PkFilters) -> None:
+        self.w = walvus
+        self.searcher = searcher
+        self.filters = filters
+
+    def query(self, req: milvus_pb2.QueryRequest) -> milvus_pb2.QueryResults:
+        info = self.w.catalog.require(req.collection_name)
+        kv = kv_dict(req.query_params)
+        pk = info.schema.primary.name
+        group_by = [g.strip() for g in kv.get("group_by_fields", "").split(",") if g.strip()]
+        for g in group_by:
+            if info.schema.field(g) is None:
+                raise InvalidArgument(
+                    f"group_by_fields: field {g} not exist (grouping works on schema fields)"
+                )
+        plan = output_plan(info.schema, req.output_fields, allow_count=True)
+        count = COUNT in plan.columns
+        if count and not group_by and len(plan.columns) > 1:
+            raise InvalidArgument("count(*) cannot be combined with other output fields unless grouping")
+        if not count and not group_by:
+            plan = output_plan(info.schema, req.output_fields, include=[pk])
+        iterator = as_bool(kv.get("iterator"))
+        limit = as_int(kv, "limit", -1)
+        offset = as_int(kv, "offset", 0)
+        if limit < 0 and limit != -1 or offset < 0:
+            raise InvalidArgument(f"limit ({limit}) and offset ({offset}) must not be negative")
+        if limit >= 0 and not iterator and limit + offset > self.w.limits.max_topk:
+            raise LimitExceeded(
+                f"invalid max query result window, (offset+limit) should be in range [1, "
+                f"{self.w.limits.max_topk}], but got {offset + limit}"
+            )
+        expr = req.expr or ""
+        if not expr.strip() and limit < 0 and not count and not group_by:
+            raise InvalidArgument("empty expression should be used with limit")
+        params = template_values(req.expr_template_values)
+        parts = readable_partitions(info, partitions(info, req.partition_names))
+        q = QueryRequest(
+            info.name,
+            filter=expr,
+            filter_params=params,
+            output_fields=plan.columns,
+            limit=None if limit < 0 else limit,
+            offset=offset,
+            partitions=parts,
+            ignore_growing=as_bool(kv.get("ignore_growing")),
+            group_by_fields=group_by,
+            consistency=consistency(
+                info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency
+            ),
+        )
+        keys = None if count or group_by else self.filters.pk_values(info, expr, params)
+        if keys is not None:
+            q = replace(q, filter="", filter_params={}, ids=keys)
+        table = self._page(q, pk) if iterator else self.searcher.query(q)
+        resp = milvus_pb2.QueryResults(
+            status=OK, collection_name=info.name, output_fields=plan.names, primary_field_name=pk
+        )
+        for name in plan.columns:
+            field = info.schema.field(name)
+            column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)
+            resp.fields_data.append(field_data_from_column(name, column, field))
+        if iterator:
+            resp.session_ts = (
+                q.consistency.guarantee_ts if q.consistency.guarantee_ts > 2 else self.w.clock.now()
+            )
+        return resp
+
+    def _page(self, q: QueryRequest, pk: str) -> pa.Table:
+        """One query-iterator page: the ``limit`` smallest matching keys (after ``offset``), in key order.
+
+        Relies on the searcher contract that a limited query returns the rows with the smallest keys.
+        """
+        rows = self.searcher.query(q)
+        return rows.take(pc.sort_indices(rows.column(pk))) if rows.num_rows else rows
+
+
+def _empty(name: str, field: Any, rows: int) -> pa.Array:
+    if rows:
+        raise KeyError(f"the searcher returned no column {name!r}")
+    return empty_column(field)

@@ -1,0 +1,91 @@
+"""Hybrid search rerankers: reciprocal rank fusion and weighted scores, as Milvus defines them.
+
+RRF scores a hit ``sum(1 / (k + rank))`` over the searches that found it (rank from 1).
+The weighted ranker scores ``sum(w_i * s_i)``; with ``norm_score`` each distance is first
+mapped into [0, 1] the way Milvus does: ``(1 + d) / 2`` for COSINE, ``0.5 + atan(d) / pi``
+for IP, and ``1 - 2 * atan(d) / pi`` for L2 (and the binary distances), so larger is better.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from schemas.exceptions import InvalidArgument
+
+
+@dataclass(frozen=True)
+class Ranker:
+    strategy: str  # "rrf" or "weighted"
+    k: float = 60.0
+    weights: tuple[float, ...] = ()
+    norm_score: bool = True
+
+    @classmethod
+    def parse(cls, strategy: str, params: dict[str, Any], n_requests: int) -> Ranker:
+        strategy = (strategy or "rrf").lower()
+        if strategy == "rrf":
+            k = params.get("k", 60)
+            if isinstance(k, bool) or not isinstance(k, int | float) or not 0 < k < 16384:
+                raise InvalidArgument(f"RRF ranker param k should be in range (0, 16384), got {k!r}")
+            return cls("rrf", k=float(k))
+        if strategy == "weighted":
+            weights = params.get("weights")
+            if not isinstance(weights, list) or not all(
+                isinstance(w, int | float) and not isinstance(w, bool) for w in weights
+            ):
+                raise InvalidArgument(f"weighted ranker needs a list of numeric weights, got {weights!r}")
+            if len(weights) != n_requests:
+                raise InvalidArgument(
+                    f"the length of weights param mismatch with ann search requests: "
+                    f"{len(weights)} weights for {n_requests} requests"
+                )
+            return cls(
+                "weighted",
+                weights=tuple(float(w) for w in weights),
+                norm_score=bool(params.get("norm_score", True)),
+            )
+        raise InvalidArgument(f"unsupported rank strategy {strategy!r}; use rrf or weighted")
+
+    def fuse(
+        self,
+        results: Sequence[tuple[Sequence[Any], np.ndarray]],
+        metrics: Sequence[str],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Any], np.ndarray, list[tuple[int, int]]]:
+        """Fuse one query's per-request hits ``(ids, distances)``.
+
+        Returns the ids, their fused scores (best first) and, for each, where it was first
+        found as ``(request index, position)`` so its output fields can be taken from there.
+        """
+        scores: dict[Any, float] = {}
+        origin: dict[Any, tuple[int, int]] = {}
+        for i, (ids, dist) in enumerate(results):
+            if self.strategy == "rrf":
+                contrib = 1.0 / (self.k + np.arange(1, len(ids) + 1, dtype=np.float64))
+            else:
+                contrib = self.weights[i] * _normalize(
+                    np.asarray(dist, dtype=np.float64), metrics[i], self.norm_score
+                )
+            for pos, (pk, c) in enumerate(zip(ids, contrib.tolist(), strict=True)):
+                scores[pk] = scores.get(pk, 0.0) + c
+                origin.setdefault(pk, (i, pos))
+        ranked = sorted(scores.items(), key=lambda kv: -kv[1])[offset : offset + limit]
+        ids = [pk for pk, _ in ranked]
+        return ids, np.array([s for _, s in ranked], dtype=np.float32), [origin[pk] for pk in ids]
+
+
+def _normalize(d: np.ndarray, metric: str, norm: bool) -> np.ndarray:
+    if not norm:
+        return d
+    metric = metric.upper()
+    if metric == "COSINE":
+        return (1.0 + d) / 2.0
+    if metric == "IP":
+        return 0.5 + np.arctan(d) / math.pi
+    return 1.0 - 2.0 * np.arctan(d) / math.pi

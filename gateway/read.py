@@ -1,0 +1,320 @@
+"""Search RPCs: Search (top-k, range, grouping, search iterator v2) and HybridSearch.
+
+A Milvus SearchRequest becomes a ``searcher.types.SearchRequest``; the searcher's ``Hits``
+(best first, L2 as distances) become ``SearchResultData``: ids, scores and ``topks``
+concatenated over the queries, output fields as column-wise FieldData.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pymilvus.grpc_gen import milvus_pb2, schema_pb2
+
+from gateway.errors import OK, NotSupported
+from gateway.field_data import empty_column, extend_floats, field_data_from_column
+from gateway.params import (
+    OutputPlan,
+    as_bool,
+    as_int,
+    check_request_size,
+    column_vectors,
+    consistency,
+    ids_list,
+    json_params,
+    kv_dict,
+    output_plan,
+    partitions,
+    query_vectors,
+    readable_partitions,
+    template_values,
+    vector_field,
+)
+from gateway.ranker import Ranker
+from indexer.spec import is_similarity
+from schemas.catalog import CollectionInfo
+from schemas.collection import FieldSchema
+from schemas.exceptions import InvalidArgument, LimitExceeded
+from schemas.types import DataType
+from searcher.types import Consistency, Hits, QueryRequest, Searcher, SearchRequest
+
+log = logging.getLogger(__name__)
+_SCORES = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
+_NOT_SEARCH_PARAMS = (
+    "metric_type",
+    "offset",
+    "topk",
+    "round_decimal",
+    "ignore_growing",
+    "anns_field",
+    "limit",
+)
+_MAX_ITERATORS = 4096
+
+
+class SearchRpcs:
+    def __init__(self, walvus: Any, searcher: Searcher) -> None:
+        self.w = walvus
+        self.searcher = searcher
+        self._iterators: OrderedDict[str, tuple[float, frozenset]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # plain search ---------------------------------------------------------------------------
+    def search(self, req: milvus_pb2.SearchRequest) -> milvus_pb2.SearchResults:
+        check_request_size(self.w.limits, req)
+        info = self.w.catalog.require(req.collection_name)
+        if len(req.sub_reqs) or req.function_score.functions or len(req.function_chains):
+            raise NotSupported(
+                "search with sub-requests, function scores or function chains is not supported"
+            )
+        kv = kv_dict(req.search_params)
+        plan = output_plan(info.schema, req.output_fields)
+        group_by = kv.get("group_by_field") or None
+        if group_by:
+            plan.add(group_by)
+        cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
+        parts = readable_partitions(info, partitions(info, req.partition_names))
+        s = self._request(info, req, kv, plan.columns, parts, cons)
+        if as_bool(kv.get("search_iter_v2")):
+            return self._iterate(info, s, kv, plan)
+        hits = self.searcher.search(s)
+        return milvus_pb2.SearchResults(
+            status=OK, results=self._results(info, hits, s.limit, plan), collection_name=info.name
+        )
+
+    def _request(
+        self,
+        info: CollectionInfo,
+        req: milvus_pb2.SearchRequest,
+        kv: dict[str, str],
+        columns: list[str],
+        parts: list[str] | None,
+        cons: Consistency,
+    ) -> SearchRequest:
+        limits = self.w.limits
+        field = vector_field(info.schema, kv.get("anns_field"))
+        topk = as_int(kv, "topk")
+        offset = as_int(kv, "offset", 0)
+        if topk < 1 or offset < 0 or topk + offset > limits.max_topk:
+            raise LimitExceeded(
+                f"topk [{topk}] + offset [{offset}] is invalid, it should be in range [1, {limits.max_topk}]"
+            )
+        params = json_params(kv.get("params"), "search params")
+        metric = str(kv.get("metric_type") or params.get("metric_type") or "").upper() or None
+        for key in _NOT_SEARCH_PARAMS:
+            params.pop(key, None)
+        index = info.indexes.get(field.name)
+        if metric and index is not None and index.metric_type and metric != index.metric_type.upper():
+            raise InvalidArgument(
+                f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]"
+            )
+        metric = metric or (index.metric_type.upper() if index is not None and index.metric_type else None)
+        if req.placeholder_group:
+            queries = query_vectors(field, req.placeholder_group)
+        else:
+            queries = self._vectors_of(info, field, ids_list(req.ids), parts, cons)
+        if len(queries) > limits.max_topk:
+            raise LimitExceeded(
+                f"nq (number of search vectors) [{len(queries)}] is invalid, it should be in range "
+                f"[1, {limits.max_topk}]"
+            )
+        group_by = kv.get("group_by_field") or None
+        if group_by:
+            gf = info.schema.field(group_by)
+            if gf is None or gf.dtype.is_vector or gf.dtype in (DataType.JSON, DataType.ARRAY):
+                raise InvalidArgument(f"group_by_field {group_by} must be a scalar field of the collection")
+        return SearchRequest(
+            collection=info.name,
+            anns_field=field.name,
+            queries=queries,
+            limit=topk,
+            metric=metric,
+            params=params,
+            filter=req.dsl,
+            filter_params=template_values(req.expr_template_values),
+            partitions=parts,
+            output_fields=columns,
+            offset=offset,
+            round_decimal=as_int(kv, "round_decimal", -1),
+            ignore_growing=as_bool(kv.get("ignore_growing")),
+            group_by_field=group_by,
+            group_size=as_int(kv, "group_size", 1),
+            strict_group_size=as_bool(kv.get("strict_group_size")),
+            consistency=cons,
+        )
+
+    def _vectors_of(
+        self,
+        info: CollectionInfo,
+        field: FieldSchema,
+        keys: list[Any],
+        parts: list[str] | None,
+        cons: Consistency,
+    ) -> np.ndarray:
+        """Search by primary keys: the stored vectors of those rows, in the order given."""
+        if not keys:
+            raise InvalidArgument("a search needs vectors (data) or primary keys (ids)")
+        pk = info.schema.primary.name
+        table = self.searcher.query(
+            QueryRequest(
+                info.name, ids=keys, output_fields=[pk, field.name], partitions=parts, consistency=cons
+            )
+        )
+        where = {k: i for i, k in enumerate(table.column(pk).to_pylist())}
+        missing = [k for k in keys if k not in where]
+        if missing:
+            raise InvalidArgument(f"primary keys {missing[:10]} not found in collection {info.name}")
+        rows = table.take(pa.array([where[k] for k in keys], type=pa.int64()))
+        return column_vectors(field, rows.column(field.name))
+
+    def _results(
+        self, info: CollectionInfo, hits: list[Hits], topk: int, plan: OutputPlan
+    ) -> schema_pb2.SearchResultData:
+        pk = info.schema.primary
+        res = schema_pb2.SearchResultData(
+            num_queries=len(hits), top_k=topk, primary_field_name=pk.name, output_fields=plan.names
+        )
+        keys: list[Any] = []
+        for h in hits:
+            keys.extend(h.ids.tolist() if isinstance(h.ids, np.ndarray) else h.ids)
+        if pk.dtype == DataType.VARCHAR:
+            res.ids.str_id.data.extend(keys)
+        else:
+            res.ids.int_id.data.extend(keys)
+        res.topks.extend([len(h.ids) for h in hits])
+        if keys:
+            scores = np.concatenate([np.asarray(h.distances, dtype=np.float32) for h in hits])
+            extend_floats(res, scores, _SCORES)
+        if plan.columns:
+            tables = [h.fields for h in hits if len(h.ids)]
+            table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+            for name in plan.columns:
+                field = info.schema.field(name)
+                column = table.column(name) if table is not None else empty_column(field)
+                res.fields_data.append(field_data_from_column(name, column, field))
+        return res
+
+    # search iterator v2 -----------------------------------------------------------------------
+    def _iterate(
+        self, info: CollectionInfo, s: SearchRequest, kv: dict[str, str], plan: OutputPlan
+    ) -> milvus_pb2.SearchResults:
+        """One page of a search iterator: results strictly after the last page's bound.
+
+        The bound becomes a ``range_filter``; hits tied with it that the previous page
+        already returned are remembered under the iterator's token and skipped.
+        """
+        if len(s.queries) != 1:
+            raise InvalidArgument("search_iterator_v2 supports only one query vector")
+        token = kv.get("search_iter_id") or uuid.uuid4().hex
+        batch = as_int(kv, "search_iter_batch_size", s.limit)
+        field = info.schema.field(s.anns_field or "")
+        metric = s.metric or (
+            "HAMMING" if field is not None and field.dtype == DataType.BINARY_VECTOR else "COSINE"
+        )
+        larger = is_similarity(metric)
+        bound_raw = kv.get("search_iter_last_bound")
+        seen: frozenset = frozenset()
+        if bound_raw:
+            bound = float(np.float32(float(bound_raw)))
+            with self._lock:
+                state = self._iterators.get(token)
+            if state is not None and state[0] == bound:
+                seen = state[1]
+            params = dict(s.params)
+            user = params.get("range_filter")
+            params["range_filter"] = bound if user is None else (min if larger else max)(float(user), bound)
+            params.setdefault("radius", float("-inf") if larger else float("inf"))
+            s = replace(s, params=params, limit=batch + len(seen), offset=0)
+        else:
+            s = replace(s, limit=batch, offset=0)
+        hit = self.searcher.search(s)[0]
+        ids = hit.ids.tolist() if isinstance(hit.ids, np.ndarray) else list(hit.ids)
+        dist = np.asarray(hit.distances, dtype=np.float32)
+        keep = np.array([k not in seen for k in ids], dtype=bool) if seen else np.ones(len(ids), dtype=bool)
+        idx = np.flatnonzero(keep)[:batch]
+        fields = hit.fields.take(pa.array(idx, type=pa.int64())) if hit.fields.num_columns else hit.fields
+        page = Hits([ids[i] for i in idx], dist[idx], fields)
+        if len(idx):
+            last = float(dist[idx[-1]])
+            tied = {page.ids[i] for i in np.flatnonzero(page.distances == dist[idx[-1]])}
+            if bound_raw and last == float(np.float32(float(bound_raw))):
+                tied |= seen
+        else:
+            last = float(np.float32(float(bound_raw))) if bound_raw else 0.0
+            tied = set(seen)
+        with self._lock:
+            self._iterators[token] = (last, frozenset(tied))
+            self._iterators.move_to_end(token)
+            while len(self._iterators) > _MAX_ITERATORS:
+                self._iterators.popitem(last=False)
+        results = self._results(info, [page], batch, plan)
+        results.search_iterator_v2_results.token = token
+        results.search_iterator_v2_results.last_bound = last
+        ts = s.consistency.guarantee_ts if s.consistency.guarantee_ts > 2 else self.w.clock.now()
+        return milvus_pb2.SearchResults(status=OK, results=results, collection_name=info.name, session_ts=ts)
+
+    # hybrid search --------------------------------------------------------------------------
+    def hybrid_search(self, req: milvus_pb2.HybridSearchRequest) -> milvus_pb2.SearchResults:
+        check_request_size(self.w.limits, req)
+        info = self.w.catalog.require(req.collection_name)
+        if req.function_score.functions or len(req.function_chains):
+            raise NotSupported("function rerankers are not supported: use RRFRanker or WeightedRanker")
+        if not req.requests:
+            raise InvalidArgument("hybrid search needs at least one search request")
+        rank = kv_dict(req.rank_params)
+        limit = as_int(rank, "limit")
+        offset = as_int(rank, "offset", 0)
+        if limit < 1 or offset < 0 or limit + offset > self.w.limits.max_topk:
+            raise LimitExceeded(
+                f"topk [{limit}] + offset [{offset}] is invalid, it should be in range [1, {self.w.limits.max_topk}]"
+            )
+        if rank.get("group_by_field"):
+            raise NotSupported("grouping hybrid search is not supported")
+        ranker = Ranker.parse(
+            rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
+        )
+        plan = output_plan(info.schema, req.output_fields)
+        cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
+        parts = readable_partitions(info, partitions(info, req.partition_names))
+        subs = [
+            self._request(info, sub, kv_dict(sub.search_params), plan.columns, parts, cons)
+            for sub in req.requests
+        ]
+        nq = len(subs[0].queries)
+        if any(len(s.queries) != nq for s in subs):
+            raise InvalidArgument(
+                "all the search requests of a hybrid search must have the same number of vectors"
+            )
+        results = [self.searcher.search(s) for s in subs]
+        metrics = [s.metric or "COSINE" for s in subs]
+        round_decimal = as_int(rank, "round_decimal", -1)
+        fused = []
+        for q in range(nq):
+            per = [
+                (r[q].ids.tolist() if isinstance(r[q].ids, np.ndarray) else r[q].ids, r[q].distances)
+                for r in results
+            ]
+            ids, scores, origin = ranker.fuse(per, metrics, limit, offset)
+            if round_decimal >= 0:
+                scores = np.round(scores, round_decimal)
+            fused.append(Hits(ids, scores, _take_rows([r[q].fields for r in results], origin, plan)))
+        return milvus_pb2.SearchResults(
+            status=OK, results=self._results(info, fused, limit, plan), collection_name=info.name
+        )
+
+
+def _take_rows(tables: list[pa.Table], origin: list[tuple[int, int]], plan: OutputPlan) -> pa.Table:
+    if not plan.columns or not origin:
+        return pa.table({})
+    starts = np.cumsum([0] + [t.num_rows for t in tables])
+    combined = pa.concat_tables(
+        [t.select(plan.columns) for t in tables if t.num_rows], promote_options="permissive"
+    )
+    return combined.take(pa.array([int(starts[i]) + pos for i, pos in origin], type=pa.int64()))

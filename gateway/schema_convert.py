@@ -1,0 +1,185 @@
+"""Collection schemas between the Milvus protobuf form and walvus's own model.
+
+Milvus sends ``dim``, ``max_length`` and ``max_capacity`` as string ``type_params``,
+default values as a ``ValueField`` and the dynamic field as an implied ``$meta`` JSON
+column that DescribeCollection does not list. Filter schemas (for the expression
+compiler) are derived here too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import Any
+
+from pymilvus.grpc_gen import common_pb2, schema_pb2
+
+from schemas.catalog import CollectionInfo
+from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
+from schemas.exceptions import InvalidArgument, SchemaError
+from schemas.types import DataType
+from searcher.filters import FilterField, FilterSchema
+
+log = logging.getLogger(__name__)
+
+_INT_PARAMS = ("dim", "max_length", "max_capacity")
+_IGNORED_PARAMS = {"mmap.enabled", "mmap_enabled", "enable_analyzer", "enable_match", "analyzer_params"}
+_VALUE_ATTR = {
+    DataType.BOOL: "bool_data",
+    DataType.INT8: "int_data",
+    DataType.INT16: "int_data",
+    DataType.INT32: "int_data",
+    DataType.INT64: "long_data",
+    DataType.FLOAT: "float_data",
+    DataType.DOUBLE: "double_data",
+    DataType.VARCHAR: "string_data",
+    DataType.JSON: "string_data",
+}
+
+
+def data_type(code: int, what: str) -> DataType:
+    """Milvus's type number as ours; types walvus does not have are a clear error."""
+    try:
+        return DataType(int(code))
+    except ValueError:
+        try:
+            name = schema_pb2.DataType.Name(int(code))
+        except ValueError:
+            name = str(code)
+        raise SchemaError(f"{what}: data type {name} is not supported by walvus") from None
+
+
+def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
+    dtype = data_type(f.data_type, f"field {f.name!r}")
+    params: dict[str, int] = {}
+    for kv in f.type_params:
+        if kv.key in _INT_PARAMS:
+            try:
+                params[kv.key] = int(json.loads(kv.value))
+            except (ValueError, TypeError):
+                raise SchemaError(
+                    f"field {f.name!r}: {kv.key} must be an integer, got {kv.value!r}"
+                ) from None
+        elif kv.key not in _IGNORED_PARAMS:
+            log.warning("ignoring unsupported type param field=%s key=%s", f.name, kv.key)
+    element = None
+    if dtype == DataType.ARRAY:
+        element = data_type(f.element_type, f"array field {f.name!r}")
+    default = None
+    if f.HasField("default_value") and f.default_value.WhichOneof("data") is not None:
+        default = getattr(f.default_value, f.default_value.WhichOneof("data"))
+        if dtype == DataType.JSON and isinstance(default, str):
+            default = json.loads(default)
+    return FieldSchema(
+        name=f.name,
+        dtype=dtype,
+        is_primary=f.is_primary_key,
+        auto_id=f.autoID,
+        dim=params.get("dim"),
+        max_length=params.get("max_length"),
+        element_type=element,
+        max_capacity=params.get("max_capacity"),
+        nullable=f.nullable,
+        default_value=default,
+        is_partition_key=f.is_partition_key,
+        description=f.description,
+    )
+
+
+def schema_from_proto(pb: schema_pb2.CollectionSchema) -> CollectionSchema:
+    """The schema of a CreateCollection request (not yet validated: ``validate_schema`` does that)."""
+    fields = []
+    for f in pb.fields:
+        if f.is_dynamic or f.name == META_FIELD:
+            continue
+        if f.is_function_output:
+            raise SchemaError(f"field {f.name!r}: function output fields are not supported by walvus")
+        field = field_from_proto(f)
+        if pb.autoID and field.is_primary and not field.auto_id:
+            field = replace(field, auto_id=True)
+        fields.append(field)
+    if len(pb.struct_array_fields):
+        raise SchemaError("struct array fields are not supported by walvus")
+    if len(pb.functions):
+        raise SchemaError("schema functions (BM25, embeddings) are not supported by walvus")
+    return CollectionSchema(
+        fields=tuple(fields), description=pb.description, enable_dynamic_field=pb.enable_dynamic_field
+    )
+
+
+def _value_field(f: FieldSchema) -> schema_pb2.ValueField | None:
+    if f.default_value is None:
+        return None
+    attr = _VALUE_ATTR.get(f.dtype)
+    if attr is None:
+        return None
+    value: Any = f.default_value
+    if f.dtype == DataType.JSON and not isinstance(value, str):
+        value = json.dumps(value)
+    return schema_pb2.ValueField(**{attr: value})
+
+
+def field_to_proto(f: FieldSchema) -> schema_pb2.FieldSchema:
+    pb = schema_pb2.FieldSchema(
+        fieldID=f.field_id,
+        name=f.name,
+        is_primary_key=f.is_primary,
+        description=f.description,
+        data_type=int(f.dtype),
+        autoID=f.auto_id,
+        nullable=f.nullable,
+        is_partition_key=f.is_partition_key,
+    )
+    if f.element_type is not None:
+        pb.element_type = int(f.element_type)
+    for key in _INT_PARAMS:
+        value = getattr(f, key)
+        if value is not None:
+            pb.type_params.append(common_pb2.KeyValuePair(key=key, value=str(value)))
+    default = _value_field(f)
+    if default is not None:
+        pb.default_value.CopyFrom(default)
+    return pb
+
+
+def schema_to_proto(info: CollectionInfo) -> schema_pb2.CollectionSchema:
+    schema = info.schema
+    return schema_pb2.CollectionSchema(
+        name=info.name,
+        description=schema.description,
+        autoID=schema.primary.auto_id,
+        fields=[field_to_proto(f) for f in schema.fields],
+        enable_dynamic_field=schema.enable_dynamic_field,
+        version=schema.version,
+        dbName="default",
+    )
+
+
+def filter_schema(schema: CollectionSchema) -> FilterSchema:
+    """The view of a schema the filter compiler needs."""
+    return FilterSchema.of(
+        (
+            FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
+            for f in schema.fields
+        ),
+        dynamic=schema.enable_dynamic_field,
+    )
+
+
+def same_schema(a: CollectionSchema, b: CollectionSchema) -> bool:
+    """Equal apart from field ids and version: a repeated CreateCollection is then a no-op."""
+
+    def norm(s: CollectionSchema) -> tuple[list[dict[str, Any]], bool]:
+        return [{**f.to_dict(), "field_id": 0} for f in s.fields], s.enable_dynamic_field
+
+    return norm(a) == norm(b)
+
+
+def parse_properties(kvs: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for kv in kvs:
+        if not kv.key:
+            raise InvalidArgument("property keys cannot be empty")
+        out[kv.key] = kv.value
+    return out

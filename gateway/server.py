@@ -1,0 +1,202 @@
+"""The gRPC server: thread pool, message-size limits, user/password authentication, TLS.
+
+walvus gateway            # runs ``run(bootstrap)`` until SIGTERM
+server = serve(walvus, searcher, GatewaySettings(port=0))   # tests: server.port
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from pymilvus.grpc_gen import common_pb2, milvus_pb2_grpc
+
+from gateway.errors import auth_failure_status
+from gateway.indexes import IndexProgress
+from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
+from gateway.service import MilvusServicer, response_class
+from searcher.types import Searcher
+from walvus.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+SLACK_BYTES = 4 * 1024 * 1024
+
+
+def parse_users(spec: str) -> set[str]:
+    """``"u:p,u2:p2"`` as the set of accepted ``user:password`` strings."""
+    users = set()
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if ":" not in item:
+            raise ValueError("gateway users must be user:password pairs separated by commas")
+        users.add(item)
+    return users
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Checks the ``authorization`` header pymilvus sends (base64 of ``user:password``) on every RPC.
+
+    A refused call gets its RPC's normal response carrying a Milvus auth-failure status,
+    so pymilvus raises a ``MilvusException`` that says what is wrong.
+    """
+
+    def __init__(self, users: set[str]) -> None:
+        self._users = users
+        self._accepted: set[str] = set()  # header values already verified
+        self._refusals: dict[str, grpc.RpcMethodHandler] = {}
+
+    def _allowed(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
+            if key != "authorization":
+                continue
+            if isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            if value in self._accepted:
+                return True
+            try:
+                decoded = base64.b64decode(value, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            if decoded in self._users:
+                self._accepted.add(value)
+                return True
+            return False
+        return False
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if self._allowed(details.invocation_metadata):
+            return continuation(details)
+        log.warning("authentication failed method=%s", details.method)
+        handler = self._refusals.get(details.method)
+        if handler is None:
+            handler = self._refusals[details.method] = _refusal(details.method)
+        return handler
+
+
+def _refusal(method: str) -> grpc.RpcMethodHandler:
+    name = method.rsplit("/", 1)[-1]
+    try:
+        cls = response_class(name)
+    except KeyError:
+        cls = None
+    if cls is not None and (cls is common_pb2.Status or "status" in cls.DESCRIPTOR.fields_by_name):
+        status = auth_failure_status()
+        response = status if cls is common_pb2.Status else cls(status=status)
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: response, response_serializer=cls.SerializeToString
+        )
+
+    def abort(request: Any, context: grpc.ServicerContext) -> None:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, auth_failure_status().reason)
+
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+def serve(
+    walvus: Any,
+    searcher: Searcher,
+    settings: GatewaySettings | None = None,
+    *,
+    index_progress: IndexProgress | None = None,
+    metrics_port: int | None = None,
+) -> grpc.Server:
+    """Start the gateway. The port actually bound is ``server.port`` (useful with ``port=0``);
+    ``metrics_port`` None means no metrics endpoint, -1 the default 9091."""
+    settings = settings or GatewaySettings()
+    limit = int(walvus.limits.max_request_mb * 1024 * 1024)
+    options = [
+        ("grpc.max_receive_message_length", 2 * limit + SLACK_BYTES),
+        ("grpc.max_send_message_length", max(4 * limit, 256 * 1024 * 1024)),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+    ]
+    users = parse_users(settings.users)
+    interceptors = [AuthInterceptor(users)] if users else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="gateway"),
+        interceptors=interceptors,
+        options=options,
+    )
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(
+        MilvusServicer(walvus, searcher, index_progress=index_progress), server
+    )
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert and settings.tls_key:
+        creds = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
+        port = server.add_secure_port(address, creds)
+        scheme = "https"
+    else:
+        port = server.add_insecure_port(address)
+        scheme = "http"
+    if not port:
+        raise OSError(f"cannot bind the gateway to {address}")
+    server.start()
+    server.port = port  # type: ignore[attr-defined]
+    server.uri = f"{scheme}://{settings.host}:{port}"  # type: ignore[attr-defined]
+    if metrics_port is not None:
+        mport = DEFAULT_METRICS_PORT if metrics_port < 0 else metrics_port
+        try:
+            server.metrics = start_http_server(settings.host, mport, lambda: True)  # type: ignore[attr-defined]
+        except OSError as exc:  # metrics are not worth refusing service for
+            log.error("metrics endpoint not started port=%d error=%s", mport, exc)
+    log.info(
+        "gateway listening uri=%s workers=%d auth=%s",
+        server.uri,
+        settings.grpc_workers,  # type: ignore[attr-defined]
+        "on" if users else "off",
+    )
+    return server
+
+
+def run(bootstrap: str) -> None:
+    """The ``walvus gateway`` process: real catalog, WAL and searcher; serves until SIGTERM."""
+    from searcher.service import SearcherService
+    from walvus.api import Walvus
+
+    settings = GatewaySettings()
+    walvus = Walvus.connect(bootstrap)
+    searcher = SearcherService.from_settings(bootstrap, walvus)
+    progress: IndexProgress | None = None
+    try:
+        from indexer.progress import index_progress
+    except ImportError:
+        log.warning("indexer.progress is missing: DescribeIndex reports every index as finished")
+    else:
+
+        def progress(info: Any, field: str) -> tuple[int, int, int]:
+            return index_progress(walvus.store, info, field)
+
+    metrics_port = int(getattr(settings, "metrics_port", DEFAULT_METRICS_PORT))
+    server = serve(walvus, searcher, settings, index_progress=progress, metrics_port=metrics_port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("gateway stopping")
+        server.stop(grace=5).wait()
+        http = getattr(server, "metrics", None)
+        if http is not None:
+            http.shutdown()
+        close = getattr(searcher, "close", None)
+        if callable(close):
+            close()
+        walvus.close()
+        log.info("gateway stopped")

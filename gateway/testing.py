@@ -1,0 +1,349 @@
+"""In-memory stand-ins for tests: the real ``Walvus`` API over a memory log, catalog and store,
+a brute-force ``MemorySearcher`` that applies what the log holds, and ``running_gateway``
+which serves them on a free port for the real pymilvus client.
+
+Nothing here needs Kafka, Delta Lake or FAISS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gateway.indexes import IndexProgress
+from gateway.params import COUNT, column_vectors
+from gateway.schema_convert import filter_schema
+from gateway.server import serve
+from indexer.ranges import in_range
+from indexer.spec import is_similarity
+from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
+from schemas.collection import PARTITION_COLUMN
+from schemas.exceptions import CollectionNotFound, CollectionNotLoaded
+from schemas.types import DataType
+from schemas.wal import Op, WalRecord
+from searcher.filters import compile_filter
+from searcher.types import Hits, QueryRequest, SearchRequest
+from walvus.api import Walvus
+from walvus.log import LogMessage
+from walvus.settings import GatewaySettings, LimitSettings
+
+
+class MemoryLog:
+    """The ``KafkaLog`` interface in memory; listeners see every appended message at once."""
+
+    def __init__(self) -> None:
+        self.messages: list[LogMessage] = []
+        self.topics: dict[str, int] = {}
+        self._next: dict[tuple[str, int], int] = defaultdict(int)
+        self._listeners: list[Callable[[LogMessage], None]] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, fn: Callable[[LogMessage], None]) -> None:
+        self._listeners.append(fn)
+
+    def ensure_topic(self, name: str, partitions: int = 1, **_: Any) -> None:
+        self.topics.setdefault(name, partitions)
+
+    def append(self, messages: Sequence[LogMessage], timeout: float = 30.0) -> list[int]:
+        with self._lock:
+            offsets = []
+            for m in messages:
+                offsets.append(self._next[(m.topic, m.partition)])
+                self._next[(m.topic, m.partition)] += 1
+                self.messages.append(m)
+            for m in messages:
+                for fn in self._listeners:
+                    fn(m)
+        return offsets
+
+    def end_offsets(self, topic: str, partitions: int) -> list[int]:
+        return [self._next[(topic, p)] for p in range(partitions)]
+
+    def records(self, op: Op | None = None) -> list[WalRecord]:
+        """Decoded WAL records written so far (catalog messages skipped)."""
+        out = []
+        for m in self.messages:
+            if m.value is None or m.key is not None:
+                continue
+            rec = WalRecord.decode(m.value)
+            if op is None or rec.header.op == op:
+                out.append(rec)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryCatalog:
+    """The ``Catalog`` interface in memory."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, CollectionInfo] = {}
+        self.events: list[CollectionInfo] = []
+
+    def get(self, name: str) -> CollectionInfo | None:
+        info = self._by_name.get(name)
+        return info if info is not None and info.active else None
+
+    def require(self, name: str) -> CollectionInfo:
+        info = self.get(name)
+        if info is None:
+            raise CollectionNotFound(name)
+        return info
+
+    def by_id(self, collection_id: int) -> CollectionInfo | None:
+        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
+
+    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
+        return [c for c in self._by_name.values() if include_dropped or c.active]
+
+    def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
+        self._by_name[info.name] = info
+        self.events.append(info)
+        return info
+
+    def stop(self) -> None:
+        pass
+
+
+class MemoryStore:
+    """Everything is committed at once, so ``Walvus.flush`` returns immediately."""
+
+    def committed_offset(self, collection_id: int, kind: str, shard: int) -> int:
+        return 2**62
+
+    def dataset(self, collection_id: int, kind: str) -> None:
+        return None  # no sealed segments: index progress is (0, 0, 0)
+
+    def index_dir(self, collection_id: int) -> Path:
+        return Path("/nonexistent") / str(collection_id)
+
+
+def memory_walvus(limits: LimitSettings | None = None) -> Walvus:
+    return Walvus(
+        MemoryLog(),
+        MemoryCatalog(),
+        MemoryStore(),
+        namespace="test",
+        site="test",  # type: ignore[arg-type]
+        limits=limits,
+    )
+
+
+class MemorySearcher:
+    """A brute-force ``Searcher`` over the memory log: one live row per key, exact distances.
+
+    ``calls`` records every request; set ``fail`` to an exception to make reads raise it.
+    """
+
+    def __init__(self, walvus: Walvus) -> None:
+        self.w = walvus
+        self.calls: list[tuple[str, Any]] = []
+        self.writes: list[tuple[int, dict[int, int], int]] = []
+        self.loaded: set[str] = set()
+        self.progress = 100
+        self.fail: Exception | None = None
+        self._rows: dict[int, dict[Any, dict[str, Any]]] = defaultdict(dict)
+        walvus.kafka.subscribe(self._apply)  # type: ignore[attr-defined]
+
+    def _apply(self, msg: LogMessage) -> None:
+        if msg.key is not None or msg.value is None:
+            return
+        rec = WalRecord.decode(msg.value)
+        info = self.w.catalog.by_id(rec.header.collection_id)
+        if info is None or rec.batch is None:
+            return
+        rows = self._rows[info.collection_id]
+        pk = info.schema.primary.name
+        if rec.header.op in (Op.INSERT, Op.UPSERT):
+            for row in rec.batch.to_pylist():
+                row.setdefault(PARTITION_COLUMN, rec.header.partition or DEFAULT_PARTITION)
+                rows[row[pk]] = row
+        elif rec.header.op == Op.DELETE:
+            for key in rec.batch.column(0).to_pylist():
+                row = rows.get(key)
+                if row is not None and rec.header.partition in (None, row[PARTITION_COLUMN]):
+                    del rows[key]
+
+    # the Searcher protocol ------------------------------------------------------------------
+    def load(self, collection: str, partitions: list[str] | None = None) -> None:
+        self.calls.append(("load", (collection, partitions)))
+        self.loaded.add(collection)
+
+    def release(self, collection: str, partitions: list[str] | None = None) -> None:
+        self.calls.append(("release", (collection, partitions)))
+        if partitions is None:
+            self.loaded.discard(collection)
+
+    def loading_progress(self, collection: str) -> int:
+        return self.progress
+
+    def is_loaded(self, collection: str) -> bool:
+        return collection in self.loaded
+
+    def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:
+        self.writes.append((collection_id, dict(positions), ts))
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        info = self.w.catalog.require(collection)
+        return {"row_count": len(self._rows[info.collection_id])}
+
+    def table(self, info: CollectionInfo, partitions: list[str] | None = None) -> pa.Table:
+        rows = [
+            r
+            for r in self._rows[info.collection_id].values()
+            if partitions is None or r[PARTITION_COLUMN] in partitions
+        ]
+        schema = info.schema.data_arrow_schema()
+        return pa.table({f.name: pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema})
+
+    def _filtered(
+        self, info: CollectionInfo, flt: str, params: dict[str, Any], partitions: list[str] | None
+    ) -> pa.Table:
+        table = self.table(info, partitions)
+        if flt and flt.strip():
+            table = table.filter(
+                pa.array(compile_filter(flt, filter_schema(info.schema), params).evaluate(table))
+            )
+        return table
+
+    def _check(self, name: str) -> CollectionInfo:
+        if self.fail is not None:
+            raise self.fail
+        if name not in self.loaded:
+            raise CollectionNotLoaded(name)
+        return self.w.catalog.require(name)
+
+    def search(self, req: SearchRequest) -> list[Hits]:
+        self.calls.append(("search", req))
+        info = self._check(req.collection)
+        table = self._filtered(info, req.filter, req.filter_params, req.partitions)
+        field = info.schema.field(req.anns_field) if req.anns_field else info.schema.vector_fields[0]
+        index = info.indexes.get(field.name)
+        metric = (req.metric or (index.metric_type if index else "") or "COSINE").upper()
+        pk = info.schema.primary.name
+        vectors = column_vectors(field, table.column(field.name))
+        dist = _distances(np.asarray(req.queries), vectors, metric)
+        out = []
+        for q in range(len(req.queries)):
+            d = dist[q]
+            order = np.argsort(-d if is_similarity(metric) else d, kind="stable")
+            if "radius" in req.params:
+                rf = req.params.get("range_filter")
+                order = order[
+                    in_range(d[order], metric, float(req.params["radius"]), None if rf is None else float(rf))
+                ]
+            if req.group_by_field:
+                order = _grouped(
+                    order, table.column(req.group_by_field).to_pylist(), req.limit, req.group_size
+                )
+            else:
+                order = order[req.offset : req.offset + req.limit]
+            sel = pa.array(order, type=pa.int64())
+            out.append(
+                Hits(
+                    table.column(pk).take(sel).to_pylist(),
+                    d[order].astype(np.float32),
+                    table.select(req.output_fields).take(sel),
+                )
+            )
+        return out
+
+    def query(self, req: QueryRequest) -> pa.Table:
+        self.calls.append(("query", req))
+        info = self._check(req.collection)
+        table = self._filtered(info, req.filter, req.filter_params, req.partitions)
+        pk = info.schema.primary.name
+        if req.ids is not None:
+            table = table.filter(
+                pc.is_in(table.column(pk), pa.array(req.ids, type=table.schema.field(pk).type))
+            )
+        if COUNT in req.output_fields:
+            if req.group_by_fields:
+                counts = table.group_by(req.group_by_fields).aggregate([([], "count_all")])
+                return counts.rename_columns([*req.group_by_fields, COUNT]).select(req.output_fields)
+            return pa.table({COUNT: pa.array([table.num_rows], type=pa.int64())})
+        if req.group_by_fields:
+            table = table.group_by(req.group_by_fields).aggregate([]).select(req.group_by_fields)
+        if req.limit is not None or req.offset:  # the contract: limited queries take the smallest keys
+            table = table.sort_by(pk).slice(req.offset, req.limit)
+        return table.select(req.output_fields)
+
+
+def _distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+    if len(vectors) == 0:
+        return np.zeros((len(queries), 0), dtype=np.float32)
+    if metric == "HAMMING":
+        return np.unpackbits(queries[:, None, :] ^ vectors[None, :, :], axis=2).sum(axis=2).astype(np.float32)
+    q, v = queries.astype(np.float32), vectors.astype(np.float32)
+    if metric == "COSINE":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    if metric in ("IP", "COSINE"):
+        return q @ v.T
+    return ((q[:, None, :] - v[None, :, :]) ** 2).sum(axis=2)
+
+
+def _grouped(order: np.ndarray, values: list[Any], groups: int, size: int) -> np.ndarray:
+    taken: dict[Any, int] = {}
+    keep = []
+    for i in order.tolist():
+        g = values[i]
+        if g not in taken and len(taken) >= groups:
+            continue
+        if taken.get(g, 0) < size:
+            taken[g] = taken.get(g, 0) + 1
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
+@dataclass
+class RunningGateway:
+    walvus: Walvus
+    searcher: MemorySearcher
+    server: Any
+    uri: str
+
+    @property
+    def log(self) -> MemoryLog:
+        return self.walvus.kafka  # type: ignore[return-value]
+
+
+@contextmanager
+def running_gateway(
+    *,
+    users: str = "",
+    limits: LimitSettings | None = None,
+    index_progress: IndexProgress | None = None,
+    **settings: Any,
+) -> Iterator[RunningGateway]:
+    """A gateway on a free local port over memory fakes; stopped on exit."""
+    walvus = memory_walvus(limits)
+    searcher = MemorySearcher(walvus)
+    conf = GatewaySettings(host="127.0.0.1", port=0, users=users, grpc_workers=8, **settings)
+    server = serve(walvus, searcher, conf, index_progress=index_progress)
+    try:
+        yield RunningGateway(walvus, searcher, server, server.uri)
+    finally:
+        server.stop(0)
+
+
+__all__ = [
+    "DataType",
+    "MemoryCatalog",
+    "MemoryLog",
+    "MemorySearcher",
+    "MemoryStore",
+    "RunningGateway",
+    "memory_walvus",
+    "running_gateway",
+]

@@ -1,0 +1,1 @@
+"""Query side of walvus: search, query and filter evaluation over segments."""

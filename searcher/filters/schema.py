@@ -1,0 +1,46 @@
+"""The view of a collection schema that the filter compiler needs: field names, types, nullability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+# Milvus data type -> the comparison category used by the type checker.
+SCALAR_KINDS: dict[str, str] = {
+    "BOOL": "bool",
+    "INT8": "int",
+    "INT16": "int",
+    "INT32": "int",
+    "INT64": "int",
+    "FLOAT": "float",
+    "DOUBLE": "float",
+    "VARCHAR": "str",
+    "STRING": "str",
+}
+VECTOR_TYPES = frozenset(
+    {"FLOAT_VECTOR", "BINARY_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR", "SPARSE_FLOAT_VECTOR"}
+)
+META = "$meta"
+
+
+@dataclass(frozen=True)
+class FilterField:
+    """One schema field: its name, Milvus data type, array element type and nullability."""
+
+    name: str
+    type: str
+    element_type: str | None = None
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class FilterSchema:
+    """The fields of a collection, by name, and whether its dynamic field (``$meta``) is on."""
+
+    fields: Mapping[str, FilterField]
+    dynamic: bool = False
+
+    @classmethod
+    def of(cls, fields: Iterable[FilterField], dynamic: bool = False) -> FilterSchema:
+        """Build a schema from a sequence of fields."""
+        return cls({f.name: f for f in fields}, dynamic)

@@ -1,0 +1,295 @@
+"""Collections, partitions, indexes and loading through the real pymilvus MilvusClient."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from gateway.testing import RunningGateway, running_gateway
+from schemas.catalog import CatalogEvent
+
+_names = itertools.count()
+
+
+def unique(prefix: str = "c") -> str:
+    return f"{prefix}_{next(_names)}"
+
+
+@pytest.fixture(scope="module")
+def progress() -> dict[str, tuple[int, int, int]]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def gw(progress: dict[str, tuple[int, int, int]]) -> Iterator[RunningGateway]:
+    def index_progress(info, field):  # noqa: ANN001, ANN202
+        return progress.get(info.name, (0, 0, 0))
+
+    with running_gateway(index_progress=index_progress) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def client(gw: RunningGateway) -> Iterator[MilvusClient]:
+    c = MilvusClient(gw.uri)
+    yield c
+    c.close()
+
+
+def full_schema() -> object:
+    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True, description="all types")
+    s.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=32)
+    s.add_field("vec", DataType.FLOAT_VECTOR, dim=8)
+    s.add_field("half", DataType.FLOAT16_VECTOR, dim=4)
+    s.add_field("bf", DataType.BFLOAT16_VECTOR, dim=4)
+    s.add_field("bits", DataType.BINARY_VECTOR, dim=16)
+    s.add_field("flag", DataType.BOOL)
+    s.add_field("i8", DataType.INT8)
+    s.add_field("i32", DataType.INT32, nullable=True)
+    s.add_field("f", DataType.FLOAT, default_value=0.5)
+    s.add_field("d", DataType.DOUBLE)
+    s.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=8, max_length=16)
+    s.add_field("doc", DataType.JSON, nullable=True)
+    return s
+
+
+def test_quick_setup_creates_indexes_and_loads(client: MilvusClient, gw: RunningGateway) -> None:
+    name = unique("quick")
+    client.create_collection(name, dimension=8)
+    desc = client.describe_collection(name)
+    fields = {f["name"]: f for f in desc["fields"]}
+    assert fields["id"]["is_primary"] and fields["id"]["type"] == DataType.INT64
+    assert fields["vector"]["params"]["dim"] == 8
+    assert desc["enable_dynamic_field"] and desc["consistency_level"] == 2
+    assert client.list_indexes(name) == ["vector"]
+    index = client.describe_index(name, "vector")
+    assert index["index_type"] == "AUTOINDEX" and index["metric_type"] == "COSINE"
+    assert index["state"] == "Finished"
+    assert str(client.get_load_state(name)["state"]) == "Loaded"
+    assert ("load", (name, None)) in gw.searcher.calls
+    info = gw.walvus.catalog.require(name)
+    assert info.loaded and info.indexes["vector"].index_id > 0
+
+
+def test_describe_has_list_drop(client: MilvusClient, gw: RunningGateway) -> None:
+    name = unique()
+    client.create_collection(name, schema=full_schema())
+    desc = client.describe_collection(name)
+    types = {f["name"]: f["type"] for f in desc["fields"]}
+    assert types["half"] == DataType.FLOAT16_VECTOR and types["tags"] == DataType.ARRAY
+    tags = next(f for f in desc["fields"] if f["name"] == "tags")
+    assert tags["element_type"] == DataType.VARCHAR and tags["params"]["max_capacity"] == 8
+    assert next(f for f in desc["fields"] if f["name"] == "i32")["nullable"]
+    assert desc["description"] == "all types"
+    assert client.has_collection(name) and name in client.list_collections()
+    client.drop_collection(name)
+    assert not client.has_collection(name) and name not in client.list_collections()
+    client.drop_collection(name)  # dropping a missing collection succeeds, as in Milvus
+    with pytest.raises(MilvusException, match=f"collection not found\\[collection={name}\\]") as err:
+        client.describe_collection(name)
+    assert err.value.code == 100
+
+
+def test_create_twice_is_idempotent_but_a_different_schema_is_refused(client: MilvusClient) -> None:
+    name = unique()
+    schema = full_schema()
+    client.create_collection(name, schema=schema)
+    client.create_collection(name, schema=schema)
+    other = MilvusClient.create_schema()
+    other.add_field("id", DataType.INT64, is_primary=True)
+    other.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    with pytest.raises(MilvusException, match="collection already exists"):
+        client.create_collection(name, schema=other)
+
+
+def test_invalid_schema_is_refused_with_reason(client: MilvusClient) -> None:
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=40000)
+    with pytest.raises(MilvusException, match="dim must be between 1 and 32768") as err:
+        client.create_collection(unique(), schema=schema)
+    assert err.value.code == 1100
+
+
+def test_partitions(client: MilvusClient, gw: RunningGateway) -> None:
+    name = unique()
+    client.create_collection(name, dimension=4)
+    client.release_collection(name)
+    client.create_partition(name, "p1")
+    assert client.has_partition(name, "p1") and not client.has_partition(name, "p2")
+    assert client.list_partitions(name) == ["_default", "p1"]
+    client.load_partitions(name, ["p1"])
+    assert gw.walvus.catalog.require(name).loaded_partitions == ("p1",)
+    assert str(client.get_load_state(name, partition_name="p1")["state"]) == "Loaded"
+    assert str(client.get_load_state(name, partition_name="_default")["state"]) == "NotLoad"
+    with pytest.raises(MilvusException, match="partition p1 cannot be dropped, partition is loaded"):
+        client.drop_partition(name, "p1")
+    client.release_partitions(name, ["p1"])
+    assert not gw.walvus.catalog.require(name).loaded
+    client.drop_partition(name, "p1")
+    assert client.list_partitions(name) == ["_default"]
+    with pytest.raises(MilvusException, match="partition not found") as err:
+        client.load_partitions(name, ["nope"])
+    assert err.value.code == 200
+
+
+def test_partition_key_collection_lists_hidden_partitions(client: MilvusClient) -> None:
+    schema = MilvusClient.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("tenant", DataType.VARCHAR, max_length=16, is_partition_key=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    name = unique()
+    client.create_collection(name, schema=schema, num_partitions=4)
+    assert client.list_partitions(name) == [f"_default_{i}" for i in range(4)]
+    assert client.describe_collection(name)["num_partitions"] == 4
+
+
+def test_index_lifecycle_and_progress(
+    client: MilvusClient, gw: RunningGateway, progress: dict[str, tuple[int, int, int]]
+) -> None:
+    name = unique()
+    client.create_collection(name, schema=full_schema())
+    params = client.prepare_index_params()
+    params.add_index(
+        "vec", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 64}, index_name="vec_idx"
+    )
+    client.create_index(name, params)
+    index = client.describe_index(name, "vec_idx")
+    assert index["index_type"] == "IVF_FLAT" and index["metric_type"] == "L2" and index["nlist"] == "64"
+    stored = gw.walvus.catalog.require(name).indexes["vec"]
+    assert stored.params == {"nlist": 64} and stored.metric_type == "L2"
+    client.create_index(name, params)  # same index again: no-op
+    progress[name] = (40, 100, 60)
+    index = client.describe_index(name, "vec_idx")
+    assert (index["state"], index["indexed_rows"], index["pending_index_rows"]) == ("InProgress", 40, 60)
+    progress[name] = (100, 100, 0)
+    assert client.describe_index(name, "vec_idx")["state"] == "Finished"
+    other = client.prepare_index_params()
+    other.add_index("vec", index_type="HNSW", metric_type="L2", index_name="vec_idx")
+    with pytest.raises(MilvusException, match="at most one distinct index is allowed per field"):
+        client.create_index(name, other)
+    scalar = client.prepare_index_params()
+    scalar.add_index("i8", index_type="INVERTED")
+    client.create_index(name, scalar)
+    assert sorted(client.list_indexes(name)) == ["i8", "vec_idx"]
+    client.drop_index(name, "vec_idx")
+    assert client.list_indexes(name) == ["i8"]
+    assert gw.walvus.catalog.require(name).event == CatalogEvent.DROP_INDEX
+
+
+@pytest.mark.parametrize(
+    ("index_type", "metric", "params", "message"),
+    [
+        ("IVF_PQ", "L2", {"m": 3}, "param m=3 must divide dim=8"),
+        ("HNSW", "HAMMING", {}, "metric HAMMING is not valid for FLOAT_VECTOR"),
+        ("NOPE", "L2", {}, "index type NOPE is not supported"),
+    ],
+)
+def test_bad_index_params_are_refused(
+    client: MilvusClient, index_type: str, metric: str, params: dict, message: str
+) -> None:
+    name = unique()
+    client.create_collection(name, schema=full_schema())
+    ip = client.prepare_index_params()
+    ip.add_index("vec", index_type=index_type, metric_type=metric, params=params)
+    with pytest.raises(MilvusException, match=message) as err:
+        client.create_index(name, ip)
+    assert err.value.code == 1100
+
+
+def test_load_needs_vector_indexes_and_drop_index_needs_release(client: MilvusClient) -> None:
+    name = unique()
+    client.create_collection(name, schema=full_schema())
+    with pytest.raises(MilvusException, match="there is no vector index on field") as err:
+        client.load_collection(name)
+    assert err.value.code == 700
+    ip = client.prepare_index_params()
+    for field, metric in (("vec", "IP"), ("half", "L2"), ("bf", "COSINE"), ("bits", "HAMMING")):
+        ip.add_index(field, metric_type=metric)
+    client.create_index(name, ip)
+    client.load_collection(name)
+    with pytest.raises(MilvusException, match="collection .* is loaded, please release it first"):
+        client.drop_index(name, "vec")
+    client.release_collection(name)
+    assert str(client.get_load_state(name)["state"]) == "NotLoad"
+    client.drop_index(name, "vec")
+
+
+def test_alter_properties(client: MilvusClient, gw: RunningGateway) -> None:
+    name = unique()
+    client.create_collection(name, dimension=4)
+    client.alter_collection_properties(name, {"collection.ttl.seconds": 60})
+    assert client.describe_collection(name)["properties"]["collection.ttl.seconds"] == "60"
+    with pytest.raises(MilvusException, match="can not alter mmap properties if collection loaded"):
+        client.alter_collection_properties(name, {"mmap.enabled": True})
+    client.release_collection(name)
+    client.alter_collection_properties(name, {"mmap.enabled": True})
+    assert gw.walvus.catalog.require(name).properties == {
+        "collection.ttl.seconds": "60",
+        "mmap.enabled": "true",
+    }
+    client.drop_collection_properties(name, ["collection.ttl.seconds"])
+    assert client.describe_collection(name)["properties"] == {"mmap.enabled": "true"}
+    with pytest.raises(MilvusException, match="collection.ttl.seconds must be >= 0"):
+        client.alter_collection_properties(name, {"collection.ttl.seconds": -1})
+
+
+def test_add_field_then_insert_with_a_stale_cached_schema(client: MilvusClient, gw: RunningGateway) -> None:
+    name = unique()
+    client.create_collection(name, dimension=2, enable_dynamic_field=False)
+    client.insert(name, [{"id": 1, "vector": [1, 2]}])  # caches the schema in the client
+    client.add_collection_field(name, "note", DataType.VARCHAR, max_length=10, nullable=True)
+    info = gw.walvus.catalog.require(name)
+    assert info.schema.version == 2 and info.schema.field("note").nullable
+    # the cached schema is stale: the gateway says so, pymilvus refreshes it and retries
+    client.insert(name, [{"id": 2, "vector": [1, 2], "note": "hi"}])
+    assert client.get(name, ids=[2], output_fields=["note"])[0]["note"] == "hi"
+
+
+def test_statistics(client: MilvusClient) -> None:
+    name = unique()
+    client.create_collection(name, dimension=2)
+    client.create_partition(name, "p")
+    client.insert(name, [{"id": i, "vector": [i, 1]} for i in range(5)])
+    client.insert(name, [{"id": 10, "vector": [1, 1]}], partition_name="p")
+    assert client.get_collection_stats(name)["row_count"] == 6
+    assert client.get_partition_stats(name, "p")["row_count"] == 1
+
+
+def test_unimplemented_rpcs_say_so(client: MilvusClient) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        client.list_aliases(unique())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "walvus does not implement the Milvus RPC ListAliases" in err.value.details()
+
+
+def test_databases_and_rename(client: MilvusClient) -> None:
+    assert client.list_databases() == ["default"]
+    assert client.describe_database("default")["name"] == "default"
+    with pytest.raises(MilvusException, match="database not found"):
+        client.describe_database("other")
+    with pytest.raises(MilvusException, match="walvus has one database"):
+        client.create_database("other")
+    name = unique()
+    client.create_collection(name, dimension=2)
+    with pytest.raises(MilvusException, match="rename_collection .* is not supported"):
+        client.rename_collection(name, unique())
+
+
+def test_server_version_and_timestamp(client: MilvusClient) -> None:
+    assert "walvus" in client.get_server_version()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quiet_pymilvus() -> Iterator[None]:
+    """pymilvus logs every failed RPC with a traceback; these tests fail RPCs on purpose."""
+    logger = logging.getLogger("pymilvus")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
