@@ -113,7 +113,7 @@ def main() -> None:
         results = [run_dim(api, 128, args.rows_128, args.batch), run_dim(api, 768, args.rows_768, args.batch)]
         api.close()
     print_table(
-        "ingest: rows/s (2 shards, batches of %d rows)" % args.batch,
+        f"ingest: rows/s (2 shards, batches of {args.batch} rows)",
         [
             "dim",
             "rows",

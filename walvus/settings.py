@@ -100,3 +100,6 @@ class GatewaySettings(WalvusSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate: enables TLS on the gRPC port.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     grpc_workers: int = Field(16, description="gRPC server worker threads.")
+    metrics_port: int = Field(
+        9091, description="HTTP port of /metrics (Prometheus) and /healthz; 0 disables."
+    )

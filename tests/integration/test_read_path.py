@@ -1,0 +1,213 @@
+"""The read path end to end: pymilvus -> gateway -> searcher/indexer, on a real broker and real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymilvus import DataType, MilvusClient, MilvusException
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+DIM = 16
+
+
+@pytest.fixture
+def live(deployment):
+    deployment.start("streams", "indexer", "gateway")
+    client = MilvusClient(deployment.uri)
+    yield deployment, client
+    client.close()
+
+
+def _create(client: MilvusClient, name: str, shards: int = 2) -> None:
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("n", DataType.INT64)
+    schema.add_field("title", DataType.VARCHAR, max_length=32)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 64})
+    client.create_collection(name, schema=schema, index_params=idx, num_shards=shards)
+
+
+def _rows(ids, rng, title="t") -> list[dict]:
+    return [
+        {"id": int(i), "vec": rng.random(DIM).astype("float32").tolist(), "n": int(i), "title": title}
+        for i in ids
+    ]
+
+
+def test_quickstart_runs_unchanged(live):
+    dep, _ = live
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), dep.uri],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "count: 988" in r.stdout
+
+
+def test_read_your_writes_upsert_delete_and_exact_count(live):
+    _, client = live
+    _create(client, "rw")
+    rng = np.random.default_rng(0)
+    rows = _rows(range(500), rng)
+    client.insert("rw", rows)
+    hit = client.search("rw", [rows[42]["vec"]], limit=1, consistency_level="Strong")[0][0]
+    assert hit["id"] == 42 and hit["distance"] == pytest.approx(0.0, abs=1e-5)
+
+    new_vec = rng.random(DIM).astype("float32").tolist()
+    client.upsert("rw", [{"id": 42, "vec": new_vec, "n": -42, "title": "new"}])
+    got = client.get("rw", ids=[42], output_fields=["n", "title"])
+    assert [(g["n"], g["title"]) for g in got] == [(-42, "new")]
+    hits = client.search("rw", [rows[42]["vec"]], limit=500, output_fields=["n"], consistency_level="Strong")[
+        0
+    ]
+    assert [h["id"] for h in hits].count(42) == 1
+    assert all(h["entity"]["n"] != 42 for h in hits)  # the old version never appears
+
+    client.delete("rw", ids=[1, 2, 3])
+    client.delete("rw", filter="n >= 490")
+    res = client.query("rw", filter="id in [1, 2, 3, 495]", output_fields=["id"], consistency_level="Strong")
+    assert res == []
+    count = client.query("rw", filter="", output_fields=["count(*)"], consistency_level="Strong")[0][
+        "count(*)"
+    ]
+    assert count == 500 - 3 - 10
+    client.flush("rw")
+    count = client.query("rw", filter="", output_fields=["count(*)"], consistency_level="Strong")[0][
+        "count(*)"
+    ]
+    assert count == 487
+    filtered = client.search(
+        "rw",
+        [rows[10]["vec"]],
+        limit=5,
+        filter="n < 100 and title == 't'",
+        output_fields=["n"],
+        consistency_level="Strong",
+    )[0]
+    assert filtered and all(h["entity"]["n"] < 100 for h in filtered)
+
+
+def test_handoff_while_inserting_and_flushing(live):
+    """Every acknowledged row is found by the next Strong search; no key is ever returned twice."""
+    _, client = live
+    _create(client, "handoff")
+    writer_client = MilvusClient(live[0].uri)
+    rng = np.random.default_rng(1)
+    acked: list[dict] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            base = 0
+            while not stop.is_set():
+                batch = _rows(range(base, base + 50), rng)
+                writer_client.insert("handoff", batch)
+                with lock:
+                    acked.extend(batch)
+                base += 50
+                if base % 1000 == 0:
+                    writer_client.flush("handoff")
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    checked = 0
+    try:
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:
+            with lock:
+                if not acked:
+                    continue
+                probe = acked[-1]
+                total = len(acked)
+            hits = client.search("handoff", [probe["vec"]], limit=10, consistency_level="Strong")[0]
+            ids = [h["id"] for h in hits]
+            assert probe["id"] in ids, f"acknowledged row {probe['id']} not found"
+            assert len(ids) == len(set(ids)), "a key was returned twice"
+            count = client.query(
+                "handoff", filter="", output_fields=["count(*)"], consistency_level="Strong"
+            )[0]["count(*)"]
+            assert count >= total
+            checked += 1
+    finally:
+        stop.set()
+        t.join(30)
+        writer_client.close()
+    assert not errors, errors
+    assert checked > 20
+    with lock:
+        expected = len(acked)
+    count = client.query("handoff", filter="", output_fields=["count(*)"], consistency_level="Strong")[0]
+    assert count["count(*)"] == expected
+
+
+def test_bad_input_is_rejected_and_writes_nothing(live):
+    _, client = live
+    _create(client, "bad")
+    rng = np.random.default_rng(2)
+    client.insert("bad", _rows(range(10), rng))
+    with pytest.raises(MilvusException, match="dim"):
+        client.insert("bad", [{"id": 100, "vec": [0.1] * (DIM + 1), "n": 1, "title": "x"}])
+    with pytest.raises(MilvusException, match="n"):
+        client.insert("bad", [{"id": 101, "vec": [0.1] * DIM, "n": "not a number", "title": "x"}])
+    with pytest.raises(MilvusException, match="not found|not exist"):
+        client.insert("nope", [{"id": 1, "vec": [0.1] * DIM}])
+    with pytest.raises(MilvusException, match="filter|expr|invalid"):
+        client.search("bad", [[0.1] * DIM], limit=3, filter="n >> 3")
+    with pytest.raises(MilvusException, match="dimension|dim"):
+        client.search("bad", [[0.1] * (DIM - 1)], limit=3)
+    client.release_collection("bad")
+    with pytest.raises(MilvusException, match="not loaded"):
+        client.search("bad", [[0.1] * DIM], limit=3)
+    client.load_collection("bad")
+    count = client.query("bad", filter="", output_fields=["count(*)"], consistency_level="Strong")[0][
+        "count(*)"
+    ]
+    assert count == 10
+    assert client.query("bad", filter="id >= 100", output_fields=["id"], consistency_level="Strong") == []
+
+
+def test_restart_every_process_then_load_gives_identical_results(live):
+    dep, client = live
+    _create(client, "restart")
+    rng = np.random.default_rng(3)
+    client.insert("restart", _rows(range(3000), rng))
+    client.delete("restart", ids=list(range(0, 3000, 7)))
+    client.flush("restart")
+    queries = rng.random((5, DIM)).astype("float32").tolist()
+    before = client.search("restart", queries, limit=10, consistency_level="Strong")
+    count_before = client.query("restart", filter="", output_fields=["count(*)"], consistency_level="Strong")
+    client.close()
+    for name in ("gateway", "indexer", "streams"):
+        dep.stop(name)
+    dep.start("streams", "indexer", "gateway")
+    client2 = MilvusClient(dep.uri)
+    for attempt in range(20):  # pymilvus keeps the old channel in gRPC's reconnect backoff for a moment
+        try:
+            client2.load_collection("restart")
+            break
+        except MilvusException:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+    after = client2.search("restart", queries, limit=10, consistency_level="Strong")
+    assert [[h["id"] for h in q] for q in after] == [[h["id"] for h in q] for q in before]
+    assert (
+        client2.query("restart", filter="", output_fields=["count(*)"], consistency_level="Strong")
+        == count_before
+    )
+    client2.close()
