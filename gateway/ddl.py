@@ -188,9 +188,17 @@ class CollectionRpcs:
     ) -> milvus_pb2.GetCollectionStatisticsResponse:
         info = self.w.catalog.require(req.collection_name)
         rows = self._row_count(info, None)
-        return milvus_pb2.GetCollectionStatisticsResponse(
-            status=OK, stats=[common_pb2.KeyValuePair(key="row_count", value=str(rows))]
-        )
+        stats = [common_pb2.KeyValuePair(key="row_count", value=str(rows))]
+        try:  # walvus extras: segments, growing rows, rows scanned by searches (partition pruning shows here)
+            extra = self.searcher.stats(info.name)
+        except WalvusError:
+            extra = {}
+        stats += [
+            common_pb2.KeyValuePair(key=k, value=str(v))
+            for k, v in extra.items()
+            if k != "row_count" and v is not None
+        ]
+        return milvus_pb2.GetCollectionStatisticsResponse(status=OK, stats=stats)
 
     def _row_count(self, info: CollectionInfo, partition: str | None) -> int:
         if partition is None:

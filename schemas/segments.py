@@ -53,6 +53,13 @@ def decode_announcement(raw: bytes) -> SegmentSealed | IndexBuilt:
     raise ValueError(f"unknown announcement kind {kind!r}")
 
 
-def segment_id(shard: int, first_offset: int) -> int:
-    """Deterministic, so a replayed seal produces the same segment id."""
-    return (int(shard) << 48) | int(first_offset)
+PARTITION_SHIFT = 38  # offsets below 2**38; partition ids below 1024; shards above bit 48
+
+
+def segment_id(shard: int, first_offset: int, partition_id: int = 0) -> int:
+    """Deterministic, so a replayed seal produces the same segment id.
+
+    A seal that spans partitions yields one segment per partition, so a search scoped to
+    some partitions never reads the others' segments.
+    """
+    return (int(shard) << 48) | (int(partition_id) << PARTITION_SHIFT) | int(first_offset)

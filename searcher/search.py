@@ -35,10 +35,17 @@ def resolve_metric(coll_info: Any, field_name: str, requested: str | None) -> st
     return metric
 
 
+def pruned(c: Container, partitions: Sequence[str] | None) -> bool:
+    """True when the container holds one partition that the request did not ask for."""
+    return partitions is not None and c.partition is not None and c.partition not in partitions
+
+
 def container_mask(
     c: Container, alive: np.ndarray, flt: CompiledFilter | None, partitions: Sequence[str] | None
 ) -> np.ndarray:
     mask = alive
+    if partitions is not None and c.partition is not None:
+        return mask if c.partition in partitions else np.zeros_like(mask)
     if partitions is not None:
         part = np.isin(c.table.column("_partition").to_numpy(zero_copy_only=False), np.asarray(partitions))
         mask = mask & part

@@ -45,6 +45,9 @@ class Container:
         self.seqs: np.ndarray = self.table.column("_seq").to_numpy()
         self.offsets: np.ndarray = self.table.column("_offset").to_numpy()
         self.max_offset = int(self.offsets.max()) if len(self.offsets) else -1
+        # a sealed segment holds one partition; growing chunks may mix them
+        parts = pc.unique(self.table.column("_partition")) if self.num_rows else pa.array([], pa.string())
+        self.partition: str | None = parts[0].as_py() if self.sealed and len(parts) == 1 else None
         self._pk_range = _int_range(self.pks)
 
     @property

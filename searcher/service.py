@@ -24,7 +24,7 @@ from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
 from searcher.query import COUNT, distinct, output_columns, query_rows
-from searcher.search import container_mask, gather, knn, range_knn, resolve_metric
+from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
 from searcher.types import ConsistencyLevel, Hits, QueryRequest, SearchRequest
 from walvus.log import KafkaLog
 from walvus.storage import SegmentStore
@@ -250,7 +250,11 @@ class SearcherService:
             vals = flt.values_for(pk)
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
-        view = [(c, a) for c, a in coll.snapshot() if not (req.ignore_growing and not c.sealed)]
+        view = [
+            (c, a)
+            for c, a in coll.snapshot()
+            if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
+        ]
         result, scanned = query_rows(
             view,
             pk,

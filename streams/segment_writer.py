@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
 from schemas.collection import PARTITION_COLUMN
-from schemas.segments import SegmentSealed, segment_id
+from schemas.segments import PARTITION_SHIFT, SegmentSealed, segment_id
 from schemas.wal import Op, WalRecord
 from streams.growing import BufferedRecord
 from walvus.storage import DELETES, ROWS, SegmentStore
@@ -55,7 +55,12 @@ def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
 
 
 def with_system_columns(
-    record: WalRecord, offset: int, shard: int, seg: int, data_schema: pa.Schema
+    record: WalRecord,
+    offset: int,
+    shard: int,
+    seg: int,
+    data_schema: pa.Schema,
+    partition_ids: dict[str, int] | None = None,
 ) -> pa.RecordBatch:
     batch = record.batch
     assert batch is not None
@@ -72,11 +77,21 @@ def with_system_columns(
         "_offset": pa.array(np.full(n, offset, dtype=np.int64)),
         "_seq": pa.array(row_seqs(offset, n)),
         "_ts": pa.array(np.full(n, record.header.ts, dtype=np.int64)),
-        "_segment": pa.array(np.full(n, seg, dtype=np.int64)),
+        "_segment": pa.array(_segments(seg, part, partition_ids)),
     }
     arrays = list(data.columns) + list(extra.values())
     names = list(data.schema.names) + list(extra)
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _segments(seg: int, part: pa.Array, partition_ids: dict[str, int] | None) -> np.ndarray:
+    """The segment id of each row: the seal's id, plus the row's partition id (see ``segment_id``)."""
+    n = len(part)
+    if seg < 0 or not partition_ids:
+        return np.full(n, seg, dtype=np.int64)
+    enc = part.dictionary_encode()
+    ids = np.array([partition_ids.get(v, 0) for v in enc.dictionary.to_pylist()], dtype=np.int64)
+    return seg + (ids[enc.indices.to_numpy(zero_copy_only=False)] << PARTITION_SHIFT)
 
 
 class SegmentWriter:
@@ -115,7 +130,7 @@ class SegmentWriter:
         first = records[0].offset
         seg = segment_id(shard, first)
         rows = [
-            with_system_columns(r.record, r.offset, shard, seg, data_schema)
+            with_system_columns(r.record, r.offset, shard, seg, data_schema, info.partitions)
             for r in records
             if r.offset > rows_done and r.record.header.op in (Op.INSERT, Op.UPSERT) and r.record.num_rows
         ]
