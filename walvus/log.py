@@ -25,6 +25,8 @@ _NOT_READY = {
     KafkaError._TIMED_OUT,
     KafkaError._UNKNOWN_PARTITION,
     KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.FENCED_LEADER_EPOCH,
 }
 MAX_MESSAGE_BYTES = 68_157_440
 
@@ -156,7 +158,8 @@ class KafkaLog:
                         return [tp.offset for tp in sorted(got, key=lambda tp: tp.partition)]
                     raise KafkaException(errors[0])
                 except KafkaException as exc:
-                    retriable = exc.args[0].code() in _NOT_READY
+                    err = exc.args[0]
+                    retriable = err.code() in _NOT_READY or err.retriable()
                     if not retriable or time.monotonic() > deadline:
                         raise LogUnavailable(f"cannot read positions of {topic}: {exc}", topic=topic) from exc
             time.sleep(0.05)  # a new topic has no leader for a moment
