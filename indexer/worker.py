@@ -152,7 +152,7 @@ def run(bootstrap: str) -> None:
     storage = StorageSettings()
     kafka = KafkaLog(KafkaSettings().client_config(bootstrap))
     catalog = Catalog(kafka, base.namespace).start()
-    worker = IndexWorker(kafka, catalog, SegmentStore(storage.root, storage.options), base.namespace)
+    worker = IndexWorker(kafka, catalog, storage.store(), base.namespace)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     log.info("indexer running bootstrap=%s", bootstrap)

@@ -18,7 +18,6 @@ from streams.subscription import DynamicSubscription
 from walvus.catalog import Catalog
 from walvus.log import MAX_MESSAGE_BYTES, KafkaLog, LogMessage
 from walvus.settings import KafkaSettings, StorageSettings, StreamsSettings
-from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class StreamsWorker:
         ns = self.settings.namespace
         self.kafka = KafkaLog(kafka_settings.client_config(bootstrap))
         self.catalog = Catalog(self.kafka, ns)
-        self.store = SegmentStore(storage.root, storage.options)
+        self.store = storage.store()
         self.ns = ns
         self.control_topic = f"{ns}.streams.control"
         for t in (self.control_topic, segments_topic(ns), dead_letter_topic(ns)):

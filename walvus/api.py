@@ -75,7 +75,7 @@ class Walvus:
         return cls(
             kafka,
             catalog,
-            SegmentStore(storage.root, storage.options),
+            storage.store(),
             namespace=base.namespace,
             site=base.site,
         )

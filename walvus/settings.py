@@ -67,6 +67,18 @@ class StorageSettings(WalvusSettings):
         return self.storage_uri or str((self.data_dir / "tables").resolve())
 
     @property
+    def index_root(self) -> str:
+        """Index files are local: beside local tables, else under data_dir/indexes."""
+        if self.storage_uri and "://" in self.storage_uri and not self.storage_uri.startswith("file://"):
+            return str((self.data_dir / "indexes").resolve())
+        return self.root
+
+    def store(self) -> SegmentStore:  # noqa: F821 - runtime import keeps settings dependency-free
+        from walvus.storage import SegmentStore
+
+        return SegmentStore(self.root, self.options, self.index_root)
+
+    @property
     def options(self) -> dict[str, str]:
         return dict(json.loads(self.storage_options or "{}"))
 

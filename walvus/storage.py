@@ -30,16 +30,21 @@ def app_id(collection_id: int, shard: int) -> str:
 
 
 class SegmentStore:
-    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: str, storage_options: dict[str, str] | None = None, index_root: str | None = None
+    ) -> None:
         self.root = root.rstrip("/")
         self.options = storage_options or None
+        # FAISS reads and memory-maps local files: beside local tables, or in a local directory
+        # shared by the indexer and the searchers when the tables live on an object store
+        self.index_root = Path(index_root) if index_root else Path(self.root)
 
     def table_uri(self, collection_id: int, kind: str) -> str:
         return f"{self.root}/{collection_id}/{kind}"
 
     def index_dir(self, collection_id: int) -> Path:
         """Index files are local files beside the tables (object stores: a local cache dir)."""
-        return Path(self.root) / str(collection_id) / "indexes"
+        return self.index_root / str(collection_id) / "indexes"
 
     def open(self, collection_id: int, kind: str, version: int | None = None) -> DeltaTable | None:
         try:
