@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from schemas.exceptions import RecordFormatError
@@ -61,7 +62,11 @@ class Materializer:
             )
         buf = self._buffer(topic, partition)
         buf.add(offset, record, token)
-        if record.header.op == Op.FLUSH or self.policy.reason(buf.nbytes, 0.0) == "size":
+        if record.header.op == Op.FLUSH:
+            # the other shards' flush records follow at once: seal the whole collection, in parallel
+            siblings = [k for k, b in self.buffers.items() if k[0] == topic and b.records]
+            return self.seal_all(siblings)
+        if self.policy.reason(buf.nbytes, 0.0) == "size":
             return self.seal(topic, partition)
         return []
 
@@ -96,10 +101,13 @@ class Materializer:
         return list(_flatten(r.token for r in records))
 
     def seal_all(self, shards: Iterable[Shard] | None = None) -> list[Any]:
-        tokens: list[Any] = []
-        for topic, partition in list(shards if shards is not None else self.buffers):
-            tokens += self.seal(topic, partition)
-        return tokens
+        """Seal several shards; their Delta commits run in parallel (delta-rs releases the GIL)."""
+        todo = [k for k in (shards if shards is not None else list(self.buffers)) if k in self.buffers]
+        if len(todo) <= 1:
+            return [t for k in todo for t in self.seal(*k)]
+        with ThreadPoolExecutor(max_workers=min(4, len(todo))) as pool:
+            results = list(pool.map(lambda k: self.seal(*k), todo))
+        return [t for r in results for t in r]
 
     def drop(self, shards: Iterable[Shard]) -> None:
         for key in shards:
