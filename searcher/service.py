@@ -23,6 +23,7 @@ from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
+from searcher.positions import EndPositions
 from searcher.query import COUNT, distinct, output_columns, query_rows
 from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
 from searcher.types import ConsistencyLevel, Hits, QueryRequest, SearchRequest
@@ -39,6 +40,7 @@ class SearcherService:
         from searcher.tail import AnnouncementTail, WalTail
 
         self.kafka = kafka
+        self.ends = EndPositions(kafka.end_offsets)
         self.catalog = catalog
         self.store = store
         self.ns = namespace
@@ -174,7 +176,7 @@ class SearcherService:
         if level == ConsistencyLevel.EVENTUALLY:
             return
         if level == ConsistencyLevel.STRONG:
-            ends = self.kafka.end_offsets(wal_topic(self.ns, cid), coll.info.shards_num)
+            ends = self.ends.after_now(wal_topic(self.ns, cid), coll.info.shards_num)
             target = {s: end - 1 for s, end in enumerate(ends)}
         else:
             target = dict(self._local_writes.get(cid, {}))
@@ -208,32 +210,76 @@ class SearcherService:
         flt = self._filter(info, req.filter, req.filter_params)
         partitions = _check_partitions(info, req.partitions, flt)
         self._barrier(coll, req.consistency.level)
+        snapshot = coll.snapshot()
+        partitions = _without_dropped(info, partitions, snapshot)
         view = [
             (c, container_mask(c, alive, flt, partitions))
-            for c, alive in coll.snapshot()
-            if not (req.ignore_growing and not c.sealed)
+            for c, alive in snapshot
+            if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
         ]
         coll.scanned_rows += sum(c.num_rows for c, _ in view)
+        cols, _dyn = output_columns(info.schema, req.output_fields)
+        if req.group_by_field:
+            return self._grouped(view, info, field_name, queries, metric, req, cols)
         if "radius" in req.params:
             d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
         else:
             d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
-        cols, _dyn = output_columns(info.schema, req.output_fields)
-        out: list[Hits] = []
-        for qi in range(len(queries)):
-            r = refs[qi][req.offset :] if refs.shape[1] else refs[qi]
-            dist = d[qi][req.offset :] if d.shape[1] else d[qi]
-            keep = r >= 0
-            r, dist = r[keep], dist[keep]
-            pks, fields = (
-                gather(used, r, cols)
-                if len(r)
-                else (pa.array([], info.schema.primary.arrow_type()), _empty(info, cols))
-            )
-            if req.round_decimal >= 0:
-                dist = np.round(dist, req.round_decimal)
-            out.append(Hits(pks.to_pylist(), dist.astype(np.float32), fields))
-        return out
+        return _split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
+
+    def _grouped(
+        self,
+        view: list[tuple[Any, np.ndarray]],
+        info: CollectionInfo,
+        field_name: str,
+        queries: np.ndarray,
+        metric: str,
+        req: SearchRequest,
+        cols: list[str],
+    ) -> list[Hits]:
+        """Grouping search: the best ``limit`` groups (after ``offset`` groups) of ``group_by_field``,
+        up to ``group_size`` hits each, groups ordered by their best hit and each group's hits together.
+
+        The candidate list (top-k, or the range) widens x4 until every query has its groups
+        (filled to ``group_size`` when ``strict_group_size``) or every allowed row was a candidate.
+        """
+        group = req.group_by_field
+        assert group is not None
+        size = max(1, req.group_size)
+        allowed = sum(int(m.sum()) for _, m in view)
+        k = max(1, min(allowed, max(64, 4 * (req.offset + req.limit) * size)))
+        out: list[Hits | None] = [None] * len(queries)
+        todo = list(range(len(queries)))
+        while todo:
+            sub = queries[todo]
+            if "radius" in req.params:
+                d, refs, used = range_knn(view, info.schema, field_name, sub, k, metric, req.params)
+            else:
+                d, refs, used = knn(view, info.schema, field_name, sub, k, metric, req.params)
+            widen = []
+            for j, qi in enumerate(todo):
+                r = refs[j] if refs.shape[1] else np.zeros(0, np.int64)
+                dist = d[j] if d.shape[1] else np.zeros(0, np.float32)
+                keep = r >= 0
+                r, dist = r[keep], dist[keep]
+                values = gather(used, r, [group])[1].column(group).to_pylist() if len(r) else []
+                pos, complete = group_positions(values, req.limit, req.offset, size, req.strict_group_size)
+                if not complete and len(r) >= k and k < allowed:
+                    widen.append(qi)
+                    continue
+                sel = np.asarray(pos, dtype=np.int64)
+                r, dist = r[sel], dist[sel]
+                pks, fields = (
+                    gather(used, r, cols)
+                    if len(r)
+                    else (pa.array([], info.schema.primary.arrow_type()), _empty(info, cols))
+                )
+                if req.round_decimal >= 0:
+                    dist = np.round(dist, req.round_decimal)
+                out[qi] = Hits(pks.to_pylist(), dist.astype(np.float32), fields)
+            todo = widen
+            k = min(allowed, k * 4)
+        return [h for h in out if h is not None]
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
@@ -250,9 +296,11 @@ class SearcherService:
             vals = flt.values_for(pk)
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
+        snapshot = coll.snapshot()
+        partitions = _without_dropped(info, partitions, snapshot)
         view = [
             (c, a)
-            for c, a in coll.snapshot()
+            for c, a in snapshot
             if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
         ]
         result, scanned = query_rows(
@@ -289,6 +337,7 @@ class SearcherService:
             "growing_rows": sum(c.num_rows for c, _ in view if not c.sealed),
             "scanned_rows": coll.scanned_rows,
             "indexed_segments": sum(1 for c, _ in view if c.indexes),
+            "loaded_indexes": sum(len(c.indexes) for c, _ in view if c.sealed),
         }
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
@@ -338,6 +387,54 @@ def filter_schema(info: CollectionInfo) -> FilterSchema:
     return fs
 
 
+def group_positions(
+    values: list[Any], limit: int, offset: int, size: int, strict: bool
+) -> tuple[list[int], bool]:
+    """Milvus's group reduce over candidates in best-first order: skip the first ``offset`` groups,
+    keep ``limit`` groups of up to ``size`` hits. Returns the kept positions (grouped, groups in
+    order of their best hit) and whether the groups are complete (full ones when ``strict``)."""
+    groups: dict[Any, list[int]] = {}
+    skipped: set[Any] = set()
+    for pos, value in enumerate(values):
+        if value in skipped:
+            continue
+        g = groups.get(value)
+        if g is None:
+            if len(skipped) < offset:
+                skipped.add(value)
+                continue
+            if len(groups) >= limit:
+                continue
+            g = groups[value] = []
+        if len(g) < size:
+            g.append(pos)
+    complete = len(groups) >= limit and (not strict or all(len(g) >= size for g in groups.values()))
+    return [p for g in groups.values() for p in g], complete
+
+
+def _split_hits(
+    info: CollectionInfo, used: list, d: np.ndarray, refs: np.ndarray, cols: list[str], round_decimal: int
+) -> list[Hits]:
+    """One gather for all queries' hits, then one ``Hits`` per query (no per-query Arrow work)."""
+    keep = refs >= 0
+    counts = keep.sum(axis=1)
+    flat = refs[keep]
+    dist = d[keep].astype(np.float32)
+    if round_decimal >= 0:
+        dist = np.round(dist, round_decimal)
+    if len(flat):
+        pks, fields = gather(used, flat, cols)
+        ids = pks.to_pylist()
+    else:
+        ids, fields = [], _empty(info, cols)
+    out: list[Hits] = []
+    start = 0
+    for n in counts.tolist():
+        out.append(Hits(ids[start : start + n], dist[start : start + n], fields.slice(start, n)))
+        start += n
+    return out
+
+
 def _only_vector_field(info: CollectionInfo) -> str:
     vecs = info.schema.vector_fields
     if len(vecs) != 1:
@@ -374,6 +471,19 @@ def _check_partitions(
             idx = partitions_for_keys(info, list(vals)) if vals else np.zeros(0, np.int64)
             return sorted({f"_default_{i}" for i in idx.tolist()})
     return None
+
+
+def _without_dropped(
+    info: CollectionInfo, partitions: list[str] | None, snapshot: list[tuple[Any, np.ndarray]]
+) -> list[str] | None:
+    """All partitions means the existing ones: rows of a dropped partition stay in memory (and in
+    Delta) until the collection is reloaded, but are never read."""
+    if partitions is not None:
+        return partitions
+    existing = set(info.partitions)
+    if all(c.partition_names <= existing for c, _ in snapshot):
+        return None
+    return list(info.partitions)
 
 
 def _empty(info: CollectionInfo, cols: list[str]) -> pa.Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,19 +51,18 @@ class Deployment:
         if "gateway" in names:
             self.wait_gateway()
 
-    def wait_gateway(self, timeout: float = 60) -> None:
-        from pymilvus import MilvusClient
-
+    def wait_gateway(self, timeout: float = 90) -> None:
+        """The gateway opens its port only once it is ready to serve."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             proc = self.procs["gateway"]
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited rc={proc.returncode}:\n{self.log_tail('gateway')}")
             try:
-                MilvusClient(self.uri, timeout=2).close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
-            except Exception:
-                time.sleep(0.3)
+            except OSError:
+                time.sleep(0.2)
         raise TimeoutError(f"gateway did not answer in {timeout}s:\n{self.log_tail('gateway')}")
 
     def kill(self, name: str) -> None:
