@@ -1,0 +1,516 @@
+"""Search: QPS, latency, recall and freshness of walvus beside raw FAISS, milvus-lite and Milvus 2.3.5.
+
+    python -m bench.search [--rows 100000] [--dim 128] [--targets walvus,faiss,milvus-lite,milvus]
+                           [--seconds 10] [--fresh-trials 100] [--keep]
+
+Data: SYNTHETIC CLUSTERED vectors (``bench.datasets.clustered``: a seeded Gaussian mixture of
+1,000 anisotropic clusters, L2-normalised), 1,000 queries drawn from the same mixture (not
+from the base set), ground truth the exact top-10 by inner product (faiss IndexFlatIP).
+
+Every target gets the same index and parameters: HNSW M=16, efConstruction=200, search
+ef=64, metric COSINE, top-k 10. For each one, in the same run:
+
+- ready time: insert (batches of 10k rows, rows/s) + flush + index build + load;
+- search QPS and p50/p99 latency at nq=1 and nq=100, with 1 and 4 client threads (each
+  thread its own client), for ``--seconds`` each, under Strong consistency; walvus and
+  Milvus also under Bounded at nq=1 (milvus-lite ignores consistency, faiss has none);
+- recall@10 over all 1,000 queries (batches of 100, Strong);
+- freshness: insert one new row, then Strong-search its vector until it comes back
+  (p50/p99 over ``--fresh-trials`` trials, each capped at ``--fresh-cap`` seconds).
+
+QPS counts query vectors per second (nq=100 at 5 calls/s is 500 QPS). The walvus/faiss
+ratio compares QPS at the same nq and thread count. Results: tables on the terminal,
+``bench/results/search.json`` and ``bench/results/search_qps.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from bench.datasets import DATA_DIR, Dataset, clustered, recall_at_k
+from bench.harness import RESULTS, console, print_table, save
+from bench.peers import (
+    EF_CONSTRUCTION,
+    EF_SEARCH,
+    METRIC,
+    TOP_K,
+    FaissPeer,
+    M,
+    MilvusLitePeer,
+    MilvusPeer,
+    Peer,
+    WalvusPeer,
+)
+
+TARGETS = ("faiss", "walvus", "milvus-lite", "milvus")
+FRESH_ID = 1_000_000_000  # ids of freshness rows: far above the base set's row numbers
+
+
+def settings_for(peer: Peer) -> list[tuple[int, int, str]]:
+    """(nq, threads, consistency) for one target."""
+    base = [(1, 1, "Strong"), (1, 4, "Strong"), (100, 1, "Strong"), (100, 4, "Strong")]
+    if peer.honours_consistency:
+        base += [(1, 1, "Bounded"), (1, 4, "Bounded")]
+    return base
+
+
+def consistency_label(peer: Peer, consistency: str) -> str:
+    if isinstance(peer, FaissPeer):
+        return "n/a"
+    return consistency if peer.honours_consistency else f"{consistency} (ignored)"
+
+
+# measurements -----------------------------------------------------------------------------
+def measure(
+    peer: Peer, queries: list, nq: int, threads: int, consistency: str, seconds: float
+) -> dict[str, Any]:
+    """Closed-loop load: ``threads`` clients each searching ``nq`` queries per call for ``seconds``."""
+    handles = [peer] + [peer.clone() for _ in range(threads - 1)]
+    lat: list[list[float]] = [[] for _ in handles]
+    errors: list[str] = []
+    barrier = threading.Barrier(threads + 1)
+    stop = threading.Event()
+    n_queries = len(queries)
+
+    def worker(i: int) -> None:
+        h = handles[i]
+        rng = np.random.default_rng(1000 + i)
+        for w in range(3):  # warm-up: connections, caches
+            try:
+                h.search(queries[w * nq : w * nq + nq], nq, consistency)
+            except Exception as exc:
+                errors.append(f"warm-up: {exc!r}")
+        barrier.wait()
+        while not stop.is_set():
+            start = int(rng.integers(0, n_queries - nq + 1))
+            t0 = time.perf_counter()
+            try:
+                h.search(queries[start : start + nq], nq, consistency)
+            except Exception as exc:
+                errors.append(repr(exc))
+                if len(errors) > 50:
+                    stop.set()
+                continue
+            lat[i].append(time.perf_counter() - t0)
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    load1 = os.getloadavg()[0]
+    barrier.wait()
+    server0 = peer.server_search_seconds()
+    t0 = time.perf_counter()
+    stop.wait(seconds)
+    stop.set()
+    for t in pool:
+        t.join(120)
+    elapsed = time.perf_counter() - t0
+    server1 = peer.server_search_seconds()
+    server_ms = None
+    if server0 and server1 and server1[1] > server0[1]:
+        server_ms = (server1[0] - server0[0]) / (server1[1] - server0[1]) * 1000
+    for h in handles[1:]:
+        h.close()
+    all_lat = np.array([x for per in lat for x in per]) * 1000
+    calls = len(all_lat)
+    return {
+        "nq": nq,
+        "threads": threads,
+        "consistency": consistency,
+        "seconds": elapsed,
+        "calls": calls,
+        "calls_s": calls / elapsed,
+        "qps": calls * nq / elapsed,
+        "p50_ms": float(np.percentile(all_lat, 50)) if calls else None,
+        "p99_ms": float(np.percentile(all_lat, 99)) if calls else None,
+        "mean_ms": float(all_lat.mean()) if calls else None,
+        "server_mean_ms": server_ms,
+        "load_avg_1m": load1,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def recall(peer: Peer, ds: Dataset, queries: list, consistency: str = "Strong") -> float:
+    found: list[list[int]] = []
+    for start in range(0, len(queries), 100):
+        found += peer.search(queries[start : start + 100], len(queries[start : start + 100]), consistency)
+    return recall_at_k(found, ds.gt, TOP_K)
+
+
+def freshness(peer: Peer, ds: Dataset, trials: int, cap: float, budget: float) -> dict[str, Any]:
+    """Insert one row, then Strong-search its vector until it is returned (ms from the insert call)."""
+    visible, acks, attempts, timeouts, errors = [], [], [], 0, []
+    began = time.perf_counter()
+    for i in tqdm(
+        range(min(trials, len(ds.extra))), desc=f"{peer.name} freshness", unit="trial", leave=False
+    ):
+        if time.perf_counter() - began > budget:
+            break
+        vid, vec = FRESH_ID + i, ds.extra[i : i + 1]
+        qvec = vec.tolist()
+        t0 = time.perf_counter()
+        try:
+            peer.insert(np.array([vid]), vec)
+        except Exception as exc:
+            errors.append(f"insert: {exc!r}")
+            continue
+        acks.append(time.perf_counter() - t0)
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                ids = peer.search(qvec, 1, "Strong")
+                if ids and vid in ids[0]:
+                    visible.append(time.perf_counter() - t0)
+                    break
+            except Exception as exc:
+                errors.append(f"search: {exc!r}")
+            if time.perf_counter() - t0 > cap:
+                timeouts += 1
+                break
+        attempts.append(tries)
+    v = np.array(visible) * 1000
+    return {
+        "trials": len(acks),
+        "visible": len(visible),
+        "timeouts": timeouts,
+        "cap_s": cap,
+        "p50_ms": float(np.percentile(v, 50)) if len(v) else None,
+        "p99_ms": float(np.percentile(v, 99)) if len(v) else None,
+        "max_ms": float(v.max()) if len(v) else None,
+        "insert_ack_p50_ms": float(np.percentile(np.array(acks) * 1000, 50)) if acks else None,
+        "searches_per_trial_mean": float(np.mean(attempts)) if attempts else None,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
+
+
+def scan_logs(root: Path, limit: int = 8) -> dict[str, Any]:
+    """ERROR/Traceback lines in a deployment's logs (faiss's loader chatter excluded)."""
+    hits: list[str] = []
+    for log in sorted(root.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if (
+                " ERROR " in line or "Traceback" in line or "CRITICAL" in line
+            ) and "faiss.loader" not in line:
+                hits.append(f"{log.name}: {line.strip()[:300]}")
+    return {"count": len(hits), "first": hits[:limit]}
+
+
+# one target -------------------------------------------------------------------------------
+def make_peer(name: str, args: argparse.Namespace) -> Peer:
+    if name == "faiss":
+        return FaissPeer()
+    if name == "walvus":
+        peer = WalvusPeer()
+        peer.start(keep=args.keep)
+        return peer
+    if name == "milvus-lite":
+        peer = MilvusLitePeer()
+        peer.start()
+        return peer
+    if name == "milvus":
+        peer = MilvusPeer()
+        peer.start(DATA_DIR / "milvus-2.3.5", keep=args.keep)
+        return peer
+    raise SystemExit(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+
+
+def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"target": name, "load_avg_before": os.getloadavg()}
+    console.rule(f"[bold]{name}")
+    queries = ds.queries.tolist()
+    peer: Peer | None = None
+    try:
+        t0 = time.perf_counter()
+        peer = make_peer(name, args)
+        out["start_s"] = time.perf_counter() - t0
+        console.print(f"{name}: started in {out['start_s']:.1f} s; building (insert, flush, index, load) ...")
+        ready = peer.setup(ds.base)
+        out.update(ready_s=ready, index_used=peer.index_used)
+        console.print(f"{name}: ready in {ready:.1f} s, index {peer.index_used}")
+        out["recall_at_10"] = recall(peer, ds, queries)
+        console.print(f"{name}: recall@10 {out['recall_at_10']:.4f}")
+        rows = []
+        bar = tqdm(settings_for(peer), desc=f"{name} search", unit="setting", leave=False)
+        for nq, threads, cons in bar:
+            bar.set_postfix_str(f"nq={nq} threads={threads} {cons}")
+            r = measure(peer, queries, nq, threads, cons, args.seconds)
+            r["consistency_label"] = consistency_label(peer, cons)
+            rows.append(r)
+            if r["errors"]:
+                console.print(
+                    f"[red]{name} nq={nq} threads={threads} {cons}: {r['errors']} errors, first: {r['first_error']}"
+                )
+        out["search"] = rows
+        out["freshness"] = freshness(peer, ds, args.fresh_trials, args.fresh_cap, args.fresh_budget)
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc()
+        console.print(f"[red]{name} failed: {out['error']}")
+        console.print(out["traceback"])
+    finally:
+        if peer is not None:
+            out.update(stats=peer.stats, notes=peer.notes)
+            if isinstance(peer, WalvusPeer) and getattr(peer, "root", None):
+                out["log_scan"] = scan_logs(peer.root)
+            try:
+                peer.close()
+            except Exception as exc:
+                out.setdefault("close_error", repr(exc))
+    return out
+
+
+# report -----------------------------------------------------------------------------------
+def _f(v: Any, fmt: str = "{:.1f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def report(results: list[dict[str, Any]], ds: Dataset, args: argparse.Namespace) -> None:
+    console.print(
+        f"\n[bold]Data: {ds.description}[/] - {len(ds.base):,} x {ds.dim}, {len(ds.queries):,} queries "
+        f"from the same mixture, exact top-{TOP_K} ground truth. Index HNSW M={M} efConstruction="
+        f"{EF_CONSTRUCTION}, ef={EF_SEARCH}, {METRIC}, top-k {TOP_K}. {os.cpu_count()} CPUs."
+    )
+    print_table(
+        "search: setup (ready = insert + flush + index + load)",
+        [
+            "target",
+            "index actually used",
+            "insert rows/s",
+            "flush s",
+            "index s",
+            "load s",
+            "ready s",
+            "recall@10",
+            "load 1m",
+        ],
+        [
+            [
+                r["target"],
+                r.get("index_used", r.get("error", "-")),
+                _f(r.get("stats", {}).get("insert_rows_s"), "{:,.0f}"),
+                _f(r.get("stats", {}).get("flush_s")),
+                _f(r.get("stats", {}).get("index_s")),
+                _f(r.get("stats", {}).get("load_s")),
+                _f(r.get("ready_s")),
+                _f(r.get("recall_at_10"), "{:.4f}"),
+                _f(r["load_avg_before"][0]),
+            ]
+            for r in results
+        ],
+    )
+    faiss_qps = {
+        (s["nq"], s["threads"]): s["qps"]
+        for r in results
+        if r["target"] == "faiss"
+        for s in r.get("search", [])
+    }
+    rows = []
+    for r in results:
+        for s in r.get("search", []):
+            base = faiss_qps.get((s["nq"], s["threads"]))
+            rows.append(
+                [
+                    r["target"],
+                    s["nq"],
+                    s["threads"],
+                    s["consistency_label"],
+                    _f(s["qps"], "{:,.1f}"),
+                    _f(s["calls_s"], "{:,.1f}"),
+                    _f(s["p50_ms"], "{:.2f}"),
+                    _f(s["p99_ms"], "{:.2f}"),
+                    _f(s["mean_ms"], "{:.2f}"),
+                    _f(s.get("server_mean_ms"), "{:.2f}"),
+                    "-" if not base or r["target"] == "faiss" else f"{s['qps'] / base:.3f}",
+                    s["errors"],
+                    _f(s.get("load_avg_1m")),
+                ]
+            )
+    print_table(
+        f"search: QPS (query vectors/s) and latency, ~{args.seconds:g} s per row",
+        [
+            "target",
+            "nq",
+            "threads",
+            "consistency",
+            "QPS",
+            "calls/s",
+            "p50 ms",
+            "p99 ms",
+            "mean ms",
+            "server mean ms",
+            "x faiss",
+            "errors",
+            "load 1m",
+        ],
+        rows,
+    )
+    console.print(
+        "server mean ms: time walvus's gateway itself spent per Search (its /metrics histogram); the rest of "
+        "the mean is client + gRPC. load 1m: the machine's 1-minute load average as the row started "
+        f"({os.cpu_count()} CPUs; anything else running on the machine shares them)."
+    )
+    print_table(
+        "freshness: insert one row, Strong-search its vector until returned (ms from the insert call)",
+        [
+            "target",
+            "trials",
+            "visible",
+            "timeouts",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "insert ack p50 ms",
+            "searches/trial",
+        ],
+        [
+            [
+                r["target"],
+                f["trials"],
+                f["visible"],
+                f["timeouts"],
+                _f(f["p50_ms"]),
+                _f(f["p99_ms"]),
+                _f(f["max_ms"]),
+                _f(f["insert_ack_p50_ms"]),
+                _f(f["searches_per_trial_mean"]),
+            ]
+            for r in results
+            if (f := r.get("freshness"))
+        ],
+    )
+    walvus = next((r for r in results if r["target"] == "walvus" and r.get("search")), None)
+    if walvus and faiss_qps:
+        ratios = [
+            f"nq={s['nq']} t={s['threads']} {s['consistency']}: {s['qps'] / faiss_qps[(s['nq'], s['threads'])]:.3f}"
+            for s in walvus["search"]
+            if (s["nq"], s["threads"]) in faiss_qps
+        ]
+        console.print("[bold]walvus / faiss QPS:[/] " + "; ".join(ratios))
+    for r in results:
+        for note in r.get("notes", []):
+            console.print(f"note ({r['target']}): {note}")
+        if r.get("error"):
+            console.print(f"[red]{r['target']} failed: {r['error']}")
+        scan = r.get("log_scan")
+        if scan and scan["count"]:
+            console.print(f"[yellow]{r['target']} logs: {scan['count']} ERROR/Traceback lines, e.g.:")
+            for line in scan["first"]:
+                console.print(f"  {line}")
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        console.print("[yellow]matplotlib not installed (requirements-bench.lock): no plot")
+        return None
+    labels: list[str] = []
+    for r in results:
+        for s in r.get("search", []):
+            key = f"nq={s['nq']}\n{s['threads']} thr\n{s['consistency']}"
+            if key not in labels:
+                labels.append(key)
+    targets = [r for r in results if r.get("search")]
+    if not targets:
+        return None
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    width = 0.8 / len(targets)
+    x = np.arange(len(labels))
+    for i, r in enumerate(targets):
+        by = {f"nq={s['nq']}\n{s['threads']} thr\n{s['consistency']}": s["qps"] for s in r["search"]}
+        vals = [by.get(lab, np.nan) for lab in labels]
+        bars = ax.bar(x + (i - (len(targets) - 1) / 2) * width, vals, width, label=r["target"])
+        for b, v in zip(bars, vals, strict=True):
+            if v == v and v > 0:
+                ax.annotate(
+                    f"{v:,.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=6
+                )
+    ax.set_yscale("log")
+    ax.set_xticks(x, [lab.replace("Strong", "Strong*") for lab in labels], fontsize=8)
+    ax.set_ylabel("QPS (query vectors/s, log scale)")
+    ax.set_title(
+        f"Search QPS, HNSW M={M} efC={EF_CONSTRUCTION} ef={EF_SEARCH} {METRIC} top-{TOP_K}, "
+        "synthetic clustered data\n(*faiss has no consistency; milvus-lite ignores it)",
+        fontsize=10,
+    )
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--targets", default="walvus,faiss,milvus-lite,milvus")
+    ap.add_argument("--seconds", type=float, default=10.0, help="per search measurement")
+    ap.add_argument("--fresh-trials", type=int, default=100)
+    ap.add_argument("--fresh-cap", type=float, default=10.0, help="seconds before a trial is a timeout")
+    ap.add_argument("--fresh-budget", type=float, default=90.0, help="seconds of freshness trials per target")
+    ap.add_argument("--keep", action="store_true", help="keep walvus and Milvus data and logs")
+    args = ap.parse_args()
+    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
+    for t in wanted:
+        if t not in TARGETS:
+            raise SystemExit(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
+    order = [t for t in TARGETS if t in wanted]  # faiss first: its QPS is the reference
+
+    if not console.is_terminal:  # a log file or pipe: wide enough that the tables do not wrap
+        console.width = max(console.width, 170)
+    began = time.perf_counter()
+    with console.status("dataset: synthetic clustered (cached under bench/.data/) ..."):
+        ds = clustered(args.rows, args.dim)
+    console.print(f"dataset {ds.name}: {ds.description}")
+    results = [run_target(name, ds, args) for name in order]
+    total = time.perf_counter() - began
+    report(results, ds, args)
+    png = plot(results, RESULTS / "search_qps.png")
+    path = save(
+        "search",
+        {
+            "dataset": {
+                "name": ds.name,
+                "description": ds.description,
+                "synthetic": True,
+                "rows": len(ds.base),
+                "dim": ds.dim,
+                "queries": len(ds.queries),
+            },
+            "params": {
+                "index": "HNSW",
+                "M": M,
+                "efConstruction": EF_CONSTRUCTION,
+                "ef": EF_SEARCH,
+                "metric": METRIC,
+                "top_k": TOP_K,
+                "seconds": args.seconds,
+            },
+            "cpus": os.cpu_count(),
+            "total_s": total,
+            "targets": results,
+        },
+    )
+    console.print(f"saved {path}" + (f" and {png}" if png else "") + f"; whole run {total / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
