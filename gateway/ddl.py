@@ -26,6 +26,7 @@ from schemas.exceptions import (
     CollectionExists,
     CollectionNotFound,
     InvalidArgument,
+    LimitExceeded,
     PartitionNotFound,
     WalvusError,
 )
@@ -222,6 +223,15 @@ class CollectionRpcs:
 
     # partitions -----------------------------------------------------------------------------
     def create_partition(self, req: milvus_pb2.CreatePartitionRequest) -> common_pb2.Status:
+        info = self.w.catalog.require(req.collection_name)
+        limit = self.w.limits.max_collections
+        used = sum(c.shards_num * len(c.partitions) for c in self.w.catalog.collections())
+        if req.partition_name not in info.partitions and used + info.shards_num > limit:
+            # a partition adds one channel per shard, as a collection does (Milvus's general capacity)
+            raise LimitExceeded(
+                f"over the limit of {limit} collections (shards x partitions count towards it: "
+                f"{used} used, partition {req.partition_name} of {info.name} needs {info.shards_num})"
+            )
         self.w.create_partition(req.collection_name, req.partition_name)
         return OK
 

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from gateway.ddl import update_timestamp
+from gateway.ddl import check_loaded_partition, update_timestamp
 from gateway.errors import OK, SchemaOutdated
 from gateway.field_data import columns_from_field_data
 from gateway.metrics import ROWS_WRITTEN
@@ -91,13 +91,16 @@ class WriteRpcs:
         parts = partitions(info, [partition] if partition else [])
         params = template_values(req.expr_template_values)
         keys: list[Any] | pa.Array | None = self.filters.pk_values(info, req.expr, params)
-        if keys is None:  # a general expression: find the matching keys first, as Milvus does
+        # a general expression, or keys scoped to a partition (Milvus deletes a key only where it
+        # lives in that partition): find the matching keys first, as Milvus does
+        if keys is None or (parts is not None and keys and check_loaded_partition(info, parts[0])):
             pk = info.schema.primary.name
             table = self.searcher.query(
                 QueryRequest(
                     info.name,
-                    filter=req.expr,
-                    filter_params=params,
+                    filter=req.expr if keys is None else "",
+                    filter_params=params if keys is None else {},
+                    ids=None if keys is None else list(keys),
                     output_fields=[pk],
                     partitions=readable_partitions(info, parts),
                     consistency=Consistency(ConsistencyLevel.STRONG, 0),

@@ -107,6 +107,15 @@ def consistency(info: CollectionInfo, level: int, guarantee_ts: int, use_default
         raise InvalidArgument(f"unknown consistency level {level}") from None
 
 
+def iterator_consistency(cons: Consistency, iterator: bool, guarantee_ts: int) -> Consistency:
+    """A later page of an iterator carries the session timestamp its first page returned. The
+    searcher only moves forward, so what the first page's barrier waited for is still applied:
+    the page needs no new barrier (Milvus reads it at that MVCC timestamp)."""
+    if iterator and guarantee_ts > 2:
+        return Consistency(ConsistencyLevel.EVENTUALLY, int(guarantee_ts))
+    return cons
+
+
 def check_request_size(limits: Any, message: Any) -> None:
     """Milvus's ``proxy.maxRequestSize``: refuse oversized writes and searches with a clear message."""
     size = message.ByteSize()

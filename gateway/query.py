@@ -19,6 +19,7 @@ from gateway.params import (
     as_bool,
     as_int,
     consistency,
+    iterator_consistency,
     kv_dict,
     output_plan,
     partitions,
@@ -30,6 +31,8 @@ from schemas.exceptions import InvalidArgument, LimitExceeded
 from searcher.types import QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
+ITERATOR_READ_AHEAD = 100  # a query-iterator page reads this many batches ahead...
+ITERATOR_MAX_PAGE = 1000  # ...up to this many rows (never fewer than the batch size)
 
 
 class QueryRpcs:
@@ -69,6 +72,10 @@ class QueryRpcs:
             raise InvalidArgument("empty expression should be used with limit")
         params = template_values(req.expr_template_values)
         parts = readable_partitions(info, partitions(info, req.partition_names))
+        if iterator and limit > 0 and as_bool(kv.get("reduce_stop_for_best"), True):
+            # like Milvus with reduce_stop_for_best, an iterator page may hold more than `limit`
+            # rows: pymilvus keeps the extra ones and serves the next pages from them
+            limit = max(limit, min(limit * ITERATOR_READ_AHEAD, ITERATOR_MAX_PAGE))
         q = QueryRequest(
             info.name,
             filter=expr,
@@ -79,8 +86,12 @@ class QueryRpcs:
             partitions=parts,
             ignore_growing=as_bool(kv.get("ignore_growing")),
             group_by_fields=group_by,
-            consistency=consistency(
-                info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency
+            consistency=iterator_consistency(
+                consistency(
+                    info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency
+                ),
+                iterator,
+                req.guarantee_timestamp,
             ),
         )
         keys = None if count or group_by else self.filters.pk_values(info, expr, params)

@@ -28,6 +28,7 @@ from gateway.params import (
     column_vectors,
     consistency,
     ids_list,
+    iterator_consistency,
     json_params,
     kv_dict,
     output_plan,
@@ -80,6 +81,7 @@ class SearchRpcs:
         if group_by:
             plan.add(group_by)
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
+        cons = iterator_consistency(cons, as_bool(kv.get("iterator")), req.guarantee_timestamp)
         parts = readable_partitions(info, partitions(info, req.partition_names))
         s = self._request(info, req, kv, plan.columns, parts, cons)
         if as_bool(kv.get("search_iter_v2")):

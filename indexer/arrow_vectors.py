@@ -19,6 +19,8 @@ def arrow_vectors(col: pa.Array | pa.ChunkedArray, vector_type: str, dim: int) -
         else:  # list<float> as Delta hands it back
             flat = col.flatten()
         return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, dim)
+    if not pa.types.is_fixed_size_binary(col.type):  # binary as Delta hands it back
+        col = col.cast(pa.binary(dim // 8 if vector_type == "BINARY_VECTOR" else 2 * dim))
     width = col.type.byte_width
     raw = np.frombuffer(col.buffers()[1], dtype=np.uint8)[col.offset * width : (col.offset + n) * width]
     x = convert_vectors(raw.tobytes(), vector_type, dim)

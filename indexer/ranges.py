@@ -106,9 +106,18 @@ def select_range(
     keep = in_range(d, metric, radius, range_filter) & (labels >= 0)
     d = np.asarray(d[keep], dtype=np.float32)
     labels = np.asarray(labels[keep], dtype=np.int64)
-    order = np.argsort(-d if is_similarity(metric) else d, kind="stable")
-    if limit is not None:
-        order = order[:limit]
+    key = -d if is_similarity(metric) else d
+    if limit is not None and len(key) > limit:
+        # the same rows and order as a full stable sort cut at `limit`, without sorting everything
+        kth = np.partition(key, limit - 1)[limit - 1]
+        below = np.flatnonzero(key < kth)
+        tied = np.flatnonzero(key == kth)[: limit - len(below)]
+        pick = np.sort(np.concatenate([below, tied]))
+        order = pick[np.argsort(key[pick], kind="stable")]
+    else:
+        order = np.argsort(key, kind="stable")
+        if limit is not None:
+            order = order[:limit]
     return d[order], labels[order]
 
 

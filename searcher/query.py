@@ -31,6 +31,7 @@ def query_rows(
     parts: list[pa.Table] = []
     total = 0
     scanned = 0
+    need = None if limit is None else offset + limit
     id_set = pa.array(ids) if ids is not None else None
     for c, alive in view:
         mask = alive
@@ -45,7 +46,10 @@ def query_rows(
             continue
         if mask.any():
             cols = list(dict.fromkeys([pk_name, *columns]))
-            parts.append(c.table.select(cols).filter(pa.array(mask)))
+            rows = np.flatnonzero(mask)
+            if need is not None and len(rows) > need:  # only the smallest keys can make the page
+                rows = rows[_smallest(c.pks.take(pa.array(rows)), need)]
+            parts.append(c.table.select(cols).take(pa.array(rows)))
     if count_only:
         return total, scanned
     if not parts:
@@ -55,6 +59,13 @@ def query_rows(
         table = table.sort_by(pk_name)
         table = table.slice(offset, limit if limit is not None else None)
     return table, scanned
+
+
+def _smallest(keys: pa.Array, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest keys (any order)."""
+    if pa.types.is_integer(keys.type):
+        return np.argpartition(keys.to_numpy(zero_copy_only=False), k - 1)[:k]
+    return pc.select_k_unstable(keys, k=k, sort_keys=[("key", "ascending")]).to_numpy(zero_copy_only=False)
 
 
 def distinct(table: pa.Table, fields: list[str], with_count: bool) -> pa.Table:

@@ -45,8 +45,9 @@ def container_mask(
 ) -> np.ndarray:
     mask = alive
     if partitions is not None and c.partition is not None:
-        return mask if c.partition in partitions else np.zeros_like(mask)
-    if partitions is not None:
+        if c.partition not in partitions:
+            return np.zeros_like(mask)
+    elif partitions is not None:
         part = np.isin(c.table.column("_partition").to_numpy(zero_copy_only=False), np.asarray(partitions))
         mask = mask & part
     if flt is not None and not flt.matches_all and mask.any():

@@ -48,6 +48,7 @@ class Container:
         # a sealed segment holds one partition; growing chunks may mix them
         parts = pc.unique(self.table.column("_partition")) if self.num_rows else pa.array([], pa.string())
         self.partition: str | None = parts[0].as_py() if self.sealed and len(parts) == 1 else None
+        self.partition_names: frozenset[str | None] = frozenset(parts.to_pylist())
         self._pk_range = _int_range(self.pks)
 
     @property

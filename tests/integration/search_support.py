@@ -1,0 +1,61 @@
+"""Shared helpers of the search-surface integration tests (``test_search_*.py``).
+
+Each test module runs one walvus deployment (streams, indexer, gateway) for all its tests, so
+the processes start once per module; collections get distinct names. Growing rows are only
+sealed by an explicit flush (the idle seal is pushed out of the way), so a test decides which
+rows are growing and which are sealed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pymilvus import MilvusClient
+
+from tests.procs import Deployment
+
+SEARCH_ENV = {"WALVUS_SEAL_IDLE_SECONDS": "600"}
+
+
+@contextmanager
+def running(bootstrap: str, root: Path, **env: str) -> Iterator[tuple[Deployment, MilvusClient]]:
+    """A deployment of its own (namespace, data dir) with streams, indexer and gateway running."""
+    dep = Deployment(bootstrap, root)
+    dep.env.update(SEARCH_ENV)
+    dep.env.update(env)
+    try:
+        dep.start("streams", "indexer", "gateway")
+        client = MilvusClient(dep.uri)
+        try:
+            yield dep, client
+        finally:
+            client.close()
+    finally:
+        dep.close()
+
+
+def stats(client: MilvusClient, name: str) -> dict[str, int]:
+    """``get_collection_stats`` with the walvus extras as ints."""
+    return {k: int(v) for k, v in client.get_collection_stats(name).items() if str(v).lstrip("-").isdigit()}
+
+
+def wait_indexed(client: MilvusClient, name: str, vector_fields: int, timeout: float = 90) -> dict[str, int]:
+    """Wait until every sealed segment has its FAISS index loaded for every vector field."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = stats(client, name)
+        if (
+            s.get("sealed_segments", 0)
+            and s.get("loaded_indexes", -1) == s["sealed_segments"] * vector_fields
+        ):
+            return s
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"indexes of {name} not loaded in {timeout}s: {s}")
+        time.sleep(0.2)
+
+
+def scanned(client: MilvusClient, name: str) -> int:
+    return stats(client, name)["scanned_rows"]
