@@ -83,6 +83,13 @@ class SearcherService:
             self._loading[info.collection_id] = t
         t.start()
 
+    def _load_if_absent(self, info: CollectionInfo) -> None:
+        with self._lock:
+            if info.collection_id in self._loaded or info.collection_id in self._loading:
+                return
+            self._loading[info.collection_id] = threading.current_thread()
+        self._load(info)
+
     def _load(self, info: CollectionInfo) -> None:
         coll = LoadedCollection(info, self.store)
         try:
@@ -158,6 +165,9 @@ class SearcherService:
     def _on_catalog(self, info: CollectionInfo) -> None:
         coll = self._loaded.get(info.collection_id)
         if coll is None:
+            if info.active and info.loaded and info.collection_id not in self._loading:
+                # loaded elsewhere (another gateway, or a CDC source site): load here too
+                threading.Thread(target=self._load_if_absent, args=(info,), daemon=True).start()
             return
         if not info.active or not info.loaded:
             self._drop(info.collection_id)

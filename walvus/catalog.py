@@ -96,6 +96,7 @@ class Catalog:
                 **self._kafka.conf,
                 "group.id": "walvus-catalog-reader",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed",  # CDC writes the catalog in transactions
                 "fetch.wait.max.ms": 20,
             }
         )
@@ -113,6 +114,13 @@ class Catalog:
                     self._apply(m.key(), m.value())
                     with self._cond:
                         self._applied = m.offset()
+                        self._cond.notify_all()
+                # CDC writes the catalog in transactions: their commit markers are never delivered,
+                # so everything below the consumer's position counts as applied.
+                pos = consumer.position([TopicPartition(self.topic, 0)])[0].offset
+                if pos - 1 > self._applied:
+                    with self._cond:
+                        self._applied = pos - 1
                         self._cond.notify_all()
         finally:
             consumer.close()

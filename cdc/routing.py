@@ -1,0 +1,135 @@
+"""What happens to each source record: where it goes on the target, rewritten or not, or nowhere.
+
+Pure functions of the task spec and the record, so the rules are unit-tested without Kafka:
+
+- A record whose origin is the target site is never sent (loop prevention).
+- A record with an empty origin gets the source site as its origin.
+- Collection names are mapped (catalog key, ``CollectionInfo.name``, ``WalHeader.collection``);
+  collection ids, partitions (shards) and the order within a partition are kept.
+- Anything else is copied byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from cdc.spec import TaskSpec
+from schemas.topics import catalog_topic, wal_prefix, wal_topic
+from schemas.wal import HEADER_KEY, WalHeader, WalRecord
+
+log = logging.getLogger(__name__)
+SKIP_ORIGIN, SKIP_FILTERED = "origin", "filtered"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce on the target."""
+
+    topic: str
+    partition: int
+    value: bytes | None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CollectionEvent:
+    """What the replicator learns from one catalog record of a collection it replicates."""
+
+    name: str
+    collection_id: int
+    shards_num: int
+    active: bool
+    schema_version: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    out: Outgoing | None
+    skipped: str | None = None  # SKIP_ORIGIN or SKIP_FILTERED when ``out`` is None
+    collection: CollectionEvent | None = None  # catalog records only
+    schema_version: int = 0  # WAL records: the schema version the rows were written with
+
+
+class Router:
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+        self.source_site = spec.source.site
+        self.target_site = spec.target.site
+        self.source_catalog = catalog_topic(spec.source.namespace)
+        self.target_catalog = catalog_topic(spec.target.namespace)
+        self._wal_prefix = wal_prefix(spec.source.namespace)
+
+    def source_wal_topic(self, collection_id: int) -> str:
+        return wal_topic(self.spec.source.namespace, collection_id)
+
+    def target_wal_topic(self, collection_id: int) -> str:
+        return wal_topic(self.spec.target.namespace, collection_id)
+
+    def collection_id_of(self, source_topic: str) -> int:
+        return int(source_topic[len(self._wal_prefix) :])
+
+    # catalog --------------------------------------------------------------------------------
+    def catalog(self, key: bytes | None, value: bytes | None) -> Decision:
+        if key is None:
+            return Decision(None, SKIP_FILTERED)
+        name = key.decode()
+        if not self.spec.wants(name):
+            return Decision(None, SKIP_FILTERED)
+        target_key = self.spec.target_name(name).encode()
+        if value is None:  # a tombstone: compaction of a purged collection
+            return Decision(Outgoing(self.target_catalog, 0, None, target_key))
+        try:
+            d = json.loads(value)
+            event = CollectionEvent(
+                name=name,
+                collection_id=int(d["collection_id"]),
+                shards_num=int(d.get("shards_num", 1)),
+                active=d.get("state", "active") == "active",
+                schema_version=int(d.get("schema", {}).get("version", 1)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("copying an unreadable catalog record unchanged key=%s error=%s", name, exc)
+            return Decision(Outgoing(self.target_catalog, 0, value, target_key))
+        origin = d.get("origin") or ""
+        if origin == self.target_site:
+            return Decision(None, SKIP_ORIGIN, event)
+        target_name = self.spec.target_name(name)
+        if not origin or target_name != name:
+            d["origin"] = origin or self.source_site
+            d["name"] = target_name
+            value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+        return Decision(Outgoing(self.target_catalog, 0, value, target_key), None, event)
+
+    # WAL ------------------------------------------------------------------------------------
+    def wal(
+        self, source_topic: str, partition: int, value: bytes | None, key: bytes | None = None
+    ) -> Decision:
+        target = self.target_wal_topic(self.collection_id_of(source_topic))
+        if value is None:
+            return Decision(Outgoing(target, partition, None, key))
+        header = peek_header(value)
+        if header is None:  # malformed: copied as is, B's consumers skip it just as A's do
+            return Decision(Outgoing(target, partition, value, key))
+        version = header.schema_version
+        if header.origin == self.target_site:
+            return Decision(None, SKIP_ORIGIN, schema_version=version)
+        mapped = self.spec.target_name(header.collection)
+        if not header.origin or mapped != header.collection:
+            record = WalRecord.decode(value).with_header(
+                origin=header.origin or self.source_site, collection=mapped
+            )
+            value = record.encode()
+        return Decision(Outgoing(target, partition, value, key), schema_version=version)
+
+
+def peek_header(raw: bytes) -> WalHeader | None:
+    """The WAL header alone: it sits in the Arrow schema message, before any row data."""
+    try:
+        reader = pa.ipc.open_stream(pa.py_buffer(raw))
+        return WalHeader.from_json((reader.schema.metadata or {})[HEADER_KEY])
+    except (pa.ArrowInvalid, OSError, KeyError, ValueError, TypeError):
+        return None
