@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,19 @@ from schemas.segments import IndexBuilt, SegmentSealed
 from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
-from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
+from searcher.filters import CompiledFilter
 from searcher.positions import EndPositions
 from searcher.query import COUNT, distinct, output_columns, query_rows
+from searcher.requests import (
+    check_partitions,
+    check_queries,
+    compiled_filter,
+    empty_table,
+    group_positions,
+    only_vector_field,
+    split_hits,
+    without_dropped,
+)
 from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
 from searcher.types import ConsistencyLevel, Hits, QueryRequest, SearchRequest
 from walvus.log import KafkaLog
@@ -206,7 +215,7 @@ class SearcherService:
     def search(self, req: SearchRequest) -> list[Hits]:
         coll = self._collection(req.collection)
         info = coll.info
-        field_name = req.anns_field or _only_vector_field(info)
+        field_name = req.anns_field or only_vector_field(info)
         f = info.schema.field(field_name)
         if f is None or not f.dtype.is_vector:
             raise InvalidArgument(f"field {field_name} is not a vector field of collection {info.name}")
@@ -215,13 +224,13 @@ class SearcherService:
             raise LimitExceeded(f"topk + offset must be between 1 and {MAX_TOPK}, got {k}")
         if len(req.queries) > MAX_TOPK:
             raise LimitExceeded(f"nq must be at most {MAX_TOPK}, got {len(req.queries)}")
-        queries = _check_queries(req.queries, f)
+        queries = check_queries(req.queries, f)
         metric = resolve_metric(info, field_name, req.metric)
         flt = self._filter(info, req.filter, req.filter_params)
-        partitions = _check_partitions(info, req.partitions, flt)
+        partitions = check_partitions(info, req.partitions, flt)
         self._barrier(coll, req.consistency.level)
         snapshot = coll.snapshot()
-        partitions = _without_dropped(info, partitions, snapshot)
+        partitions = without_dropped(info, partitions, snapshot)
         view = [
             (c, container_mask(c, alive, flt, partitions))
             for c, alive in snapshot
@@ -235,7 +244,7 @@ class SearcherService:
             d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
         else:
             d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
-        return _split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
+        return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
 
     def _grouped(
         self,
@@ -282,7 +291,7 @@ class SearcherService:
                 pks, fields = (
                     gather(used, r, cols)
                     if len(r)
-                    else (pa.array([], info.schema.primary.arrow_type()), _empty(info, cols))
+                    else (pa.array([], info.schema.primary.arrow_type()), empty_table(info, cols))
                 )
                 if req.round_decimal >= 0:
                     dist = np.round(dist, req.round_decimal)
@@ -296,7 +305,7 @@ class SearcherService:
         coll = self._collection(req.collection)
         info = coll.info
         flt = self._filter(info, req.filter, req.filter_params)
-        partitions = _check_partitions(info, req.partitions, flt)
+        partitions = check_partitions(info, req.partitions, flt)
         self._barrier(coll, req.consistency.level)
         wants_count = COUNT in req.output_fields and not req.group_by_fields
         cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
@@ -307,7 +316,7 @@ class SearcherService:
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
         snapshot = coll.snapshot()
-        partitions = _without_dropped(info, partitions, snapshot)
+        partitions = without_dropped(info, partitions, snapshot)
         view = [
             (c, a)
             for c, a in snapshot
@@ -329,7 +338,7 @@ class SearcherService:
             return pa.table({COUNT: pa.array([result], pa.int64())})
         assert isinstance(result, pa.Table)
         if result.num_columns == 0:
-            result = _empty(info, list(dict.fromkeys([pk, *cols])))
+            result = empty_table(info, list(dict.fromkeys([pk, *cols])))
         if req.group_by_fields:
             out = distinct(result, req.group_by_fields, COUNT in req.output_fields)
             return out.slice(req.offset, req.limit) if req.limit is not None else out.slice(req.offset)
@@ -351,154 +360,7 @@ class SearcherService:
         }
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
-        if not expr or not expr.strip():
-            return None
-        key = (info.collection_id, info.schema.version, expr, _freeze(params))
-        flt = _FILTERS.get(key)
-        if flt is None:
-            flt = compile_filter(expr, filter_schema(info), params or None)
-            if len(_FILTERS) > 1024:
-                _FILTERS.clear()
-            _FILTERS[key] = flt
-        return flt
+        return compiled_filter(info, expr, params)
 
 
-_FILTERS: dict[tuple, CompiledFilter] = {}
-
-
-def _freeze(params: dict[str, Any]) -> tuple:
-    try:
-        return tuple(sorted((k, _hashable(v)) for k, v in (params or {}).items()))
-    except TypeError:
-        return ()
-
-
-def _hashable(v: Any) -> Any:
-    return tuple(_hashable(x) for x in v) if isinstance(v, list) else v
-
-
-_SCHEMAS: dict[tuple[int, int], FilterSchema] = {}
-
-
-def filter_schema(info: CollectionInfo) -> FilterSchema:
-    key = (info.collection_id, info.schema.version)
-    fs = _SCHEMAS.get(key)
-    if fs is None:
-        fs = FilterSchema(
-            {
-                f.name: FilterField(
-                    f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable
-                )
-                for f in info.schema.fields
-            },
-            info.schema.enable_dynamic_field,
-        )
-        _SCHEMAS[key] = fs
-    return fs
-
-
-def group_positions(
-    values: list[Any], limit: int, offset: int, size: int, strict: bool
-) -> tuple[list[int], bool]:
-    """Milvus's group reduce over candidates in best-first order: skip the first ``offset`` groups,
-    keep ``limit`` groups of up to ``size`` hits. Returns the kept positions (grouped, groups in
-    order of their best hit) and whether the groups are complete (full ones when ``strict``)."""
-    groups: dict[Any, list[int]] = {}
-    skipped: set[Any] = set()
-    for pos, value in enumerate(values):
-        if value in skipped:
-            continue
-        g = groups.get(value)
-        if g is None:
-            if len(skipped) < offset:
-                skipped.add(value)
-                continue
-            if len(groups) >= limit:
-                continue
-            g = groups[value] = []
-        if len(g) < size:
-            g.append(pos)
-    complete = len(groups) >= limit and (not strict or all(len(g) >= size for g in groups.values()))
-    return [p for g in groups.values() for p in g], complete
-
-
-def _split_hits(
-    info: CollectionInfo, used: list, d: np.ndarray, refs: np.ndarray, cols: list[str], round_decimal: int
-) -> list[Hits]:
-    """One gather for all queries' hits, then one ``Hits`` per query (no per-query Arrow work)."""
-    keep = refs >= 0
-    counts = keep.sum(axis=1)
-    flat = refs[keep]
-    dist = d[keep].astype(np.float32)
-    if round_decimal >= 0:
-        dist = np.round(dist, round_decimal)
-    if len(flat):
-        pks, fields = gather(used, flat, cols)
-        ids = pks.to_pylist()
-    else:
-        ids, fields = [], _empty(info, cols)
-    out: list[Hits] = []
-    start = 0
-    for n in counts.tolist():
-        out.append(Hits(ids[start : start + n], dist[start : start + n], fields.slice(start, n)))
-        start += n
-    return out
-
-
-def _only_vector_field(info: CollectionInfo) -> str:
-    vecs = info.schema.vector_fields
-    if len(vecs) != 1:
-        raise InvalidArgument(f"collection {info.name} has {len(vecs)} vector fields: name anns_field")
-    return vecs[0].name
-
-
-def _check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
-    from schemas.types import DataType
-
-    width = int(f.dim) // 8 if f.dtype == DataType.BINARY_VECTOR else int(f.dim)
-    if queries.ndim != 2 or queries.shape[1] != width:
-        got = queries.shape[1] if queries.ndim == 2 else queries.shape
-        raise InvalidArgument(
-            f"the dimension of the query vectors ({got}) does not match field {f.name} (dim {f.dim})"
-        )
-    return queries
-
-
-def _check_partitions(
-    info: CollectionInfo, partitions: list[str] | None, flt: CompiledFilter | None
-) -> list[str] | None:
-    if partitions:
-        for p in partitions:
-            if p not in info.partitions:
-                raise PartitionNotFound(info.name, p)
-        return list(partitions)
-    pkey = info.schema.partition_key
-    if pkey is not None and flt is not None:
-        vals = flt.values_for(pkey.name)
-        if vals is not None:
-            from walvus.partitions import partitions_for_keys
-
-            idx = partitions_for_keys(info, list(vals)) if vals else np.zeros(0, np.int64)
-            return sorted({f"_default_{i}" for i in idx.tolist()})
-    return None
-
-
-def _without_dropped(
-    info: CollectionInfo, partitions: list[str] | None, snapshot: list[tuple[Any, np.ndarray]]
-) -> list[str] | None:
-    """All partitions means the existing ones: rows of a dropped partition stay in memory (and in
-    Delta) until the collection is reloaded, but are never read."""
-    if partitions is not None:
-        return partitions
-    existing = set(info.partitions)
-    if all(c.partition_names <= existing for c, _ in snapshot):
-        return None
-    return list(info.partitions)
-
-
-def _empty(info: CollectionInfo, cols: list[str]) -> pa.Table:
-    schema = info.schema.stored_arrow_schema()
-    return pa.table({c: pa.array([], schema.field(c).type) for c in cols if c in schema.names})
-
-
-__all__ = ["SearcherService", "time"]
+__all__ = ["SearcherService"]

@@ -11,9 +11,9 @@ from indexer.arrow_vectors import arrow_vectors
 from indexer.ranges import select_range
 from searcher.filters import FilterField, FilterSchema, compile_filter
 from searcher.query import query_rows
+from searcher.requests import group_positions
 from searcher.search import container_mask
 from searcher.segment import Container
-from searcher.service import group_positions
 
 _SCHEMA = FilterSchema({"id": FilterField("id", "INT64"), "n": FilterField("n", "INT64")}, False)
 
