@@ -110,9 +110,10 @@ def consistency(info: CollectionInfo, level: int, guarantee_ts: int, use_default
 def iterator_consistency(cons: Consistency, iterator: bool, guarantee_ts: int) -> Consistency:
     """A later page of an iterator carries the session timestamp its first page returned. The
     searcher only moves forward, so what the first page's barrier waited for is still applied:
-    the page needs no new barrier (Milvus reads it at that MVCC timestamp)."""
+    the page needs no new barrier, and it reads the rows live at that timestamp (a pinned
+    snapshot, as Milvus reads at its MVCC timestamp)."""
     if iterator and guarantee_ts > 2:
-        return Consistency(ConsistencyLevel.EVENTUALLY, int(guarantee_ts))
+        return Consistency(ConsistencyLevel.EVENTUALLY, int(guarantee_ts), snapshot=True)
     return cons
 
 

@@ -94,6 +94,9 @@ class QueryRpcs:
                 req.guarantee_timestamp,
             ),
         )
+        if iterator and not q.consistency.snapshot:
+            # the first page pins the snapshot every later page reads (its session_ts)
+            q = replace(q, consistency=replace(q.consistency, guarantee_ts=self.w.clock.now(), snapshot=True))
         keys = None if count or group_by else self.filters.pk_values(info, expr, params)
         if keys is not None:
             q = replace(q, filter="", filter_params={}, ids=keys)
@@ -106,9 +109,7 @@ class QueryRpcs:
             column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)
             resp.fields_data.append(field_data_from_column(name, column, field))
         if iterator:
-            resp.session_ts = (
-                q.consistency.guarantee_ts if q.consistency.guarantee_ts > 2 else self.w.clock.now()
-            )
+            resp.session_ts = q.consistency.guarantee_ts
         return resp
 
     def _page(self, q: QueryRequest, pk: str) -> pa.Table:

@@ -24,7 +24,7 @@ import pyarrow.dataset as ds
 from indexer import IndexSpec, VectorIndex
 from schemas.catalog import CollectionInfo
 from schemas.wal import Op, WalRecord
-from searcher.segment import Container, latest_alive
+from searcher.segment import ALIVE, Container, latest_alive
 from streams.segment_writer import conform, with_system_columns
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
@@ -94,7 +94,12 @@ class LoadedCollection:
         for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(segs)], strict=True):
             part = table.slice(int(start), int(stop - start))
             alive = part.column("__alive").to_numpy(zero_copy_only=False).copy()
-            part = part.drop_columns(["__alive"])
+            dead = (
+                part.column("__dead").to_numpy(zero_copy_only=False).copy()
+                if "__dead" in part.column_names
+                else None
+            )
+            part = part.drop_columns([c for c in ("__alive", "__dead") if c in part.column_names])
             out.append(
                 Container(
                     part,
@@ -103,6 +108,7 @@ class LoadedCollection:
                     int(segs[start]),
                     int(part.column("_shard")[0].as_py()),
                     alive=alive,
+                    dead_ts=dead,
                 )
             )
         return out
@@ -124,7 +130,7 @@ class LoadedCollection:
         if op in (Op.INSERT, Op.UPSERT, Op.DELETE) and record.num_rows:
             keys = record.batch.column(self.pk_name if op != Op.DELETE else 0)  # type: ignore[union-attr]
             keys = keys.cast(self.info.schema.primary.arrow_type())
-            kills = [(c, c.killed(keys)) for c in self.containers if c.shard == shard]
+            kills = [(c, c.killed(keys, record.header.ts)) for c in self.containers if c.shard == shard]
             chunk = None
             if op != Op.DELETE:
                 batch = with_system_columns(record, offset, shard, -1, self.info.schema.data_arrow_schema())
@@ -132,11 +138,12 @@ class LoadedCollection:
                 alive = latest_alive(
                     table.column(self.pk_name).combine_chunks(), table.column("_seq").to_numpy(), None, None
                 )
-                chunk = Container(table, self.pk_name, False, -1, shard, alive=alive)
+                dead = np.where(alive, ALIVE, record.header.ts).astype(np.int64)  # in-batch duplicates
+                chunk = Container(table, self.pk_name, False, -1, shard, alive=alive, dead_ts=dead)
             with self.cond:  # one step: old versions die as the new ones appear
-                for c, new_alive in kills:
-                    if new_alive is not None:
-                        c.alive = new_alive
+                for c, new in kills:
+                    if new is not None:
+                        c.alive, c.dead_ts = new
                 if chunk is not None:
                     self._add_growing(chunk)
         with self.cond:
@@ -187,6 +194,7 @@ class LoadedCollection:
         growing = [c for c in self.containers if not c.sealed and c.shard == shard]
         g_seqs = np.concatenate([c.seqs for c in growing]) if growing else np.zeros(0, np.int64)
         g_alive = np.concatenate([c.alive for c in growing]) if growing else np.zeros(0, bool)
+        g_dead = np.concatenate([c.dead_ts for c in growing]) if growing else np.zeros(0, np.int64)
         pos = pc.index_in(table.column("_seq"), value_set=pa.array(g_seqs))
         missing = pos.null_count
         if missing:
@@ -198,8 +206,11 @@ class LoadedCollection:
             )
         idx = pos.fill_null(0).to_numpy(zero_copy_only=False)
         alive = g_alive[idx] if len(g_alive) else np.zeros(table.num_rows, bool)
-        alive[pos.is_null().to_numpy(zero_copy_only=False)] = False
-        table = table.append_column("__alive", pa.array(alive))
+        missing_rows = pos.is_null().to_numpy(zero_copy_only=False)
+        alive[missing_rows] = False
+        dead = g_dead[idx] if len(g_dead) else np.zeros(table.num_rows, np.int64)
+        dead[missing_rows] = 0
+        table = table.append_column("__alive", pa.array(alive)).append_column("__dead", pa.array(dead))
         new_sealed = self._segments(table)
         kept = []
         for c in growing:
@@ -209,7 +220,13 @@ class LoadedCollection:
             elif keep.any():
                 kept.append(
                     Container(
-                        c.table.filter(pa.array(keep)), self.pk_name, False, -1, shard, alive=c.alive[keep]
+                        c.table.filter(pa.array(keep)),
+                        self.pk_name,
+                        False,
+                        -1,
+                        shard,
+                        alive=c.alive[keep],
+                        dead_ts=c.dead_ts[keep],
                     )
                 )
         others = [c for c in self.containers if c.sealed or c.shard != shard]
@@ -263,10 +280,13 @@ class LoadedCollection:
                 st.applied = offset
                 self.cond.notify_all()
 
-    def snapshot(self) -> list[tuple[Container, np.ndarray]]:
-        """The containers and their alive bitmaps, consistent with each other."""
+    def snapshot(self, at_ts: int | None = None) -> list[tuple[Container, np.ndarray]]:
+        """The containers and their live-row bitmaps, consistent with each other: live now, or,
+        with ``at_ts``, live at that hybrid timestamp (an iterator's pinned snapshot)."""
         with self.cond:
-            return [(c, c.alive) for c in self.containers]
+            if at_ts is None:
+                return [(c, c.alive) for c in self.containers]
+            return [(c, c.live_at(at_ts)) for c in self.containers]
 
     # consistency -----------------------------------------------------------------------------
     def wait_applied(self, positions: dict[int, int], timeout: float) -> bool:
@@ -306,4 +326,5 @@ def _merge(chunks: list[Container], pk_name: str) -> Container:
         return chunks[0]
     table = pa.concat_tables([c.table for c in chunks], promote_options="default")
     alive = np.concatenate([c.alive for c in chunks])
-    return Container(table, pk_name, False, -1, chunks[0].shard, alive=alive)
+    dead = np.concatenate([c.dead_ts for c in chunks])
+    return Container(table, pk_name, False, -1, chunks[0].shard, alive=alive, dead_ts=dead)

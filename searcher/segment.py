@@ -19,6 +19,8 @@ from indexer.arrow_vectors import arrow_vectors
 from schemas.collection import CollectionSchema
 from schemas.live import latest_alive
 
+ALIVE = np.iinfo(np.int64).max
+
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -34,6 +36,9 @@ class Container:
     segment_id: int = -1
     shard: int = 0
     alive: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # when each row stopped being its key's latest write (hybrid ts; ALIVE while it still is):
+    # with ``_ts``, this answers "was the row live at timestamp S" for iterator snapshots
+    dead_ts: np.ndarray = field(default=None)  # type: ignore[assignment]
     indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
     _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,6 +46,12 @@ class Container:
     def __post_init__(self) -> None:
         if self.alive is None:
             self.alive = np.ones(self.table.num_rows, dtype=bool)
+        if self.dead_ts is None:
+            self.dead_ts = np.where(self.alive, ALIVE, 0).astype(np.int64)
+        names = self.table.column_names
+        self.ts: np.ndarray = (
+            self.table.column("_ts").to_numpy() if "_ts" in names else np.zeros(self.num_rows, np.int64)
+        )
         self.pks: pa.Array = self.table.column(self.pk_name).combine_chunks()
         self.seqs: np.ndarray = self.table.column("_seq").to_numpy()
         self.offsets: np.ndarray = self.table.column("_offset").to_numpy()
@@ -76,10 +87,10 @@ class Container:
             self._vectors[key] = x
             return x
 
-    def killed(self, keys: pa.Array) -> np.ndarray | None:
-        """The ``alive`` bitmap after rows whose key is in ``keys`` are superseded, or None if unchanged.
+    def killed(self, keys: pa.Array, ts: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(alive, dead_ts)`` after rows whose key is in ``keys`` are superseded at ``ts``, or None.
 
-        A new array (copy-on-write), so searches holding the old one stay consistent.
+        New arrays (copy-on-write), so searches holding the old ones stay consistent.
         """
         if not self.alive.any() or self._disjoint(keys):
             return None
@@ -89,7 +100,13 @@ class Container:
             return None
         alive = self.alive.copy()
         alive[hit] = False
-        return alive
+        dead = self.dead_ts.copy()
+        dead[hit] = ts
+        return alive, dead
+
+    def live_at(self, ts: int) -> np.ndarray:
+        """Rows that were their key's latest write at hybrid timestamp ``ts`` (an MVCC snapshot)."""
+        return (self.ts <= ts) & (self.dead_ts > ts)
 
     def _disjoint(self, keys: pa.Array) -> bool:
         if self._pk_range is None or not pa.types.is_integer(keys.type) or len(keys) == 0:

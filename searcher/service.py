@@ -35,7 +35,7 @@ from searcher.requests import (
     without_dropped,
 )
 from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
-from searcher.types import ConsistencyLevel, Hits, QueryRequest, SearchRequest
+from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
 from walvus.log import KafkaLog
 from walvus.storage import SegmentStore
 
@@ -229,7 +229,7 @@ class SearcherService:
         flt = self._filter(info, req.filter, req.filter_params)
         partitions = check_partitions(info, req.partitions, flt)
         self._barrier(coll, req.consistency.level)
-        snapshot = coll.snapshot()
+        snapshot = coll.snapshot(pinned_ts(req.consistency))
         partitions = without_dropped(info, partitions, snapshot)
         view = [
             (c, container_mask(c, alive, flt, partitions))
@@ -315,7 +315,7 @@ class SearcherService:
             vals = flt.values_for(pk)
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
-        snapshot = coll.snapshot()
+        snapshot = coll.snapshot(pinned_ts(req.consistency))
         partitions = without_dropped(info, partitions, snapshot)
         view = [
             (c, a)
@@ -361,6 +361,11 @@ class SearcherService:
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
         return compiled_filter(info, expr, params)
+
+
+def pinned_ts(consistency: Consistency) -> int | None:
+    """An iterator's later pages read at the snapshot its first page returned."""
+    return consistency.guarantee_ts if consistency.snapshot and consistency.guarantee_ts > 2 else None
 
 
 __all__ = ["SearcherService"]

@@ -26,6 +26,7 @@ class Consistency:
     guarantee_ts: int = (
         0  # pymilvus: Strong 0 (server picks now), Eventually 1, Bounded 2, Session = last write ts
     )
+    snapshot: bool = False  # read the rows live at guarantee_ts (iterator pages after the first)
 
 
 @dataclass

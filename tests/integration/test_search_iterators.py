@@ -196,3 +196,42 @@ def test_search_iterator_with_filter_and_limit(live):
     cut = top[-1]["distance"]
     assert {h["id"] for h in top if h["distance"] < cut} <= set(ids)
     assert max(h["distance"] for h in hits) == pytest.approx(cut, abs=1e-6)
+
+
+def test_query_iterator_pins_a_snapshot(live):
+    """Pages after the first read the rows live when the iterator started: later upserts, deletes
+    and inserts neither show up nor hide the rows as they were."""
+    _, client = live
+    name = "snap"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("n", DataType.INT64)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, num_shards=2)
+    rows = [{"id": i, "vec": [float(i % 7)] * DIM, "n": i} for i in range(3000)]
+    client.insert(name, rows[:1500])
+    client.flush(name)  # half sealed, half growing
+    client.insert(name, rows[1500:])
+    it = client.query_iterator(name, batch_size=50, output_fields=["id", "n"], consistency_level="Strong")
+    seen = list(it.next())
+    client.upsert(name, [{"id": i, "vec": [9.0] * DIM, "n": -5} for i in range(0, 3000, 3)])
+    client.delete(name, ids=list(range(1, 3000, 7)))
+    client.insert(name, [{"id": i, "vec": [1.0] * DIM, "n": -9} for i in range(5000, 5300)])
+    assert client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+    while True:
+        page = it.next()
+        if not page:
+            break
+        seen.extend(page)
+    it.close()
+    ids = [r["id"] for r in seen]
+    assert len(ids) == len(set(ids)) == 3000
+    assert set(ids) == set(range(3000))
+    assert all(r["n"] == r["id"] for r in seen)  # the values as they were at the start
+    # a new iterator sees the new state
+    after = _drain(client.query_iterator(name, batch_size=1000, output_fields=["id", "n"]))
+    deleted = set(range(1, 3000, 7))
+    assert {r["id"] for r in after} == (set(range(3000)) - deleted) | set(range(5000, 5300))
+    client.drop_collection(name)
