@@ -19,7 +19,8 @@ from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument, SchemaError
 from schemas.types import DataType
-from searcher.filters import FilterField, FilterSchema
+from searcher.filters import FilterSchema
+from searcher.requests import filter_view
 
 log = logging.getLogger(__name__)
 
@@ -157,14 +158,8 @@ def schema_to_proto(info: CollectionInfo) -> schema_pb2.CollectionSchema:
 
 
 def filter_schema(schema: CollectionSchema) -> FilterSchema:
-    """The view of a schema the filter compiler needs."""
-    return FilterSchema.of(
-        (
-            FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
-            for f in schema.fields
-        ),
-        dynamic=schema.enable_dynamic_field,
-    )
+    """The view of a schema the filter compiler needs (the searcher's one definition)."""
+    return filter_view(schema)
 
 
 def same_schema(a: CollectionSchema, b: CollectionSchema) -> bool:

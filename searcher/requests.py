@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
+from schemas.collection import CollectionSchema
 from schemas.exceptions import InvalidArgument, PartitionNotFound
 from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
 from searcher.search import gather
@@ -45,20 +46,23 @@ def _hashable(v: Any) -> Any:
 _SCHEMAS: dict[tuple[int, int], FilterSchema] = {}
 
 
+def filter_view(schema: CollectionSchema) -> FilterSchema:
+    """The view of a collection schema that the filter compiler needs."""
+    return FilterSchema.of(
+        (
+            FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
+            for f in schema.fields
+        ),
+        dynamic=schema.enable_dynamic_field,
+    )
+
+
 def filter_schema(info: CollectionInfo) -> FilterSchema:
+    """``filter_view``, cached per collection and schema version."""
     key = (info.collection_id, info.schema.version)
     fs = _SCHEMAS.get(key)
     if fs is None:
-        fs = FilterSchema(
-            {
-                f.name: FilterField(
-                    f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable
-                )
-                for f in info.schema.fields
-            },
-            info.schema.enable_dynamic_field,
-        )
-        _SCHEMAS[key] = fs
+        fs = _SCHEMAS[key] = filter_view(info.schema)
     return fs
 
 
