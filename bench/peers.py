@@ -7,6 +7,7 @@ the same search parameters (ef=64, top-k 10):
     peer.search(queries, nq, consistency)     -> (nq, <=k) ids of the first nq queries
     peer.insert(ids, vectors)                 -> None (one write, for freshness trials)
     peer.clone()                              -> a handle with its own client, for another thread
+    peer.remote_uri                           -> the server's URI when client processes can reach it
     peer.close()                              -> stop everything it started
 
 Targets: ``FaissPeer`` (raw FAISS in process, the limit), ``WalvusPeer`` (a local walvus
@@ -38,6 +39,7 @@ class Peer:
     name = "?"
     index_used = "?"
     honours_consistency = True
+    remote_uri: str | None = None  # a server other processes can reach: concurrent clients are processes
 
     def __init__(self) -> None:
         self.stats: dict[str, Any] = {}
@@ -238,15 +240,17 @@ class WalvusPeer(PymilvusPeer):
 
     name = "walvus"
 
-    def start(self, keep: bool = False) -> float:
+    def start(self, keep: bool = False, gateway_processes: int = 2) -> float:
         from bench.harness import local_deployment
 
         self._stack = contextlib.ExitStack()
         self.keep = keep
         t0 = time.perf_counter()
-        self.settings = self._stack.enter_context(local_deployment(("streams", "indexer", "gateway")))
+        env = {"WALVUS_GATEWAY_PROCESSES": str(gateway_processes)}
+        self.settings = self._stack.enter_context(local_deployment(("streams", "indexer", "gateway"), **env))
         self.root = Path(self.settings["WALVUS_DATA_DIR"]).parent
-        self.uri = f"http://127.0.0.1:{self.settings['WALVUS_PORT']}"
+        self.uri = self.remote_uri = f"http://127.0.0.1:{self.settings['WALVUS_PORT']}"
+        self.notes.append(f"{gateway_processes} gateway process(es) on the port (WALVUS_GATEWAY_PROCESSES)")
         self.client = _connect_retry(self.uri, 120)
         self.stats["start_s"] = time.perf_counter() - t0
         self.stats["logs"] = str(self.root)
@@ -334,7 +338,7 @@ class MilvusPeer(PymilvusPeer):
         default_server.config.set("etcd.endpoints", f"127.0.0.1:{etcd}")
         default_server.config.set("minio.address", "127.0.0.1")  # unused: storageType is local
         default_server.start()  # other ports: the first free one from Milvus's defaults up
-        self.uri = f"http://127.0.0.1:{default_server.listen_port}"
+        self.uri = self.remote_uri = f"http://127.0.0.1:{default_server.listen_port}"
         self.client = _connect_retry(self.uri, 60)
         self.stats["start_s"] = time.perf_counter() - t0
         self.stats["server_version"] = self.client.get_server_version()

@@ -11,9 +11,11 @@ Every target gets the same index and parameters: HNSW M=16, efConstruction=200, 
 ef=64, metric COSINE, top-k 10. For each one, in the same run:
 
 - ready time: insert (batches of 10k rows, rows/s) + flush + index build + load;
-- search QPS and p50/p99 latency at nq=1 and nq=100, with 1 and 4 client threads (each
-  thread its own client), for ``--seconds`` each, under Strong consistency; walvus and
-  Milvus also under Bounded at nq=1 (milvus-lite ignores consistency, faiss has none);
+- search QPS and p50/p99 latency at nq=1 and nq=100, with 1 and 4 clients (each its own
+  pymilvus client; 4 client *processes* against the servers that run apart, walvus and
+  Milvus, 4 threads for milvus-lite and FAISS, which live in this process), for ``--seconds``
+  each, under Strong consistency; walvus and Milvus also under Bounded at nq=1 (milvus-lite
+  ignores consistency, faiss has none); walvus runs 2 gateway processes (``--gateway-processes``);
 - recall@10 over all 1,000 queries (batches of 100, Strong);
 - freshness: insert one new row, then Strong-search its vector until it comes back
   (p50/p99 over ``--fresh-trials`` trials, each capped at ``--fresh-cap`` seconds).
@@ -26,6 +28,7 @@ ratio compares QPS at the same nq and thread count. Results: tables on the termi
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import threading
 import time
@@ -48,6 +51,7 @@ from bench.peers import (
     MilvusLitePeer,
     MilvusPeer,
     Peer,
+    PymilvusPeer,
     WalvusPeer,
 )
 from bench.search_report import plot, report
@@ -74,58 +78,29 @@ def consistency_label(peer: Peer, consistency: str) -> str:
 def measure(
     peer: Peer, queries: list, nq: int, threads: int, consistency: str, seconds: float
 ) -> dict[str, Any]:
-    """Closed-loop load: ``threads`` clients each searching ``nq`` queries per call for ``seconds``."""
-    handles = [peer] + [peer.clone() for _ in range(threads - 1)]
-    lat: list[list[float]] = [[] for _ in handles]
-    errors: list[str] = []
-    barrier = threading.Barrier(threads + 1)
-    stop = threading.Event()
-    n_queries = len(queries)
+    """Closed-loop load: ``threads`` clients each searching ``nq`` queries per call for ``seconds``.
 
-    def worker(i: int) -> None:
-        h = handles[i]
-        rng = np.random.default_rng(1000 + i)
-        for w in range(3):  # warm-up: connections, caches
-            try:
-                h.search(queries[w * nq : w * nq + nq], nq, consistency)
-            except Exception as exc:
-                errors.append(f"warm-up: {exc!r}")
-        barrier.wait()
-        while not stop.is_set():
-            start = int(rng.integers(0, n_queries - nq + 1))
-            t0 = time.perf_counter()
-            try:
-                h.search(queries[start : start + nq], nq, consistency)
-            except Exception as exc:
-                errors.append(repr(exc))
-                if len(errors) > 50:
-                    stop.set()
-                continue
-            lat[i].append(time.perf_counter() - t0)
-
-    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
-    for t in pool:
-        t.start()
+    Against a server other processes can reach (``peer.remote_uri``), concurrent clients are
+    processes, as separate users would be; otherwise (raw FAISS, milvus-lite in this process)
+    they are threads of this process.
+    """
+    remote = threads > 1 and peer.remote_uri is not None
     load1 = os.getloadavg()[0]
-    barrier.wait()
     server0 = peer.server_search_seconds()
-    t0 = time.perf_counter()
-    stop.wait(seconds)
-    stop.set()
-    for t in pool:
-        t.join(120)
-    elapsed = time.perf_counter() - t0
+    if remote:
+        lat, errors, elapsed = _client_processes(peer, queries, nq, threads, consistency, seconds)
+    else:
+        lat, errors, elapsed = _client_threads(peer, queries, nq, threads, consistency, seconds)
     server1 = peer.server_search_seconds()
     server_ms = None
     if server0 and server1 and server1[1] > server0[1]:
         server_ms = (server1[0] - server0[0]) / (server1[1] - server0[1]) * 1000
-    for h in handles[1:]:
-        h.close()
-    all_lat = np.array([x for per in lat for x in per]) * 1000
+    all_lat = np.array(lat) * 1000
     calls = len(all_lat)
     return {
         "nq": nq,
         "threads": threads,
+        "clients": "processes" if remote else "threads",
         "consistency": consistency,
         "seconds": elapsed,
         "calls": calls,
@@ -139,6 +114,106 @@ def measure(
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
     }
+
+
+def _client_loop(
+    peer: Peer, queries: list, nq: int, consistency: str, seed: int, start: Any, stop: Any
+) -> tuple[list[float], list[str]]:
+    """Warm up, wait for ``start()``, then search random slices until ``stop()``."""
+    lat: list[float] = []
+    errors: list[str] = []
+    rng = np.random.default_rng(seed)
+    for w in range(3):  # warm-up: connections, caches
+        try:
+            peer.search(queries[w * nq : w * nq + nq], nq, consistency)
+        except Exception as exc:
+            errors.append(f"warm-up: {exc!r}")
+    start()
+    while not stop():
+        first = int(rng.integers(0, len(queries) - nq + 1))
+        t0 = time.perf_counter()
+        try:
+            peer.search(queries[first : first + nq], nq, consistency)
+        except Exception as exc:
+            errors.append(repr(exc))
+            if len(errors) > 50:
+                break
+            continue
+        lat.append(time.perf_counter() - t0)
+    return lat, errors
+
+
+def _client_threads(
+    peer: Peer, queries: list, nq: int, threads: int, consistency: str, seconds: float
+) -> tuple[list[float], list[str], float]:
+    handles = [peer] + [peer.clone() for _ in range(threads - 1)]
+    barrier = threading.Barrier(threads + 1)
+    stop = threading.Event()
+    out: list[tuple[list[float], list[str]]] = [([], [])] * threads
+
+    def worker(i: int) -> None:
+        out[i] = _client_loop(handles[i], queries, nq, consistency, 1000 + i, barrier.wait, stop.is_set)
+
+    pool = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    stop.wait(seconds)
+    stop.set()
+    for t in pool:
+        t.join(120)
+    elapsed = time.perf_counter() - t0
+    for h in handles[1:]:
+        h.close()
+    return [x for lat, _ in out for x in lat], [e for _, errs in out for e in errs], elapsed
+
+
+def _client_processes(
+    peer: Peer, queries: list, nq: int, procs: int, consistency: str, seconds: float
+) -> tuple[list[float], list[str], float]:
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no gRPC state crosses a fork
+    ready, results = ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    pool = [
+        ctx.Process(
+            target=_client_process,
+            args=(peer.remote_uri, queries, nq, consistency, seconds, 1000 + i, ready, go, results),
+            daemon=True,
+        )
+        for i in range(procs)
+    ]
+    for p in pool:
+        p.start()
+    for _ in pool:
+        ready.get(timeout=300)
+    go.set()
+    got = [results.get(timeout=seconds + 300) for _ in pool]
+    for p in pool:
+        p.join(30)
+    elapsed = max(g[2] for g in got)  # the longest of the processes' measured windows
+    return [x for g in got for x in g[0]], [e for g in got for e in g[1]], elapsed
+
+
+def _client_process(
+    uri: str, queries: list, nq: int, consistency: str, seconds: float, seed: int, ready, go, results
+) -> None:
+    """One benchmark client in its own process: a pymilvus client of its own on ``uri``."""
+    from pymilvus import MilvusClient
+
+    peer = PymilvusPeer(MilvusClient(uri, dedicated=True))
+    began: list[float] = []
+
+    def start() -> None:
+        ready.put(seed)
+        go.wait()
+        began.append(time.perf_counter())
+
+    lat, errors = _client_loop(
+        peer, queries, nq, consistency, seed, start, lambda: time.perf_counter() - began[0] > seconds
+    )
+    results.put((lat, errors, time.perf_counter() - began[0]))
+    peer.close()
 
 
 def recall(peer: Peer, ds: Dataset, queries: list, consistency: str = "Strong") -> float:
@@ -214,7 +289,7 @@ def make_peer(name: str, args: argparse.Namespace) -> Peer:
         return FaissPeer()
     if name == "walvus":
         peer = WalvusPeer()
-        peer.start(keep=args.keep)
+        peer.start(keep=args.keep, gateway_processes=args.gateway_processes)
         return peer
     if name == "milvus-lite":
         peer = MilvusLitePeer()
@@ -285,6 +360,7 @@ def main() -> None:
     ap.add_argument("--fresh-cap", type=float, default=10.0, help="seconds before a trial is a timeout")
     ap.add_argument("--fresh-budget", type=float, default=90.0, help="seconds of freshness trials per target")
     ap.add_argument("--keep", action="store_true", help="keep walvus and Milvus data and logs")
+    ap.add_argument("--gateway-processes", type=int, default=2, help="walvus gateway processes on the port")
     args = ap.parse_args()
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
     for t in wanted:

@@ -74,7 +74,7 @@ def report(results: list[dict[str, Any]], ds: Dataset, args: argparse.Namespace)
                 [
                     r["target"],
                     s["nq"],
-                    s["threads"],
+                    f"{s['threads']} {'proc' if s.get('clients') == 'processes' else 'thr'}",
                     s["consistency_label"],
                     _f(s["qps"], "{:,.1f}"),
                     _f(s["calls_s"], "{:,.1f}"),
@@ -92,7 +92,7 @@ def report(results: list[dict[str, Any]], ds: Dataset, args: argparse.Namespace)
         [
             "target",
             "nq",
-            "threads",
+            "clients",
             "consistency",
             "QPS",
             "calls/s",
@@ -172,7 +172,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
     labels: list[str] = []
     for r in results:
         for s in r.get("search", []):
-            key = f"nq={s['nq']}\n{s['threads']} thr\n{s['consistency']}"
+            key = f"nq={s['nq']}\n{s['threads']} client(s)\n{s['consistency']}"
             if key not in labels:
                 labels.append(key)
     targets = [r for r in results if r.get("search")]
@@ -182,7 +182,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
     width = 0.8 / len(targets)
     x = np.arange(len(labels))
     for i, r in enumerate(targets):
-        by = {f"nq={s['nq']}\n{s['threads']} thr\n{s['consistency']}": s["qps"] for s in r["search"]}
+        by = {f"nq={s['nq']}\n{s['threads']} client(s)\n{s['consistency']}": s["qps"] for s in r["search"]}
         vals = [by.get(lab, np.nan) for lab in labels]
         bars = ax.bar(x + (i - (len(targets) - 1) / 2) * width, vals, width, label=r["target"])
         for b, v in zip(bars, vals, strict=True):

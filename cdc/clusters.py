@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from cdc.exceptions import ClusterUnreachable, TopicMismatch
 from cdc.spec import Endpoint
-from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log import MAX_MESSAGE_BYTES, drain
 
 log = logging.getLogger(__name__)
 CATALOG_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
@@ -74,7 +74,7 @@ def read_to_end(
         consumer.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + timeout
         while True:
-            for m in consumer.consume(1000, timeout=0.2):
+            for m in drain(consumer, 1000, 0.2):
                 if m.error() is None:
                     yield m
             pos = consumer.position([tp])[0].offset

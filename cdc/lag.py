@@ -11,6 +11,7 @@ from confluent_kafka import TopicPartition
 
 from cdc.clusters import reader, watermarks
 from cdc.spec import Endpoint, Positions
+from walvus.log import drain
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class LagProbe:
             return cached[1]
         self._consumer.assign([TopicPartition(topic, p, pos)])
         try:
-            for m in self._consumer.consume(1, timeout=1.0):
+            for m in drain(self._consumer, 1, 1.0):
                 if m.error() is None:
                     ts = m.timestamp()[1] / 1000.0
                     self._heads[(topic, p)] = (pos, ts)

@@ -32,7 +32,7 @@ from cdc.lag import LagProbe, ShardLag
 from cdc.routing import SKIP_ORIGIN, Decision, Router
 from cdc.settings import CdcSettings
 from cdc.spec import Positions, TaskSpec
-from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log import MAX_MESSAGE_BYTES, drain
 
 log = logging.getLogger(__name__)
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
@@ -246,7 +246,7 @@ class _Session:
 
     def _drain_catalog(self, timeout: float) -> int:
         assert self.catalog is not None
-        msgs = [m for m in self.catalog.consume(100, timeout=timeout) if m.error() is None]
+        msgs = [m for m in drain(self.catalog, 100, timeout) if m.error() is None]
         for m in msgs:
             decision = self.router.catalog(m.key(), m.value())
             ev = decision.collection

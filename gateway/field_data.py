@@ -206,6 +206,8 @@ def field_data_from_column(
     elif dtype in (DataType.FLOAT, DataType.DOUBLE):
         values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np_type, copy=False)
         extend_floats(target, values)
+    elif arr.null_count == 0 and dtype != DataType.BOOL:
+        target.data.extend(arr.to_numpy().tolist())
     else:
         target.data.extend(arr.fill_null(False if dtype == DataType.BOOL else 0).to_pylist())
     return fd

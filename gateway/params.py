@@ -4,6 +4,7 @@ output fields, and the query vectors of a search.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -55,8 +56,14 @@ def as_int(kv: Mapping[str, str], key: str, default: int | None = None) -> int:
 
 
 def json_params(raw: str | None, what: str = "params") -> dict[str, Any]:
+    """A JSON object parameter, as a new dict (callers may change it)."""
     if not raw:
         return {}
+    return dict(_json_object(raw, what))
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_object(raw: str, what: str) -> dict[str, Any]:  # clients repeat the same params
     try:
         value = json.loads(raw)
     except ValueError:

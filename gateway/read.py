@@ -196,7 +196,10 @@ class SearchRpcs:
             extend_floats(res, scores, _SCORES)
         if plan.columns:
             tables = [h.fields for h in hits if len(h.ids)]
-            table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+            if len(tables) > 1:
+                table = pa.concat_tables(tables, promote_options="permissive")
+            else:
+                table = tables[0] if tables else None
             for name in plan.columns:
                 field = info.schema.field(name)
                 column = table.column(name) if table is not None else empty_column(field)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent import futures
@@ -120,7 +123,7 @@ def serve(
     options = [
         ("grpc.max_receive_message_length", 2 * limit + SLACK_BYTES),
         ("grpc.max_send_message_length", max(4 * limit, 256 * 1024 * 1024)),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if settings.gateway_reuse_port or settings.gateway_processes > 1 else 0),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
@@ -162,6 +165,39 @@ def serve(
     return server
 
 
+class Siblings:
+    """The extra gateway processes of ``gateway_processes``: same port (SO_REUSEPORT), no metrics
+    endpoint of their own, restarted if they die, stopped with this one."""
+
+    def __init__(self, count: int, port: int) -> None:
+        self._env = {
+            **os.environ,
+            "WALVUS_GATEWAY_PROCESSES": "1",
+            "WALVUS_GATEWAY_REUSE_PORT": "true",
+            "WALVUS_PORT": str(port),
+            "WALVUS_METRICS_PORT": "0",
+        }
+        self._procs = [self._start() for _ in range(count)]
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "walvus", "gateway"], env=self._env)
+
+    def keep_running(self) -> None:
+        for i, p in enumerate(self._procs):
+            if p.poll() is not None:
+                log.error("gateway process exited code=%s: restarting it", p.returncode)
+                self._procs[i] = self._start()
+
+    def stop(self) -> None:
+        for p in self._procs:
+            p.terminate()
+        for p in self._procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def run(bootstrap: str) -> None:
     """The ``walvus gateway`` process: real catalog, WAL and searcher; serves until SIGTERM."""
     from searcher.service import SearcherService
@@ -170,6 +206,9 @@ def run(bootstrap: str) -> None:
     settings = GatewaySettings()
     walvus = Walvus.connect(bootstrap)
     searcher = SearcherService.from_settings(bootstrap, walvus)
+    # with several processes behind one port, a client's next call may land on a process that
+    # did not make its writes (after a reconnect), so Session reads take Strong's barrier
+    searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
     progress: IndexProgress | None = None
     try:
         from indexer.progress import index_progress
@@ -182,15 +221,17 @@ def run(bootstrap: str) -> None:
 
     metrics_port = int(getattr(settings, "metrics_port", DEFAULT_METRICS_PORT))
     server = serve(walvus, searcher, settings, index_progress=progress, metrics_port=metrics_port)
+    siblings = Siblings(settings.gateway_processes - 1, server.port)  # type: ignore[attr-defined]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while not stop.wait(1.0):
-            pass
+            siblings.keep_running()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("gateway stopping")
+        siblings.stop()
         server.stop(grace=5).wait()
         http = getattr(server, "metrics", None)
         if http is not None:

@@ -25,7 +25,7 @@ from schemas.catalog import CollectionInfo
 from schemas.segments import IndexBuilt
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
-from walvus.log import KafkaLog, LogMessage
+from walvus.log import KafkaLog, LogMessage, drain
 from walvus.storage import ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class IndexWorker:
         )  # from the end: reconcile covers the past
         while not self._stop.is_set():
             try:
-                msgs = consumer.consume(100, timeout=0.2)
+                msgs = drain(consumer, 100, 0.2)
             except KafkaException:
                 continue
             if any(b'"sealed"' in (m.value() or b"") for m in msgs if not m.error()):

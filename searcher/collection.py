@@ -283,10 +283,22 @@ class LoadedCollection:
     def snapshot(self, at_ts: int | None = None) -> list[tuple[Container, np.ndarray]]:
         """The containers and their live-row bitmaps, consistent with each other: live now, or,
         with ``at_ts``, live at that hybrid timestamp (an iterator's pinned snapshot)."""
+        return self.snapshot_applied(at_ts)[0]
+
+    def snapshot_applied(
+        self, at_ts: int | None = None
+    ) -> tuple[list[tuple[Container, np.ndarray]], dict[int, int]]:
+        """``snapshot`` and, taken with it, the last WAL offset applied per shard: the snapshot
+        holds every record at or below those offsets (``apply`` updates rows before positions)."""
         with self.cond:
+            applied = {s: st.applied for s, st in self.shards.items()}
             if at_ts is None:
-                return [(c, c.alive) for c in self.containers]
-            return [(c, c.live_at(at_ts)) for c in self.containers]
+                return [(c, c.alive) for c in self.containers], applied
+            return [(c, c.live_at(at_ts)) for c in self.containers], applied
+
+    def applied(self) -> dict[int, int]:
+        with self.cond:
+            return {s: st.applied for s, st in self.shards.items()}
 
     # consistency -----------------------------------------------------------------------------
     def wait_applied(self, positions: dict[int, int], timeout: float) -> bool:

@@ -42,7 +42,7 @@ def query_rows(
         scanned += c.num_rows
         mask = container_mask(c, mask, flt, partitions)
         if count_only:
-            total += int(mask.sum())
+            total += int(np.count_nonzero(mask))
             continue
         if mask.any():
             cols = list(dict.fromkeys([pk_name, *columns]))

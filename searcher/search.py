@@ -66,40 +66,36 @@ def knn(
 ) -> tuple[np.ndarray, np.ndarray, list[Container]]:
     """Global top-k: distances (nq, k), refs (nq, k) into the flat row space of ``used``."""
     sim = is_similarity(metric)
-    cosine_q = normalize_rows(queries) if metric == "COSINE" else None
+    cosine_q = None
     parts_d, parts_i, used, base = [], [], [], 0
     for c, mask in view:
-        n_allowed = int(mask.sum())
+        n_allowed = c.count(mask)
         if n_allowed == 0:
             continue
         kk = min(k, n_allowed)
+        allowed = None if n_allowed == c.num_rows else mask
         entry = c.indexes.get(field_name)
         if entry is not None:
-            d, labels = entry[1].search(queries, kk, params, allowed=mask if n_allowed < c.num_rows else None)
+            d, labels = entry[1].search(queries, kk, params, allowed=allowed)
         elif metric == "COSINE":
-            d, labels = brute_force_search(
-                c.vectors(schema, field_name, True),
-                cosine_q,
-                kk,
-                "IP",
-                allowed=None if n_allowed == c.num_rows else mask,
-            )
+            if cosine_q is None:
+                cosine_q = normalize_rows(queries)
+            vectors = c.vectors(schema, field_name, True)
+            d, labels = brute_force_search(vectors, cosine_q, kk, "IP", allowed=allowed)
         else:
             d, labels = brute_force_search(
-                c.vectors(schema, field_name),
-                queries,
-                kk,
-                metric,
-                allowed=None if n_allowed == c.num_rows else mask,
+                c.vectors(schema, field_name), queries, kk, metric, allowed=allowed
             )
         valid = labels >= 0
-        parts_d.append(np.where(valid, d, -np.inf if sim else np.inf).astype(np.float32))
+        parts_d.append(np.where(valid, d, -np.inf if sim else np.inf).astype(np.float32, copy=False))
         parts_i.append(np.where(valid, labels + base, -1))
         used.append(c)
         base += c.num_rows
     nq = queries.shape[0]
     if not parts_d:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64), used
+    if len(parts_d) == 1 and parts_d[0].shape[1] == k:  # one container: already the sorted top-k
+        return parts_d[0], parts_i[0], used
     dists = np.concatenate(parts_d, axis=1)
     refs_all = np.concatenate(parts_i, axis=1)
     d, cols = topk(dists, k, sim)
@@ -159,6 +155,14 @@ def range_knn(
 
 def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple[pa.Array, pa.Table]:
     """Primary keys and output columns of flat row refs (all >= 0), in order."""
+    if len(used) == 1:  # the common case: one container, no reordering
+        c = used[0]
+        pks = c.take_pks(refs)
+        if not columns:
+            return pks, pa.table({})
+        if columns == [c.pk_name]:
+            return pks, pa.table({c.pk_name: pks})
+        return pks, c.table.select(columns).take(refs)
     sizes = np.array([c.num_rows for c in used], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(sizes) else np.zeros(0, np.int64)
     which = np.searchsorted(starts, refs, side="right") - 1
@@ -168,13 +172,13 @@ def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple
     for ci in np.unique(which):
         sel = order[which[order] == ci]
         c = used[int(ci)]
-        take = pa.array(rows[sel])
-        pk_parts.append(c.pks.take(take))
+        pk_parts.append(c.take_pks(rows[sel]))
         if columns:
-            col_parts.append(c.table.select(columns).take(take))
+            col_parts.append(c.table.select(columns).take(rows[sel]))
     inverse = np.empty(len(order), dtype=np.int64)
     inverse[order] = np.arange(len(order))
-    inv = pa.array(inverse)
-    pks = pa.concat_arrays(pk_parts).take(inv) if pk_parts else pa.array([], type=pa.int64())
-    fields = pa.concat_tables(col_parts, promote_options="default").take(inv) if col_parts else pa.table({})
+    pks = pa.concat_arrays(pk_parts).take(inverse) if pk_parts else pa.array([], type=pa.int64())
+    fields = (
+        pa.concat_tables(col_parts, promote_options="default").take(inverse) if col_parts else pa.table({})
+    )
     return pks, fields

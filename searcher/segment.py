@@ -23,9 +23,10 @@ ALIVE = np.iinfo(np.int64).max
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
     norms[norms == 0] = 1.0
-    return (x / norms).astype(np.float32, copy=False)
+    return x / norms
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Container:
     indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
     _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _alive_count: tuple[np.ndarray, int] | None = None
 
     def __post_init__(self) -> None:
         if self.alive is None:
@@ -61,6 +63,8 @@ class Container:
         self.partition: str | None = parts[0].as_py() if self.sealed and len(parts) == 1 else None
         self.partition_names: frozenset[str | None] = frozenset(parts.to_pylist())
         self._pk_range = _int_range(self.pks)
+        # integer keys also as numpy: gathering a top-k's keys is then one fancy index
+        self._pk_np = self.pks.to_numpy() if self._pk_range is not None and not self.pks.null_count else None
 
     @property
     def num_rows(self) -> int:
@@ -68,7 +72,21 @@ class Container:
 
     @property
     def live_rows(self) -> int:
-        return int(self.alive.sum())
+        return int(np.count_nonzero(self.alive))
+
+    def count(self, mask: np.ndarray) -> int:
+        """Rows set in ``mask``; the live bitmap's count is cached until the bitmap is replaced."""
+        if mask is not self.alive:
+            return int(np.count_nonzero(mask))
+        cached = self._alive_count
+        if cached is None or cached[0] is not mask:
+            cached = self._alive_count = (mask, int(np.count_nonzero(mask)))
+        return cached[1]
+
+    def take_pks(self, rows: np.ndarray) -> pa.Array:
+        if self._pk_np is not None:
+            return pa.array(self._pk_np[rows])
+        return self.pks.take(pa.array(rows))
 
     def vectors(self, schema: CollectionSchema, name: str, normalized: bool = False) -> np.ndarray:
         """The field's vectors as float32 (n, dim), or packed uint8 for binary; cached."""

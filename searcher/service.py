@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +42,8 @@ from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
 MAX_TOPK = 16_384
+T = TypeVar("T")
+Snapshot = list[tuple[Any, np.ndarray]]
 BARRIER_TIMEOUT = 30.0
 
 
@@ -58,6 +61,7 @@ class SearcherService:
         self._loading: dict[int, threading.Thread] = {}
         self._local_writes: dict[int, dict[int, int]] = {}
         self._lock = threading.Lock()
+        self.session_is_local = True  # False when a client's writes may have gone through another process
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance)
         self.ann_tail = AnnouncementTail(
@@ -190,6 +194,30 @@ class SearcherService:
             for s, off in positions.items():
                 known[s] = max(known.get(s, -1), off)
 
+    def _read(self, coll: LoadedCollection, consistency: Consistency, run: Callable[[Snapshot], T]) -> T:
+        """``run`` over a snapshot that satisfies the request's consistency level.
+
+        Strong asks the broker where the WAL ends and, when this searcher already holds every
+        position it last saw, searches while the answer travels: if the snapshot turns out to
+        cover those ends the result stands, otherwise it waits for the tail and runs again.
+        """
+        level = consistency.level
+        if level == ConsistencyLevel.SESSION and not self.session_is_local:
+            level = ConsistencyLevel.STRONG
+        pinned = pinned_ts(consistency)
+        if level != ConsistencyLevel.STRONG or pinned is not None:
+            self._barrier(coll, level)
+            return run(coll.snapshot(pinned))
+        topic = wal_topic(self.ns, coll.info.collection_id)
+        pending = self.ends.request(topic, coll.info.shards_num)
+        if _covers(coll.applied(), self.ends.last_known(topic)):
+            snapshot, applied = coll.snapshot_applied()
+            result = run(snapshot)
+            if _covers(applied, pending.result()):
+                return result
+        self._wait(coll, {s: end - 1 for s, end in enumerate(pending.result())})
+        return run(coll.snapshot())
+
     def _barrier(self, coll: LoadedCollection, level: ConsistencyLevel) -> None:
         cid = coll.info.collection_id
         if level == ConsistencyLevel.EVENTUALLY:
@@ -199,6 +227,9 @@ class SearcherService:
             target = {s: end - 1 for s, end in enumerate(ends)}
         else:
             target = dict(self._local_writes.get(cid, {}))
+        self._wait(coll, target)
+
+    def _wait(self, coll: LoadedCollection, target: dict[int, int]) -> None:
         if target and not coll.wait_applied(target, BARRIER_TIMEOUT):
             raise TimeoutError(
                 f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s"
@@ -227,24 +258,26 @@ class SearcherService:
         queries = check_queries(req.queries, f)
         metric = resolve_metric(info, field_name, req.metric)
         flt = self._filter(info, req.filter, req.filter_params)
-        partitions = check_partitions(info, req.partitions, flt)
-        self._barrier(coll, req.consistency.level)
-        snapshot = coll.snapshot(pinned_ts(req.consistency))
-        partitions = without_dropped(info, partitions, snapshot)
-        view = [
-            (c, container_mask(c, alive, flt, partitions))
-            for c, alive in snapshot
-            if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
-        ]
-        coll.scanned_rows += sum(c.num_rows for c, _ in view)
+        requested = check_partitions(info, req.partitions, flt)
         cols, _dyn = output_columns(info.schema, req.output_fields)
-        if req.group_by_field:
-            return self._grouped(view, info, field_name, queries, metric, req, cols)
-        if "radius" in req.params:
-            d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
-        else:
-            d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
-        return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
+
+        def run(snapshot: Snapshot) -> list[Hits]:
+            partitions = without_dropped(info, requested, snapshot)
+            view = [
+                (c, container_mask(c, alive, flt, partitions))
+                for c, alive in snapshot
+                if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
+            ]
+            coll.scanned_rows += sum(c.num_rows for c, _ in view)
+            if req.group_by_field:
+                return self._grouped(view, info, field_name, queries, metric, req, cols)
+            if "radius" in req.params:
+                d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
+            else:
+                d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
+            return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
+
+        return self._read(coll, req.consistency, run)
 
     def _grouped(
         self,
@@ -265,7 +298,7 @@ class SearcherService:
         group = req.group_by_field
         assert group is not None
         size = max(1, req.group_size)
-        allowed = sum(int(m.sum()) for _, m in view)
+        allowed = sum(c.count(m) for c, m in view)
         k = max(1, min(allowed, max(64, 4 * (req.offset + req.limit) * size)))
         out: list[Hits | None] = [None] * len(queries)
         todo = list(range(len(queries)))
@@ -305,8 +338,7 @@ class SearcherService:
         coll = self._collection(req.collection)
         info = coll.info
         flt = self._filter(info, req.filter, req.filter_params)
-        partitions = check_partitions(info, req.partitions, flt)
-        self._barrier(coll, req.consistency.level)
+        requested = check_partitions(info, req.partitions, flt)
         wants_count = COUNT in req.output_fields and not req.group_by_fields
         cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
         ids = req.ids
@@ -315,24 +347,18 @@ class SearcherService:
             vals = flt.values_for(pk)
             if vals is not None and len(vals) <= 100_000:
                 ids = list(vals)
-        snapshot = coll.snapshot(pinned_ts(req.consistency))
-        partitions = without_dropped(info, partitions, snapshot)
-        view = [
-            (c, a)
-            for c, a in snapshot
-            if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
-        ]
-        result, scanned = query_rows(
-            view,
-            pk,
-            flt,
-            ids,
-            partitions,
-            cols,
-            None if req.group_by_fields else req.limit,
-            req.offset,
-            wants_count,
-        )
+
+        def run(snapshot: Snapshot) -> tuple[Any, int]:
+            partitions = without_dropped(info, requested, snapshot)
+            view = [
+                (c, a)
+                for c, a in snapshot
+                if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
+            ]
+            limit = None if req.group_by_fields else req.limit
+            return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count)
+
+        result, scanned = self._read(coll, req.consistency, run)
         coll.scanned_rows += scanned
         if wants_count:
             return pa.table({COUNT: pa.array([result], pa.int64())})
@@ -351,7 +377,7 @@ class SearcherService:
             return {"row_count": None}
         view = coll.snapshot()
         return {
-            "row_count": int(sum(int(a.sum()) for _, a in view)),
+            "row_count": sum(c.count(a) for c, a in view),
             "sealed_segments": sum(1 for c, _ in view if c.sealed),
             "growing_rows": sum(c.num_rows for c, _ in view if not c.sealed),
             "scanned_rows": coll.scanned_rows,
@@ -361,6 +387,11 @@ class SearcherService:
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
         return compiled_filter(info, expr, params)
+
+
+def _covers(applied: dict[int, int], ends: list[int] | None) -> bool:
+    """True when every shard has applied everything below ``ends`` (end offsets per shard)."""
+    return ends is not None and all(applied.get(s, -1) >= end - 1 for s, end in enumerate(ends))
 
 
 def pinned_ts(consistency: Consistency) -> int | None:

@@ -11,6 +11,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from schemas.exceptions import RecordFormatError
 from schemas.segments import IndexBuilt, SegmentSealed, decode_announcement
 from schemas.wal import WalRecord
+from walvus.log import drain
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class WalTail:
                 "group.id": "walvus-searcher",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 5,
+                "fetch.wait.max.ms": 100,  # a long poll: the broker answers as soon as data arrives
                 "fetch.min.bytes": 1,
                 "fetch.message.max.bytes": 68_157_440,
             }
@@ -76,7 +77,7 @@ class WalTail:
                 self._stop.wait(0.01)
                 continue
             try:
-                msgs = self._consumer.consume(1000, timeout=0.02)
+                msgs = drain(self._consumer, 1000, 0.05)
             except KafkaException as exc:
                 log.warning("WAL read failed error=%s", exc)
                 continue
@@ -140,7 +141,7 @@ class AnnouncementTail:
                 **conf,
                 "group.id": "walvus-searcher-segments",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": 100,
             }
         )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
@@ -158,7 +159,7 @@ class AnnouncementTail:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                msgs = self._consumer.consume(100, timeout=0.1)
+                msgs = drain(self._consumer, 100, 0.1)
             except KafkaException as exc:
                 log.warning("segments read failed error=%s", exc)
                 continue

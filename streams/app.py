@@ -33,6 +33,7 @@ class StreamsWorker:
         self.kafka = KafkaLog(kafka_settings.client_config(bootstrap))
         self.catalog = Catalog(self.kafka, ns)
         self.store = storage.store()
+        self.data_dir = storage.data_dir
         self.ns = ns
         self.control_topic = f"{ns}.streams.control"
         for t in (self.control_topic, segments_topic(ns), dead_letter_topic(ns)):
@@ -56,10 +57,13 @@ class StreamsWorker:
         return [wal_topic(self.ns, c.collection_id) for c in self.catalog.collections()]
 
     def _build_app(self, bootstrap: str) -> faust.App:
+        datadir = self.data_dir / "streams" / self.ns  # Faust's own state; it creates only the last level
+        datadir.mkdir(parents=True, exist_ok=True)
         app = faust.App(
             f"{self.ns}-streams",
             broker=f"kafka://{bootstrap}",
             store="memory://",
+            datadir=str(datadir),
             web_enabled=False,
             autodiscover=False,
             topic_allow_declare=False,

@@ -18,7 +18,7 @@ from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotFound
 from schemas.topics import catalog_topic
 from walvus.exceptions import LogUnavailable
-from walvus.log import KafkaLog, LogMessage
+from walvus.log import KafkaLog, LogMessage, drain
 
 log = logging.getLogger(__name__)
 Listener = Callable[[CollectionInfo], None]
@@ -97,14 +97,14 @@ class Catalog:
                 "group.id": "walvus-catalog-reader",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",  # CDC writes the catalog in transactions
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": 100,
             }
         )
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         try:
             while not self._stop.is_set():
                 try:
-                    msgs = consumer.consume(500, timeout=0.1)
+                    msgs = drain(consumer, 500, 0.1)
                 except KafkaException as exc:
                     log.warning("catalog read failed error=%s", exc)
                     continue

@@ -112,6 +112,15 @@ class GatewaySettings(WalvusSettings):
     tls_cert: Path | None = Field(None, description="PEM certificate: enables TLS on the gRPC port.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     grpc_workers: int = Field(16, description="gRPC server worker threads.")
+    gateway_processes: int = Field(
+        1,
+        ge=1,
+        description="Gateway processes sharing the port (SO_REUSEPORT). Each holds its own searcher "
+        "(memory x N) and runs on its own core; a client stays on the process it connected to.",
+    )
+    gateway_reuse_port: bool = Field(
+        False, description="Bind with SO_REUSEPORT (the extra gateway processes)."
+    )
     metrics_port: int = Field(
         9091, description="HTTP port of /metrics (Prometheus) and /healthz; 0 disables."
     )

@@ -213,3 +213,37 @@ def test_restart_every_process_then_load_gives_identical_results(live):
         == count_before
     )
     client2.close()
+
+
+def test_two_gateway_processes_share_the_port_and_read_every_write(deployment):
+    """``WALVUS_GATEWAY_PROCESSES=2``: clients land on either process; every one of them sees
+    each acknowledged write at once under Strong, and under Session (served as Strong there)."""
+    deployment.env["WALVUS_GATEWAY_PROCESSES"] = "2"
+    deployment.start("streams", "indexer", "gateway")
+    clients = [MilvusClient(deployment.uri, dedicated=True) for _ in range(6)]  # a connection each
+    try:
+        _create(clients[0], "two")
+        for c in clients:  # each client's connection may be on another process: wait for it to load
+            deadline = time.monotonic() + 60
+            while "Loaded" not in str(c.get_load_state("two")["state"]):
+                assert time.monotonic() < deadline, "the collection never loaded on every process"
+                time.sleep(0.2)
+        rng = np.random.default_rng(5)
+        for i, writer in enumerate(clients):
+            rows = _rows(range(i * 10, i * 10 + 10), rng)
+            writer.insert("two", rows)
+            for reader in clients:
+                for level in ("Strong", "Session"):
+                    got = reader.query(
+                        "two", filter=f"id >= {i * 10}", output_fields=["id"], consistency_level=level
+                    )
+                    assert sorted(r["id"] for r in got) == list(range(i * 10, i * 10 + 10)), (i, level)
+        gateways = [
+            line
+            for line in deployment.log_tail("gateway", 10_000).splitlines()
+            if "gateway listening" in line
+        ]
+        assert len(gateways) == 2, gateways  # both processes bound the one port
+    finally:
+        for c in clients:
+            c.close()
