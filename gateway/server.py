@@ -180,7 +180,9 @@ class Siblings:
         self._procs = [self._start() for _ in range(count)]
 
     def _start(self) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "walvus", "gateway"], env=self._env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "walvus", "gateway"], env=self._env, preexec_fn=_die_with_parent
+        )
 
     def keep_running(self) -> None:
         for i, p in enumerate(self._procs):
@@ -196,6 +198,14 @@ class Siblings:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _die_with_parent() -> None:
+    """In a sibling before exec: SIGTERM it when the first gateway dies, even by ``kill -9``."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def run(bootstrap: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -247,3 +250,14 @@ def test_two_gateway_processes_share_the_port_and_read_every_write(deployment):
     finally:
         for c in clients:
             c.close()
+    first = deployment.procs.pop("gateway")  # kill -9 the first gateway: its sibling goes with it
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", deployment.port), timeout=1).close()
+        except OSError:
+            break  # nobody serves the port any more
+        assert time.monotonic() < deadline, "a gateway process outlived the first one"
+        time.sleep(0.2)
