@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+from prometheus_client import Gauge
 
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
@@ -41,6 +42,11 @@ from walvus.log import KafkaLog
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
+CONSUMED = Gauge(
+    "walvus_searcher_consumed_offset",
+    "Last WAL offset the searcher has applied, per collection and shard",
+    ["collection", "shard"],
+)
 MAX_TOPK = 16_384
 T = TypeVar("T")
 Snapshot = list[tuple[Any, np.ndarray]]
@@ -61,6 +67,7 @@ class SearcherService:
         self._loading: dict[int, threading.Thread] = {}
         self._local_writes: dict[int, dict[int, int]] = {}
         self._lock = threading.Lock()
+        self._consumed = ConsumedGauge()
         self.session_is_local = True  # False when a client's writes may have gone through another process
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance)
@@ -130,8 +137,10 @@ class SearcherService:
         topic = wal_topic(self.ns, collection_id)
         self.wal_tail.unassign(topic)
         with self._lock:
-            self._loaded.pop(collection_id, None)
+            coll = self._loaded.pop(collection_id, None)
             self._by_topic.pop(topic, None)
+        if coll is not None:
+            self._consumed.forget(coll.info.name)
 
     def loading_progress(self, collection: str) -> int:
         info = self.catalog.require(collection)
@@ -158,6 +167,7 @@ class SearcherService:
         coll = self._by_topic.get(topic)
         if coll is not None:
             coll.mark_applied(shard, offset)
+            self._consumed.set(coll.info.name, shard, offset)
 
     def _after_poll(self) -> None:
         for coll in list(self._loaded.values()):
@@ -383,10 +393,30 @@ class SearcherService:
             "scanned_rows": coll.scanned_rows,
             "indexed_segments": sum(1 for c, _ in view if c.indexes),
             "loaded_indexes": sum(len(c.indexes) for c, _ in view if c.sealed),
+            # how far this searcher has consumed the WAL: the last offset applied, per shard
+            "consumed_offsets": ",".join(f"{s}:{off}" for s, off in sorted(coll.applied().items())),
         }
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
         return compiled_filter(info, expr, params)
+
+
+class ConsumedGauge:
+    """``walvus_searcher_consumed_offset{collection,shard}``: the last WAL offset this searcher applied."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, int], Any] = {}
+
+    def set(self, collection: str, shard: int, offset: int) -> None:
+        child = self._children.get((collection, shard))
+        if child is None:
+            child = self._children[(collection, shard)] = CONSUMED.labels(collection, str(shard))
+        child.set(offset)
+
+    def forget(self, collection: str) -> None:
+        for key in [k for k in self._children if k[0] == collection]:
+            del self._children[key]
+            CONSUMED.remove(key[0], str(key[1]))
 
 
 def _covers(applied: dict[int, int], ends: list[int] | None) -> bool:
