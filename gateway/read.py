@@ -237,8 +237,12 @@ class SearchRpcs:
             params["range_filter"] = bound if user is None else (min if larger else max)(float(user), bound)
             params.setdefault("radius", float("-inf") if larger else float("inf"))
             s = replace(s, params=params, limit=batch + len(seen), offset=0)
-        else:
-            s = replace(s, limit=batch, offset=0)
+        else:  # a range search too (everything in range), so that every page computes distances
+            # with the same kernel: a top-k kernel can differ by an ulp, and a row at the first
+            # page's bound would fall between the pages
+            params = dict(s.params)
+            params.setdefault("radius", float("-inf") if larger else float("inf"))
+            s = replace(s, params=params, limit=batch, offset=0)
         hit = self.searcher.search(s)[0]
         ids = hit.ids.tolist() if isinstance(hit.ids, np.ndarray) else list(hit.ids)
         dist = np.asarray(hit.distances, dtype=np.float32)
