@@ -17,6 +17,10 @@ def latest_alive(
     n = len(pks)
     if n == 0:
         return np.zeros(0, dtype=bool)
+    if tomb_pks is not None and tomb_pks.null_count:  # partition tombstones: see ``dropped_by_partition``
+        valid = tomb_pks.is_valid()
+        tomb_pks = tomb_pks.filter(valid)
+        tomb_seqs = None if tomb_seqs is None else tomb_seqs[valid.to_numpy(zero_copy_only=False)]
     keys = pks if tomb_pks is None or len(tomb_pks) == 0 else pa.concat_arrays([pks, tomb_pks.cast(pks.type)])
     all_seqs = seqs if tomb_seqs is None or len(tomb_seqs) == 0 else np.concatenate([seqs, tomb_seqs])
     t = pa.table({"k": keys, "s": pa.array(all_seqs), "i": pa.array(np.arange(len(keys), dtype=np.int64))})
@@ -30,3 +34,29 @@ def latest_alive(
     alive = np.zeros(len(keys), dtype=bool)
     alive[idx] = True
     return alive[:n]
+
+
+def dropped_by_partition(rows: pa.Table, tombs: pa.Table | None) -> np.ndarray | None:
+    """Rows hidden by a dropped partition, or None when nothing is.
+
+    Dropping a partition writes a marker into every WAL shard; stored, it is a tombstone with a
+    null ``_pk`` and the partition's name: every row of that partition in that shard with a lower
+    ``_seq`` is gone (``_seq`` orders writes within a shard only).
+    """
+    if tombs is None or tombs.num_rows == 0 or rows.num_rows == 0:
+        return None
+    marks = tombs.filter(pc.is_null(tombs.column("_pk")))
+    if marks.num_rows == 0:
+        return None
+    part = rows.column("_partition")
+    shard = rows.column("_shard").to_numpy()
+    seq = rows.column("_seq").to_numpy()
+    hidden = np.zeros(rows.num_rows, dtype=bool)
+    for p, s, q in zip(
+        marks.column("_partition").to_pylist(),
+        marks.column("_shard").to_pylist(),
+        marks.column("_seq").to_pylist(),
+        strict=True,
+    ):  # one per dropped partition and shard: a handful
+        hidden |= pc.equal(part, p).to_numpy(zero_copy_only=False) & (shard == s) & (seq < q)
+    return hidden

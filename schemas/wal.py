@@ -24,6 +24,7 @@ class Op(StrEnum):
     UPSERT = "upsert"
     DELETE = "delete"
     FLUSH = "flush"
+    DROP_PARTITION = "drop_partition"  # header.partition: every earlier row of it in this shard is gone
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class WalHeader:
 @dataclass(frozen=True)
 class WalRecord:
     header: WalHeader
-    batch: pa.RecordBatch | None = None  # INSERT/UPSERT: data rows; DELETE: the key column; FLUSH: none
+    batch: pa.RecordBatch | None = (
+        None  # INSERT/UPSERT: rows; DELETE: the key column; FLUSH, DROP_PARTITION: none
+    )
 
     @property
     def num_rows(self) -> int:

@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 
 from indexer import IndexSpec, VectorIndex
 from schemas.catalog import CollectionInfo
+from schemas.live import dropped_by_partition
 from schemas.wal import Op, WalRecord
 from searcher.segment import ALIVE, Container, latest_alive
 from streams.segment_writer import conform, with_system_columns
@@ -75,6 +76,9 @@ class LoadedCollection:
                 tombs.column("_pk").combine_chunks() if tombs is not None else None,
                 tombs.column("_seq").to_numpy() if tombs is not None else None,
             )
+            hidden = dropped_by_partition(table, tombs)
+            if hidden is not None:
+                alive &= ~hidden
             table = table.append_column("__alive", pa.array(alive))
             containers = self._segments(table)
         with self.cond:
@@ -127,7 +131,18 @@ class LoadedCollection:
         if offset <= st.applied:
             return
         op = record.header.op
-        if op in (Op.INSERT, Op.UPSERT, Op.DELETE) and record.num_rows:
+        if op == Op.DROP_PARTITION and record.header.partition:
+            part, ts = record.header.partition, record.header.ts
+            kills = [
+                (c, c.killed_partition(part, ts))
+                for c in self.containers
+                if c.shard == shard and part in c.partition_names
+            ]
+            with self.cond:
+                for c, new in kills:
+                    if new is not None:
+                        c.alive, c.dead_ts = new
+        elif op in (Op.INSERT, Op.UPSERT, Op.DELETE) and record.num_rows:
             keys = record.batch.column(self.pk_name if op != Op.DELETE else 0)  # type: ignore[union-attr]
             keys = keys.cast(self.info.schema.primary.arrow_type())
             kills = [(c, c.killed(keys, record.header.ts)) for c in self.containers if c.shard == shard]

@@ -122,6 +122,18 @@ class Container:
         dead[hit] = ts
         return alive, dead
 
+    def killed_partition(self, partition: str, ts: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(alive, dead_ts)`` after every live row of ``partition`` is gone at ``ts``, or None."""
+        hit = pc.equal(self.table.column("_partition"), partition).to_numpy(zero_copy_only=False)
+        hit &= self.alive
+        if not hit.any():
+            return None
+        alive = self.alive.copy()
+        alive[hit] = False
+        dead = self.dead_ts.copy()
+        dead[hit] = ts
+        return alive, dead
+
     def live_at(self, ts: int) -> np.ndarray:
         """Rows that were their key's latest write at hybrid timestamp ``ts`` (an MVCC snapshot)."""
         return (self.ts <= ts) & (self.dead_ts > ts)

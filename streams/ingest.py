@@ -84,8 +84,8 @@ class IngestValidator:
             op = Op(str(doc.get("op", "")).lower())
         except ValueError:
             raise ValueError(f"unknown op {doc.get('op')!r}: use insert, upsert or delete") from None
-        if op == Op.FLUSH:
-            raise ValueError("op flush is not accepted on the ingest topic")
+        if op not in (Op.INSERT, Op.UPSERT, Op.DELETE):
+            raise ValueError(f"op {op} is not accepted on the ingest topic: use insert, upsert or delete")
         name = doc.get("collection")
         if not isinstance(name, str):
             raise ValueError("missing 'collection'")

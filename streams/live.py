@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
-from schemas.live import latest_alive
+from schemas.live import dropped_by_partition, latest_alive
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 
@@ -21,4 +21,7 @@ def live_rows(store: SegmentStore, info: CollectionInfo, version: int | None = N
         tombs.column("_pk").combine_chunks() if tombs is not None else None,
         tombs.column("_seq").to_numpy() if tombs is not None else None,
     )
+    hidden = dropped_by_partition(rows, tombs)
+    if hidden is not None:
+        alive &= ~hidden
     return rows.filter(pa.array(alive))

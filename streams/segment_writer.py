@@ -137,7 +137,8 @@ class SegmentWriter:
         dels = [
             self._tombstones(r, shard, seg, info)
             for r in records
-            if r.offset > dels_done and r.record.header.op == Op.DELETE and r.record.num_rows
+            if r.offset > dels_done
+            and (r.record.header.op == Op.DELETE and r.record.num_rows or _drops_partition(r.record))
         ]
         meta = {"segment": seg, "shard": shard, "first_offset": first, "last_offset": last}
         nrows = sum(b.num_rows for b in rows)
@@ -200,10 +201,14 @@ class SegmentWriter:
 
     @staticmethod
     def _tombstones(r: BufferedRecord, shard: int, seg: int, info: CollectionInfo) -> pa.RecordBatch:
+        """Key tombstones of a DELETE, or the one partition tombstone (null key) of a DROP_PARTITION."""
         batch = r.record.batch
-        assert batch is not None
-        n = batch.num_rows
-        keys = batch.column(info.schema.primary.name)
+        pk_type = info.schema.primary.arrow_type()
+        if _drops_partition(r.record):
+            n, keys = 1, pa.nulls(1, type=pk_type)
+        else:
+            assert batch is not None
+            n, keys = batch.num_rows, batch.column(info.schema.primary.name)
         part = r.record.header.partition or ""
         return pa.RecordBatch.from_arrays(
             [
@@ -215,5 +220,9 @@ class SegmentWriter:
                 pa.array(np.full(n, r.record.header.ts, dtype=np.int64)),
                 pa.array(np.full(n, seg, dtype=np.int64)),
             ],
-            schema=deletes_schema(info.schema.primary.arrow_type()),
+            schema=deletes_schema(pk_type),
         )
+
+
+def _drops_partition(record: WalRecord) -> bool:
+    return record.header.op == Op.DROP_PARTITION and bool(record.header.partition)

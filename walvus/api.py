@@ -31,7 +31,7 @@ from walvus.log import KafkaLog
 from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
 from walvus.settings import KafkaSettings, LimitSettings, StorageSettings, WalvusSettings
 from walvus.storage import DELETES, ROWS, SegmentStore
-from walvus.wal_writer import flush_messages, shard_messages
+from walvus.wal_writer import control_messages, flush_messages, shard_messages
 
 log = logging.getLogger(__name__)
 Rows = Sequence[Mapping[str, Any]]
@@ -154,6 +154,13 @@ class Walvus:
             raise InvalidArgument("the default partition cannot be dropped")
         if partition in info.loaded_partitions:
             raise InvalidArgument(f"partition {partition} is loaded: release it before dropping it")
+        # first a marker in every shard of the WAL: rows of the partition written before it are
+        # gone, in the searchers (which apply it in order) and in Delta (a partition tombstone),
+        # so a partition created later under the same name starts empty
+        ts = self.clock.now()
+        self.kafka.append(
+            control_messages(self.ns, info, Op.DROP_PARTITION, ts=ts, origin=self.site, partition=partition)
+        )
         parts = {k: v for k, v in info.partitions.items() if k != partition}
         return self.publish(info.evolve(CatalogEvent.DROP_PARTITION, partitions=parts))
 

@@ -44,15 +44,22 @@ def shard_messages(
 def flush_messages(
     namespace: str, info: CollectionInfo, *, ts: int, origin: str, flush_id: str
 ) -> list[LogMessage]:
+    return control_messages(namespace, info, Op.FLUSH, ts=ts, origin=origin, flush_id=flush_id)
+
+
+def control_messages(
+    namespace: str, info: CollectionInfo, op: Op, *, ts: int, origin: str, **header: str
+) -> list[LogMessage]:
+    """One row-less record per shard (FLUSH, DROP_PARTITION): it marks a position in each shard."""
     topic = wal_topic(namespace, info.collection_id)
-    header = WalHeader(
-        op=Op.FLUSH,
+    head = WalHeader(
+        op=op,
         collection=info.name,
         collection_id=info.collection_id,
         schema_version=info.schema.version,
         ts=ts,
         origin=origin,
-        flush_id=flush_id,
+        **header,  # type: ignore[arg-type]
     )
-    value = WalRecord(header).encode()
+    value = WalRecord(head).encode()
     return [LogMessage(topic, shard, value) for shard in range(info.shards_num)]

@@ -131,6 +131,18 @@ def test_partitions_ddl_scoped_reads_writes_and_pruning(live):
     with pytest.raises(MilvusException, match="partition"):
         client.search("parts", q, limit=10, partition_names=["p3"])
 
+    # created again under the same name, the partition starts empty: the old rows never return,
+    # neither from memory nor from Delta after the searcher reloads the collection
+    client.create_partition("parts", "p3")
+    client.insert("parts", [{"id": 1000, "vec": x[0].tolist(), "n": 1000}], partition_name="p3")
+    client.load_partitions("parts", ["p3"])
+    alive["p3"] = {1000}
+    check_scoped(alive)
+    client.flush("parts")
+    client.release_collection("parts")
+    client.load_collection("parts")
+    check_scoped(alive)
+
 
 def test_partition_key_routes_rows_and_prunes(live):
     _, client = live

@@ -160,3 +160,32 @@ def test_live_rows_over_committed_segments(tmp_path: Path) -> None:
     live = live_rows(store, info).sort_by("pk")
     assert live.column("pk").to_pylist() == ["b", "c", "d"]
     assert live.column("_offset").to_pylist() == [1, 5, 3]  # the latest version of each key
+
+
+def test_partition_tombstones_hide_earlier_rows_of_their_partition_and_shard_only():
+    from schemas.live import dropped_by_partition
+
+    rows = pa.table(
+        {
+            "_partition": ["p", "p", "q", "p", "p"],
+            "_shard": pa.array([0, 0, 0, 1, 0], pa.int32()),
+            "_seq": pa.array([1, 5, 2, 3, 9], pa.int64()),
+        }
+    )
+    tombs = pa.table(
+        {
+            "_pk": pa.array([None, 7], pa.int64()),
+            "_partition": ["p", ""],
+            "_shard": pa.array([0, 0], pa.int32()),
+            "_seq": pa.array([6, 6], pa.int64()),
+        }
+    )
+    hidden = dropped_by_partition(rows, tombs)
+    # p in shard 0 before seq 6: hidden; q, shard 1 (other seq space) and the later p row stay
+    assert hidden.tolist() == [True, True, False, False, False]
+    assert dropped_by_partition(rows, tombs.slice(1)) is None  # key tombstones only
+    # latest_alive ignores the null-key tombstone
+    alive = latest_alive(
+        pa.array([1, 2]), np.array([1, 2]), tombs.column("_pk").combine_chunks(), np.array([6, 6])
+    )
+    assert alive.tolist() == [True, True]

@@ -414,3 +414,23 @@ def test_records_written_before_an_add_field_get_nulls(env: Env) -> None:
     assert rows.column("id").to_pylist() == [1, 2, 3]
     assert rows.column("x").to_pylist() == [None, None, 5]
     assert pc.all(pc.equal(rows.column("_shard"), SHARD)).as_py()
+
+
+def drop_partition(offset: int, partition: str) -> bytes:
+    return WalRecord(_header(Op.DROP_PARTITION, offset, partition)).encode()
+
+
+def test_a_dropped_partition_is_a_partition_tombstone_and_its_rows_stay_gone(env: Env) -> None:
+    from streams.live import live_rows
+
+    env.add(0, ins(0, [1, 2], partition="p"))
+    env.add(1, ins(1, [3], partition="q"))
+    env.add(2, drop_partition(2, "p"))
+    env.add(3, ins(3, [4], partition="p"))  # the partition created again under the same name
+    env.add(4, flush(4))
+    dels = env.dels()
+    assert dels.column("_pk").to_pylist() == [None]  # one tombstone for the whole partition
+    assert dels.column(PARTITION_COLUMN).to_pylist() == ["p"]
+    assert dels.column("_seq").to_pylist() == [2 << SEQ_SHIFT]
+    live = live_rows(env.store, env.info)
+    assert sorted(live.column("id").to_pylist()) == [3, 4]  # 1 and 2 died with the old "p"
