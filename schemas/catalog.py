@@ -53,6 +53,7 @@ class CollectionInfo:
     shards_num: int = 1
     partitions: dict[str, int] = field(default_factory=lambda: {DEFAULT_PARTITION: 0})
     num_partitions: int = 0  # with a partition key: the number of hidden partitions
+    last_partition_id: int = 0  # ids are never reused, also after a drop
     indexes: dict[str, IndexInfo] = field(default_factory=dict)  # by field name
     loaded: bool = False
     loaded_partitions: tuple[str, ...] = ()

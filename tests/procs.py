@@ -86,9 +86,12 @@ class Deployment:
 
     def api(self) -> Any:
         if self._api is None:
+            from unittest import mock
+
             from walvus.api import Walvus
 
-            self._api = Walvus.connect(self.bootstrap)
+            with mock.patch.dict(os.environ, self.env):  # this deployment's namespace and data dir
+                self._api = Walvus.connect(self.bootstrap)
         return self._api
 
     def close(self) -> None:

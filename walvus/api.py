@@ -143,8 +143,11 @@ class Walvus:
             raise InvalidArgument(f"partition already exists[partition={partition}]")
         if len(info.partitions) >= 1024:
             raise LimitExceeded("a collection can have at most 1024 partitions")
-        parts = {**info.partitions, partition: max(info.partitions.values()) + 1}
-        return self.publish(info.evolve(CatalogEvent.CREATE_PARTITION, partitions=parts))
+        pid = max(info.last_partition_id, *info.partitions.values()) + 1
+        parts = {**info.partitions, partition: pid}
+        return self.publish(
+            info.evolve(CatalogEvent.CREATE_PARTITION, partitions=parts, last_partition_id=pid)
+        )
 
     def drop_partition(self, name: str, partition: str) -> CollectionInfo:
         info = self.catalog.require(name)

@@ -3,6 +3,7 @@ which the walvus extra stat ``scanned_rows`` (rows a search or query examined) m
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import numpy as np
@@ -31,8 +32,17 @@ def _hit_ids(hits) -> set[int]:
     return {h["id"] for h in hits}
 
 
+def _partition_ids(dep, name: str, wanted: str) -> dict[str, int]:
+    api = dep.api()
+    deadline = time.monotonic() + 30
+    while wanted not in api.catalog.require(name).partitions:  # this catalog tails the topic too
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return dict(api.catalog.require(name).partitions)
+
+
 def test_partitions_ddl_scoped_reads_writes_and_pruning(live):
-    _, client = live
+    dep, client = live
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
@@ -134,6 +144,8 @@ def test_partitions_ddl_scoped_reads_writes_and_pruning(live):
     # created again under the same name, the partition starts empty: the old rows never return,
     # neither from memory nor from Delta after the searcher reloads the collection
     client.create_partition("parts", "p3")
+    ids = _partition_ids(dep, "parts", "p3")
+    assert ids["p3"] == 4 and sorted(ids.values()) == [0, 1, 2, 4]  # a new id: 3 is never reused
     client.insert("parts", [{"id": 1000, "vec": x[0].tolist(), "n": 1000}], partition_name="p3")
     client.load_partitions("parts", ["p3"])
     alive["p3"] = {1000}
