@@ -112,19 +112,15 @@ class Container:
         """
         if not self.alive.any() or self._disjoint(keys):
             return None
-        hit = pc.is_in(self.pks, value_set=keys).to_numpy(zero_copy_only=False)
-        hit &= self.alive
-        if not hit.any():
-            return None
-        alive = self.alive.copy()
-        alive[hit] = False
-        dead = self.dead_ts.copy()
-        dead[hit] = ts
-        return alive, dead
+        return self._kill(pc.is_in(self.pks, value_set=keys).to_numpy(zero_copy_only=False), ts)
 
     def killed_partition(self, partition: str, ts: int) -> tuple[np.ndarray, np.ndarray] | None:
         """``(alive, dead_ts)`` after every live row of ``partition`` is gone at ``ts``, or None."""
-        hit = pc.equal(self.table.column("_partition"), partition).to_numpy(zero_copy_only=False)
+        return self._kill(
+            pc.equal(self.table.column("_partition"), partition).to_numpy(zero_copy_only=False), ts
+        )
+
+    def _kill(self, hit: np.ndarray, ts: int) -> tuple[np.ndarray, np.ndarray] | None:
         hit &= self.alive
         if not hit.any():
             return None
