@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 
 import grpc
@@ -32,13 +31,6 @@ def gw(progress: dict[str, tuple[int, int, int]]) -> Iterator[RunningGateway]:
 
     with running_gateway(index_progress=index_progress) as gw:
         yield gw
-
-
-@pytest.fixture(scope="module")
-def client(gw: RunningGateway) -> Iterator[MilvusClient]:
-    c = MilvusClient(gw.uri)
-    yield c
-    c.close()
 
 
 def full_schema() -> object:
@@ -283,13 +275,3 @@ def test_databases_and_rename(client: MilvusClient) -> None:
 
 def test_server_version_and_timestamp(client: MilvusClient) -> None:
     assert "walvus" in client.get_server_version()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pymilvus() -> Iterator[None]:
-    """pymilvus logs every failed RPC with a traceback; these tests fail RPCs on purpose."""
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,23 +25,6 @@ def unique(prefix: str = "w") -> str:
 def gw() -> Iterator[RunningGateway]:
     with running_gateway(limits=LimitSettings(max_request_mb=1)) as gw:
         yield gw
-
-
-@pytest.fixture(scope="module")
-def client(gw: RunningGateway) -> Iterator[MilvusClient]:
-    c = MilvusClient(gw.uri)
-    yield c
-    c.close()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pymilvus() -> Iterator[None]:
-    """pymilvus logs every failed RPC with a traceback; these tests fail RPCs on purpose."""
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 def records(gw: RunningGateway, name: str, op: Op) -> list:

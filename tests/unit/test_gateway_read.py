@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,23 +24,6 @@ def unique(prefix: str = "r") -> str:
 def gw() -> Iterator[RunningGateway]:
     with running_gateway() as gw:
         yield gw
-
-
-@pytest.fixture(scope="module")
-def client(gw: RunningGateway) -> Iterator[MilvusClient]:
-    c = MilvusClient(gw.uri)
-    yield c
-    c.close()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pymilvus() -> Iterator[None]:
-    """pymilvus logs every failed RPC with a traceback; these tests fail RPCs on purpose."""
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 def vec(i: int) -> list[float]:

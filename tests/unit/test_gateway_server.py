@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ from pymilvus import MilvusClient, MilvusException
 from gateway.metrics import start_http_server
 from gateway.server import parse_users
 from gateway.testing import running_gateway
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _quiet_pymilvus() -> Iterator[None]:
-    logger = logging.getLogger("pymilvus")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
 
 
 def test_no_users_means_no_authentication() -> None:
