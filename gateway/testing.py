@@ -27,12 +27,13 @@ from indexer.ranges import in_range
 from indexer.spec import is_similarity
 from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
 from schemas.collection import PARTITION_COLUMN
-from schemas.exceptions import CollectionNotFound, CollectionNotLoaded
+from schemas.exceptions import CollectionNotLoaded
 from schemas.types import DataType
 from schemas.wal import Op, WalRecord
 from searcher.filters import compile_filter
 from searcher.types import Hits, QueryRequest, SearchRequest
 from walvus.api import Walvus
+from walvus.catalog import CatalogView
 from walvus.log import LogMessage
 from walvus.settings import GatewaySettings, LimitSettings
 
@@ -83,28 +84,12 @@ class MemoryLog:
         pass
 
 
-class MemoryCatalog:
+class MemoryCatalog(CatalogView):
     """The ``Catalog`` interface in memory."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, CollectionInfo] = {}
+        super().__init__()
         self.events: list[CollectionInfo] = []
-
-    def get(self, name: str) -> CollectionInfo | None:
-        info = self._by_name.get(name)
-        return info if info is not None and info.active else None
-
-    def require(self, name: str) -> CollectionInfo:
-        info = self.get(name)
-        if info is None:
-            raise CollectionNotFound(name)
-        return info
-
-    def by_id(self, collection_id: int) -> CollectionInfo | None:
-        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
-
-    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
-        return [c for c in self._by_name.values() if include_dropped or c.active]
 
     def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
         self._by_name[info.name] = info

@@ -24,11 +24,34 @@ log = logging.getLogger(__name__)
 Listener = Callable[[CollectionInfo], None]
 
 
-class Catalog:
+class CatalogView:
+    """Reading collection states by name or id; the states themselves come from a subclass."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, CollectionInfo] = {}
+
+    def get(self, name: str) -> CollectionInfo | None:
+        info = self._by_name.get(name)
+        return info if info is not None and info.active else None
+
+    def require(self, name: str) -> CollectionInfo:
+        info = self.get(name)
+        if info is None:
+            raise CollectionNotFound(name)
+        return info
+
+    def by_id(self, collection_id: int) -> CollectionInfo | None:
+        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
+
+    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
+        return [c for c in self._by_name.values() if include_dropped or c.active]
+
+
+class Catalog(CatalogView):
     def __init__(self, kafka: KafkaLog, namespace: str) -> None:
+        super().__init__()
         self._kafka = kafka
         self.topic = catalog_topic(namespace)
-        self._by_name: dict[str, CollectionInfo] = {}
         self._applied = -1  # offset of the last record applied
         self._cond = threading.Condition()
         self._listeners: list[Listener] = []
@@ -50,23 +73,6 @@ class Catalog:
     def add_listener(self, fn: Listener) -> None:
         """``fn`` is called (on the tail thread) with every collection state applied from now on."""
         self._listeners.append(fn)
-
-    # reading -------------------------------------------------------------------------------
-    def get(self, name: str) -> CollectionInfo | None:
-        info = self._by_name.get(name)
-        return info if info is not None and info.active else None
-
-    def require(self, name: str) -> CollectionInfo:
-        info = self.get(name)
-        if info is None:
-            raise CollectionNotFound(name)
-        return info
-
-    def by_id(self, collection_id: int) -> CollectionInfo | None:
-        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
-
-    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
-        return [c for c in self._by_name.values() if include_dropped or c.active]
 
     # writing -------------------------------------------------------------------------------
     def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
