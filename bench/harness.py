@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from walvus.processes import stop_processes
+
 RESULTS = Path(__file__).parent / "results"
 console = Console()
 
@@ -55,13 +57,7 @@ def local_deployment(procs: tuple[str, ...] = ("streams",), **env: str) -> Itera
     try:
         yield settings
     finally:
-        for p in running:
-            p.terminate()
-        for p in running:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(running)
         if broker is not None:
             broker.stop()
 

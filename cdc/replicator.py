@@ -224,10 +224,8 @@ class _Session:
         got = self._drain_catalog(timeout=0)
         # wait for the first record only, then take whatever is already fetched: a batch is what
         # arrived while the previous transaction committed (low latency when quiet, big when busy)
-        first = None if got else self.wal.poll(self.settings.cdc_poll_seconds)
-        wal_msgs = ([first] if first is not None else []) + self.wal.consume(
-            max(1, self.settings.cdc_batch_records - 1), timeout=0
-        )
+        wait = 0.0 if got else self.settings.cdc_poll_seconds
+        wal_msgs = drain(self.wal, max(1, self.settings.cdc_batch_records), wait)
         done: dict[tuple[str, int], int] = {}  # WAL partitions handled so far -> next offset
         for m in wal_msgs:
             if m.error() is not None:

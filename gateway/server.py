@@ -26,6 +26,7 @@ from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
 from searcher.types import Searcher
+from walvus.processes import stop_processes
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -191,13 +192,7 @@ class Siblings:
                 self._procs[i] = self._start()
 
     def stop(self) -> None:
-        for p in self._procs:
-            p.terminate()
-        for p in self._procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self._procs, timeout=30)
 
 
 def _die_with_parent() -> None:

@@ -36,6 +36,21 @@ def latest_alive(
     return alive[:n]
 
 
+def stored_alive(rows: pa.Table, tombs: pa.Table | None, pk: str) -> np.ndarray:
+    """The live rows of a stored rows table given its tombstones table: each key's latest write,
+    unless a later tombstone deleted the key or dropped the row's partition."""
+    alive = latest_alive(
+        rows.column(pk).combine_chunks(),
+        rows.column("_seq").to_numpy(),
+        tombs.column("_pk").combine_chunks() if tombs is not None else None,
+        tombs.column("_seq").to_numpy() if tombs is not None else None,
+    )
+    hidden = dropped_by_partition(rows, tombs)
+    if hidden is not None:
+        alive &= ~hidden
+    return alive
+
+
 def dropped_by_partition(rows: pa.Table, tombs: pa.Table | None) -> np.ndarray | None:
     """Rows hidden by a dropped partition, or None when nothing is.
 

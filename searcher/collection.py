@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 
 from indexer import IndexSpec, VectorIndex
 from schemas.catalog import CollectionInfo
-from schemas.live import dropped_by_partition
+from schemas.live import stored_alive
 from schemas.wal import Op, WalRecord
 from searcher.segment import ALIVE, Container, latest_alive
 from streams.segment_writer import conform, with_system_columns
@@ -70,15 +70,7 @@ class LoadedCollection:
             table = rows_dt.to_pyarrow_dataset().to_table(filter=_within(upto))
             tombs = dels_dt.to_pyarrow_dataset().to_table(filter=_within(upto)) if dels_dt else None
             table = _conform_stored(table, self.info)
-            alive = latest_alive(
-                table.column(self.pk_name).combine_chunks(),
-                table.column("_seq").to_numpy(),
-                tombs.column("_pk").combine_chunks() if tombs is not None else None,
-                tombs.column("_seq").to_numpy() if tombs is not None else None,
-            )
-            hidden = dropped_by_partition(table, tombs)
-            if hidden is not None:
-                alive &= ~hidden
+            alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))
             containers = self._segments(table)
         with self.cond:
@@ -298,7 +290,8 @@ class LoadedCollection:
     def snapshot(self, at_ts: int | None = None) -> list[tuple[Container, np.ndarray]]:
         """The containers and their live-row bitmaps, consistent with each other: live now, or,
         with ``at_ts``, live at that hybrid timestamp (an iterator's pinned snapshot)."""
-        return self.snapshot_applied(at_ts)[0]
+        with self.cond:
+            return self._view(at_ts)
 
     def snapshot_applied(
         self, at_ts: int | None = None
@@ -306,14 +299,19 @@ class LoadedCollection:
         """``snapshot`` and, taken with it, the last WAL offset applied per shard: the snapshot
         holds every record at or below those offsets (``apply`` updates rows before positions)."""
         with self.cond:
-            applied = {s: st.applied for s, st in self.shards.items()}
-            if at_ts is None:
-                return [(c, c.alive) for c in self.containers], applied
-            return [(c, c.live_at(at_ts)) for c in self.containers], applied
+            return self._view(at_ts), self._applied()
 
     def applied(self) -> dict[int, int]:
         with self.cond:
-            return {s: st.applied for s, st in self.shards.items()}
+            return self._applied()
+
+    def _view(self, at_ts: int | None) -> list[tuple[Container, np.ndarray]]:
+        if at_ts is None:
+            return [(c, c.alive) for c in self.containers]
+        return [(c, c.live_at(at_ts)) for c in self.containers]
+
+    def _applied(self) -> dict[int, int]:
+        return {s: st.applied for s, st in self.shards.items()}
 
     # consistency -----------------------------------------------------------------------------
     def wait_applied(self, positions: dict[int, int], timeout: float) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
-from schemas.live import dropped_by_partition, latest_alive
+from schemas.live import stored_alive
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 
@@ -14,14 +14,4 @@ def live_rows(store: SegmentStore, info: CollectionInfo, version: int | None = N
     if rows is None:
         return info.schema.stored_arrow_schema().empty_table()
     tombs = store.read(info.collection_id, DELETES)
-    pk = info.schema.primary.name
-    alive = latest_alive(
-        rows.column(pk).combine_chunks(),
-        rows.column("_seq").to_numpy(),
-        tombs.column("_pk").combine_chunks() if tombs is not None else None,
-        tombs.column("_seq").to_numpy() if tombs is not None else None,
-    )
-    hidden = dropped_by_partition(rows, tombs)
-    if hidden is not None:
-        alive &= ~hidden
-    return rows.filter(pa.array(alive))
+    return rows.filter(pa.array(stored_alive(rows, tombs, info.schema.primary.name)))

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from walvus.processes import stop_processes
 from walvus.settings import GatewaySettings, KafkaSettings, WalvusSettings
 
 log = logging.getLogger("walvus")
@@ -107,13 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.5)
     finally:
-        for p in procs.values():
-            p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs.values())
         if broker is not None:
             broker.stop()
     return 0
