@@ -43,12 +43,15 @@ def stats(client: MilvusClient, name: str) -> dict[str, int]:
 
 
 def wait_indexed(client: MilvusClient, name: str, vector_fields: int, timeout: float = 90) -> dict[str, int]:
-    """Wait until every sealed segment has its FAISS index loaded for every vector field."""
+    """After a flush: wait until the searcher holds every row in sealed segments (the seal
+    announcements of all shards arrive on their own schedule) and each sealed segment has its
+    FAISS index loaded for every vector field."""
     deadline = time.monotonic() + timeout
     while True:
         s = stats(client, name)
         if (
             s.get("sealed_segments", 0)
+            and s.get("growing_rows", -1) == 0
             and s.get("loaded_indexes", -1) == s["sealed_segments"] * vector_fields
         ):
             return s
