@@ -10,7 +10,8 @@ the same search parameters (ef=64, top-k 10):
     peer.remote_uri                           -> the server's URI when client processes can reach it
     peer.close()                              -> stop everything it started
 
-Targets: ``FaissPeer`` (raw FAISS in process, the limit), ``WalvusPeer`` (a local walvus
+Targets: ``FaissPeer`` (raw FAISS in process, the limit), ``FloorPeer`` (gRPC servers whose
+Search does nothing: what pymilvus and Python gRPC alone cost), ``WalvusPeer`` (a local walvus
 deployment through pymilvus), ``MilvusLitePeer`` (milvus-lite, in process) and ``MilvusPeer``
 (the embedded Milvus 2.3.5 standalone server from the ``milvus`` wheel).
 """
@@ -39,6 +40,7 @@ class Peer:
     name = "?"
     index_used = "?"
     honours_consistency = True
+    answers_queries = True  # False: a server that only measures the protocol's cost (no recall)
     remote_uri: str | None = None  # a server other processes can reach: concurrent clients are processes
 
     def __init__(self) -> None:
@@ -282,6 +284,39 @@ class WalvusPeer(PymilvusPeer):
             self._stack = None
             if not self.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+
+class FloorPeer(PymilvusPeer):
+    """``bench.floor``: gRPC servers like walvus's gateway whose Search does nothing (the floor)."""
+
+    name = "grpc-floor"
+    index_used = "none: Search answers a prepared response"
+    honours_consistency = False
+    answers_queries = False
+
+    def start(self, processes: int = 2) -> float:
+        import subprocess
+        import sys
+
+        t0 = time.perf_counter()
+        port = _free_port()
+        cmd = [sys.executable, "-m", "bench.floor", "--port", str(port)]
+        self.procs = [subprocess.Popen(cmd) for _ in range(processes)]
+        self.uri = self.remote_uri = f"http://127.0.0.1:{port}"
+        self.client = _connect_retry(self.uri, 60)
+        self.notes.append(f"{processes} server processes on the port (SO_REUSEPORT), as walvus runs")
+        self.stats["start_s"] = time.perf_counter() - t0
+        return self.stats["start_s"]
+
+    def setup(self, data: np.ndarray) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        super().close()
+        from walvus.processes import stop_processes
+
+        stop_processes(getattr(self, "procs", []), timeout=10)
+        self.procs = []
 
 
 class MilvusLitePeer(PymilvusPeer):

@@ -1,13 +1,17 @@
 """Search: QPS, latency, recall and freshness of walvus beside raw FAISS, milvus-lite and Milvus 2.3.5.
 
-    python -m bench.search [--rows 100000] [--dim 128] [--targets walvus,faiss,milvus-lite,milvus]
+    python -m bench.search [--rows 100000] [--dim 128] [--targets walvus,faiss,floor,milvus-lite,milvus]
                            [--seconds 10] [--fresh-trials 100] [--keep]
 
 Data: SYNTHETIC CLUSTERED vectors (``bench.datasets.clustered``: a seeded Gaussian mixture of
 1,000 anisotropic clusters, L2-normalised), 1,000 queries drawn from the same mixture (not
 from the base set), ground truth the exact top-10 by inner product (faiss IndexFlatIP).
 
-Every target gets the same index and parameters: HNSW M=16, efConstruction=200, search
+``floor`` is no database: gRPC servers built like walvus's gateway whose Search answers a
+prepared response (``bench.floor``), so its QPS is what pymilvus and Python gRPC alone allow
+on this machine. No recall or freshness for it.
+
+Every other target gets the same index and parameters: HNSW M=16, efConstruction=200, search
 ef=64, metric COSINE, top-k 10. For each one, in the same run:
 
 - ready time: insert (batches of 10k rows, rows/s) + flush + index build + load;
@@ -47,6 +51,7 @@ from bench.peers import (
     METRIC,
     TOP_K,
     FaissPeer,
+    FloorPeer,
     M,
     MilvusLitePeer,
     MilvusPeer,
@@ -56,7 +61,7 @@ from bench.peers import (
 )
 from bench.search_report import plot, report
 
-TARGETS = ("faiss", "walvus", "milvus-lite", "milvus")
+TARGETS = ("faiss", "floor", "walvus", "milvus-lite", "milvus")
 FRESH_ID = 1_000_000_000  # ids of freshness rows: far above the base set's row numbers
 
 
@@ -69,7 +74,7 @@ def settings_for(peer: Peer) -> list[tuple[int, int, str]]:
 
 
 def consistency_label(peer: Peer, consistency: str) -> str:
-    if isinstance(peer, FaissPeer):
+    if isinstance(peer, FaissPeer) or not peer.answers_queries:
         return "n/a"
     return consistency if peer.honours_consistency else f"{consistency} (ignored)"
 
@@ -287,6 +292,10 @@ def scan_logs(root: Path, limit: int = 8) -> dict[str, Any]:
 def make_peer(name: str, args: argparse.Namespace) -> Peer:
     if name == "faiss":
         return FaissPeer()
+    if name == "floor":
+        floor = FloorPeer()
+        floor.start(processes=args.gateway_processes)
+        return floor
     if name == "walvus":
         peer = WalvusPeer()
         peer.start(keep=args.keep, gateway_processes=args.gateway_processes)
@@ -315,8 +324,9 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
         ready = peer.setup(ds.base)
         out.update(ready_s=ready, index_used=peer.index_used)
         console.print(f"{name}: ready in {ready:.1f} s, index {peer.index_used}")
-        out["recall_at_10"] = recall(peer, ds, queries)
-        console.print(f"{name}: recall@10 {out['recall_at_10']:.4f}")
+        if peer.answers_queries:
+            out["recall_at_10"] = recall(peer, ds, queries)
+            console.print(f"{name}: recall@10 {out['recall_at_10']:.4f}")
         rows = []
         bar = tqdm(settings_for(peer), desc=f"{name} search", unit="setting", leave=False)
         for nq, threads, cons in bar:
@@ -329,7 +339,8 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
                     f"[red]{name} nq={nq} threads={threads} {cons}: {r['errors']} errors, first: {r['first_error']}"
                 )
         out["search"] = rows
-        out["freshness"] = freshness(peer, ds, args.fresh_trials, args.fresh_cap, args.fresh_budget)
+        if peer.answers_queries:
+            out["freshness"] = freshness(peer, ds, args.fresh_trials, args.fresh_cap, args.fresh_budget)
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()
@@ -354,7 +365,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--targets", default="walvus,faiss,milvus-lite,milvus")
+    ap.add_argument("--targets", default="walvus,faiss,floor,milvus-lite,milvus")
     ap.add_argument("--seconds", type=float, default=10.0, help="per search measurement")
     ap.add_argument("--fresh-trials", type=int, default=100)
     ap.add_argument("--fresh-cap", type=float, default=10.0, help="seconds before a trial is a timeout")

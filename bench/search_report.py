@@ -19,8 +19,6 @@ from bench.peers import (
     M,
 )
 
-TARGETS = ("faiss", "walvus", "milvus-lite", "milvus")
-
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
@@ -195,7 +193,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path | None:
     ax.set_ylabel("QPS (query vectors/s, log scale)")
     ax.set_title(
         f"Search QPS, HNSW M={M} efC={EF_CONSTRUCTION} ef={EF_SEARCH} {METRIC} top-{TOP_K}, "
-        "synthetic clustered data\n(*faiss has no consistency; milvus-lite ignores it)",
+        "synthetic clustered data\n(*faiss and grpc-floor have no consistency; milvus-lite ignores it)",
         fontsize=10,
     )
     ax.grid(axis="y", which="both", alpha=0.3)

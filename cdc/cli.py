@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from cdc.client import ApiError, CdcClient
 from cdc.settings import CdcSettings
+from walvus.processes import on_stop_signal
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     service.start()
     print(f"cdc api: {server.url}", flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    on_stop_signal(stop.set)
     while not stop.wait(0.5):
         pass
     log.info("cdc stopping")

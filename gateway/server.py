@@ -26,7 +26,7 @@ from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
 from searcher.types import Searcher
-from walvus.processes import stop_processes
+from walvus.processes import on_stop_signal, stop_processes
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -228,13 +228,11 @@ def run(bootstrap: str) -> None:
     server = serve(walvus, searcher, settings, index_progress=progress, metrics_port=metrics_port)
     siblings = Siblings(settings.gateway_processes - 1, server.port)  # type: ignore[attr-defined]
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    on_stop_signal(stop.set)  # stays in place while stopping: a second SIGTERM does not cut that short
     try:
         while not stop.wait(1.0):
             siblings.keep_running()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         log.info("gateway stopping")
         siblings.stop()
         server.stop(grace=5).wait()

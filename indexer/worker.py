@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 
@@ -26,6 +25,7 @@ from schemas.segments import IndexBuilt
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
 from walvus.log import KafkaLog, LogMessage, drain
+from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ def run(bootstrap: str) -> None:
     kafka = KafkaLog(KafkaSettings().client_config(bootstrap))
     catalog = Catalog(kafka, base.namespace).start()
     worker = IndexWorker(kafka, catalog, storage.store(), base.namespace)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    on_stop_signal(worker.stop)
     log.info("indexer running bootstrap=%s", bootstrap)
     worker.run()
     catalog.stop()
