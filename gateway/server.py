@@ -228,7 +228,7 @@ def run(bootstrap: str) -> None:
     server = serve(walvus, searcher, settings, index_progress=progress, metrics_port=metrics_port)
     siblings = Siblings(settings.gateway_processes - 1, server.port)  # type: ignore[attr-defined]
     stop = threading.Event()
-    on_stop_signal(stop.set)  # stays in place while stopping: a second SIGTERM does not cut that short
+    previous = on_stop_signal(stop.set)  # kept while stopping: a second SIGTERM does not cut that short
     try:
         while not stop.wait(1.0):
             siblings.keep_running()
@@ -243,4 +243,6 @@ def run(bootstrap: str) -> None:
         if callable(close):
             close()
         walvus.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         log.info("gateway stopped")

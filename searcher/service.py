@@ -24,6 +24,7 @@ from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.filters import CompiledFilter
+from searcher.list_offsets import DirectEndPositions
 from searcher.positions import EndPositions
 from searcher.query import COUNT, distinct, output_columns, query_rows
 from searcher.requests import (
@@ -58,7 +59,9 @@ class SearcherService:
         from searcher.tail import AnnouncementTail, WalTail
 
         self.kafka = kafka
-        self.ends = EndPositions(kafka.end_offsets)
+        self.ends: EndPositions | DirectEndPositions = EndPositions(kafka.end_offsets)
+        if str(kafka.conf.get("security.protocol", "plaintext")).lower() == "plaintext":
+            self.ends = DirectEndPositions(kafka.leaders, self.ends)  # one loopback round trip, no hand-offs
         self.catalog = catalog
         self.store = store
         self.ns = namespace

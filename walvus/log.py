@@ -176,6 +176,16 @@ class KafkaLog:
                         raise LogUnavailable(f"cannot read positions of {topic}: {exc}", topic=topic) from exc
             time.sleep(0.05)  # a new topic has no leader for a moment
 
+    def leaders(self, topic: str) -> dict[int, tuple[str, int]]:
+        """(host, port) of the leader of each partition of ``topic`` that has one."""
+        meta = self._admin.list_topics(topic, timeout=10)
+        parts = meta.topics[topic].partitions if topic in meta.topics else {}
+        return {
+            p: (meta.brokers[m.leader].host, meta.brokers[m.leader].port)
+            for p, m in parts.items()
+            if m.leader in meta.brokers
+        }
+
     def close(self) -> None:
         self._producer.flush(10)
         self._positions.close()
