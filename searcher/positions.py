@@ -10,6 +10,7 @@ a request can do its search while its lookup travels.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,9 @@ class EndPositions:
             while t.done < need:
                 self._cond.wait()
             if t.error is not None and t.error_gen >= need:
-                raise t.error
+                # each waiter raises a copy: raising the stored error itself would pile every
+                # waiter's frames (and whatever they hold) onto it for as long as it is kept
+                raise copy.copy(t.error) from t.error
             return list(t.latest)
 
     def _run(self) -> None:
