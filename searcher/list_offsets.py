@@ -31,6 +31,7 @@ _PART = struct.Struct(">iq")  # partition, timestamp
 _ANSWER = struct.Struct(">ihqq")  # partition, error code, timestamp, offset
 TIMEOUT = 10.0
 PAUSE_AFTER_FAILURE = 5.0  # seconds on librdkafka after a failed direct lookup
+IDLE_RECONNECT = 60.0  # a connection unused this long is replaced (Kafka drops idle ones after 10 min)
 Broker = tuple[str, int]
 
 
@@ -124,15 +125,21 @@ class DirectEndPositions:
     def _socket(self, broker: Broker) -> socket.socket:
         socks = self._sockets()
         sock = socks.get(broker)
+        now = time.monotonic()
+        if sock is not None and now - self._mine.used.get(broker, now) > IDLE_RECONNECT:
+            sock.close()  # the broker may have closed it (connections.max.idle.ms): start afresh
+            sock = None
         if sock is None:
             sock = socks[broker] = socket.create_connection(broker, timeout=TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._mine.used[broker] = now
         return sock
 
     def _sockets(self) -> dict[Broker, socket.socket]:
         socks = getattr(self._mine, "socks", None)
         if socks is None:
             socks = self._mine.socks = {}
+            self._mine.used = {}
         return socks
 
     def _reset(self, topic: str, exc: Exception) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -142,3 +143,16 @@ def test_unknown_leader_or_unreachable_broker_falls_back():
     ep2, asked2 = _direct({})  # the topic has no leader yet
     assert ep2.after_now("wal", 1) == [99]
     assert asked == asked2 == ["wal"]
+
+
+def test_a_connection_idle_for_long_is_replaced_not_failed(broker, monkeypatch):
+    broker.offsets = {0: 1}
+    ep, asked = _direct({0: broker.address})
+    assert ep.after_now("wal", 1) == [1]
+    first = ep._sockets()[broker.address]
+    first.shutdown(socket.SHUT_RDWR)  # as a broker does to a connection idle past its limit
+    clock = time.monotonic() + 3600
+    monkeypatch.setattr("searcher.list_offsets.time.monotonic", lambda: clock)
+    assert ep.after_now("wal", 1) == [1]
+    assert ep._sockets()[broker.address] is not first
+    assert ep.fallbacks == 0 and not asked
