@@ -30,7 +30,7 @@ _HEAD = struct.Struct(">ihhih")  # size, api key, version, correlation id, clien
 _PART = struct.Struct(">iq")  # partition, timestamp
 _ANSWER = struct.Struct(">ihqq")  # partition, error code, timestamp, offset
 TIMEOUT = 10.0
-PAUSE_AFTER_FAILURE = 5.0  # seconds on librdkafka after a failed direct lookup
+PAUSE_AFTER_FAILURE = 5.0  # seconds a topic is asked through librdkafka after a failed direct lookup
 IDLE_RECONNECT = 60.0  # a connection unused this long is replaced (Kafka drops idle ones after 10 min)
 Broker = tuple[str, int]
 
@@ -85,12 +85,12 @@ class DirectEndPositions:
         self._mine = threading.local()
         self._ids = itertools.count(1)
         self._latest: dict[str, list[int]] = {}
-        self._paused_until = 0.0
+        self._paused_until: dict[str, float] = {}  # by topic
         self.fallbacks = 0
 
     def request(self, topic: str, partitions: int) -> Pending | _Direct:
         """Send the lookup now; ``result()`` reads the answer."""
-        if time.monotonic() < self._paused_until:
+        if time.monotonic() < self._paused_until.get(topic, 0.0):
             return self._fallback.request(topic, partitions)
         try:
             sent = []
@@ -146,7 +146,7 @@ class DirectEndPositions:
         """Forget the leaders and this thread's connections (a half-read answer must not linger)."""
         log.warning("ListOffsets for %s failed (%s): asking through librdkafka for a while", topic, exc)
         self.fallbacks += 1
-        self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
+        self._paused_until[topic] = time.monotonic() + PAUSE_AFTER_FAILURE
         self._leaders.pop(topic, None)
         socks = self._sockets()
         for sock in socks.values():

@@ -132,6 +132,7 @@ def test_a_broker_error_falls_back_then_pauses_the_direct_path(broker):
     broker.errors = {}
     assert ep.after_now("wal", 1) == [99]  # paused: librdkafka answers for a few seconds
     assert broker.requests == 1
+    assert ep.after_now("other", 1) == [1]  # only for that topic
 
 
 def test_unknown_leader_or_unreachable_broker_falls_back():
