@@ -21,8 +21,9 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc, schema_pb
 
 from bench.peers import TOP_K
 from walvus.processes import on_stop_signal
+from walvus.settings import GatewaySettings
 
-WORKERS = 16  # as the walvus gateway's default grpc_workers
+WORKERS = GatewaySettings.model_fields["grpc_workers"].default  # as the walvus gateway
 OK = common_pb2.Status(code=0, error_code=common_pb2.ErrorCode.Success)
 
 

@@ -184,8 +184,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"cdc api: {server.url}", flush=True)
     stop = threading.Event()
     on_stop_signal(stop.set)
-    while not stop.wait(0.5):
-        pass
+    stop.wait()
     log.info("cdc stopping")
     service.close()
     server.stop()

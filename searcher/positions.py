@@ -1,5 +1,8 @@
 """Where the WAL ends, for Strong reads, with concurrent requests sharing one broker round trip.
 
+Searchers use ``searcher.list_offsets`` on plaintext connections; this librdkafka path serves
+TLS/SASL clusters and is its fallback.
+
 A Strong read must see every write acknowledged before it arrived, so it needs the log's
 end positions as of some moment after its arrival. ``request`` asks for a lookup that
 starts after the call and returns at once; the answer comes from ``Pending.result``. One

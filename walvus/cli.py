@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
-from walvus.processes import stop_processes
+from walvus.processes import on_stop_signal, stop_processes
 from walvus.settings import GatewaySettings, KafkaSettings, WalvusSettings
 
 log = logging.getLogger("walvus")
@@ -104,9 +103,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                     procs[name] = subprocess.Popen(
                         [sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out
                     )
-            if _stop_requested():
+            if _STOPPING.wait(0.5):
                 break
-            time.sleep(0.5)
     finally:
         stop_processes(procs.values())
         if broker is not None:
@@ -114,23 +112,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-_STOP = False
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    global _STOP
-    _STOP = True
-
-
-def _stop_requested() -> bool:
-    return _STOP
+_STOPPING = threading.Event()  # set on SIGTERM/SIGINT (through on_stop_signal)
 
 
 def _wait_for_signal() -> None:
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    while not _STOP:
-        time.sleep(0.5)
+    on_stop_signal(_STOPPING.set)
+    _STOPPING.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +151,5 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.log_level)
     if args.command == "up":
-        signal.signal(signal.SIGTERM, _on_signal)
-        signal.signal(signal.SIGINT, _on_signal)
+        on_stop_signal(_STOPPING.set)
     return int(args.fn(args) or 0)

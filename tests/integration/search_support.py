@@ -13,11 +13,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pymilvus import MilvusClient
+from pymilvus import DataType, MilvusClient
 
 from tests.procs import Deployment
 
 SEARCH_ENV = {"WALVUS_SEAL_IDLE_SECONDS": "600"}
+
+
+def create_flat_collection(client: MilvusClient, name: str, dim: int, **options: object) -> None:
+    """A collection of ``id`` (INT64 primary key), ``vec`` (FLOAT_VECTOR, FLAT L2) and ``n`` (INT64)."""
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("n", DataType.INT64)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, **options)
 
 
 @contextmanager

@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from pymilvus import DataType
 
-from tests.integration.search_support import running, wait_indexed
+from tests.integration.search_support import create_flat_collection, running, wait_indexed
 
 pytestmark = pytest.mark.integration
 N = 50_000
@@ -22,15 +21,7 @@ NAME = "iter"
 def live(kafka_bootstrap, tmp_path_factory):
     """One collection of N rows with even ids 0, 2, ..., 2(N-1), flushed and indexed (FLAT, exact)."""
     with running(kafka_bootstrap, tmp_path_factory.mktemp("search-iter")) as (dep, client):
-        schema = client.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-        schema.add_field("n", DataType.INT64)
-        idx = client.prepare_index_params()
-        idx.add_index("vec", index_type="FLAT", metric_type="L2")
-        client.create_collection(
-            NAME, schema=schema, index_params=idx, num_shards=2, consistency_level="Strong"
-        )
+        create_flat_collection(client, NAME, DIM, num_shards=2, consistency_level="Strong")
         x = np.random.default_rng(20).random((N, DIM), dtype=np.float32)
         for lo in range(0, N, 10_000):
             hi = min(N, lo + 10_000)
@@ -203,13 +194,7 @@ def test_query_iterator_pins_a_snapshot(live):
     and inserts neither show up nor hide the rows as they were."""
     _, client = live
     name = "snap"
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("n", DataType.INT64)
-    idx = client.prepare_index_params()
-    idx.add_index("vec", index_type="FLAT", metric_type="L2")
-    client.create_collection(name, schema=schema, index_params=idx, num_shards=2)
+    create_flat_collection(client, name, DIM, num_shards=2)
     rows = [{"id": i, "vec": [float(i % 7)] * DIM, "n": i} for i in range(3000)]
     client.insert(name, rows[:1500])
     client.flush(name)  # half sealed, half growing

@@ -12,7 +12,7 @@ import pytest
 from pymilvus import DataType, MilvusException
 
 from schemas.sharding import key_hashes
-from tests.integration.search_support import running, scanned, stats, wait_indexed
+from tests.integration.search_support import create_flat_collection, running, scanned, stats, wait_indexed
 
 pytestmark = pytest.mark.integration
 DIM = 4
@@ -43,15 +43,7 @@ def _partition_ids(dep, name: str, wanted: str) -> dict[str, int]:
 
 def test_partitions_ddl_scoped_reads_writes_and_pruning(live):
     dep, client = live
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-    schema.add_field("n", DataType.INT64)
-    idx = client.prepare_index_params()
-    idx.add_index("vec", index_type="FLAT", metric_type="L2")
-    client.create_collection(
-        "parts", schema=schema, index_params=idx, num_shards=2, consistency_level="Strong"
-    )
+    create_flat_collection(client, "parts", DIM, num_shards=2, consistency_level="Strong")
     for p in ("p1", "p2", "p3"):
         client.create_partition("parts", p)
     assert client.list_partitions("parts") == ["_default", "p1", "p2", "p3"]
