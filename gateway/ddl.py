@@ -36,7 +36,7 @@ from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
 log = logging.getLogger(__name__)
 TTL = "collection.ttl.seconds"
 MMAP = "mmap.enabled"
-_BOOL_PROPERTIES = {MMAP, "collection.autocompaction.enabled", "lazyload.enabled"}
+_BOOL_PROPERTIES = {MMAP, "collection.autocompaction.enabled", "lazyload.enabled", "interim_index.enabled"}
 
 
 def update_timestamp(info: CollectionInfo) -> int:

@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from indexer import IndexSpec, VectorIndex
 from schemas.catalog import CollectionInfo
 from schemas.live import stored_alive
 from schemas.wal import Op, WalRecord
-from searcher.segment import ALIVE, Container, latest_alive
+from searcher.handoff import PreparedSeal, read_sealed, remaining, seal_filter, take_over
+from searcher.interim import GrowingIndexes, InterimSettings
+from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
 from streams.segment_writer import conform, with_system_columns
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
-MAX_GROWING_CHUNKS = 8
+CHUNK_ROWS = 8192  # growing rows are merged into chunks of about this many
+MAX_TAIL_CHUNKS = 8  # WAL records kept as containers of their own before they are merged
+INDEX_RECHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -49,6 +53,15 @@ class LoadedCollection:
     progress: int = 0
     scanned_rows: int = 0  # rows a search or query examined (partition pruning is visible here)
     _pending_seal: dict[int, int] = field(default_factory=dict)  # shard -> offset sealed by the worker
+    interim_settings: InterimSettings = field(default_factory=InterimSettings)
+    handoff_wait: float = 120.0  # seconds a seal waits for its indexes before it is swapped in anyway
+    _next_gpos: dict[int, int] = field(default_factory=dict)  # shard -> growing position of the next row
+    _prepared: dict[int, PreparedSeal] = field(default_factory=dict)
+    _preparing: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.interim = GrowingIndexes(self.interim_settings)
+        self.interim.configure(self.info)
 
     @property
     def pk_name(self) -> str:
@@ -72,42 +85,13 @@ class LoadedCollection:
             table = _conform_stored(table, self.info)
             alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))
-            containers = self._segments(table)
+            containers = sealed_containers(table, self.pk_name)
         with self.cond:
             self.shards = {s: ShardState(sealed_upto=upto[s], applied=upto[s]) for s in upto}
             self.containers = tuple(containers)
         self._load_indexes(containers)
         self.progress = 100
         return {s: upto[s] + 1 for s in upto}
-
-    def _segments(self, table: pa.Table) -> list[Container]:
-        out = []
-        if table.num_rows == 0:
-            return out
-        table = table.sort_by([("_segment", "ascending"), ("_seq", "ascending")])
-        segs = table.column("_segment").to_numpy()
-        bounds = np.flatnonzero(np.diff(segs)) + 1
-        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(segs)], strict=True):
-            part = table.slice(int(start), int(stop - start))
-            alive = part.column("__alive").to_numpy(zero_copy_only=False).copy()
-            dead = (
-                part.column("__dead").to_numpy(zero_copy_only=False).copy()
-                if "__dead" in part.column_names
-                else None
-            )
-            part = part.drop_columns([c for c in ("__alive", "__dead") if c in part.column_names])
-            out.append(
-                Container(
-                    part,
-                    self.pk_name,
-                    True,
-                    int(segs[start]),
-                    int(part.column("_shard")[0].as_py()),
-                    alive=alive,
-                    dead_ts=dead,
-                )
-            )
-        return out
 
     def _load_indexes(self, containers: list[Container]) -> None:
         for c in containers:
@@ -146,7 +130,11 @@ class LoadedCollection:
                     table.column(self.pk_name).combine_chunks(), table.column("_seq").to_numpy(), None, None
                 )
                 dead = np.where(alive, ALIVE, record.header.ts).astype(np.int64)  # in-batch duplicates
-                chunk = Container(table, self.pk_name, False, -1, shard, alive=alive, dead_ts=dead)
+                gstart = self._next_gpos.get(shard, 0)
+                self._next_gpos[shard] = gstart + table.num_rows
+                chunk = Container(
+                    table, self.pk_name, False, -1, shard, alive=alive, dead_ts=dead, gstart=gstart
+                )
             with self.cond:  # one step: old versions die as the new ones appear
                 for c, new in kills:
                     if new is not None:
@@ -158,15 +146,17 @@ class LoadedCollection:
             self.cond.notify_all()
 
     def _add_growing(self, chunk: Container) -> None:
+        """Append a record's rows; once the small trailing containers hold a chunk's worth of rows
+        (or too many of them pile up), merge them into one chunk, so merges copy little."""
         growing = [c for c in self.containers if not c.sealed and c.shard == chunk.shard]
         others = [c for c in self.containers if c.sealed or c.shard != chunk.shard]
         growing.append(chunk)
-        if len(growing) > MAX_GROWING_CHUNKS:
-            head, tail = growing[0], growing[1:]
-            merged = _merge(tail, self.pk_name)
-            growing = (
-                [_merge([head, merged], self.pk_name)] if merged.num_rows >= head.num_rows else [head, merged]
-            )
+        first = len(growing)
+        while first > 0 and growing[first - 1].num_rows < CHUNK_ROWS:
+            first -= 1
+        tail = growing[first:]
+        if len(tail) > MAX_TAIL_CHUNKS or (len(tail) > 1 and sum(c.num_rows for c in tail) >= CHUNK_ROWS):
+            growing = growing[:first] + [_merge(tail, self.pk_name)]
         self.containers = tuple(others + growing)
 
     def note_sealed(self, shard: int, last_offset: int) -> None:
@@ -175,86 +165,95 @@ class LoadedCollection:
             self._pending_seal[shard] = max(last_offset, self._pending_seal.get(shard, -1))
 
     def maybe_swap(self) -> None:
-        """On the tail thread: swap growing rows for sealed segments the tail has fully applied."""
+        """On the tail thread: start reading what the worker sealed, and swap in what is ready."""
         with self.cond:
-            ready = [
-                (s, off)
-                for s, off in self._pending_seal.items()
-                if s in self.shards and self.shards[s].applied >= off
-            ]
-            for s, _ in ready:
-                del self._pending_seal[s]
-        for shard, off in ready:
-            if off > self.shards[shard].sealed_upto:
-                self._swap(shard, off)
+            due = {s: off for s, off in self._pending_seal.items() if s in self.shards}
+        for shard, off in due.items():
+            st = self.shards[shard]
+            if off <= st.sealed_upto:
+                with self.cond:
+                    if self._pending_seal.get(shard) == off:
+                        del self._pending_seal[shard]
+                continue
+            prepared = self._prepared.get(shard)
+            if prepared is None:
+                if shard not in self._preparing:
+                    self._preparing.add(shard)
+                    threading.Thread(
+                        target=self._prepare, args=(shard, st.sealed_upto, off), daemon=True, name="seal-read"
+                    ).start()
+            elif st.applied >= prepared.upto and self._ready(prepared):
+                self._swap(prepared)
 
-    def _swap(self, shard: int, last_offset: int) -> None:
-        st = self.shards[shard]
-        lo = st.sealed_upto
-        flt = (
-            (ds.field("_shard") == shard) & (ds.field("_offset") > lo) & (ds.field("_offset") <= last_offset)
-        )
-        table = self.store.read(self.info.collection_id, ROWS, filter=flt)
-        if table is None:
-            return
-        table = _conform_stored(table, self.info)
-        growing = [c for c in self.containers if not c.sealed and c.shard == shard]
-        g_seqs = np.concatenate([c.seqs for c in growing]) if growing else np.zeros(0, np.int64)
-        g_alive = np.concatenate([c.alive for c in growing]) if growing else np.zeros(0, bool)
-        g_dead = np.concatenate([c.dead_ts for c in growing]) if growing else np.zeros(0, np.int64)
-        pos = pc.index_in(table.column("_seq"), value_set=pa.array(g_seqs))
-        missing = pos.null_count
-        if missing:
-            log.error(
-                "sealed rows not seen in growing data collection=%s shard=%s rows=%s",
-                self.info.name,
-                shard,
-                missing,
+    def _prepare(self, shard: int, lo: int, upto: int) -> None:
+        """Background: read the sealed rows (lo, upto] of a shard and load their index files."""
+        try:
+            table = self.store.read(self.info.collection_id, ROWS, filter=seal_filter(shard, lo, upto))
+            table = _conform_stored(table, self.info) if table is not None else None
+            prepared = PreparedSeal(shard, upto, read_sealed(table, self.pk_name))
+            with self.cond:
+                self._prepared[shard] = prepared  # before the file check: a later announcement finds it
+            self._load_indexes(prepared.containers)
+        except Exception:
+            log.exception(
+                "reading sealed rows failed collection=%s shard=%s upto=%s", self.info.name, shard, upto
             )
-        idx = pos.fill_null(0).to_numpy(zero_copy_only=False)
-        alive = g_alive[idx] if len(g_alive) else np.zeros(table.num_rows, bool)
-        missing_rows = pos.is_null().to_numpy(zero_copy_only=False)
-        alive[missing_rows] = False
-        dead = g_dead[idx] if len(g_dead) else np.zeros(table.num_rows, np.int64)
-        dead[missing_rows] = 0
-        table = table.append_column("__alive", pa.array(alive)).append_column("__dead", pa.array(dead))
-        new_sealed = self._segments(table)
-        kept = []
-        for c in growing:
-            keep = c.offsets > last_offset
-            if keep.all():
-                kept.append(c)
-            elif keep.any():
-                kept.append(
-                    Container(
-                        c.table.filter(pa.array(keep)),
-                        self.pk_name,
-                        False,
-                        -1,
-                        shard,
-                        alive=c.alive[keep],
-                        dead_ts=c.dead_ts[keep],
-                    )
-                )
+            time.sleep(1.0)  # the next tail step tries again
+        finally:
+            self._preparing.discard(shard)
+
+    def _ready(self, prepared: PreparedSeal) -> bool:
+        if prepared.indexed(self.info):
+            return True
+        now = time.monotonic()
+        if now - prepared.since >= self.handoff_wait:
+            log.warning(
+                "swapping in sealed rows before their index collection=%s shard=%s waited=%.0fs",
+                self.info.name,
+                prepared.shard,
+                now - prepared.since,
+            )
+            return True
+        if now - prepared.last_check >= INDEX_RECHECK_SECONDS:  # in case an announcement went missing
+            prepared.last_check = now
+            self._load_indexes(prepared.containers)
+        return prepared.indexed(self.info)
+
+    def _swap(self, prepared: PreparedSeal) -> None:
+        shard, upto = prepared.shard, prepared.upto
+        growing = [c for c in self.containers if not c.sealed and c.shard == shard]
+        take_over(prepared.containers, growing, self.info.name, shard)
+        kept = remaining(growing, upto, self.pk_name)
         others = [c for c in self.containers if c.sealed or c.shard != shard]
         with self.cond:
-            self.containers = tuple(others + new_sealed + kept)
-            st.sealed_upto = last_offset
-        self._load_indexes(new_sealed)
+            self.containers = tuple(others + prepared.containers + kept)
+            self.shards[shard].sealed_upto = upto
+            self._prepared.pop(shard, None)
+        self.interim.handed_over(shard)
         log.info(
-            "growing rows sealed collection=%s shard=%s upto=%s segments=%s rows=%s",
+            "growing rows sealed collection=%s shard=%s upto=%s segments=%s rows=%s indexed=%s",
             self.info.name,
             shard,
-            last_offset,
-            len(new_sealed),
-            table.num_rows,
+            upto,
+            len(prepared.containers),
+            sum(c.num_rows for c in prepared.containers),
+            prepared.indexed(self.info),
         )
+
+    def fill_interim(self) -> bool:
+        """Background: add pending growing rows to interim indexes; True while some are left."""
+        if not self.interim.fields:
+            return False
+        growing = [c for c in self.containers if not c.sealed]
+        return self.interim.fill(growing, self.info.schema)
 
     def attach_index(self, segment_id: int, field_name: str, index_id: int, path: Path) -> None:
         idx_info = self.info.indexes.get(field_name)
         if idx_info is None or idx_info.index_id != index_id:
             return
-        for c in self.containers:
+        with self.cond:
+            prepared = [c for p in self._prepared.values() for c in p.containers]
+        for c in [*self.containers, *prepared]:
             if c.sealed and c.segment_id == segment_id and field_name not in c.indexes:
                 f = self.info.schema.field(field_name)
                 assert f is not None
@@ -273,11 +272,14 @@ class LoadedCollection:
             if f not in info.indexes or info.indexes[f].index_id != self.info.indexes[f].index_id
         }
         self.info = info
-        for c in self.containers:
+        self.interim.configure(info)
+        with self.cond:
+            prepared = [c for p in self._prepared.values() for c in p.containers]
+        for c in [*self.containers, *prepared]:
             for f in dropped:
                 c.indexes.pop(f, None)
         if any(f in info.indexes for f in dropped):
-            self._load_indexes([c for c in self.containers if c.sealed])
+            self._load_indexes([c for c in [*self.containers, *prepared] if c.sealed])
 
     def mark_applied(self, shard: int, offset: int) -> None:
         """The tail is past ``offset`` with nothing left to apply below it (tail thread only)."""
@@ -349,7 +351,8 @@ def _conform_stored(table: pa.Table, info: CollectionInfo) -> pa.Table:
 def _merge(chunks: list[Container], pk_name: str) -> Container:
     if len(chunks) == 1:
         return chunks[0]
-    table = pa.concat_tables([c.table for c in chunks], promote_options="default")
+    table = pa.concat_tables([c.table for c in chunks], promote_options="default").combine_chunks()
     alive = np.concatenate([c.alive for c in chunks])
     dead = np.concatenate([c.dead_ts for c in chunks])
-    return Container(table, pk_name, False, -1, chunks[0].shard, alive=alive, dead_ts=dead)
+    first = chunks[0]
+    return Container(table, pk_name, False, -1, first.shard, alive=alive, dead_ts=dead, gstart=first.gstart)

@@ -7,17 +7,21 @@ into FAISS as the allowed set, so dead rows never take a slot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from indexer import brute_force_range_search, brute_force_search, is_similarity
+from indexer.index import SPARSE_FILTER_FRACTION, SPARSE_FILTER_ROWS
+from indexer.interim import InterimIndex
 from indexer.ranges import topk
+from indexer.spec import search_int
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
 from searcher.filters import CompiledFilter
+from searcher.interim import InterimGroup
 from searcher.segment import Container, normalize_rows
 
 DEFAULT_METRIC = {True: "HAMMING", False: "COSINE"}
@@ -63,37 +67,58 @@ def knn(
     k: int,
     metric: str,
     params: dict[str, Any],
+    interim: Callable[[int], InterimIndex | None] | None = None,
+    interim_ef: int = 64,
 ) -> tuple[np.ndarray, np.ndarray, list[Container]]:
-    """Global top-k: distances (nq, k), refs (nq, k) into the flat row space of ``used``."""
+    """Global top-k: distances (nq, k), refs (nq, k) into the flat row space of ``used``.
+
+    Growing rows that an interim index holds (``interim``: shard -> index) are searched through
+    it, one call per index; every other row through its segment's index, or exactly.
+    """
     sim = is_similarity(metric)
-    cosine_q = None
-    parts_d, parts_i, used, base = [], [], [], 0
+    exact = _PerContainer(schema, field_name, queries, metric, params)
+    parts_d: list[np.ndarray] = []
+    parts_i: list[np.ndarray] = []
+    used: list[Container] = []
+    groups: dict[int, InterimGroup] = {}
+    base = 0
     for c, mask in view:
         n_allowed = c.count(mask)
         if n_allowed == 0:
             continue
-        kk = min(k, n_allowed)
-        allowed = None if n_allowed == c.num_rows else mask
-        entry = c.indexes.get(field_name)
-        if entry is not None:
-            d, labels = entry[1].search(queries, kk, params, allowed=allowed)
-        elif metric == "COSINE":
-            if cosine_q is None:
-                cosine_q = normalize_rows(queries)
-            vectors = c.vectors(schema, field_name, True)
-            d, labels = brute_force_search(vectors, cosine_q, kk, "IP", allowed=allowed)
-        else:
-            d, labels = brute_force_search(
-                c.vectors(schema, field_name), queries, kk, metric, allowed=allowed
-            )
-        valid = labels >= 0
-        parts_d.append(np.where(valid, d, -np.inf if sim else np.inf).astype(np.float32, copy=False))
-        parts_i.append(np.where(valid, labels + base, -1))
         used.append(c)
-        base += c.num_rows
+        c_base, base = base, base + c.num_rows
+        ix = None if c.sealed or interim is None else interim(c.shard)
+        if ix is not None and ix.metric == metric:
+            group = groups.get(id(ix))
+            if group is None:
+                group = groups[id(ix)] = InterimGroup(ix)
+            rest = group.take(c, mask, c_base)
+            if rest is None:
+                continue
+            mask, n_allowed = rest, int(np.count_nonzero(rest))
+        d, labels = exact.search(c, mask, n_allowed, k)
+        parts_d.append(d)
+        parts_i.append(np.where(labels >= 0, labels + c_base, -1))
+    for group in groups.values():
+        n_allowed = group.allowed()
+        if n_allowed <= max(SPARSE_FILTER_ROWS, SPARSE_FILTER_FRACTION * len(group.bits)):
+            for c, c_base, covered in group.members:  # few rows: exact beats a filtered graph walk
+                d, labels = exact.search(c, covered, int(np.count_nonzero(covered)), k)
+                parts_d.append(d)
+                parts_i.append(np.where(labels >= 0, labels + c_base, -1))
+            continue
+        ef = search_int(params, ("ef",), interim_ef)
+        d, labels = group.ix.search(exact.normalized_queries(), min(k, n_allowed), group.bits, ef)
+        parts_d.append(d)
+        parts_i.append(group.refs(labels))
     nq = queries.shape[0]
     if not parts_d:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64), used
+    parts_d = [
+        np.where(i >= 0, d, -np.inf if sim else np.inf).astype(np.float32, copy=False)
+        for d, i in zip(parts_d, parts_i, strict=True)
+    ]
     if len(parts_d) == 1 and parts_d[0].shape[1] == k:  # one container: already the sorted top-k
         return parts_d[0], parts_i[0], used
     dists = np.concatenate(parts_d, axis=1)
@@ -101,6 +126,43 @@ def knn(
     d, cols = topk(dists, k, sim)
     refs = np.where(cols >= 0, np.take_along_axis(refs_all, np.maximum(cols, 0), axis=1), -1)
     return d, refs, used
+
+
+class _PerContainer:
+    """Search one container's allowed rows: through its segment index, else exactly."""
+
+    def __init__(
+        self, schema: Any, field_name: str, queries: np.ndarray, metric: str, params: dict[str, Any]
+    ) -> None:
+        self.schema, self.field, self.queries, self.metric, self.params = (
+            schema,
+            field_name,
+            queries,
+            metric,
+            params,
+        )
+        self._cosine_q: np.ndarray | None = None
+
+    def normalized_queries(self) -> np.ndarray:
+        """Queries as an index stored for this metric expects them (unit length for COSINE)."""
+        if self.metric != "COSINE":
+            return self.queries
+        if self._cosine_q is None:
+            self._cosine_q = normalize_rows(self.queries)
+        return self._cosine_q
+
+    def search(self, c: Container, mask: np.ndarray, n_allowed: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        kk = min(k, n_allowed)
+        allowed = None if n_allowed == c.num_rows else mask
+        entry = c.indexes.get(self.field)
+        if entry is not None:
+            return entry[1].search(self.queries, kk, self.params, allowed=allowed)
+        if self.metric == "COSINE":
+            vectors = c.vectors(self.schema, self.field, True)
+            return brute_force_search(vectors, self.normalized_queries(), kk, "IP", allowed=allowed)
+        return brute_force_search(
+            c.vectors(self.schema, self.field), self.queries, kk, self.metric, allowed=allowed
+        )
 
 
 def range_knn(

@@ -37,6 +37,9 @@ class Container:
     segment_id: int = -1
     shard: int = 0
     alive: np.ndarray = field(default=None)  # type: ignore[assignment]
+    # growing rows only: the shard's growing position of row 0 (positions count every growing row
+    # the searcher applied to the shard, in WAL order; interim indexes are labelled by them)
+    gstart: int = -1
     # when each row stopped being its key's latest write (hybrid ts; ALIVE while it still is):
     # with ``_ts``, this answers "was the row live at timestamp S" for iterator snapshots
     dead_ts: np.ndarray = field(default=None)  # type: ignore[assignment]
@@ -142,6 +145,29 @@ class Container:
         return hi < self._pk_range[0] or lo > self._pk_range[1]
 
 
+def sealed_containers(table: pa.Table, pk_name: str) -> list[Container]:
+    """One sealed container per ``_segment`` of a stored table; its ``__alive`` (and optional
+    ``__dead``) columns become each container's live bitmap and death timestamps."""
+    out: list[Container] = []
+    if table.num_rows == 0:
+        return out
+    table = table.sort_by([("_segment", "ascending"), ("_seq", "ascending")])
+    segs = table.column("_segment").to_numpy()
+    bounds = np.flatnonzero(np.diff(segs)) + 1
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(segs)], strict=True):
+        part = table.slice(int(start), int(stop - start))
+        alive = part.column("__alive").to_numpy(zero_copy_only=False).copy()
+        dead = (
+            part.column("__dead").to_numpy(zero_copy_only=False).copy()
+            if "__dead" in part.column_names
+            else None
+        )
+        part = part.drop_columns([c for c in ("__alive", "__dead") if c in part.column_names])
+        shard = int(part.column("_shard")[0].as_py())
+        out.append(Container(part, pk_name, True, int(segs[start]), shard, alive=alive, dead_ts=dead))
+    return out
+
+
 def _int_range(pks: pa.Array) -> tuple[int, int] | None:
     if not pa.types.is_integer(pks.type) or len(pks) == 0:
         return None
@@ -149,4 +175,4 @@ def _int_range(pks: pa.Array) -> tuple[int, int] | None:
     return int(mm["min"].as_py()), int(mm["max"].as_py())
 
 
-__all__ = ["Container", "latest_alive", "normalize_rows"]
+__all__ = ["Container", "latest_alive", "normalize_rows", "sealed_containers"]

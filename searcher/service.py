@@ -40,6 +40,7 @@ from searcher.requests import (
 from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
 from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
 from walvus.log import KafkaLog
+from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,18 @@ BARRIER_TIMEOUT = 30.0
 
 
 class SearcherService:
-    def __init__(self, kafka: KafkaLog, catalog: Any, store: SegmentStore, namespace: str) -> None:
+    def __init__(
+        self,
+        kafka: KafkaLog,
+        catalog: Any,
+        store: SegmentStore,
+        namespace: str,
+        settings: SearcherSettings | None = None,
+    ) -> None:
         from searcher.tail import AnnouncementTail, WalTail
 
+        self.settings = settings or SearcherSettings()
+        self._interim = self.settings.interim()
         self.kafka = kafka
         self.ends: EndPositions | DirectEndPositions = EndPositions(kafka.end_offsets)
         if str(kafka.conf.get("security.protocol", "plaintext")).lower() == "plaintext":
@@ -77,8 +87,12 @@ class SearcherService:
         self.ann_tail = AnnouncementTail(
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index
         )
+        self._stopped = threading.Event()
+        self._growing_added = threading.Event()
+        self._interim_thread = threading.Thread(target=self._fill_interim, name="interim-index", daemon=True)
         self.wal_tail.start()
         self.ann_tail.start()
+        self._interim_thread.start()
         catalog.add_listener(self._on_catalog)
 
     @classmethod
@@ -90,8 +104,11 @@ class SearcherService:
         return svc
 
     def close(self) -> None:
+        self._stopped.set()
+        self._growing_added.set()
         self.wal_tail.stop()
         self.ann_tail.stop()
+        self._interim_thread.join(5)
 
     # load / release ----------------------------------------------------------------------------
     def load(self, collection: str, partitions: list[str] | None = None) -> None:
@@ -114,7 +131,12 @@ class SearcherService:
         self._load(info)
 
     def _load(self, info: CollectionInfo) -> None:
-        coll = LoadedCollection(info, self.store)
+        coll = LoadedCollection(
+            info,
+            self.store,
+            interim_settings=self._interim,
+            handoff_wait=self.settings.handoff_wait_seconds,
+        )
         try:
             starts = coll.load()
         except Exception:
@@ -165,6 +187,22 @@ class SearcherService:
         coll = self._by_topic.get(topic)
         if coll is not None:
             coll.apply(shard, offset, record)
+            if coll.interim.fields:
+                self._growing_added.set()
+
+    def _fill_interim(self) -> None:
+        """Background: keep every loaded collection's interim indexes up with its growing rows."""
+        while not self._stopped.is_set():
+            self._growing_added.wait(1.0)
+            self._growing_added.clear()
+            more = False
+            for coll in list(self._loaded.values()):
+                try:
+                    more |= coll.fill_interim()
+                except Exception:
+                    log.exception("interim index update failed collection=%s", coll.info.name)
+            if more:
+                self._growing_added.set()
 
     def _advance(self, topic: str, shard: int, offset: int) -> None:
         coll = self._by_topic.get(topic)
@@ -282,12 +320,23 @@ class SearcherService:
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
             coll.scanned_rows += sum(c.num_rows for c, _ in view)
+            interim = coll.interim.lookup(field_name)
             if req.group_by_field:
-                return self._grouped(view, info, field_name, queries, metric, req, cols)
+                return self._grouped(view, info, field_name, queries, metric, req, cols, interim)
             if "radius" in req.params:
                 d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
             else:
-                d, refs, used = knn(view, info.schema, field_name, queries, k, metric, req.params)
+                d, refs, used = knn(
+                    view,
+                    info.schema,
+                    field_name,
+                    queries,
+                    k,
+                    metric,
+                    req.params,
+                    interim,
+                    self._interim.ef_search,
+                )
             return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
 
         return self._read(coll, req.consistency, run)
@@ -301,6 +350,7 @@ class SearcherService:
         metric: str,
         req: SearchRequest,
         cols: list[str],
+        interim: Any = None,
     ) -> list[Hits]:
         """Grouping search: the best ``limit`` groups (after ``offset`` groups) of ``group_by_field``,
         up to ``group_size`` hits each, groups ordered by their best hit and each group's hits together.
@@ -320,7 +370,17 @@ class SearcherService:
             if "radius" in req.params:
                 d, refs, used = range_knn(view, info.schema, field_name, sub, k, metric, req.params)
             else:
-                d, refs, used = knn(view, info.schema, field_name, sub, k, metric, req.params)
+                d, refs, used = knn(
+                    view,
+                    info.schema,
+                    field_name,
+                    sub,
+                    k,
+                    metric,
+                    req.params,
+                    interim,
+                    self._interim.ef_search,
+                )
             widen = []
             for j, qi in enumerate(todo):
                 r = refs[j] if refs.shape[1] else np.zeros(0, np.int64)
@@ -393,6 +453,7 @@ class SearcherService:
             "row_count": sum(c.count(a) for c, a in view),
             "sealed_segments": sum(1 for c, _ in view if c.sealed),
             "growing_rows": sum(c.num_rows for c, _ in view if not c.sealed),
+            "interim_indexed_rows": coll.interim.rows(),
             "scanned_rows": coll.scanned_rows,
             "indexed_segments": sum(1 for c, _ in view if c.indexes),
             "loaded_indexes": sum(len(c.indexes) for c, _ in view if c.sealed),

@@ -41,7 +41,12 @@ class StreamsWorker:
         self.kafka.ensure_topic(ingest_topic(ns), 1)
         self.catalog.start()
         writer = SegmentWriter(self.store, self.catalog_by_id)
-        policy = SealPolicy(self.settings.seal_bytes, self.settings.seal_idle_seconds)
+        policy = SealPolicy(
+            self.settings.seal_bytes,
+            self.settings.seal_idle_seconds,
+            self.settings.seal_max_rows,
+            self.settings.seal_max_age_seconds,
+        )
         self.materializer = Materializer(writer, policy, self.announce)
         self.validator = IngestValidator(self.catalog, self.settings.site)
         self.lock = asyncio.Lock()

@@ -22,13 +22,19 @@ class GrowingBuffer:
     shard: int
     records: list[BufferedRecord] = field(default_factory=list)
     nbytes: int = 0
+    rows: int = 0
     last_add: float = field(default_factory=time.monotonic)
+    first_add: float = 0.0  # when the oldest buffered record arrived
 
     def add(self, offset: int, record: WalRecord, token: Any = None) -> None:
+        now = time.monotonic()
+        if not self.records:
+            self.first_add = now
         self.records.append(BufferedRecord(offset, record, token))
         if record.batch is not None:
             self.nbytes += record.batch.nbytes
-        self.last_add = time.monotonic()
+            self.rows += record.batch.num_rows
+        self.last_add = now
 
     @property
     def last_offset(self) -> int:
@@ -37,6 +43,9 @@ class GrowingBuffer:
     def idle_for(self, now: float) -> float:
         return now - self.last_add
 
+    def age(self, now: float) -> float:
+        return now - self.first_add if self.records else 0.0
+
     def drain(self) -> list[BufferedRecord]:
-        out, self.records, self.nbytes = self.records, [], 0
+        out, self.records, self.nbytes, self.rows = self.records, [], 0, 0
         return out

@@ -66,7 +66,7 @@ class Materializer:
             # the other shards' flush records follow at once: seal the whole collection, in parallel
             siblings = [k for k, b in self.buffers.items() if k[0] == topic and b.records]
             return self.seal_all(siblings)
-        if self.policy.reason(buf.nbytes, 0.0) == "size":
+        if self.policy.full(buf.nbytes, buf.rows):
             return self.seal(topic, partition)
         return []
 
@@ -84,7 +84,11 @@ class Materializer:
 
     def due(self, now: float | None = None) -> list[Shard]:
         now = time.monotonic() if now is None else now
-        return [k for k, b in self.buffers.items() if self.policy.reason(b.nbytes, b.idle_for(now))]
+        return [
+            k
+            for k, b in self.buffers.items()
+            if self.policy.reason(b.nbytes, b.idle_for(now), b.rows, b.age(now))
+        ]
 
     def seal(self, topic: str, partition: int) -> list[Any]:
         buf = self.buffers.get((topic, partition))
@@ -93,12 +97,19 @@ class Materializer:
         records = buf.records
         cid = collection_id_of(topic)
         if cid is not None:
-            sealed = self.writer.commit(cid, partition, records)  # raises: nothing is acknowledged
+            sealed = self.writer.commit(cid, partition, records, self._reason(buf))  # raises: nothing acked
             if sealed is not None:
                 self.sealed += 1
                 self.announce(sealed)
         buf.drain()
         return list(_flatten(r.token for r in records))
+
+    def _reason(self, buf: GrowingBuffer) -> str:
+        """Why a buffer is sealed: the policy's reason, a flush, or a hand-over (rebalance, stop)."""
+        if any(r.record.header.op == Op.FLUSH for r in buf.records):
+            return "flush"
+        now = time.monotonic()
+        return self.policy.reason(buf.nbytes, buf.idle_for(now), buf.rows, buf.age(now)) or "handover"
 
     def seal_all(self, shards: Iterable[Shard] | None = None) -> list[Any]:
         """Seal several shards; their Delta commits run in parallel (delta-rs releases the GIL)."""

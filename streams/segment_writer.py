@@ -112,8 +112,10 @@ class SegmentWriter:
             self._done.pop((collection_id, kind, shard), None)
 
     def commit(
-        self, collection_id: int, shard: int, records: Sequence[BufferedRecord]
+        self, collection_id: int, shard: int, records: Sequence[BufferedRecord], reason: str = ""
     ) -> SegmentSealed | None:
+        """Commit the records not yet in Delta as one segment; ``reason`` (size, rows, age, idle,
+        flush, handover) goes into the commit's metadata."""
         if not records:
             return None
         info = self.lookup(collection_id)
@@ -140,7 +142,7 @@ class SegmentWriter:
             if r.offset > dels_done
             and (r.record.header.op == Op.DELETE and r.record.num_rows or _drops_partition(r.record))
         ]
-        meta = {"segment": seg, "shard": shard, "first_offset": first, "last_offset": last}
+        meta = {"segment": seg, "shard": shard, "first_offset": first, "last_offset": last, "reason": reason}
         nrows = sum(b.num_rows for b in rows)
         ndels = sum(b.num_rows for b in dels)
         version = -1
@@ -178,7 +180,7 @@ class SegmentWriter:
         if not wrote:
             return None  # a replay of records already committed
         log.info(
-            "sealed segment collection=%s shard=%s segment=%s rows=%s tombstones=%s offsets=%s..%s",
+            "sealed segment collection=%s shard=%s segment=%s rows=%s tombstones=%s offsets=%s..%s reason=%s",
             info.name,
             shard,
             seg,
@@ -186,6 +188,7 @@ class SegmentWriter:
             ndels,
             first,
             last,
+            reason,
         )
         return SegmentSealed(
             collection_id=collection_id,

@@ -89,12 +89,49 @@ class StreamsSettings(WalvusSettings):
     seal_idle_seconds: float = Field(
         10.0, description="Seal a growing segment that got no rows for this long."
     )
+    seal_max_rows: int = Field(
+        100_000, ge=1, description="Seal a growing segment once it holds this many rows (per shard)."
+    )
+    seal_max_age_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seal a growing segment this long after its first row (Milvus segment max lifetime).",
+    )
     worker_tick_seconds: float = Field(0.2, description="How often the worker checks seal policies.")
     session_timeout_seconds: float = Field(10.0, description="Kafka group session timeout of the worker.")
 
     @property
     def seal_bytes(self) -> int:
         return int(self.segment_max_size_mb * self.seal_proportion * 1024 * 1024)
+
+
+class SearcherSettings(WalvusSettings):
+    interim_index: bool = Field(
+        True,
+        description="Index growing rows (HNSW) so searches over them stay fast; a collection turns it "
+        "off with the property interim_index.enabled=false.",
+    )
+    interim_min_rows: int = Field(
+        1024, ge=1, description="A shard's growing rows are scanned exactly below this."
+    )
+    interim_m: int = Field(16, ge=4, description="HNSW M of interim indexes.")
+    interim_ef_construction: int = Field(64, ge=8, description="HNSW efConstruction of interim indexes.")
+    interim_ef: int = Field(64, ge=1, description="HNSW ef of interim indexes when a search gives none.")
+    handoff_wait_seconds: float = Field(
+        120.0,
+        description="How long sealed rows wait for their index before they replace growing rows anyway.",
+    )
+
+    def interim(self) -> InterimSettings:  # noqa: F821 - runtime import keeps settings dependency-free
+        from searcher.interim import InterimSettings
+
+        return InterimSettings(
+            enabled=self.interim_index,
+            min_rows=self.interim_min_rows,
+            m=self.interim_m,
+            ef_construction=self.interim_ef_construction,
+            ef_search=self.interim_ef,
+        )
 
 
 class LimitSettings(WalvusSettings):

@@ -1,0 +1,220 @@
+"""Interim indexes of one loaded collection's growing rows: an HNSW per (shard, vector field).
+
+Which fields get one: FLOAT_VECTOR fields whose collection index is approximate (a FLAT index
+promises exact results, and float16, bfloat16 and binary vectors stay exact), unless the
+collection property ``interim_index.enabled`` is ``false`` or the searcher setting turns them
+off. A shard gets its index once it holds ``min_rows`` growing rows.
+
+A background thread calls ``fill``: it appends the rows applied since the last call, so the
+tail thread never waits on a graph insert. When a seal hands rows over to sealed segments,
+the shard's index is rebuilt from the rows still growing, beside the old one, and replaces
+it once it holds as much; until then the old one keeps serving (the handed-over rows are
+simply no longer in any search's bitmap).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer.interim import InterimIndex
+from schemas.catalog import CollectionInfo
+from schemas.collection import CollectionSchema
+from schemas.types import DataType
+from searcher.segment import Container
+
+log = logging.getLogger(__name__)
+PROPERTY = "interim_index.enabled"
+EXACT_INDEX_TYPES = ("FLAT", "GPU_BRUTE_FORCE")
+Key = tuple[int, str]  # (shard, field)
+
+
+@dataclass(frozen=True)
+class InterimSettings:
+    enabled: bool = True
+    min_rows: int = 1024
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 64
+    batch_rows: int = 4096
+
+
+def interim_fields(info: CollectionInfo, settings: InterimSettings) -> dict[str, str]:
+    """field -> metric of every field whose growing rows get an interim index."""
+    if not settings.enabled or info.properties.get(PROPERTY, "true").strip().lower() == "false":
+        return {}
+    out = {}
+    for name, idx in info.indexes.items():
+        f = info.schema.field(name)
+        if (
+            f is not None
+            and f.dtype == DataType.FLOAT_VECTOR
+            and idx.index_type.upper() not in EXACT_INDEX_TYPES
+        ):
+            out[name] = idx.metric_type.upper()
+    return out
+
+
+class GrowingIndexes:
+    def __init__(self, settings: InterimSettings) -> None:
+        self.settings = settings
+        self.fields: dict[str, str] = {}
+        self._current: dict[Key, InterimIndex] = {}
+        self._next: dict[Key, InterimIndex | None] = {}  # rebuilds under way (None: not started)
+        self._lock = threading.Lock()
+
+    def configure(self, info: CollectionInfo) -> None:
+        """Follow the collection's indexes and properties: drop indexes of fields that lost theirs."""
+        fields = interim_fields(info, self.settings)
+        with self._lock:
+            self.fields = fields
+            self._current = {k: ix for k, ix in self._current.items() if fields.get(k[1]) == ix.metric}
+            self._next = {k: ix for k, ix in self._next.items() if k in self._current}
+
+    def lookup(self, field: str) -> Callable[[int], InterimIndex | None] | None:
+        """shard -> the interim index of ``field`` (None when the field has none)."""
+        if field not in self.fields:
+            return None
+        current = self._current
+        return lambda shard: current.get((shard, field))
+
+    def handed_over(self, shard: int) -> None:
+        """Rows of ``shard`` moved to sealed segments: rebuild its indexes from the rows left."""
+        with self._lock:
+            for key in self._current:
+                if key[0] == shard:
+                    self._next[key] = None
+
+    def rows(self) -> int:
+        return sum(ix.ntotal for ix in list(self._current.values()))
+
+    def fill(self, growing: Sequence[Container], schema: CollectionSchema) -> bool:
+        """Add up to ``batch_rows`` pending rows per index; True while rows are left to add."""
+        by_shard: dict[int, list[Container]] = {}
+        for c in growing:
+            by_shard.setdefault(c.shard, []).append(c)
+        with self._lock:  # shards whose growing rows all went to sealed segments
+            for table in (self._current, self._next):
+                for key in [k for k in table if k[0] not in by_shard]:
+                    del table[key]
+        more = False
+        for shard, chunks in by_shard.items():
+            chunks.sort(key=lambda c: c.gstart)
+            rows = sum(c.num_rows for c in chunks)
+            for field, metric in list(self.fields.items()):
+                more |= self._fill_one((shard, field), metric, chunks, rows, schema)
+        return more
+
+    def _fill_one(
+        self, key: Key, metric: str, chunks: list[Container], rows: int, schema: CollectionSchema
+    ) -> bool:
+        with self._lock:
+            current = self._current.get(key)
+            rebuilding = key in self._next
+            target = self._next.get(key) if rebuilding else current
+            if rows < self.settings.min_rows and (rebuilding or current is None):
+                self._current.pop(key, None)  # few rows left: exact scans are cheaper
+                self._next.pop(key, None)
+                return False
+            if target is None:
+                f = schema.field(key[1])
+                dim = int(f.dim or 0) if f is not None else 0
+                s = self.settings
+                target = InterimIndex(dim, metric, chunks[0].gstart, s.m, s.ef_construction)
+                if rebuilding:
+                    self._next[key] = target
+                else:
+                    self._current[key] = current = target
+        if target is None:
+            return False
+        x = pending_vectors(chunks, target.end, self.settings.batch_rows, schema, key[1])
+        if x is None:  # the rows it would continue from are gone: start over
+            with self._lock:
+                self._drop(key, target)
+            return True
+        if len(x):
+            target.add(x)
+        with self._lock:
+            if (
+                rebuilding
+                and self._next.get(key) is target
+                and (current is None or target.end >= current.end)
+            ):
+                self._current[key] = target
+                del self._next[key]
+        return len(x) > 0 and target.end < chunks[-1].gstart + chunks[-1].num_rows
+
+    def _drop(self, key: Key, ix: InterimIndex) -> None:
+        if self._next.get(key) is ix:
+            del self._next[key]
+        elif self._current.get(key) is ix:
+            del self._current[key]
+
+
+def pending_vectors(
+    chunks: list[Container], end: int, limit: int, schema: CollectionSchema, field: str
+) -> np.ndarray | None:
+    """Vectors of growing positions ``end, end + 1, ...`` (at most ``limit``), or None when the
+    chunks no longer hold position ``end`` (it was handed over to a sealed segment)."""
+    parts, need = [], limit
+    if not chunks or chunks[0].gstart > end:
+        return None
+    for c in chunks:
+        stop = c.gstart + c.num_rows
+        if stop <= end or need <= 0:
+            continue
+        lo = end - c.gstart if c.gstart < end else 0
+        hi = min(c.num_rows, lo + need)
+        parts.append(c.vectors(schema, field)[lo:hi])
+        need -= hi - lo
+        end = c.gstart + hi
+    if not parts:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+class InterimGroup:
+    """The rows of one search's snapshot that one interim index covers, as one bitmap."""
+
+    def __init__(self, ix: InterimIndex) -> None:
+        self.ix = ix
+        self.end = ix.end  # read once: rows added during this search stay out of its bitmap
+        self.bits = np.zeros(self.end - ix.start, bool)
+        self.members: list[tuple[Container, int, np.ndarray]] = []  # (container, flat base, covered mask)
+
+    def take(self, c: Container, mask: np.ndarray, base: int) -> np.ndarray | None:
+        """Put the covered part of ``c``'s allowed rows in the bitmap; return the rest (or None)."""
+        lo = max(c.gstart, self.ix.start)
+        hi = min(c.gstart + c.num_rows, self.end)
+        if lo >= hi:
+            return mask
+        a, b = lo - c.gstart, hi - c.gstart
+        covered = np.zeros_like(mask)
+        covered[a:b] = mask[a:b]
+        self.bits[lo - self.ix.start : hi - self.ix.start] = mask[a:b]
+        self.members.append((c, base, covered))
+        if a == 0 and b == c.num_rows:
+            return None
+        rest = mask.copy()
+        rest[a:b] = False
+        return rest if rest.any() else None
+
+    def allowed(self) -> int:
+        return int(np.count_nonzero(self.bits))
+
+    def refs(self, labels: np.ndarray) -> np.ndarray:
+        """Flat row refs (into the search's ``used`` row space) of index labels (-1 stays -1)."""
+        starts = np.array([c.gstart for c, _, _ in self.members], np.int64)
+        bases = np.array([b for _, b, _ in self.members], np.int64)
+        order = np.argsort(starts, kind="stable")
+        starts, bases = starts[order], bases[order]
+        pos = labels + self.ix.start
+        which = np.clip(np.searchsorted(starts, pos, side="right") - 1, 0, len(starts) - 1)
+        return np.where(labels >= 0, bases[which] + pos - starts[which], -1)
+
+
+__all__ = ["GrowingIndexes", "InterimGroup", "InterimSettings", "PROPERTY", "interim_fields"]
