@@ -32,8 +32,7 @@ from streams.segment_writer import conform, with_system_columns
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
-CHUNK_ROWS = 8192  # growing rows are merged into chunks of about this many
-MAX_TAIL_CHUNKS = 8  # WAL records kept as containers of their own before they are merged
+CHUNK_ROWS = 8192  # growing rows are merged into chunks of up to about this many
 INDEX_RECHECK_SECONDS = 5.0
 
 
@@ -146,17 +145,17 @@ class LoadedCollection:
             self.cond.notify_all()
 
     def _add_growing(self, chunk: Container) -> None:
-        """Append a record's rows; once the small trailing containers hold a chunk's worth of rows
-        (or too many of them pile up), merge them into one chunk, so merges copy little."""
+        """Append a record's rows. Small trailing containers merge like a binary counter (the last
+        two merge while the older is at most twice the newer), up to chunks of ``CHUNK_ROWS``:
+        a shard keeps few containers and each row is copied about log2(CHUNK_ROWS / record) times."""
         growing = [c for c in self.containers if not c.sealed and c.shard == chunk.shard]
         others = [c for c in self.containers if c.sealed or c.shard != chunk.shard]
         growing.append(chunk)
-        first = len(growing)
-        while first > 0 and growing[first - 1].num_rows < CHUNK_ROWS:
-            first -= 1
-        tail = growing[first:]
-        if len(tail) > MAX_TAIL_CHUNKS or (len(tail) > 1 and sum(c.num_rows for c in tail) >= CHUNK_ROWS):
-            growing = growing[:first] + [_merge(tail, self.pk_name)]
+        while len(growing) >= 2:
+            older, newer = growing[-2], growing[-1]
+            if older.num_rows >= CHUNK_ROWS or older.num_rows > 2 * newer.num_rows:
+                break
+            growing[-2:] = [_merge([older, newer], self.pk_name)]
         self.containers = tuple(others + growing)
 
     def note_sealed(self, shard: int, last_offset: int) -> None:

@@ -5,23 +5,27 @@ promises exact results, and float16, bfloat16 and binary vectors stay exact), un
 collection property ``interim_index.enabled`` is ``false`` or the searcher setting turns them
 off. A shard gets its index once it holds ``min_rows`` growing rows.
 
-A background thread calls ``fill``: it appends the rows applied since the last call, so the
-tail thread never waits on a graph insert. When a seal hands rows over to sealed segments,
-the shard's index is rebuilt from the rows still growing, beside the old one, and replaces
-it once it holds as much; until then the old one keeps serving (the handed-over rows are
-simply no longer in any search's bitmap).
+A background thread calls ``fill``: it adds the rows applied since the last call to a private
+graph (``InterimBuilder``) and now and then publishes an immutable copy, which searches use
+without locks; rows not yet published are scanned exactly, so the tail thread never waits on a
+graph insert and a search never waits on an add. Copies are spaced out (at least
+``publish_seconds``, and twenty times what the last copy took) so they cost under 5 % of a core.
+When a seal hands rows over to sealed segments, a new graph is built from the rows still
+growing and replaces the published one once it holds as much; until then the old one keeps
+serving (the handed-over rows are simply no longer in any search's bitmap).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.interim import InterimIndex
+from indexer.interim import InterimBuilder, InterimIndex
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema
 from schemas.types import DataType
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 PROPERTY = "interim_index.enabled"
 EXACT_INDEX_TYPES = ("FLAT", "GPU_BRUTE_FORCE")
 Key = tuple[int, str]  # (shard, field)
+COPY_SPACING = 20  # publish at most once per this many times the last copy took
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,8 @@ class InterimSettings:
     m: int = 16
     ef_construction: int = 64
     ef_search: int = 64
-    batch_rows: int = 4096
+    batch_rows: int = 1024  # rows per add call (faiss pays a per-call cost in the graph's size)
+    publish_seconds: float = 0.5
 
 
 def interim_fields(info: CollectionInfo, settings: InterimSettings) -> dict[str, str]:
@@ -63,8 +69,8 @@ class GrowingIndexes:
     def __init__(self, settings: InterimSettings) -> None:
         self.settings = settings
         self.fields: dict[str, str] = {}
-        self._current: dict[Key, InterimIndex] = {}
-        self._next: dict[Key, InterimIndex | None] = {}  # rebuilds under way (None: not started)
+        self._current: dict[Key, InterimIndex] = {}  # published: what searches use
+        self._work: dict[Key, InterimBuilder] = {}  # the fill thread's own graphs
         self._lock = threading.Lock()
 
     def configure(self, info: CollectionInfo) -> None:
@@ -73,32 +79,33 @@ class GrowingIndexes:
         with self._lock:
             self.fields = fields
             self._current = {k: ix for k, ix in self._current.items() if fields.get(k[1]) == ix.metric}
-            self._next = {k: ix for k, ix in self._next.items() if k in self._current}
+            self._work = {k: w for k, w in self._work.items() if fields.get(k[1]) == w.metric}
 
     def lookup(self, field: str) -> Callable[[int], InterimIndex | None] | None:
-        """shard -> the interim index of ``field`` (None when the field has none)."""
+        """shard -> the published interim index of ``field`` (None when the field has none)."""
         if field not in self.fields:
             return None
         current = self._current
         return lambda shard: current.get((shard, field))
 
     def handed_over(self, shard: int) -> None:
-        """Rows of ``shard`` moved to sealed segments: rebuild its indexes from the rows left."""
+        """Rows of ``shard`` moved to sealed segments: rebuild its graphs from the rows left."""
         with self._lock:
-            for key in self._current:
-                if key[0] == shard:
-                    self._next[key] = None
+            for key in [k for k in self._work if k[0] == shard]:
+                del self._work[key]
 
     def rows(self) -> int:
+        """Rows in published interim indexes."""
         return sum(ix.ntotal for ix in list(self._current.values()))
 
     def fill(self, growing: Sequence[Container], schema: CollectionSchema) -> bool:
-        """Add up to ``batch_rows`` pending rows per index; True while rows are left to add."""
+        """Add up to ``batch_rows`` pending rows per graph and publish what is due; True while
+        rows are left to add."""
         by_shard: dict[int, list[Container]] = {}
         for c in growing:
             by_shard.setdefault(c.shard, []).append(c)
         with self._lock:  # shards whose growing rows all went to sealed segments
-            for table in (self._current, self._next):
+            for table in (self._current, self._work):
                 for key in [k for k in table if k[0] not in by_shard]:
                     del table[key]
         more = False
@@ -112,47 +119,37 @@ class GrowingIndexes:
     def _fill_one(
         self, key: Key, metric: str, chunks: list[Container], rows: int, schema: CollectionSchema
     ) -> bool:
+        s = self.settings
         with self._lock:
-            current = self._current.get(key)
-            rebuilding = key in self._next
-            target = self._next.get(key) if rebuilding else current
-            if rows < self.settings.min_rows and (rebuilding or current is None):
-                self._current.pop(key, None)  # few rows left: exact scans are cheaper
-                self._next.pop(key, None)
-                return False
-            if target is None:
+            work = self._work.get(key)
+            if work is None:
+                if rows < s.min_rows:  # few rows: exact scans are cheaper
+                    self._current.pop(key, None)
+                    return False
                 f = schema.field(key[1])
                 dim = int(f.dim or 0) if f is not None else 0
-                s = self.settings
-                target = InterimIndex(dim, metric, chunks[0].gstart, s.m, s.ef_construction)
-                if rebuilding:
-                    self._next[key] = target
-                else:
-                    self._current[key] = current = target
-        if target is None:
-            return False
-        x = pending_vectors(chunks, target.end, self.settings.batch_rows, schema, key[1])
-        if x is None:  # the rows it would continue from are gone: start over
+                work = self._work[key] = InterimBuilder(dim, metric, chunks[0].gstart, s.m, s.ef_construction)
+        x = pending_vectors(chunks, work.end, s.batch_rows, schema, key[1])
+        if x is None:  # the rows it would continue from were handed over: start again
             with self._lock:
-                self._drop(key, target)
+                if self._work.get(key) is work:
+                    del self._work[key]
             return True
         if len(x):
-            target.add(x)
-        with self._lock:
-            if (
-                rebuilding
-                and self._next.get(key) is target
-                and (current is None or target.end >= current.end)
-            ):
-                self._current[key] = target
-                del self._next[key]
-        return len(x) > 0 and target.end < chunks[-1].gstart + chunks[-1].num_rows
-
-    def _drop(self, key: Key, ix: InterimIndex) -> None:
-        if self._next.get(key) is ix:
-            del self._next[key]
-        elif self._current.get(key) is ix:
-            del self._current[key]
+            work.add(x)
+        last = chunks[-1].gstart + chunks[-1].num_rows
+        current = self._current.get(key)
+        now = time.monotonic()
+        due = now - work.published_at >= max(s.publish_seconds, COPY_SPACING * work.copy_seconds)
+        grew = current is None or (
+            work.end > current.end if current.start == work.start else work.end >= current.end
+        )
+        if due and grew:
+            published = work.publish()
+            with self._lock:
+                if self._work.get(key) is work:
+                    self._current[key] = published
+        return work.end < last
 
 
 def pending_vectors(

@@ -3,12 +3,14 @@ background fill, and k-NN over growing data compared with exact search."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from indexer import brute_force_search
-from indexer.interim import InterimIndex
+from indexer.interim import InterimBuilder
 from schemas.catalog import CollectionInfo, IndexInfo
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.types import DataType
@@ -44,7 +46,7 @@ def _record(ids: np.ndarray, vectors: np.ndarray, op: Op = Op.INSERT) -> WalReco
 
 
 def _collection(metric: str = "L2", min_rows: int = 256) -> LoadedCollection:
-    settings = InterimSettings(min_rows=min_rows)
+    settings = InterimSettings(min_rows=min_rows, publish_seconds=0)
     coll = LoadedCollection(_info(metric), store=None, interim_settings=settings)  # type: ignore[arg-type]
     coll.shards = {0: ShardState()}
     return coll
@@ -53,6 +55,8 @@ def _collection(metric: str = "L2", min_rows: int = 256) -> LoadedCollection:
 def _fill(coll: LoadedCollection) -> None:
     while coll.fill_interim():
         pass
+    time.sleep(0.1)  # copies are spaced by ten times the last copy's time
+    coll.fill_interim()  # publishes what is left
 
 
 def _search(coll: LoadedCollection, q: np.ndarray, k: int, metric: str, ef: int, interim: bool = True):
@@ -69,10 +73,12 @@ def test_interim_index_with_a_generous_ef_equals_exact_search(metric):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, DIM)).astype(np.float32)
     q = rng.standard_normal((20, DIM)).astype(np.float32)
-    ix = InterimIndex(DIM, metric, start=100)
+    work = InterimBuilder(DIM, metric, start=100)
     for s in range(0, len(x), 250):
-        ix.add(x[s : s + 250])
-    assert (ix.start, ix.ntotal, ix.end) == (100, 3000, 3100)
+        work.add(x[s : s + 250])
+    ix = work.publish()
+    work.add(x[:10])  # later adds do not reach a published copy
+    assert (ix.start, ix.ntotal, ix.end, work.end) == (100, 3000, 3100, 3110)
     bits = rng.random(3000) < 0.7
     qq = q / np.linalg.norm(q, axis=1, keepdims=True) if metric == "COSINE" else q
     _, labels = ix.search(qq, 10, bits, ef=800)
@@ -85,8 +91,9 @@ def test_interim_index_with_a_generous_ef_equals_exact_search(metric):
 def test_rows_past_the_bitmap_are_never_returned():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2000, DIM)).astype(np.float32)
-    ix = InterimIndex(DIM, "L2", start=0)
-    ix.add(x)
+    work = InterimBuilder(DIM, "L2", start=0)
+    work.add(x)
+    ix = work.publish()
     _, labels = ix.search(x[1500:1510], 5, np.ones(1000, bool), ef=64)  # a snapshot of the first 1000
     assert (labels < 1000).all() and (labels >= 0).all()
 
