@@ -33,8 +33,9 @@ Per ``--window`` seconds (each phase, or half phase, is cut into equal windows):
   after the target is closed);
 - ingest: rows/s acknowledged in the window;
 - growing rows (the last sample in the window, about one per second): walvus's
-  ``get_collection_stats()["growing_rows"]``; Milvus's Growing segments from
-  ``list_loaded_segments`` (GetQuerySegmentInfo);
+  ``get_collection_stats()["growing_rows"]``; for Milvus, whose GetQuerySegmentInfo
+  (``list_loaded_segments``) lists only sealed segments, every acknowledged row minus the rows
+  of the loaded sealed segments;
 - RSS: the largest total over the window of every server process under this one (walvus:
   Kafka broker, streams, indexer, gateway and its sibling gateways; Milvus: its one binary), from
   /proc VmRSS, with the per-process split in the JSON;
@@ -167,7 +168,9 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
         console.print(f"{name}: ready in {out['ready_s']:.1f} s, index {peer.index_used}")
         walvus = isinstance(peer, WalvusPeer)
         helpers = [peer.clone() for _ in range(3)]
-        monitor = Monitor(lambda: growing_rows(helpers[0], walvus), exclude=set())
+        monitor = Monitor(
+            lambda: growing_rows(helpers[0], walvus, lambda: len(ds.base) + log.count), exclude=set()
+        )
         out["loaded"] = {"rss_mb": monitor.sample()["rss_total"] / MB, "rss_by_process_mb": None}
         out["loaded"]["rss_by_process_mb"] = {k: v / MB for k, v in monitor.samples[-1]["rss"].items()}
         monitor.start()

@@ -31,10 +31,12 @@ class AckLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.batches: list[tuple[float, np.ndarray, np.ndarray]] = []
+        self.count = 0
 
     def add(self, acked: float, ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:
             self.batches.append((acked, ids, vectors))
+            self.count += len(ids)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ack time per row, ids, vectors), ordered by ack time."""
@@ -157,13 +159,17 @@ class FreshnessProbe(threading.Thread):
 
 
 # growing rows and memory ----------------------------------------------------------------------
-def growing_rows(peer: PymilvusPeer, walvus: bool) -> int | None:
-    """Rows in growing segments: walvus's ``growing_rows`` statistic, or Milvus's Growing query segments."""
+def growing_rows(peer: PymilvusPeer, walvus: bool, acked: Callable[[], int]) -> int | None:
+    """Rows in growing segments. walvus: its ``growing_rows`` statistic. Milvus 2.3.5 lists only
+    sealed segments in GetQuerySegmentInfo (``list_loaded_segments``), so there it is ``acked()``
+    (every acknowledged row) minus the rows of the loaded sealed segments: the rows the query
+    node can only serve from growing data."""
     if walvus:
         value = peer.client.get_collection_stats(COLLECTION).get("growing_rows")
         return None if value is None else int(value)
     segments = peer.client.list_loaded_segments(COLLECTION)
-    return sum(s.num_rows for s in segments if "growing" in str(getattr(s, "state_name", s.state)).lower())
+    sealed = sum(s.num_rows for s in segments if "growing" not in str(getattr(s, "state", "")).lower())
+    return max(0, acked() - sealed)
 
 
 def _proc_table() -> dict[int, tuple[int, str, int]]:
