@@ -56,7 +56,6 @@ import time
 import traceback
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from bench.datasets import DATA_DIR, Dataset, clustered, fresh_vectors
@@ -73,6 +72,7 @@ from bench.peers import (
     WalvusPeer,
 )
 from bench.streaming_load import (
+    MB,
     AckLog,
     ClientRun,
     FreshnessProbe,
@@ -81,10 +81,9 @@ from bench.streaming_load import (
     growing_rows,
     run_clients,
 )
-from bench.streaming_report import plot, report
+from bench.streaming_report import attach_recall, plot, report, windows
 
 TARGETS = ("walvus", "walvus-nointerim", "milvus")
-MB = 1024 * 1024
 
 
 def make_peer(name: str, args: argparse.Namespace) -> PymilvusPeer:
@@ -261,110 +260,6 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
                 samples += ss
             attach_recall(ds, log, samples, out["windows"])
     return out
-
-
-# windows ----------------------------------------------------------------------------------------
-def _pct(values: list[float] | np.ndarray, q: float) -> float | None:
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    return float(np.percentile(v, q)) if len(v) else None
-
-
-def windows(
-    phase: dict[str, Any],
-    run: ClientRun,
-    producer: StreamProducer,
-    probe: FreshnessProbe,
-    monitor: Monitor,
-    out: dict[str, Any],
-    args: argparse.Namespace,
-    first: int,
-) -> tuple[list[dict[str, Any]], list[tuple[int, float, int, np.ndarray]]]:
-    """The phase's windows, and (window number, sent, query, ids) of the searches sampled for recall."""
-    rng = np.random.default_rng(first)
-    stream0 = out.get("stream_start")
-    acks = np.array([(a, n) for _, a, n in producer.acks]).reshape(-1, 2)
-    trials = probe.trials
-    mon_t = np.array([s["t"] for s in monitor.samples])
-    bounds = [o for o, _ in phase["levels"]] + [phase["seconds"]]
-    rows, samples = [], []
-    for li, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        n = max(1, round((hi - lo) / args.window))
-        width = (hi - lo) / n
-        for wi in range(n):
-            a, b = run.start + lo + wi * width, run.start + lo + (wi + 1) * width
-            sel = (run.sent >= a) & (run.sent < b) & (run.consistency == li)
-            lat = run.latency[sel]
-            ok = np.flatnonzero(sel & ~np.isnan(run.latency))
-            number = first + len(rows)
-            for j in rng.choice(ok, size=min(args.recall_samples, len(ok)), replace=False):
-                samples.append((number, float(run.sent[j]), int(run.query[j]), run.ids[j]))
-            in_mon = [monitor.samples[k] for k in np.flatnonzero((mon_t >= a) & (mon_t < b))]
-            growing = [s["growing_rows"] for s in in_mon if s["growing_rows"] is not None]
-            by_proc: dict[str, float] = {}
-            for s in in_mon:
-                for k, v in s["rss"].items():
-                    by_proc[k] = max(by_proc.get(k, 0.0), v / MB)
-            fresh = [t for t in trials if a <= t["acked"] < b]
-            seen = [(t["visible"] - t["acked"]) * 1000 for t in fresh if t["visible"] is not None]
-            acked_rows = acks[(acks[:, 0] >= a) & (acks[:, 0] < b), 1].sum() if len(acks) else 0
-            rows.append(
-                {
-                    "window": number,
-                    "phase": phase["kind"],
-                    "rate": phase["rate"],
-                    "clients": phase["clients"],
-                    "consistency": phase["levels"][li][1],
-                    "x_s": phase["x0"] + lo + (wi + 0.5) * width,
-                    "stream_s": None if stream0 is None or phase["kind"] == "static" else a - stream0,
-                    "seconds": width,
-                    "searches": int(sel.sum()),
-                    "qps": float((sel & ~np.isnan(run.latency)).sum() / width),
-                    "errors": int(np.isnan(lat).sum()),
-                    "p50_ms": _pct(lat * 1000, 50),
-                    "p99_ms": _pct(lat * 1000, 99),
-                    "recall_at_10": None,
-                    "recall_n": 0,
-                    "ingest_rows_s": float(acked_rows / width),
-                    "growing_rows": growing[-1] if growing else None,
-                    "rss_mb": max((s["rss_total"] for s in in_mon), default=0) / MB or None,
-                    "rss_by_process_mb": by_proc,
-                    "fresh_n": len(fresh),
-                    "fresh_timeouts": len(fresh) - len(seen),
-                    "fresh_p50_ms": _pct(seen, 50),
-                    "fresh_p99_ms": _pct(seen, 99),
-                    "fresh_ack_p50_ms": _pct([(t["acked"] - t["sent"]) * 1000 for t in fresh], 50),
-                }
-            )
-    return rows, samples
-
-
-def attach_recall(
-    ds: Dataset, log: AckLog, samples: list[tuple[int, float, int, np.ndarray]], rows: list[dict[str, Any]]
-) -> None:
-    """Exact top-10 over base + rows acked before each sampled search was sent; mean recall per window."""
-    import faiss
-
-    times, ids, vectors = log.rows()
-    index = faiss.IndexFlatIP(ds.dim)
-    index.add(ds.base)
-    labels = np.concatenate([np.arange(len(ds.base), dtype=np.int64), ids])
-    samples = sorted(samples, key=lambda s: s[1])
-    cut = np.searchsorted(times, [s[1] for s in samples], side="left")
-    added = 0
-    hits: dict[int, list[float]] = {}
-    for k in np.unique(cut):
-        if k > added:
-            index.add(np.ascontiguousarray(vectors[added:k]))
-            added = int(k)
-        group = [samples[i] for i in np.flatnonzero(cut == k)]
-        _, found = index.search(ds.queries[[s[2] for s in group]], TOP_K)
-        for s, truth in zip(group, labels[found], strict=True):
-            got = {int(i) for i in s[3] if i >= 0}
-            hits.setdefault(s[0], []).append(len(got & set(truth.tolist())) / TOP_K)
-    by_number = {r["window"]: r for r in rows}
-    for number, values in hits.items():
-        by_number[number].update(recall_at_10=float(np.mean(values)), recall_n=len(values))
 
 
 # main -------------------------------------------------------------------------------------------

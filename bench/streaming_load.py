@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.peers import COLLECTION, TOP_K, PymilvusPeer
 
+MB = 1024 * 1024
 FRESH_ID = 1_000_000_000  # ids of freshness rows: far above the base and streamed ids
 
 
