@@ -38,11 +38,18 @@ Per ``--window`` seconds (each phase, or half phase, is cut into equal windows):
   of the loaded sealed segments;
 - RSS: the largest total over the window of every server process under this one (walvus:
   Kafka broker, streams, indexer, gateway and its sibling gateways; Milvus: its one binary), from
-  /proc VmRSS, with the per-process split in the JSON;
+  /proc VmRSS; the per-process split (processes of one name summed: both gateway processes are
+  "gateway") is in the JSON and, for loaded / streaming peak / sealed, on the terminal;
 - freshness (streaming only): about once a second one marked row is inserted and its vector is
   Strong-searched in a loop until it is returned; ack -> visible p50/p99 of the trials acked in
   the window (a trial not visible within ``--fresh-cap`` s is a timeout). The probe runs in this
   process beside the producer, so its searches are an extra client.
+
+Verdict lines judge each walvus target over its windows at 1,000 rows/s: QPS >= 0.8 x its static
+QPS (same clients) and above Milvus Bounded (mean of Milvus's Bounded windows, same rate and
+clients); recall@10 >= 0.95; freshness p99 <= 100 ms with no timeouts; peak RSS while streaming
+<= 1.5 x RSS once sealed. With the defaults a target takes roughly 13-15 minutes (setup, 1 min
+static, 10 min streaming, sealing, ground truth), so three targets take about 45 minutes.
 
 Results: tables and verdict lines on the terminal, ``bench/results/streaming.json`` (every window
 of every target) and ``bench/results/streaming_qps.png``. Not a timed test: it asserts nothing.

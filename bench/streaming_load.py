@@ -146,6 +146,7 @@ class FreshnessProbe(threading.Thread):
                     found = self.peer.search(query, 1, "Strong")
                 except Exception as exc:
                     self.errors.append(f"search: {exc!r}")
+                    self.stopped.wait(0.05)
                     continue
                 if found and vid in found[0]:
                     trial["visible"] = time.monotonic()
@@ -364,6 +365,7 @@ def _client_process(
             took = float("nan")
             errors += 1
             first_error = first_error or repr(exc)
+            time.sleep(0.05)  # a server that is down must not turn this loop into a flood of records
         sent.append(now)
         lat.append(took)
         qs.append(q)
