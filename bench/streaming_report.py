@@ -246,7 +246,7 @@ def verdicts(results: list[dict[str, Any]], args: argparse.Namespace) -> list[st
         lines.append(f"{tag} {text}{note}")
 
     if not any(r["target"].startswith("walvus") for r in results):
-        say(None, "no walvus target in this run: the targets judge walvus")
+        lines.append("n/a  no walvus target in this run: the targets judge walvus")
     for r in results:
         if not r["target"].startswith("walvus"):
             continue
