@@ -14,6 +14,7 @@ the ground truth is the exact top-k by inner product (faiss ``IndexFlatIP``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,18 @@ class _Mixture:
             noise = rng.standard_normal((m, self.dim), dtype=np.float32)
             out[start : start + m] = self.centres[c] + noise * self.scales[c]
         return _normalise(out)
+
+
+def fresh_vectors(
+    dim: int = 128, *, clusters: int = 1_000, seed: int = 7, stream: int = 4
+) -> Callable[[int], np.ndarray]:
+    """``sample(n)``: new vectors from the mixture of ``clustered(dim=dim, clusters=clusters, seed=seed)``.
+
+    Each ``stream`` number is its own seeded sequence, apart from the base, query and extra sets.
+    """
+    mix = _Mixture(dim, clusters, seed)
+    rng = np.random.default_rng([seed, stream])
+    return lambda n: mix.sample(n, rng)
 
 
 def exact_topk(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -104,6 +104,7 @@ class PymilvusPeer(Peer):
     """Shared pymilvus code: the same schema, batches, index and search calls for every server."""
 
     uri = ""
+    collection_properties: dict[str, str] = {}  # set right after the collection is created
 
     def __init__(self, client: Any = None) -> None:
         super().__init__()
@@ -131,6 +132,8 @@ class PymilvusPeer(Peer):
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("tag", DataType.INT64)
         c.create_collection(COLLECTION, schema=schema)
+        if self.collection_properties:
+            c.alter_collection_properties(COLLECTION, dict(self.collection_properties))
 
     @staticmethod
     def _rows(ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
