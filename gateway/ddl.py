@@ -20,7 +20,7 @@ from gateway.schema_convert import (
     schema_from_proto,
     schema_to_proto,
 )
-from schemas.catalog import CatalogEvent, CollectionInfo
+from schemas.catalog import TTL_PROPERTY, CatalogEvent, CollectionInfo
 from schemas.collection import validate_schema
 from schemas.exceptions import (
     CollectionExists,
@@ -34,7 +34,7 @@ from schemas.timestamps import physical_ms
 from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
-TTL = "collection.ttl.seconds"
+TTL = TTL_PROPERTY
 MMAP = "mmap.enabled"
 _BOOL_PROPERTIES = {MMAP, "collection.autocompaction.enabled", "lazyload.enabled", "interim_index.enabled"}
 

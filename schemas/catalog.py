@@ -31,6 +31,9 @@ class CatalogEvent:
     RENAME = "rename_collection"
 
 
+TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this stop being returned (0: never)
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     field: str
@@ -68,6 +71,14 @@ class CollectionInfo:
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+    @property
+    def ttl_seconds(self) -> int:
+        """The collection's time to live (``collection.ttl.seconds``); 0 when rows never expire."""
+        try:
+            return max(0, int(self.properties.get(TTL_PROPERTY, 0)))
+        except ValueError:
+            return 0
 
     def evolve(self, event: str, **changes: Any) -> CollectionInfo:
         return replace(self, event=event, **changes)

@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 from indexer import IndexSpec, VectorIndex
 from schemas.catalog import CollectionInfo
 from schemas.live import stored_alive
+from schemas.timestamps import compose, physical_ms
 from schemas.wal import Op, WalRecord
 from searcher.handoff import PreparedSeal, read_sealed, remaining, seal_filter, take_over
 from searcher.interim import GrowingIndexes, InterimSettings
@@ -308,8 +309,15 @@ class LoadedCollection:
 
     def _view(self, at_ts: int | None) -> list[tuple[Container, np.ndarray]]:
         if at_ts is None:
-            return [(c, c.alive) for c in self.containers]
-        return [(c, c.live_at(at_ts)) for c in self.containers]
+            view = [(c, c.alive) for c in self.containers]
+        else:
+            view = [(c, c.live_at(at_ts)) for c in self.containers]
+        ttl = self.info.ttl_seconds
+        if ttl:  # expired rows leave every read at once; compaction removes them from disk later
+            now_ms = physical_ms(at_ts) if at_ts is not None else int(time.time() * 1000)
+            cutoff = compose(now_ms - ttl * 1000)
+            view = [(c, c.unexpired(mask, cutoff)) for c, mask in view]
+        return view
 
     def _applied(self) -> dict[int, int]:
         return {s: st.applied for s, st in self.shards.items()}

@@ -58,6 +58,7 @@ class Container:
             self.table.column("_ts").to_numpy() if "_ts" in names else np.zeros(self.num_rows, np.int64)
         )
         self.pks: pa.Array = self.table.column(self.pk_name).combine_chunks()
+        self.ts_range = (int(self.ts.min()), int(self.ts.max())) if self.num_rows else (0, 0)
         self.seqs: np.ndarray = self.table.column("_seq").to_numpy()
         self.offsets: np.ndarray = self.table.column("_offset").to_numpy()
         self.max_offset = int(self.offsets.max()) if len(self.offsets) else -1
@@ -132,6 +133,15 @@ class Container:
         dead = self.dead_ts.copy()
         dead[hit] = ts
         return alive, dead
+
+    def unexpired(self, mask: np.ndarray, cutoff_ts: int) -> np.ndarray:
+        """``mask`` without the rows written before ``cutoff_ts`` (collection TTL)."""
+        lo, hi = self.ts_range
+        if lo >= cutoff_ts:
+            return mask
+        if hi < cutoff_ts:
+            return np.zeros_like(mask)
+        return mask & (self.ts >= cutoff_ts)
 
     def live_at(self, ts: int) -> np.ndarray:
         """Rows that were their key's latest write at hybrid timestamp ``ts`` (an MVCC snapshot)."""

@@ -2,14 +2,16 @@
 
 It runs inside the gateway process (the gateway talks to it through ``searcher.types.Searcher``).
 Consistency is a read barrier on WAL positions: Strong waits until the tail has applied
-the positions the broker reported when the request arrived; Session and Bounded wait for
-the writes this process made; Eventually never waits.
+the positions the broker reported when the request arrived; Session waits for the writes this
+process made; Bounded does too, and when the tail last held the whole log longer ago than the
+bound (``WALVUS_BOUNDED_STALENESS_SECONDS``) it waits as Strong does; Eventually never waits.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -275,12 +277,20 @@ class SearcherService:
         cid = coll.info.collection_id
         if level == ConsistencyLevel.EVENTUALLY:
             return
+        topic = wal_topic(self.ns, cid)
+        if level == ConsistencyLevel.BOUNDED and not self._within_bound(topic):
+            level = ConsistencyLevel.STRONG  # behind the log by more than the bound: catch up first
         if level == ConsistencyLevel.STRONG:
-            ends = self.ends.after_now(wal_topic(self.ns, cid), coll.info.shards_num)
+            ends = self.ends.after_now(topic, coll.info.shards_num)
             target = {s: end - 1 for s, end in enumerate(ends)}
         else:
             target = dict(self._local_writes.get(cid, {}))
         self._wait(coll, target)
+
+    def _within_bound(self, topic: str) -> bool:
+        """The tail held every record of ``topic`` within the Bounded staleness bound."""
+        held = self.wal_tail.caught_up_at(topic)
+        return held is not None and time.monotonic() - held <= self.settings.bounded_staleness_seconds
 
     def _wait(self, coll: LoadedCollection, target: dict[int, int]) -> None:
         if target and not coll.wait_applied(target, BARRIER_TIMEOUT):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
@@ -14,6 +15,7 @@ from schemas.wal import WalRecord
 from walvus.log import drain
 
 log = logging.getLogger(__name__)
+CAUGHT_UP_MARGIN = 0.5  # seconds: a fetch answer is at most a long poll (0.1 s) plus delivery old
 
 
 class WalTail:
@@ -41,6 +43,7 @@ class WalTail:
         self._after_poll = after_poll
         self._advance = advance
         self._assigned: dict[tuple[str, int], int] = {}
+        self._caught_up: dict[str, float] = {}
         self._lock = threading.Lock()
         self._changed = False
         self._stop = threading.Event()
@@ -63,6 +66,7 @@ class WalTail:
         with self._lock:
             self._assigned = {k: v for k, v in self._assigned.items() if k[0] != topic}
             self._changed = True
+            self._caught_up.pop(topic, None)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -117,13 +121,25 @@ class WalTail:
             if self._changed:
                 return
             tps = [TopicPartition(t, p) for (t, p) in self._assigned]
+        checked = time.monotonic()
         try:
             positions = self._consumer.position(tps)
         except KafkaException:
             return
+        behind: set[str] = set()
         for tp in positions:
             if tp.offset > 0:
                 self._advance(tp.topic, tp.partition, tp.offset - 1)
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0 or tp.offset < high:  # unknown yet, or records left to read
+                behind.add(tp.topic)
+        for topic in {tp.topic for tp in positions} - behind:
+            # the cached high watermark comes from the last fetch answer, at most a long poll old
+            self._caught_up[topic] = checked - CAUGHT_UP_MARGIN
+
+    def caught_up_at(self, topic: str) -> float | None:
+        """When (monotonic, conservatively) the tail last held every record of ``topic``."""
+        return self._caught_up.get(topic)
 
 
 class AnnouncementTail:

@@ -117,6 +117,11 @@ class SearcherSettings(WalvusSettings):
     interim_m: int = Field(16, ge=4, description="HNSW M of interim indexes.")
     interim_ef_construction: int = Field(64, ge=8, description="HNSW efConstruction of interim indexes.")
     interim_ef: int = Field(64, ge=1, description="HNSW ef of interim indexes when a search gives none.")
+    bounded_staleness_seconds: float = Field(
+        5.0,
+        description="Bounded reads are served at once while the searcher held the whole log this recently; "
+        "else they wait like Strong.",
+    )
     handoff_wait_seconds: float = Field(
         120.0,
         description="How long sealed rows wait for their index before they replace growing rows anyway.",
@@ -144,7 +149,6 @@ class LimitSettings(WalvusSettings):
 class GatewaySettings(WalvusSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(19530, description="Port of the Milvus-compatible gRPC server.")
-    bounded_staleness_seconds: float = Field(5.0, description="Staleness bound of Bounded consistency.")
     users: str = Field("", description="user:password pairs, comma separated; empty disables authentication.")
     tls_cert: Path | None = Field(None, description="PEM certificate: enables TLS on the gRPC port.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")

@@ -9,8 +9,10 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
+from schemas.wal import Op, WalHeader, WalRecord
 from searcher.list_offsets import DirectEndPositions
 from searcher.positions import EndPositions
+from searcher.tail import WalTail
 from walvus.log import KafkaLog, LogMessage
 
 pytestmark = pytest.mark.integration
@@ -63,3 +65,33 @@ def _settle(kafka: KafkaLog, topic: str) -> None:
         if probe.after_now(topic, 3) != [-1] * 3 or time.monotonic() > deadline:
             return
         time.sleep(0.2)
+
+
+def test_wal_tail_knows_when_it_held_the_whole_log(kafka_bootstrap):
+    """What Bounded reads rely on: the tail marks a topic caught up only once it has read every
+    record the broker holds, and not before it has heard of the partition's end at all."""
+    kafka = KafkaLog({"bootstrap.servers": kafka_bootstrap})
+    topic = f"tail-{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(topic, 2)
+    kafka.end_offsets(topic, 2)
+    header = WalHeader(op=Op.FLUSH, collection="c", collection_id=1, schema_version=1, ts=1)
+    kafka.append([LogMessage(topic, p, WalRecord(header).encode()) for p in (0, 1, 1) for _ in range(50)])
+    applied: list[int] = []
+    tail = WalTail(kafka.conf, lambda t, p, off, rec: applied.append(off))
+    assert tail.caught_up_at(topic) is None
+    tail.start()
+    try:
+        tail.assign(topic, {0: 0, 1: 0})
+        deadline = time.monotonic() + 30
+        while tail.caught_up_at(topic) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = tail.caught_up_at(topic)
+        assert held is not None and len(applied) == 150  # every record was applied first
+        assert held <= time.monotonic()
+        time.sleep(0.5)
+        assert tail.caught_up_at(topic) > held  # an idle tail keeps confirming it is current
+        tail.unassign(topic)
+        assert tail.caught_up_at(topic) is None
+    finally:
+        tail.stop()
+        kafka.close()
