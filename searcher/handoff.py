@@ -34,8 +34,10 @@ class PreparedSeal:
     last_check: float = field(default_factory=time.monotonic)
 
     def indexed(self, info: CollectionInfo) -> bool:
-        """Every indexed vector field has its index attached on every container."""
-        return all(f in c.indexes for c in self.containers for f in info.indexes)
+        """Every indexed vector field has its index attached on every container (indexes on
+        scalar fields are not FAISS files)."""
+        vector_fields = [f.name for f in info.schema.vector_fields if f.name in info.indexes]
+        return all(f in c.indexes for c in self.containers for f in vector_fields)
 
 
 def read_sealed(table: pa.Table | None, pk_name: str) -> list[Container]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from tests.integration.search_support import running, stats
+from tests.integration.search_support import running, stats, wait_indexed
 from walvus.storage import ROWS
 
 DIM = 16
@@ -218,6 +218,8 @@ def test_seals_by_rows_and_by_age_under_continuous_writes_hand_over_without_gap_
                     hits = client.search("stream", [got[0]["vec"]], limit=10)[0]
                     ids = [h["id"] for h in hits]
                     assert ids[0] == probe and len(ids) == len(set(ids))
+                s = stats(client, "stream")  # a seal replaces growing rows only once it is indexed
+                assert s.get("indexed_segments", 0) == s.get("sealed_segments", 0), s
                 checks += 1
         finally:
             t.join(60)
@@ -228,4 +230,6 @@ def test_seals_by_rows_and_by_age_under_continuous_writes_hand_over_without_gap_
         reasons = _reasons(dep, client, "stream")
         assert "rows" in reasons and "age" in reasons, reasons
         assert "idle" not in reasons
-        assert stats(client, "stream")["sealed_segments"] >= 3
+        client.flush("stream")
+        final = wait_indexed(client, "stream", 1)  # hand-overs wait for the indexer
+        assert final["sealed_segments"] >= 3 and final["row_count"] == len(acked), final
