@@ -305,6 +305,41 @@ def test_empty_query_results_still_carry_fields(client: MilvusClient, coll: str)
     assert client.search(coll, [vec(1)], anns_field="vec", limit=3, filter="id > 100000") == [[]]
 
 
+def test_empty_results_are_typed_for_every_field_type(client: MilvusClient) -> None:
+    """pymilvus raises "Unknown data type" on a FieldData with no type oneof, so zero rows still name it."""
+    s = MilvusClient.create_schema(enable_dynamic_field=True)
+    s.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=16)
+    kinds = {
+        "vec": dict(datatype=DataType.FLOAT_VECTOR, dim=4),
+        "half": dict(datatype=DataType.FLOAT16_VECTOR, dim=4),
+        "bf": dict(datatype=DataType.BFLOAT16_VECTOR, dim=4),
+        "bits": dict(datatype=DataType.BINARY_VECTOR, dim=16),
+        "flag": dict(datatype=DataType.BOOL),
+        "i8": dict(datatype=DataType.INT8),
+        "i16": dict(datatype=DataType.INT16),
+        "i32": dict(datatype=DataType.INT32, nullable=True),
+        "i64": dict(datatype=DataType.INT64),
+        "f32": dict(datatype=DataType.FLOAT),
+        "f64": dict(datatype=DataType.DOUBLE, nullable=True),
+        "text": dict(datatype=DataType.VARCHAR, max_length=8),
+        "doc": dict(datatype=DataType.JSON),
+        "words": dict(datatype=DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=4, max_length=8),
+        "nums": dict(datatype=DataType.ARRAY, element_type=DataType.DOUBLE, max_capacity=4),
+    }
+    for name, kw in kinds.items():
+        s.add_field(name, **kw)
+    ip = client.prepare_index_params()
+    for name, metric in (("vec", "L2"), ("half", "IP"), ("bf", "IP"), ("bits", "HAMMING")):
+        ip.add_index(name, index_type="BIN_FLAT" if name == "bits" else "FLAT", metric_type=metric)
+    name = unique("typed")
+    client.create_collection(name, schema=s, index_params=ip)
+    for field in [*kinds, "pk", "dynamic_key", "$meta", "*"]:
+        assert client.query(name, filter='pk in ["100"]', output_fields=[field]) == [], field
+    assert client.query(name, filter='pk in ["100"]') == []
+    assert client.get(name, ids=["100"]) == []
+    assert client.search(name, [[0.0] * 4], anns_field="vec", limit=3, output_fields=["*"]) == [[]]
+
+
 def test_query_window_and_empty_filter_limits(client: MilvusClient, coll: str) -> None:
     with pytest.raises(MilvusException, match="empty expression should be used with limit"):
         client.query(coll, filter="")
