@@ -103,7 +103,7 @@ class CollectionRpcs:
             collection_name=info.name,
             properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in sorted(info.properties.items())],
             db_name="default",
-            num_partitions=len(info.partitions) if info.num_partitions else 0,
+            num_partitions=len(info.partitions),
             virtual_channel_names=[f"{info.name}_v{i}" for i in range(info.shards_num)],
         )
         self._described[info.name] = (info, resp)
@@ -210,7 +210,8 @@ class CollectionRpcs:
             except WalvusError as exc:
                 log.debug("searcher stats unavailable collection=%s error=%s", info.name, exc)
         if not info.loaded or (partition is not None and not check_loaded_partition(info, partition)):
-            return 0
+            # Milvus counts persisted rows without loading the collection
+            return self.w.persisted_rows(info.name, partition)
         table = self.searcher.query(
             QueryRequest(
                 info.name,

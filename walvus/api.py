@@ -21,6 +21,7 @@ import pyarrow as pa
 from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
 from schemas.exceptions import CollectionExists, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.live import stored_alive
 from schemas.timestamps import HybridClock
 from schemas.topics import wal_topic
 from schemas.validation import build_batch, rows_to_columns
@@ -242,6 +243,24 @@ class Walvus:
                         )
                     time.sleep(0.02)
         return {name: pos for name, (_, pos) in waits.items()}
+
+    def persisted_rows(self, name: str, partition: str | None = None) -> int:
+        """Live rows committed to Delta (sealed segments minus deletes), without loading anything.
+
+        What Milvus's collection statistics count for a released collection; rows still in the
+        unsealed WAL tail are not counted until a flush (or the seal policy) commits them.
+        """
+        info = self.catalog.require(name)
+        pk = info.schema.primary.name
+        keep = [pk, "_seq", "_partition", "_shard"]
+        rows = self.store.read(info.collection_id, ROWS, columns=keep)
+        if rows is None or rows.num_rows == 0:
+            return 0
+        tombs = self.store.read(info.collection_id, DELETES, columns=["_pk", *keep[1:]])
+        alive = stored_alive(rows, tombs, pk)
+        if partition is not None:
+            alive &= rows.column("_partition").to_numpy(zero_copy_only=False) == partition
+        return int(alive.sum())
 
     def flushed(self, collection_id: int, shard: int, offset: int) -> bool:
         return all(

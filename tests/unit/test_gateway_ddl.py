@@ -112,7 +112,9 @@ def test_partitions(client: MilvusClient, gw: RunningGateway) -> None:
     name = unique()
     client.create_collection(name, dimension=4)
     client.release_collection(name)
+    assert client.describe_collection(name)["num_partitions"] == 1  # _default, as Milvus says
     client.create_partition(name, "p1")
+    assert client.describe_collection(name)["num_partitions"] == 2
     assert client.has_partition(name, "p1") and not client.has_partition(name, "p2")
     assert client.list_partitions(name) == ["_default", "p1"]
     client.load_partitions(name, ["p1"])
