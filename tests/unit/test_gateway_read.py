@@ -362,3 +362,55 @@ def test_unexpected_searcher_failure_is_reported_not_hidden(
     assert any(
         "disk on fire" in r.getMessage() and r.exc_info for r in caplog.records if r.name == "gateway.errors"
     )
+
+
+def test_order_by_is_refused_not_ignored(client: MilvusClient, coll: str) -> None:
+    with pytest.raises(MilvusException, match="order_by is not supported yet") as err:
+        client.query(
+            coll, filter="id < 5", output_fields=["age"], order_by=[{"field": "age", "order": "desc"}]
+        )
+    assert err.value.code == 1100
+    with pytest.raises(MilvusException, match="order_by is not supported yet"):
+        client.query(coll, filter="id < 5", order_by_fields=["age:desc"])
+    with pytest.raises(MilvusException, match="order_by is not supported yet"):
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, order_by_fields=[{"field": "age"}])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"search_params": {"params": {"search_list": 30}}}, "parameter 'search_list' is not supported"),
+        ({"search_params": {"nprob": 8}}, "parameter 'nprob' is not supported"),
+        ({"group_by_fields": ["color", "age"]}, "grouping search by several fields is not supported"),
+        ({"search_params": {"hints": "use_magic"}}, "hints='use_magic' is not supported"),
+        ({"timezone": "UTC"}, "timezone"),
+    ],
+)
+def test_unknown_search_params_are_refused(
+    client: MilvusClient, coll: str, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(MilvusException, match=message) as err:
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, **kwargs)
+    assert err.value.code == 1100
+
+
+def test_known_search_params_and_hints_keep_working(client: MilvusClient, coll: str) -> None:
+    params = {
+        "metric_type": "L2",
+        "hints": "iterative_filter",
+        "params": {"ef": 16},
+        "page_retain_order": True,
+    }
+    hits = client.search(coll, [vec(1)], anns_field="vec", limit=3, search_params=params, filter="id < 10")
+    assert hits[0][0]["id"] == 1
+
+
+def test_unknown_query_and_rank_params_are_refused(client: MilvusClient, coll: str) -> None:
+    with pytest.raises(MilvusException, match="timezone"):
+        client.query(coll, filter="id < 5", timezone="UTC")
+    reqs = [AnnSearchRequest([vec(1)], "vec", {"params": {"ef": 8}}, limit=3)]
+    with pytest.raises(MilvusException, match="grouping hybrid search is not supported"):
+        client.hybrid_search(coll, reqs, RRFRanker(), limit=3, rank_group_scorer="max")
+    bad = [AnnSearchRequest([vec(1)], "vec", {"params": {"nlist_search": 8}}, limit=3)]
+    with pytest.raises(MilvusException, match="parameter 'nlist_search' is not supported"):
+        client.hybrid_search(coll, bad, RRFRanker(), limit=3)
