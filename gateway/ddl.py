@@ -21,7 +21,7 @@ from gateway.schema_convert import (
     schema_to_proto,
 )
 from schemas.catalog import CatalogEvent, CollectionInfo
-from schemas.collection import validate_schema
+from schemas.collection import check_name, validate_schema
 from schemas.exceptions import (
     CollectionExists,
     CollectionNotFound,
@@ -110,6 +110,8 @@ class CollectionRpcs:
         return resp
 
     def _lookup(self, name: str, collection_id: int = 0) -> CollectionInfo:
+        if name:  # Milvus refuses an invalid name (pymilvus's has_collection raises, not False)
+            check_name("collection", name)
         if not name and collection_id:
             info = self.w.catalog.by_id(collection_id)
             if info is None or not info.active:
@@ -118,6 +120,7 @@ class CollectionRpcs:
         return self.w.catalog.require(name)
 
     def has_collection(self, req: milvus_pb2.HasCollectionRequest) -> milvus_pb2.BoolResponse:
+        check_name("collection", req.collection_name)  # Milvus refuses an invalid name, not False
         return milvus_pb2.BoolResponse(status=OK, value=self.w.catalog.get(req.collection_name) is not None)
 
     def show_collections(self, req: milvus_pb2.ShowCollectionsRequest) -> milvus_pb2.ShowCollectionsResponse:
@@ -246,6 +249,8 @@ class CollectionRpcs:
         return OK
 
     def has_partition(self, req: milvus_pb2.HasPartitionRequest) -> milvus_pb2.BoolResponse:
+        check_name("collection", req.collection_name)
+        check_name("partition", req.partition_name)
         info = self.w.catalog.require(req.collection_name)
         return milvus_pb2.BoolResponse(status=OK, value=req.partition_name in info.partitions)
 

@@ -30,6 +30,12 @@ class SchemaError(InvalidArgument):
     """A collection schema is not valid."""
 
 
+class FieldNameInvalid(SchemaError):
+    """A field name Milvus refuses (Milvus code 1701, "field name invalid")."""
+
+    code = 1701
+
+
 class ValidationError(InvalidArgument):
     """A batch of rows does not match its collection's schema."""
 
