@@ -23,10 +23,10 @@ from gateway.schema_convert import (
 from schemas.catalog import CatalogEvent, CollectionInfo
 from schemas.collection import check_name, validate_schema
 from schemas.exceptions import (
+    CapacityExceeded,
     CollectionExists,
     CollectionNotFound,
     InvalidArgument,
-    LimitExceeded,
     PartitionNotFound,
     WalvusError,
 )
@@ -232,8 +232,8 @@ class CollectionRpcs:
         used = sum(c.shards_num * len(c.partitions) for c in self.w.catalog.collections())
         if req.partition_name not in info.partitions and used + info.shards_num > limit:
             # a partition adds one channel per shard, as a collection does (Milvus's general capacity)
-            raise LimitExceeded(
-                f"over the limit of {limit} collections (shards x partitions count towards it: "
+            raise CapacityExceeded(
+                f"general capacity exceeded: over the limit of {limit} collections (shards x partitions count towards it: "
                 f"{used} used, partition {req.partition_name} of {info.name} needs {info.shards_num})"
             )
         self.w.create_partition(req.collection_name, req.partition_name)

@@ -19,7 +19,12 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from gateway.errors import NotSupported, PartitionNotLoaded
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, NAME_RE, CollectionSchema, FieldSchema
-from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.exceptions import (
+    CollectionNotLoaded,
+    InvalidArgument,
+    PartitionNotFound,
+    RequestTooLarge,
+)
 from schemas.types import DataType
 from searcher.types import Consistency, ConsistencyLevel
 
@@ -128,7 +133,7 @@ def check_request_size(limits: Any, message: Any) -> None:
     """Milvus's ``proxy.maxRequestSize``: refuse oversized writes and searches with a clear message."""
     size = message.ByteSize()
     if size > limits.max_request_mb * 1024 * 1024:
-        raise LimitExceeded(
+        raise RequestTooLarge(
             f"request size {size / 2**20:.1f} MB is over the limit of {limits.max_request_mb:g} MB: "
             "split it into smaller batches"
         )

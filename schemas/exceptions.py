@@ -49,6 +49,18 @@ class LimitExceeded(InvalidArgument):
     """A request is over one of the configured limits (size, nq, topk, dimension...)."""
 
 
+class CapacityExceeded(LimitExceeded):
+    """Shards x partitions over the collection limit (Milvus code 250, "general capacity exceeded")."""
+
+    code = 250
+
+
+class RequestTooLarge(LimitExceeded):
+    """A request over the size limit (Milvus code 1102, "parameter too large")."""
+
+    code = 1102
+
+
 class CollectionNotFound(WalvusError, LookupError):
     code = 100
 

@@ -20,7 +20,14 @@ import pyarrow as pa
 
 from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
-from schemas.exceptions import CollectionExists, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.exceptions import (
+    CapacityExceeded,
+    CollectionExists,
+    InvalidArgument,
+    LimitExceeded,
+    PartitionNotFound,
+    RequestTooLarge,
+)
 from schemas.live import stored_alive
 from schemas.timestamps import HybridClock
 from schemas.topics import wal_topic
@@ -111,8 +118,8 @@ class Walvus:
             partitions = key_partition_names(nparts)
         used = sum(c.shards_num * len(c.partitions) for c in self.catalog.collections())
         if used + shards_num * len(partitions) > self.limits.max_collections:
-            raise LimitExceeded(
-                f"over the limit of {self.limits.max_collections} collections (shards x partitions count "
+            raise CapacityExceeded(
+                f"general capacity exceeded: over the limit of {self.limits.max_collections} collections (shards x partitions count "
                 f"towards it: {used} used)"
             )
         cid = self.clock.now()
@@ -217,7 +224,7 @@ class Walvus:
     def _check_size(self, nbytes: int) -> None:
         limit = int(self.limits.max_request_mb * 1024 * 1024)
         if nbytes > limit:
-            raise LimitExceeded(
+            raise RequestTooLarge(
                 f"request of {nbytes / 2**20:.1f} MB is over the limit of {self.limits.max_request_mb} MB; "
                 "split it into smaller batches"
             )

@@ -297,7 +297,7 @@ def test_search_only_loaded_partitions(client: MilvusClient, gw: RunningGateway)
     assert [h["id"] for h in client.search(name, [[1, 1]], limit=5)[0]] == [2]
     with pytest.raises(MilvusException, match="partition not loaded") as err:
         client.search(name, [[1, 1]], limit=5, partition_names=["_default"])
-    assert err.value.code == 202
+    assert err.value.code == 201
 
 
 def test_empty_query_results_still_carry_fields(client: MilvusClient, coll: str) -> None:
