@@ -333,7 +333,8 @@ SEARCH_KEYS = _ROUTING | {
     "strict_group_size",
     "hints",
 }
-# inside ``params``: index knobs walvus uses, and the keys pymilvus copies there from the top level
+# index knobs walvus uses. pymilvus copies the top-level keys into ``params`` and the Node SDK
+# copies ``params`` to the top level, so both levels accept both sets
 SEARCH_PARAM_KEYS = SEARCH_KEYS | {
     "nprobe",
     "ef",

@@ -22,7 +22,6 @@ from gateway.errors import OK, NotSupported
 from gateway.field_data import empty_column, extend_floats, field_data_from_column
 from gateway.params import (
     RANK_KEYS,
-    SEARCH_KEYS,
     SEARCH_PARAM_KEYS,
     OutputPlan,
     as_bool,
@@ -109,7 +108,7 @@ class SearchRpcs:
         cons: Consistency,
     ) -> SearchRequest:
         limits = self.w.limits
-        check_known(kv, SEARCH_KEYS, "search params")
+        check_known(kv, SEARCH_PARAM_KEYS, "search params")
         field = vector_field(info.schema, kv.get("anns_field"))
         topk = as_int(kv, "topk")
         offset = as_int(kv, "offset", 0)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import grpc
 import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+from pymilvus.client.prepare import Prepare
+from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from gateway.testing import RunningGateway, running_gateway
 from searcher.types import ConsistencyLevel
@@ -414,3 +417,17 @@ def test_unknown_query_and_rank_params_are_refused(client: MilvusClient, coll: s
     bad = [AnnSearchRequest([vec(1)], "vec", {"params": {"nlist_search": 8}}, limit=3)]
     with pytest.raises(MilvusException, match="parameter 'nlist_search' is not supported"):
         client.hybrid_search(coll, bad, RRFRanker(), limit=3)
+
+
+def test_index_knobs_at_the_top_level_as_the_node_sdk_sends_them(gw: RunningGateway, coll: str) -> None:
+    """The Node SDK copies ``params`` (ef, radius...) next to topk; they are understood there too,
+    and an unknown key there is refused as it is inside ``params``."""
+    req = Prepare.search_requests_with_expr(coll, "vec", {"params": {"ef": 16}}, 3, data=[vec(1)])
+    req.search_params.add(key="ef", value="16")
+    with grpc.insecure_channel(gw.uri.removeprefix("http://")) as channel:
+        stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+        res = stub.Search(req)
+        assert res.status.code == 0 and list(res.results.ids.int_id.data)[0] == 1
+        req.search_params.add(key="search_list", value="30")
+        res = stub.Search(req)
+    assert res.status.code == 1100 and "parameter 'search_list' is not supported" in res.status.reason
