@@ -180,6 +180,12 @@ def check_field_name(name: str) -> None:
             "name this field, choose another name",
             field=name,
         )
+    if name in SYSTEM_COLUMNS:
+        raise FieldNameInvalid(
+            f"Invalid field name: {name}. {name} is reserved: walvus stores a system column of that "
+            "name with every row",
+            field=name,
+        )
 
 
 def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM) -> CollectionSchema:
