@@ -145,6 +145,7 @@ class CollectionRpcs:
         )
 
     def drop_collection(self, req: milvus_pb2.DropCollectionRequest) -> common_pb2.Status:
+        check_name("collection", req.collection_name)
         info = self.w.catalog.get(req.collection_name)
         if info is None:
             return OK  # Milvus: dropping a missing collection succeeds

@@ -370,3 +370,7 @@ def test_has_collection_and_has_partition_refuse_invalid_names(
         client.has_partition(existing, bad_partition)
     assert err.value.code == 1100
     assert not client.has_partition(existing, "p_missing") and not client.has_collection("c_missing")
+    for call in (client.drop_collection, client.load_collection, client.release_collection):
+        with pytest.raises(MilvusException, match="Invalid collection name") as err:
+            call(name)
+        assert err.value.code == 1100
