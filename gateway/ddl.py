@@ -21,12 +21,12 @@ from gateway.schema_convert import (
     schema_to_proto,
 )
 from schemas.catalog import TTL_PROPERTY, CatalogEvent, CollectionInfo
-from schemas.collection import validate_schema
+from schemas.collection import check_name, validate_schema
 from schemas.exceptions import (
+    CapacityExceeded,
     CollectionExists,
     CollectionNotFound,
     InvalidArgument,
-    LimitExceeded,
     PartitionNotFound,
     WalvusError,
 )
@@ -103,13 +103,15 @@ class CollectionRpcs:
             collection_name=info.name,
             properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in sorted(info.properties.items())],
             db_name="default",
-            num_partitions=len(info.partitions) if info.num_partitions else 0,
+            num_partitions=len(info.partitions),
             virtual_channel_names=[f"{info.name}_v{i}" for i in range(info.shards_num)],
         )
         self._described[info.name] = (info, resp)
         return resp
 
     def _lookup(self, name: str, collection_id: int = 0) -> CollectionInfo:
+        if name:  # Milvus refuses an invalid name (pymilvus's has_collection raises, not False)
+            check_name("collection", name)
         if not name and collection_id:
             info = self.w.catalog.by_id(collection_id)
             if info is None or not info.active:
@@ -118,6 +120,7 @@ class CollectionRpcs:
         return self.w.catalog.require(name)
 
     def has_collection(self, req: milvus_pb2.HasCollectionRequest) -> milvus_pb2.BoolResponse:
+        check_name("collection", req.collection_name)  # Milvus refuses an invalid name, not False
         return milvus_pb2.BoolResponse(status=OK, value=self.w.catalog.get(req.collection_name) is not None)
 
     def show_collections(self, req: milvus_pb2.ShowCollectionsRequest) -> milvus_pb2.ShowCollectionsResponse:
@@ -142,6 +145,7 @@ class CollectionRpcs:
         )
 
     def drop_collection(self, req: milvus_pb2.DropCollectionRequest) -> common_pb2.Status:
+        check_name("collection", req.collection_name)
         info = self.w.catalog.get(req.collection_name)
         if info is None:
             return OK  # Milvus: dropping a missing collection succeeds
@@ -210,7 +214,8 @@ class CollectionRpcs:
             except WalvusError as exc:
                 log.debug("searcher stats unavailable collection=%s error=%s", info.name, exc)
         if not info.loaded or (partition is not None and not check_loaded_partition(info, partition)):
-            return 0
+            # Milvus counts persisted rows without loading the collection
+            return self.w.persisted_rows(info.name, partition)
         table = self.searcher.query(
             QueryRequest(
                 info.name,
@@ -228,8 +233,8 @@ class CollectionRpcs:
         used = sum(c.shards_num * len(c.partitions) for c in self.w.catalog.collections())
         if req.partition_name not in info.partitions and used + info.shards_num > limit:
             # a partition adds one channel per shard, as a collection does (Milvus's general capacity)
-            raise LimitExceeded(
-                f"over the limit of {limit} collections (shards x partitions count towards it: "
+            raise CapacityExceeded(
+                f"general capacity exceeded: over the limit of {limit} collections (shards x partitions count towards it: "
                 f"{used} used, partition {req.partition_name} of {info.name} needs {info.shards_num})"
             )
         self.w.create_partition(req.collection_name, req.partition_name)
@@ -245,6 +250,8 @@ class CollectionRpcs:
         return OK
 
     def has_partition(self, req: milvus_pb2.HasPartitionRequest) -> milvus_pb2.BoolResponse:
+        check_name("collection", req.collection_name)
+        check_name("partition", req.partition_name)
         info = self.w.catalog.require(req.collection_name)
         return milvus_pb2.BoolResponse(status=OK, value=req.partition_name in info.partitions)
 

@@ -23,6 +23,7 @@ INVALID_PARAMETER = 1100
 COLLECTION_NOT_FOUND = 100
 INDEX_NOT_FOUND = 700
 NOT_AUTHENTICATED = 1800
+PARTITION_NOT_LOADED = 201  # Milvus's ErrPartitionNotLoaded (202 is "not fully loaded", retriable)
 
 # New-style Milvus code -> legacy ErrorCode, for clients that only read ``error_code``.
 _LEGACY: dict[int, int] = {
@@ -47,7 +48,7 @@ class IndexMissing(WalvusError):
 
 
 class PartitionNotLoaded(WalvusError):
-    code = 202
+    code = PARTITION_NOT_LOADED
 
     def __init__(self, collection: str, partition: str) -> None:
         super().__init__(
@@ -90,7 +91,13 @@ def status_for(exc: BaseException, *, method: str = "") -> common_pb2.Status:
         return status
     if isinstance(exc, WalvusError):
         return error_status(exc.code, exc.message, input_error=isinstance(exc, InvalidArgument))
-    if isinstance(exc, FilterError | IndexSpecError):
+    if isinstance(exc, FilterError):  # Milvus's shape, then walvus's pointer to the problem
+        return error_status(
+            INVALID_PARAMETER,
+            f"failed to create query plan: cannot parse expression: {exc.expr}, error: {exc}",
+            input_error=True,
+        )
+    if isinstance(exc, IndexSpecError):
         return error_status(INVALID_PARAMETER, str(exc), input_error=True)
     if isinstance(exc, ValueError):
         return error_status(INVALID_PARAMETER, f"invalid parameter: {exc}", input_error=True)

@@ -16,10 +16,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from gateway.errors import PartitionNotLoaded
+from gateway.errors import NotSupported, PartitionNotLoaded
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, NAME_RE, CollectionSchema, FieldSchema
-from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.exceptions import (
+    CollectionNotLoaded,
+    InvalidArgument,
+    PartitionNotFound,
+    RequestTooLarge,
+)
 from schemas.types import DataType
 from searcher.types import Consistency, ConsistencyLevel
 
@@ -128,7 +133,7 @@ def check_request_size(limits: Any, message: Any) -> None:
     """Milvus's ``proxy.maxRequestSize``: refuse oversized writes and searches with a clear message."""
     size = message.ByteSize()
     if size > limits.max_request_mb * 1024 * 1024:
-        raise LimitExceeded(
+        raise RequestTooLarge(
             f"request size {size / 2**20:.1f} MB is over the limit of {limits.max_request_mb:g} MB: "
             "split it into smaller batches"
         )
@@ -291,3 +296,80 @@ def finite_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
+
+
+# ------------------------------------------------------------------------------ known keys
+# Every key of a request's parameter lists that walvus reads (or that changes nothing walvus
+# returns); anything else is refused, so a feature walvus lacks is never accepted and dropped.
+_NOT_YET: dict[str, str] = {
+    "order_by_fields": "order_by is not supported yet: walvus cannot sort results by a field",
+    "search_aggregation": "search aggregation is not supported yet",
+    "json_path": "grouping by a JSON path is not supported yet",
+    "json_type": "grouping by a JSON path is not supported yet",
+    "strict_cast": "grouping by a JSON path is not supported yet",
+    "analyzer_name": "full-text search (analyzers) is not supported yet",
+    "timezone": "TIMESTAMPTZ fields (timezone) are not supported yet",
+    "time_fields": "TIMESTAMPTZ fields (time_fields) are not supported yet",
+    "query_iter_last_element_offset": "element-level query iterators are not supported yet",
+    "rank_group_scorer": "grouping hybrid search is not supported yet",
+    "group_by_fields": "grouping search by several fields is not supported yet: use group_by_field",
+}
+_ROUTING = frozenset({"collection_id", "cluster_id"})  # client routing hints, about the same collection
+SEARCH_KEYS = _ROUTING | {
+    "topk",
+    "offset",
+    "round_decimal",
+    "ignore_growing",
+    "metric_type",
+    "anns_field",
+    "params",
+    "iterator",
+    "search_iter_v2",
+    "search_iter_batch_size",
+    "search_iter_last_bound",
+    "search_iter_id",
+    "group_by_field",
+    "group_size",
+    "strict_group_size",
+    "hints",
+}
+# index knobs walvus uses. pymilvus copies the top-level keys into ``params`` and the Node SDK
+# copies ``params`` to the top level, so both levels accept both sets
+SEARCH_PARAM_KEYS = SEARCH_KEYS | {
+    "nprobe",
+    "ef",
+    "itopk_size",
+    "reorder_k",
+    "refine_k",
+    "radius",
+    "range_filter",
+    "limit",
+    "page_retain_order",  # walvus's pages always keep the order of the full result
+}
+QUERY_KEYS = _ROUTING | {
+    "limit",
+    "offset",
+    "ignore_growing",
+    "iterator",
+    "reduce_stop_for_best",
+    "group_by_fields",
+    "query_iter_last_pk",  # pymilvus also puts the cursor in the filter, which walvus reads
+}
+RANK_KEYS = _ROUTING | {"strategy", "params", "limit", "offset", "round_decimal"}
+HINTS = frozenset({"", "iterative_filter"})  # walvus picks pre-filter or brute force by selectivity
+
+
+def check_known(kv: Mapping[str, Any], known: frozenset[str] | set[str], what: str) -> None:
+    """Refuse a parameter walvus does not implement with a clear error, never ignore it."""
+    for key in kv:
+        if key in known:
+            continue
+        reason = _NOT_YET.get(key)
+        if reason is not None:
+            raise NotSupported(f"{reason} ({what}: {key}={str(kv[key])[:100]})")
+        raise InvalidArgument(
+            f"{what}: parameter {key!r} is not supported by walvus; supported: {', '.join(sorted(known))}"
+        )
+    hints = str(kv.get("hints", "") or "")
+    if hints not in HINTS:
+        raise NotSupported(f"{what}: hints={hints!r} is not supported; walvus knows {sorted(HINTS - {''})}")

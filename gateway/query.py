@@ -16,8 +16,10 @@ from gateway.errors import OK
 from gateway.field_data import empty_column, field_data_from_column
 from gateway.params import (
     COUNT,
+    QUERY_KEYS,
     as_bool,
     as_int,
+    check_known,
     consistency,
     iterator_consistency,
     kv_dict,
@@ -44,6 +46,7 @@ class QueryRpcs:
     def query(self, req: milvus_pb2.QueryRequest) -> milvus_pb2.QueryResults:
         info = self.w.catalog.require(req.collection_name)
         kv = kv_dict(req.query_params)
+        check_known(kv, QUERY_KEYS, "query params")
         pk = info.schema.primary.name
         group_by = [g.strip() for g in kv.get("group_by_fields", "").split(",") if g.strip()]
         for g in group_by:

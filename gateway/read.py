@@ -21,9 +21,12 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 from gateway.errors import OK, NotSupported
 from gateway.field_data import empty_column, extend_floats, field_data_from_column
 from gateway.params import (
+    RANK_KEYS,
+    SEARCH_PARAM_KEYS,
     OutputPlan,
     as_bool,
     as_int,
+    check_known,
     check_request_size,
     column_vectors,
     consistency,
@@ -75,6 +78,10 @@ class SearchRpcs:
             raise NotSupported(
                 "search with sub-requests, function scores or function chains is not supported"
             )
+        if req.HasField("search_aggregation"):
+            raise NotSupported("search aggregation is not supported yet")
+        if req.HasField("highlighter"):
+            raise NotSupported("highlighting search results is not supported yet")
         kv = kv_dict(req.search_params)
         plan = output_plan(info.schema, req.output_fields)
         group_by = kv.get("group_by_field") or None
@@ -101,6 +108,7 @@ class SearchRpcs:
         cons: Consistency,
     ) -> SearchRequest:
         limits = self.w.limits
+        check_known(kv, SEARCH_PARAM_KEYS, "search params")
         field = vector_field(info.schema, kv.get("anns_field"))
         topk = as_int(kv, "topk")
         offset = as_int(kv, "offset", 0)
@@ -109,6 +117,7 @@ class SearchRpcs:
                 f"topk [{topk}] + offset [{offset}] is invalid, it should be in range [1, {limits.max_topk}]"
             )
         params = json_params(kv.get("params"), "search params")
+        check_known(params, SEARCH_PARAM_KEYS, "search params")
         metric = str(kv.get("metric_type") or params.get("metric_type") or "").upper() or None
         for key in _NOT_SEARCH_PARAMS:
             params.pop(key, None)
@@ -286,6 +295,7 @@ class SearchRpcs:
             )
         if rank.get("group_by_field"):
             raise NotSupported("grouping hybrid search is not supported")
+        check_known(rank, RANK_KEYS, "hybrid search rank params")
         ranker = Ranker.parse(
             rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
         )

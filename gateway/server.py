@@ -26,7 +26,7 @@ from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
 from searcher.types import Searcher
-from walvus.processes import on_stop_signal, stop_processes
+from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ class Siblings:
 
     def _start(self) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "walvus", "gateway"], env=self._env, preexec_fn=_die_with_parent
+            [sys.executable, "-m", "walvus", "gateway"], env=self._env, preexec_fn=die_with_parent()
         )
 
     def keep_running(self) -> None:
@@ -193,14 +193,6 @@ class Siblings:
 
     def stop(self) -> None:
         stop_processes(self._procs, timeout=30)
-
-
-def _die_with_parent() -> None:
-    """In a sibling before exec: SIGTERM it when the first gateway dies, even by ``kill -9``."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def run(bootstrap: str) -> None:

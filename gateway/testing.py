@@ -106,6 +106,9 @@ class MemoryStore:
     def committed_offset(self, collection_id: int, kind: str, shard: int) -> int:
         return 2**62
 
+    def read(self, collection_id: int, kind: str, **_: Any) -> None:
+        return None  # nothing is sealed: persisted row counts are 0
+
     def dataset(self, collection_id: int, kind: str) -> None:
         return None  # no sealed segments: index progress is (0, 0, 0)
 

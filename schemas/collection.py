@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from schemas.exceptions import SchemaError
+from schemas.exceptions import FieldNameInvalid, SchemaError
 from schemas.types import SCALAR_ARROW, DataType, vector_arrow_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -110,6 +110,8 @@ class CollectionSchema:
             raise SchemaError(f"field {new.name!r} already exists", field=new.name)
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
+        check_field_name(new.name)
+        _validate_field(new, DEFAULT_MAX_DIM)
         fid = max(f.field_id for f in self.fields) + 1
         return replace(self, fields=(*self.fields, replace(new, field_id=fid)), version=self.version + 1)
 
@@ -131,11 +133,58 @@ class CollectionSchema:
         )
 
 
+# Words of the filter grammar (any case), and Milvus's reserved function names: a field named so
+# could not be named in a filter expression, so Milvus refuses it and so does walvus.
+FILTER_KEYWORDS = frozenset({"and", "or", "not", "in", "like", "is", "null", "exists", "true", "false"})
+RESERVED_FUNCTIONS = frozenset(
+    {
+        "json_contains",
+        "json_contains_all",
+        "json_contains_any",
+        "array_contains",
+        "array_contains_all",
+        "array_contains_any",
+        "array_length",
+        "text_match",
+        "phrase_match",
+        "random_sample",
+    }
+)
+
+
+def name_problem(kind: str, name: Any) -> str | None:
+    """Why Milvus refuses ``name`` as a ``kind`` name (its wording), or None when it is valid."""
+    if not isinstance(name, str) or not name.strip():
+        return f"{kind} name should not be empty"
+    if len(name) > 255:
+        return f"the length of a {kind} name must be less than 255 characters"
+    if not (name[0] == "_" or (name[0].isascii() and name[0].isalpha())):
+        return f"the first character of a {kind} name must be an underscore or letter"
+    if not NAME_RE.match(name):
+        return f"{kind} name can only contain numbers, letters and underscores"
+    return None
+
+
 def check_name(kind: str, name: str) -> None:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise SchemaError(
-            f"invalid {kind} name {name!r}: use letters, digits and underscores, "
-            "starting with a letter or underscore, at most 255 characters"
+    problem = name_problem(kind, name)
+    if problem is not None:
+        error = FieldNameInvalid if kind == "field" else SchemaError
+        raise error(f"Invalid {kind} name: {name}. {problem}", **{kind: name})
+
+
+def check_field_name(name: str) -> None:
+    check_name("field", name)
+    if name.lower() in FILTER_KEYWORDS or name.lower() in RESERVED_FUNCTIONS:
+        raise FieldNameInvalid(
+            f"Invalid field name: {name}. {name} is keyword in milvus: a filter expression could not "
+            "name this field, choose another name",
+            field=name,
+        )
+    if name in SYSTEM_COLUMNS:
+        raise FieldNameInvalid(
+            f"Invalid field name: {name}. {name} is reserved: walvus stores a system column of that "
+            "name with every row",
+            field=name,
         )
 
 
@@ -146,7 +195,7 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     seen: set[str] = set()
     fields: list[FieldSchema] = []
     for i, f in enumerate(schema.fields):
-        check_name("field", f.name)
+        check_field_name(f.name)
         if f.name in seen:
             raise SchemaError(f"duplicated field name {f.name!r}", field=f.name)
         seen.add(f.name)
@@ -200,3 +249,58 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
         raise SchemaError(f"partition key {f.name!r} must be INT64 or VARCHAR", field=f.name)
     if f.is_partition_key and f.is_primary:
         raise SchemaError("the primary key cannot be the partition key", field=f.name)
+    if f.is_partition_key and f.nullable:
+        raise SchemaError(f"partition key field not support nullable (field {f.name!r})", field=f.name)
+    if f.default_value is not None:
+        _validate_default(f)
+
+
+_INT_RANGE = {DataType.INT8: 8, DataType.INT16: 16, DataType.INT32: 32, DataType.INT64: 64}
+_DEFAULT_PY: dict[DataType, tuple[type, ...]] = {
+    DataType.BOOL: (bool,),
+    DataType.FLOAT: (float, int),
+    DataType.DOUBLE: (float, int),
+    DataType.VARCHAR: (str,),
+}
+
+
+def _validate_default(f: FieldSchema) -> None:
+    """Milvus's checks on a default value: a scalar field that is not the primary key, a value of
+    the field's type, in range, and within max_length."""
+    value = f.default_value
+    if f.is_primary:
+        raise SchemaError(
+            f"primary field not support default_value, type:{f.dtype.name}, name:{f.name}", field=f.name
+        )
+    if f.dtype.is_vector or f.dtype == DataType.ARRAY:
+        raise SchemaError(
+            f"type ({f.dtype.name}) of field ({f.name}) not support default_value", field=f.name
+        )
+    if f.dtype == DataType.JSON:
+        return  # walvus keeps JSON defaults (Milvus has none): any JSON value
+    bits = _INT_RANGE.get(f.dtype)
+    ok = (
+        isinstance(value, int) and not isinstance(value, bool)
+        if bits
+        else isinstance(value, _DEFAULT_PY.get(f.dtype, ()))
+        and (f.dtype == DataType.BOOL or not isinstance(value, bool))
+    )
+    if not ok:
+        raise SchemaError(
+            f"type ({f.dtype.name}) of field ({f.name}) is not equal to the type ({type(value).__name__}) "
+            f"of default_value {value!r}",
+            field=f.name,
+        )
+    if bits:
+        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        if not low <= value <= high:
+            raise SchemaError(
+                f"field {f.name!r}: default_value [{value} out of range {low} <= value <= {high}]",
+                field=f.name,
+            )
+    if f.dtype == DataType.VARCHAR and f.max_length and len(value.encode()) > f.max_length:
+        raise SchemaError(
+            f"field {f.name!r}: the length ({len(value.encode())}) of string exceeds max length "
+            f"({f.max_length}) in default_value",
+            field=f.name,
+        )

@@ -30,6 +30,12 @@ class SchemaError(InvalidArgument):
     """A collection schema is not valid."""
 
 
+class FieldNameInvalid(SchemaError):
+    """A field name Milvus refuses (Milvus code 1701, "field name invalid")."""
+
+    code = 1701
+
+
 class ValidationError(InvalidArgument):
     """A batch of rows does not match its collection's schema."""
 
@@ -41,6 +47,18 @@ class ValidationError(InvalidArgument):
 
 class LimitExceeded(InvalidArgument):
     """A request is over one of the configured limits (size, nq, topk, dimension...)."""
+
+
+class CapacityExceeded(LimitExceeded):
+    """Shards x partitions over the collection limit (Milvus code 250, "general capacity exceeded")."""
+
+    code = 250
+
+
+class RequestTooLarge(LimitExceeded):
+    """A request over the size limit (Milvus code 1102, "parameter too large")."""
+
+    code = 1102
 
 
 class CollectionNotFound(WalvusError, LookupError):

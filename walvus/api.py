@@ -20,7 +20,15 @@ import pyarrow as pa
 
 from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
-from schemas.exceptions import CollectionExists, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.exceptions import (
+    CapacityExceeded,
+    CollectionExists,
+    InvalidArgument,
+    LimitExceeded,
+    PartitionNotFound,
+    RequestTooLarge,
+)
+from schemas.live import stored_alive
 from schemas.timestamps import HybridClock
 from schemas.topics import wal_topic
 from schemas.validation import build_batch, rows_to_columns
@@ -110,8 +118,8 @@ class Walvus:
             partitions = key_partition_names(nparts)
         used = sum(c.shards_num * len(c.partitions) for c in self.catalog.collections())
         if used + shards_num * len(partitions) > self.limits.max_collections:
-            raise LimitExceeded(
-                f"over the limit of {self.limits.max_collections} collections (shards x partitions count "
+            raise CapacityExceeded(
+                f"general capacity exceeded: over the limit of {self.limits.max_collections} collections (shards x partitions count "
                 f"towards it: {used} used)"
             )
         cid = self.clock.now()
@@ -216,7 +224,7 @@ class Walvus:
     def _check_size(self, nbytes: int) -> None:
         limit = int(self.limits.max_request_mb * 1024 * 1024)
         if nbytes > limit:
-            raise LimitExceeded(
+            raise RequestTooLarge(
                 f"request of {nbytes / 2**20:.1f} MB is over the limit of {self.limits.max_request_mb} MB; "
                 "split it into smaller batches"
             )
@@ -242,6 +250,24 @@ class Walvus:
                         )
                     time.sleep(0.02)
         return {name: pos for name, (_, pos) in waits.items()}
+
+    def persisted_rows(self, name: str, partition: str | None = None) -> int:
+        """Live rows committed to Delta (sealed segments minus deletes), without loading anything.
+
+        What Milvus's collection statistics count for a released collection; rows still in the
+        unsealed WAL tail are not counted until a flush (or the seal policy) commits them.
+        """
+        info = self.catalog.require(name)
+        pk = info.schema.primary.name
+        keep = [pk, "_seq", "_partition", "_shard"]
+        rows = self.store.read(info.collection_id, ROWS, columns=keep)
+        if rows is None or rows.num_rows == 0:
+            return 0
+        tombs = self.store.read(info.collection_id, DELETES, columns=["_pk", *keep[1:]])
+        alive = stored_alive(rows, tombs, pk)
+        if partition is not None:
+            alive &= rows.column("_partition").to_numpy(zero_copy_only=False) == partition
+        return int(alive.sum())
 
     def flushed(self, collection_id: int, shard: int, offset: int) -> bool:
         return all(

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from schemas.catalog import CollectionInfo
+from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
 from schemas.topics import catalog_topic
 from walvus.exceptions import LogUnavailable
@@ -37,6 +38,7 @@ class CatalogView:
     def require(self, name: str) -> CollectionInfo:
         info = self.get(name)
         if info is None:
+            check_name("collection", name)  # Milvus: an invalid name is a bad parameter, not "not found"
             raise CollectionNotFound(name)
         return info
 

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from walvus.processes import on_stop_signal, stop_processes
+from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.settings import GatewaySettings, KafkaSettings, WalvusSettings
 
 log = logging.getLogger("walvus")
@@ -38,6 +38,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         Path(args.data_dir or WalvusSettings().data_dir) / "kafka",
         port=ks.kafka_port,
         cache_dir=ks.kafka_cache_dir,
+        die_with_launcher=True,
     )
     print(f"kafka: {broker.start()}", flush=True)
     _wait_for_signal()
@@ -76,7 +77,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = {**os.environ, "WALVUS_DATA_DIR": str(data_dir)}
     broker = None
     if ks.bootstrap_servers is None:
-        broker = LocalKafka(data_dir / "kafka", port=ks.kafka_port, cache_dir=ks.kafka_cache_dir)
+        # the broker runs in its own session (Ctrl-C reaches only us, and we stop it cleanly), but
+        # dies with us, even by kill -9; a later start also stops one left behind by an older walvus
+        broker = LocalKafka(
+            data_dir / "kafka", port=ks.kafka_port, cache_dir=ks.kafka_cache_dir, die_with_launcher=True
+        )
         bootstrap = broker.start()
     else:
         bootstrap = ks.bootstrap_servers
@@ -86,7 +91,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name in ("streams", "indexer", "gateway"):
         out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
         procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "walvus", name],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=die_with_parent(),
         )
     gw = GatewaySettings()
     print(f"walvus is up. data: {data_dir}", flush=True)
@@ -101,7 +110,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                     log.warning("process exited name=%s rc=%s; restarting", name, p.returncode)
                     out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
                     procs[name] = subprocess.Popen(
-                        [sys.executable, "-m", "walvus", name], env=env, stdout=out, stderr=out
+                        [sys.executable, "-m", "walvus", name],
+                        env=env,
+                        stdout=out,
+                        stderr=out,
+                        preexec_fn=die_with_parent(),
                     )
             if _STOPPING.wait(0.5):
                 break

@@ -6,9 +6,34 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when this thread's process dies, even by ``kill -9``.
+
+    Linux only (elsewhere a no-op). The signal follows the thread that starts the child, so
+    start children that must not outlive this process from the main thread. libc is loaded
+    here, in the parent: the child only makes the system call between fork and exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent:  # the parent died before prctl: no signal would ever come
+            os.kill(os.getpid(), sig)
+
+    return preexec
 
 
 def stop_processes(procs: Iterable[subprocess.Popen], timeout: float = 20.0) -> None:

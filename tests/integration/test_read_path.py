@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import Collection, DataType, MilvusClient, MilvusException, connections
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,6 +185,39 @@ def test_bad_input_is_rejected_and_writes_nothing(live):
     ]
     assert count == 10
     assert client.query("bad", filter="id >= 100", output_fields=["id"], consistency_level="Strong") == []
+
+
+@pytest.mark.filterwarnings("ignore:.*ORM-style")
+def test_row_count_of_a_released_or_never_loaded_collection_comes_from_storage(live):
+    """Milvus counts persisted rows without loading: after a flush the count equals count(*)."""
+    dep, client = live
+    _create(client, "stats")
+    client.create_partition("stats", "p")
+    rng = np.random.default_rng(4)
+    client.insert("stats", _rows(range(40), rng))
+    client.insert("stats", _rows(range(100, 110), rng), partition_name="p")
+    client.upsert("stats", _rows(range(5), rng, title="again"))
+    client.delete("stats", ids=[30, 31, 105])
+    client.flush("stats")
+    count = client.query("stats", filter="", output_fields=["count(*)"], consistency_level="Strong")
+    assert count[0]["count(*)"] == 40 + 10 - 3
+    client.release_collection("stats")
+    assert client.get_collection_stats("stats")["row_count"] == 47
+    assert client.get_partition_stats("stats", "p")["row_count"] == 9
+    assert client.get_partition_stats("stats", "_default")["row_count"] == 38
+    connections.connect(alias="orm_stats", uri=dep.uri)
+    try:
+        assert Collection("stats", using="orm_stats").num_entities == 47  # the ORM asks the same RPC
+    finally:
+        connections.disconnect("orm_stats")
+
+    schema = client.create_schema()
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    client.create_collection("never_loaded", schema=schema)  # no index: never loaded
+    client.insert("never_loaded", [{"id": i, "vec": [0.5] * DIM} for i in range(7)])
+    client.flush("never_loaded")
+    assert client.get_collection_stats("never_loaded")["row_count"] == 7
 
 
 def test_restart_every_process_then_load_gives_identical_results(live):

@@ -69,7 +69,7 @@ def test_saved_positions_are_a_start() -> None:
         (_req(target={**B, "extra": 1}), "unknown field(s) in target: extra"),
         (_req(collectons=["x"]), "unknown field(s) in task: collectons"),
         (_req(collections=[]), "non-empty list"),
-        (_req(collections=["ok", "not ok"]), "invalid collection name"),
+        (_req(collections=["ok", "not ok"]), "Invalid collection name: not ok"),
         (_req(collections=["a", "a"]), "twice"),
         (_req(collections=["a"], map={"b": "c"}), "does not replicate: b"),
         (_req(map={"a": "c", "b": "c"}), "same target name"),

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from pymilvus.grpc_gen import common_pb2, schema_pb2
 
-from gateway.errors import status_for
+from gateway.errors import PartitionNotLoaded, status_for
 from gateway.field_data import columns_from_field_data, field_data_from_column, packed
 from gateway.params import output_plan, query_vectors, template_values
 from gateway.ranker import Ranker
@@ -17,7 +17,17 @@ from gateway.schema_convert import schema_from_proto, schema_to_proto
 from indexer.spec import IndexSpecError
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema, validate_schema
-from schemas.exceptions import CollectionNotFound, InvalidArgument, ValidationError
+from schemas.exceptions import (
+    CapacityExceeded,
+    CollectionNotFound,
+    CollectionNotLoaded,
+    FieldNameInvalid,
+    IndexNotFound,
+    InvalidArgument,
+    PartitionNotFound,
+    RequestTooLarge,
+    ValidationError,
+)
 from schemas.types import DataType
 from searcher.filters import FilterError
 
@@ -182,6 +192,19 @@ def test_rrf_and_weighted_rankers() -> None:
         (CollectionNotFound("c"), 100, common_pb2.CollectionNotExists, "collection not found[collection=c]"),
         (ValidationError("bad row"), 1100, common_pb2.IllegalArgument, "bad row"),
         (FilterError("a >", "unexpected end"), 1100, common_pb2.IllegalArgument, "invalid filter 'a >'"),
+        (
+            FilterError("a >", "unexpected end"),
+            1100,
+            common_pb2.IllegalArgument,
+            "failed to create query plan: cannot parse expression: a >, error: ",
+        ),
+        (CollectionNotLoaded("c"), 101, common_pb2.UnexpectedError, "collection not loaded[collection=c]"),
+        (PartitionNotFound("c", "p"), 200, common_pb2.UnexpectedError, "partition not found[partition=p]"),
+        (PartitionNotLoaded("c", "p"), 201, common_pb2.UnexpectedError, "partition not loaded[partition=p]"),
+        (CapacityExceeded("general capacity exceeded: x"), 250, common_pb2.UnexpectedError, "capacity"),
+        (IndexNotFound("c", "vec"), 700, common_pb2.IndexNotExist, "index not found"),
+        (RequestTooLarge("request size 9 MB"), 1102, common_pb2.UnexpectedError, "request size"),
+        (FieldNameInvalid("Invalid field name: like."), 1701, common_pb2.UnexpectedError, "Invalid field"),
         (IndexSpecError("index type X is not supported"), 1100, common_pb2.IllegalArgument, "index type X"),
         (RuntimeError("boom"), 65535, common_pb2.UnexpectedError, "RuntimeError: boom"),
     ],

@@ -112,7 +112,9 @@ def test_partitions(client: MilvusClient, gw: RunningGateway) -> None:
     name = unique()
     client.create_collection(name, dimension=4)
     client.release_collection(name)
+    assert client.describe_collection(name)["num_partitions"] == 1  # _default, as Milvus says
     client.create_partition(name, "p1")
+    assert client.describe_collection(name)["num_partitions"] == 2
     assert client.has_partition(name, "p1") and not client.has_partition(name, "p2")
     assert client.list_partitions(name) == ["_default", "p1"]
     client.load_partitions(name, ["p1"])
@@ -275,3 +277,100 @@ def test_databases_and_rename(client: MilvusClient) -> None:
 
 def test_server_version_and_timestamp(client: MilvusClient) -> None:
     assert "walvus" in client.get_server_version()
+
+
+def _schema_with(name: str, dtype: DataType, **kw: object) -> object:
+    s = MilvusClient.create_schema()
+    s.add_field("id", DataType.INT64, is_primary=True)
+    s.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+    s.add_field(name, dtype, **kw)
+    return s
+
+
+@pytest.mark.parametrize("name", ["like", "and", "OR", "Not", "in", "true", "False", "null", "exists", "is"])
+def test_filter_keywords_are_refused_as_field_names(client: MilvusClient, name: str) -> None:
+    with pytest.raises(MilvusException, match=f"Invalid field name: {name}. {name} is keyword") as err:
+        client.create_collection(unique(), schema=_schema_with(name, DataType.INT64))
+    assert err.value.code == 1701
+    assert not [c for c in client.list_collections() if c.startswith("c_") and name in c]
+
+
+def test_keyword_field_name_is_refused_by_add_field(client: MilvusClient) -> None:
+    name = unique()
+    client.create_collection(name, dimension=4)
+    with pytest.raises(MilvusException, match="like is keyword"):
+        client.add_collection_field(name, "like", DataType.INT64, nullable=True)
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            lambda: _pk_default(),
+            "primary field not support default_value",
+        ),
+        (
+            lambda: _schema_with("v2", DataType.FLOAT_VECTOR, dim=4, default_value=1.0),
+            "not support default_value",
+        ),
+        (
+            lambda: _schema_with("n", DataType.INT32, default_value="x"),
+            r"type \(INT32\) of field \(n\) is not equal",
+        ),
+        (
+            lambda: _schema_with("n", DataType.INT8, default_value=128),
+            r"128 out of range -128 <= value <= 127",
+        ),
+        (
+            lambda: _schema_with("s", DataType.VARCHAR, max_length=2, default_value="abc"),
+            "exceeds max length",
+        ),
+        (lambda: _schema_with("d", DataType.DOUBLE, default_value="2.6"), r"type \(DOUBLE\) of field \(d\)"),
+        (
+            lambda: _schema_with("pkey", DataType.INT64, is_partition_key=True, nullable=True),
+            "partition key field not support nullable",
+        ),
+    ],
+)
+def test_schemas_milvus_refuses_are_refused(client: MilvusClient, schema: object, message: str) -> None:
+    name = unique()
+    with pytest.raises(MilvusException, match=message) as err:
+        client.create_collection(name, schema=schema())  # type: ignore[operator]
+    assert err.value.code == 1100
+    assert not client.has_collection(name)
+
+
+def _pk_default() -> object:
+    s = MilvusClient.create_schema()
+    s.add_field("id", DataType.INT64, is_primary=True, default_value=7)
+    s.add_field("vec", DataType.FLOAT_VECTOR, dim=4)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("1abc", "the first character of a collection name must be an underscore or letter"),
+        ("a-b", "collection name can only contain numbers, letters and underscores"),
+        ("x" * 256, "the length of a collection name must be less than 255 characters"),
+    ],
+)
+def test_has_collection_and_has_partition_refuse_invalid_names(
+    client: MilvusClient, name: str, message: str
+) -> None:
+    with pytest.raises(MilvusException, match=f"Invalid collection name: {name}. {message}") as err:
+        client.has_collection(name)
+    assert err.value.code == 1100
+    existing = unique()
+    client.create_collection(existing, dimension=4)
+    with pytest.raises(MilvusException, match="Invalid collection name"):
+        client.has_partition(name, "_default")
+    bad_partition = name.replace("collection", "partition")
+    with pytest.raises(MilvusException, match="Invalid partition name") as err:
+        client.has_partition(existing, bad_partition)
+    assert err.value.code == 1100
+    assert not client.has_partition(existing, "p_missing") and not client.has_collection("c_missing")
+    for call in (client.drop_collection, client.load_collection, client.release_collection):
+        with pytest.raises(MilvusException, match="Invalid collection name") as err:
+            call(name)
+        assert err.value.code == 1100

@@ -195,7 +195,7 @@ def test_request_size_limit(client: MilvusClient, gw: RunningGateway) -> None:
     rows = [{"id": i, "vector": np.random.rand(256).tolist()} for i in range(1500)]  # ~1.5 MB
     with pytest.raises(MilvusException, match="over the limit of 1 MB") as err:
         client.insert(name, rows)
-    assert err.value.code == 1100
+    assert err.value.code == 1102
     assert records(gw, name, Op.INSERT) == []
 
 

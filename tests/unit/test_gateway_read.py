@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import grpc
 import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+from pymilvus.client.prepare import Prepare
+from pymilvus.grpc_gen import milvus_pb2_grpc
 
 from gateway.testing import RunningGateway, running_gateway
 from searcher.types import ConsistencyLevel
@@ -297,12 +300,47 @@ def test_search_only_loaded_partitions(client: MilvusClient, gw: RunningGateway)
     assert [h["id"] for h in client.search(name, [[1, 1]], limit=5)[0]] == [2]
     with pytest.raises(MilvusException, match="partition not loaded") as err:
         client.search(name, [[1, 1]], limit=5, partition_names=["_default"])
-    assert err.value.code == 202
+    assert err.value.code == 201
 
 
 def test_empty_query_results_still_carry_fields(client: MilvusClient, coll: str) -> None:
     assert client.query(coll, filter="id > 100000", output_fields=["color", "vec"]) == []
     assert client.search(coll, [vec(1)], anns_field="vec", limit=3, filter="id > 100000") == [[]]
+
+
+def test_empty_results_are_typed_for_every_field_type(client: MilvusClient) -> None:
+    """pymilvus raises "Unknown data type" on a FieldData with no type oneof, so zero rows still name it."""
+    s = MilvusClient.create_schema(enable_dynamic_field=True)
+    s.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=16)
+    kinds = {
+        "vec": dict(datatype=DataType.FLOAT_VECTOR, dim=4),
+        "half": dict(datatype=DataType.FLOAT16_VECTOR, dim=4),
+        "bf": dict(datatype=DataType.BFLOAT16_VECTOR, dim=4),
+        "bits": dict(datatype=DataType.BINARY_VECTOR, dim=16),
+        "flag": dict(datatype=DataType.BOOL),
+        "i8": dict(datatype=DataType.INT8),
+        "i16": dict(datatype=DataType.INT16),
+        "i32": dict(datatype=DataType.INT32, nullable=True),
+        "i64": dict(datatype=DataType.INT64),
+        "f32": dict(datatype=DataType.FLOAT),
+        "f64": dict(datatype=DataType.DOUBLE, nullable=True),
+        "text": dict(datatype=DataType.VARCHAR, max_length=8),
+        "doc": dict(datatype=DataType.JSON),
+        "words": dict(datatype=DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=4, max_length=8),
+        "nums": dict(datatype=DataType.ARRAY, element_type=DataType.DOUBLE, max_capacity=4),
+    }
+    for name, kw in kinds.items():
+        s.add_field(name, **kw)
+    ip = client.prepare_index_params()
+    for name, metric in (("vec", "L2"), ("half", "IP"), ("bf", "IP"), ("bits", "HAMMING")):
+        ip.add_index(name, index_type="BIN_FLAT" if name == "bits" else "FLAT", metric_type=metric)
+    name = unique("typed")
+    client.create_collection(name, schema=s, index_params=ip)
+    for field in [*kinds, "pk", "dynamic_key", "$meta", "*"]:
+        assert client.query(name, filter='pk in ["100"]', output_fields=[field]) == [], field
+    assert client.query(name, filter='pk in ["100"]') == []
+    assert client.get(name, ids=["100"]) == []
+    assert client.search(name, [[0.0] * 4], anns_field="vec", limit=3, output_fields=["*"]) == [[]]
 
 
 def test_query_window_and_empty_filter_limits(client: MilvusClient, coll: str) -> None:
@@ -327,3 +365,69 @@ def test_unexpected_searcher_failure_is_reported_not_hidden(
     assert any(
         "disk on fire" in r.getMessage() and r.exc_info for r in caplog.records if r.name == "gateway.errors"
     )
+
+
+def test_order_by_is_refused_not_ignored(client: MilvusClient, coll: str) -> None:
+    with pytest.raises(MilvusException, match="order_by is not supported yet") as err:
+        client.query(
+            coll, filter="id < 5", output_fields=["age"], order_by=[{"field": "age", "order": "desc"}]
+        )
+    assert err.value.code == 1100
+    with pytest.raises(MilvusException, match="order_by is not supported yet"):
+        client.query(coll, filter="id < 5", order_by_fields=["age:desc"])
+    with pytest.raises(MilvusException, match="order_by is not supported yet"):
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, order_by_fields=[{"field": "age"}])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"search_params": {"params": {"search_list": 30}}}, "parameter 'search_list' is not supported"),
+        ({"search_params": {"nprob": 8}}, "parameter 'nprob' is not supported"),
+        ({"group_by_fields": ["color", "age"]}, "grouping search by several fields is not supported"),
+        ({"search_params": {"hints": "use_magic"}}, "hints='use_magic' is not supported"),
+        ({"timezone": "UTC"}, "timezone"),
+    ],
+)
+def test_unknown_search_params_are_refused(
+    client: MilvusClient, coll: str, kwargs: dict, message: str
+) -> None:
+    with pytest.raises(MilvusException, match=message) as err:
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, **kwargs)
+    assert err.value.code == 1100
+
+
+def test_known_search_params_and_hints_keep_working(client: MilvusClient, coll: str) -> None:
+    params = {
+        "metric_type": "L2",
+        "hints": "iterative_filter",
+        "params": {"ef": 16},
+        "page_retain_order": True,
+    }
+    hits = client.search(coll, [vec(1)], anns_field="vec", limit=3, search_params=params, filter="id < 10")
+    assert hits[0][0]["id"] == 1
+
+
+def test_unknown_query_and_rank_params_are_refused(client: MilvusClient, coll: str) -> None:
+    with pytest.raises(MilvusException, match="timezone"):
+        client.query(coll, filter="id < 5", timezone="UTC")
+    reqs = [AnnSearchRequest([vec(1)], "vec", {"params": {"ef": 8}}, limit=3)]
+    with pytest.raises(MilvusException, match="grouping hybrid search is not supported"):
+        client.hybrid_search(coll, reqs, RRFRanker(), limit=3, rank_group_scorer="max")
+    bad = [AnnSearchRequest([vec(1)], "vec", {"params": {"nlist_search": 8}}, limit=3)]
+    with pytest.raises(MilvusException, match="parameter 'nlist_search' is not supported"):
+        client.hybrid_search(coll, bad, RRFRanker(), limit=3)
+
+
+def test_index_knobs_at_the_top_level_as_the_node_sdk_sends_them(gw: RunningGateway, coll: str) -> None:
+    """The Node SDK copies ``params`` (ef, radius...) next to topk; they are understood there too,
+    and an unknown key there is refused as it is inside ``params``."""
+    req = Prepare.search_requests_with_expr(coll, "vec", {"params": {"ef": 16}}, 3, data=[vec(1)])
+    req.search_params.add(key="ef", value="16")
+    with grpc.insecure_channel(gw.uri.removeprefix("http://")) as channel:
+        stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+        res = stub.Search(req)
+        assert res.status.code == 0 and list(res.results.ids.int_id.data)[0] == 1
+        req.search_params.add(key="search_list", value="30")
+        res = stub.Search(req)
+    assert res.status.code == 1100 and "parameter 'search_list' is not supported" in res.status.reason

@@ -55,3 +55,36 @@ def test_stop_processes_kills_what_ignores_sigterm():
     stop_processes([stubborn, polite], timeout=1)
     assert polite.returncode == -signal.SIGTERM
     assert stubborn.returncode == -signal.SIGKILL
+
+
+def test_a_child_started_with_die_with_parent_gets_sigterm_when_its_parent_is_killed():
+    """``walvus up``'s broker and workers must not outlive it, even after ``kill -9``."""
+    code = (
+        "import subprocess, sys; from walvus.processes import die_with_parent; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], "
+        "preexec_fn=die_with_parent()); print(c.pid, flush=True); c.wait()"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": root}
+    )
+    child = int(parent.stdout.readline())
+    try:
+        parent.kill()  # SIGKILL: no handler, no atexit, no cleanup of its own
+        parent.wait()
+        deadline = time.monotonic() + 30
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

@@ -201,8 +201,19 @@ def test_duplicate_field_names() -> None:
 
 @pytest.mark.parametrize("name", ["", "1abc", "a-b", "has space", "$meta", "é", "x" * 256, "a.b"])
 def test_bad_field_names(name: str) -> None:
-    err = refused(schema_of(PK, VEC, FieldSchema(name, D.INT32)), "invalid field name", repr(name))
-    assert isinstance(err, InvalidArgument) and isinstance(err, ValueError) and err.code == 1100
+    err = refused(schema_of(PK, VEC, FieldSchema(name, D.INT32)), f"Invalid field name: {name}. ")
+    assert isinstance(err, InvalidArgument) and isinstance(err, ValueError) and err.code == 1701
+
+
+@pytest.mark.parametrize("name", ["_partition", "_shard", "_offset", "_seq", "_ts", "_segment"])
+def test_system_column_names_are_reserved(name: str) -> None:
+    err = refused(schema_of(PK, VEC, FieldSchema(name, D.INT64)), f"Invalid field name: {name}.", "reserved")
+    assert err.code == 1701
+
+
+@pytest.mark.parametrize("name", ["like", "AND", "Or", "not", "in", "is", "null", "exists", "TRUE", "false"])
+def test_filter_keywords_are_not_field_names(name: str) -> None:
+    refused(schema_of(PK, VEC, FieldSchema(name, D.INT64)), f"{name} is keyword", field=name)
 
 
 @pytest.mark.parametrize("name", ["_x", "A", "a1_B", "x" * 255])
@@ -313,3 +324,44 @@ def test_collection_info_roundtrip_after_add_field() -> None:
     back = CollectionInfo.from_json(grown.to_json())
     assert back.schema.version == 2 and back.schema.field("x").field_id == 102
     assert back == grown
+
+
+@pytest.mark.parametrize(
+    ("field", "needle"),
+    [
+        (
+            FieldSchema("id", D.INT64, is_primary=True, default_value=1),
+            "primary field not support default_value",
+        ),
+        (FieldSchema("v2", D.FLOAT_VECTOR, dim=2, default_value=[0.0, 0.0]), "not support default_value"),
+        (
+            FieldSchema("a", D.ARRAY, element_type=D.INT64, max_capacity=2, default_value=[1]),
+            "not support default_value",
+        ),
+        (FieldSchema("n", D.INT32, default_value=True), "is not equal to the type (bool)"),
+        (FieldSchema("n", D.INT64, default_value=1.5), "is not equal to the type (float)"),
+        (FieldSchema("f", D.FLOAT, default_value="1"), "is not equal to the type (str)"),
+        (FieldSchema("b", D.BOOL, default_value=1), "is not equal to the type (int)"),
+        (FieldSchema("n", D.INT16, default_value=-32769), "-32769 out of range -32768 <= value <= 32767"),
+        (FieldSchema("s", D.VARCHAR, max_length=3, default_value="abcd"), "the length (4) of string exceeds"),
+        (
+            FieldSchema("k", D.INT64, is_partition_key=True, nullable=True),
+            "partition key field not support nullable",
+        ),
+    ],
+)
+def test_default_values_and_nullable_partition_keys_milvus_refuses(field: FieldSchema, needle: str) -> None:
+    fields = (FieldSchema("pk", D.INT64, is_primary=True), VEC, field) if field.name != "id" else (field, VEC)
+    refused(schema_of(*fields), needle, field=field.name)
+
+
+def test_default_values_of_the_right_type_are_kept() -> None:
+    fields = (
+        FieldSchema("n", D.INT8, default_value=-128),
+        FieldSchema("d", D.DOUBLE, default_value=2),
+        FieldSchema("b", D.BOOL, default_value=False),
+        FieldSchema("s", D.VARCHAR, max_length=3, default_value="abc"),
+        FieldSchema("j", D.JSON, default_value={"a": 1}),
+    )
+    schema = validate_schema(schema_of(PK, VEC, *fields))
+    assert [f.default_value for f in schema.fields[2:]] == [-128, 2, False, "abc", {"a": 1}]

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from walvus.kafka.exceptions import KafkaLauncherError
+from walvus.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,10 @@ class LocalKafka:
         cache_dir: Path = DEFAULT_CACHE_DIR,
         heap: str = "512m",
         overrides: Mapping[str, str] | None = None,
+        die_with_launcher: bool = False,
     ) -> None:
+        """``die_with_launcher``: the broker gets SIGTERM when this process dies, even by
+        ``kill -9`` (``walvus up`` and ``walvus kafka``; start it from the main thread)."""
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 100
@@ -144,6 +148,8 @@ class LocalKafka:
         self.overrides = dict(overrides or {})
         self.log_file = self.data_dir / "kafka.log"
         self.pid_file = self.data_dir / "kafka.pid"
+        self.launcher_file = self.data_dir / "kafka.launcher"  # pid of the process that started it
+        self.die_with_launcher = die_with_launcher
         self.properties_file = self.data_dir / "server.properties"
         self.cluster_id: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -213,14 +219,29 @@ class LocalKafka:
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={_LOG4J}",
                 "-cp", f"{libs}/*", *args]  # fmt: skip
 
-    def _check_stale_pid(self) -> None:
+    def _check_stale_pid(self, timeout: float = 30) -> None:
+        """A broker of this data dir still running: refuse while its launcher lives; stop it when
+        the launcher is gone (a ``walvus up`` killed by ``kill -9`` left it behind)."""
         try:
             pid = int(self.pid_file.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return
-        if b"kafka.Kafka" in cmdline and str(self.properties_file).encode() in cmdline:
+        if b"kafka.Kafka" not in cmdline or str(self.properties_file).encode() not in cmdline:
+            return  # the pid was reused by another process
+        try:
+            launcher = int(self.launcher_file.read_text().strip())
+        except (OSError, ValueError):
+            launcher = None
+        if launcher is None or _parent_of(pid) == launcher:
             raise KafkaLauncherError(f"a broker already runs here pid={pid} data_dir={self.data_dir}")
+        logger.warning(
+            "stopping a stale broker pid=%d data_dir=%s (its launcher pid=%d is gone)",
+            pid,
+            self.data_dir,
+            launcher,
+        )
+        _stop_orphan(pid, timeout)
 
     def start(self, timeout: float = 60) -> str:
         """Format storage if needed, launch the broker and wait until it answers metadata requests."""
@@ -245,11 +266,13 @@ class LocalKafka:
             logger.info("kafka storage formatted cluster_id=%s log_dirs=%s", cid, self.data_dir / "logs")
         cmd = self._java(libs, "kafka.Kafka", str(self.properties_file), heap=self.heap)
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        preexec = die_with_parent(signal.SIGTERM) if self.die_with_launcher else None
         with open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.data_dir, start_new_session=True,
+                cwd=self.data_dir, start_new_session=True, preexec_fn=preexec,
             )  # fmt: skip
+        self.launcher_file.write_text(f"{os.getpid()}\n")
         self.pid_file.write_text(f"{self._proc.pid}\n")
         _RUNNING.add(self)
         logger.info("kafka starting pid=%d bootstrap=%s data_dir=%s", self.pid, self.bootstrap, self.data_dir)
@@ -331,6 +354,7 @@ class LocalKafka:
         _RUNNING.discard(self)
         if self._proc and self.pid_file.exists() and self.pid_file.read_text().strip() == str(self._proc.pid):
             self.pid_file.unlink()  # only our own: another launcher may have restarted this data dir
+            self.launcher_file.unlink(missing_ok=True)
         return self._proc.returncode if self._proc else None
 
     def __enter__(self) -> LocalKafka:
@@ -339,6 +363,39 @@ class LocalKafka:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the fields after "(comm)": state, ppid, ...
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")  # exited, not yet reaped by init
+
+
+def _stop_orphan(pid: int, timeout: float) -> None:
+    """SIGTERM a broker that is not our child (a clean shutdown), SIGKILL it after ``timeout``."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pid, sig)  # the broker leads its own session
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while not _gone(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            return
+    raise KafkaLauncherError(f"a stale broker pid={pid} did not exit after SIGKILL")
 
 
 @atexit.register
