@@ -21,9 +21,6 @@ excluded. COSINE is stored as inner product over normalised rows; the caller nor
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 import time
 
 import faiss
@@ -34,19 +31,15 @@ from indexer.ranges import empty_knn, fix_missing
 from indexer.spec import is_similarity
 
 
-def background_adds(nice: int = 10) -> None:
-    """Make the calling thread a background index builder: its faiss work runs on one OpenMP
-    thread (the setting is per thread), and on Linux the thread yields the CPU to searches
-    (``nice`` applies to one thread there).
+def single_threaded_adds() -> None:
+    """Run the calling thread's faiss work on one OpenMP thread (the setting is per thread).
 
     Measured on a loaded 2-core machine: 100k-row HNSW adds of 256 rows ran at 2.2k rows/s with
     two OpenMP threads (each barrier waits for a thread the scheduler parked) and 15k rows/s
-    with one. faiss also initialises a lock per indexed row on every add, so adds come in
-    batches of a few hundred rows rather than one WAL record at a time.
+    with one. The thread keeps normal priority: at nice 10 it starved behind searches, fell
+    behind the stream, and the rows it had not indexed made every search scan more.
     """
     faiss.omp_set_num_threads(1)
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
 
 
 class InterimIndex:
@@ -108,4 +101,4 @@ class InterimBuilder:
         return copy
 
 
-__all__ = ["InterimBuilder", "InterimIndex", "background_adds"]
+__all__ = ["InterimBuilder", "InterimIndex", "single_threaded_adds"]

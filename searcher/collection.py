@@ -54,7 +54,7 @@ class LoadedCollection:
     scanned_rows: int = 0  # rows a search or query examined (partition pruning is visible here)
     _pending_seal: dict[int, int] = field(default_factory=dict)  # shard -> offset sealed by the worker
     interim_settings: InterimSettings = field(default_factory=InterimSettings)
-    handoff_wait: float = 120.0  # seconds a seal waits for its indexes before it is swapped in anyway
+    handoff_wait: float = 600.0  # seconds a seal waits for its indexes before it is swapped in anyway
     _next_gpos: dict[int, int] = field(default_factory=dict)  # shard -> growing position of the next row
     _prepared: dict[int, PreparedSeal] = field(default_factory=dict)
     _preparing: set[int] = field(default_factory=set)

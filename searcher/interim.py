@@ -43,7 +43,7 @@ class InterimSettings:
     enabled: bool = True
     min_rows: int = 1024
     m: int = 16
-    ef_construction: int = 64
+    ef_construction: int = 40
     ef_search: int = 64
     batch_rows: int = 1024  # rows per add call (faiss pays a per-call cost in the graph's size)
     publish_seconds: float = 0.5

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from prometheus_client import Gauge
 
-from indexer.interim import background_adds
+from indexer.interim import single_threaded_adds
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
 from schemas.segments import IndexBuilt, SegmentSealed
@@ -195,7 +195,7 @@ class SearcherService:
 
     def _fill_interim(self) -> None:
         """Background: keep every loaded collection's interim indexes up with its growing rows."""
-        background_adds()
+        single_threaded_adds()
         while not self._stopped.is_set():
             self._growing_added.wait(0.25)  # also publishes rows added since the last copy
             self._growing_added.clear()

@@ -115,7 +115,7 @@ class SearcherSettings(WalvusSettings):
         1024, ge=1, description="A shard's growing rows are scanned exactly below this."
     )
     interim_m: int = Field(16, ge=4, description="HNSW M of interim indexes.")
-    interim_ef_construction: int = Field(64, ge=8, description="HNSW efConstruction of interim indexes.")
+    interim_ef_construction: int = Field(40, ge=8, description="HNSW efConstruction of interim indexes.")
     interim_ef: int = Field(64, ge=1, description="HNSW ef of interim indexes when a search gives none.")
     bounded_staleness_seconds: float = Field(
         5.0,
@@ -123,7 +123,7 @@ class SearcherSettings(WalvusSettings):
         "else they wait like Strong.",
     )
     handoff_wait_seconds: float = Field(
-        120.0,
+        600.0,
         description="How long sealed rows wait for their index before they replace growing rows anyway.",
     )
 
