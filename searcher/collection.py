@@ -146,15 +146,15 @@ class LoadedCollection:
             self.cond.notify_all()
 
     def _add_growing(self, chunk: Container) -> None:
-        """Append a record's rows. Small trailing containers merge like a binary counter (the last
-        two merge while the older is at most twice the newer), up to chunks of ``CHUNK_ROWS``:
+        """Append a record's rows. Trailing containers merge like a binary counter (the last two
+        merge while the older holds no more rows than the newer), up to chunks of ``CHUNK_ROWS``:
         a shard keeps few containers and each row is copied about log2(CHUNK_ROWS / record) times."""
         growing = [c for c in self.containers if not c.sealed and c.shard == chunk.shard]
         others = [c for c in self.containers if c.sealed or c.shard != chunk.shard]
         growing.append(chunk)
         while len(growing) >= 2:
             older, newer = growing[-2], growing[-1]
-            if older.num_rows >= CHUNK_ROWS or older.num_rows > 2 * newer.num_rows:
+            if older.num_rows >= CHUNK_ROWS or older.num_rows > newer.num_rows:
                 break
             growing[-2:] = [_merge([older, newer], self.pk_name)]
         self.containers = tuple(others + growing)
