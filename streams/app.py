@@ -142,8 +142,9 @@ def run(bootstrap: str, loglevel: str = "WARNING") -> None:
     """Run the worker until SIGTERM/SIGINT."""
     from faust.worker import Worker
 
-    from streams import isolation
+    from streams import isolation, revoked
 
     isolation.install()
+    revoked.install()
     worker = StreamsWorker(bootstrap)
     Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
