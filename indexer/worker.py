@@ -32,6 +32,7 @@ from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
 from walvus.log import KafkaLog, LogMessage, drain
+from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
 
@@ -62,12 +63,15 @@ class IndexWorker:
         listener = threading.Thread(target=self._listen, daemon=True, name="segments-listener")
         listener.start()
         deadline = None if timeout is None else time.monotonic() + timeout
+        failing = OnceLog(log)  # items fail alone; this is the catalog itself failing
         while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
             self._wake.clear()
             try:
                 self.reconcile()
-            except Exception:
-                log.exception("index reconcile failed")
+            except Exception as exc:
+                failing.error("index reconcile failed", exc)
+            else:
+                failing.clear()
             self._wake.wait(self.reconcile_seconds)
 
     def stop(self) -> None:
