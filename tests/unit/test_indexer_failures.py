@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from prometheus_client import REGISTRY
 
+from indexer.arrow_vectors import arrow_vectors
 from indexer.failures import Backoff, IndexFailures
 from indexer.segments import failure_file, index_file, index_progress
 from indexer.worker import IndexWorker
@@ -166,3 +167,17 @@ def test_a_collection_whose_segments_cannot_be_listed_fails_alone(setup, tmp_pat
     assert worker.reconcile() == 2
     failure = worker.failures.get((1, "segments"))
     assert failure is not None and failure.attempts == 1 and failure.reason
+
+
+def test_scalar_indexes_are_catalog_entries_not_faiss_builds(setup) -> None:
+    """The production ``ArrowInvalid: Failed casting from string to fixed_size_binary[0]``: the
+    indexer took an INVERTED index on a VARCHAR field for a vector index and cast its strings to
+    ``binary(2 * dim)`` with dim 0. Now scalar fields are skipped, and reading one as vectors says so."""
+    worker, store, _, healthy, _, kafka = setup
+    scalar_only = healthy.evolve("create_index", indexes={"name": healthy.indexes["name"]})
+    worker.catalog.infos = {"healthy": scalar_only}
+    assert worker.reconcile() == 0
+    assert len(worker.failures) == 0 and kafka.sent == []
+    assert not store.index_dir(2).exists()
+    with pytest.raises(ValueError, match="VARCHAR column is not a vector column"):
+        arrow_vectors(pa.array(["n0", "n1"]), "VARCHAR", 0)
