@@ -1,16 +1,19 @@
-"""Survive records of a partition revoked between their fetch and their delivery.
+"""Survive records of partitions the consumer no longer holds when Faust hands them out.
 
-Subscribing a new collection's WAL topic starts a rebalance. Faust's aiokafka driver runs the
-consumer in its own thread: aiokafka applies the new assignment there first, and only then
-tells Faust the new generation. A batch fetched before that is still being handed out on the
-main loop, and for each record Faust asks ``highwater(tp)``, which aiokafka answers with
+Subscribing a new collection's WAL topic calls aiokafka's ``subscribe``, which replaces the
+subscription with one that has no assignment until the rebalance completes
+(aiokafka/consumer/subscription_state.py ``_change_subscription``). Faust's generation id only
+changes when the new assignment arrives, so its fetcher keeps handing out the records it already
+fetched, and for each one asks ``highwater(tp)``, which aiokafka answers with
 ``assert self._subscription.is_assigned(partition), "Partition is not assigned"``
 (aiokafka/consumer/consumer.py). The AssertionError kills Faust's fetcher, and the worker.
+The same happens to a record of a partition revoked between its fetch and its delivery.
 
 Here such a record gets no highwater (the last one known, or -1, is reported to the monitor)
 and a generation id of -1, so Faust's stream skips it as a record of an older generation: it is
-neither processed nor acknowledged, and whoever owns the partition next reads it again from the
-committed offset.
+neither processed nor acknowledged. After the rebalance Faust seeks every assigned partition to
+its committed offset (table recovery's ``perform_seek``), so the record is read again by whoever
+owns the partition; Delta's application transaction keeps that replay exactly once.
 """
 
 from __future__ import annotations

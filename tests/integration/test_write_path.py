@@ -7,7 +7,6 @@ import threading
 import time
 
 import numpy as np
-import pyarrow.compute as pc
 import pytest
 from pymilvus import MilvusClient
 
@@ -77,9 +76,9 @@ def _check_delta(api, name: str, model: Model) -> None:
     assert got == model.live
     for kind in (ROWS, DELETES):
         t = api.store.read(info.collection_id, kind, columns=["_shard", "_seq"])
-        if t is not None and t.num_rows:
-            keys = pc.add(pc.multiply(t.column("_shard").cast("int64"), 1 << 62), t.column("_seq"))
-            assert pc.count_distinct(keys).as_py() == t.num_rows, f"duplicate records in {kind}"
+        if t is not None and t.num_rows:  # (shard, seq) names one WAL row (or tombstone)
+            distinct = t.group_by(["_shard", "_seq"]).aggregate([]).num_rows
+            assert distinct == t.num_rows, f"duplicate records in {kind}"
 
 
 def _check_commits(api, name: str) -> None:
@@ -198,39 +197,29 @@ def test_kill9_streams_worker_three_times_after_commits_loses_and_duplicates_not
     client.close()
 
 
-def test_streams_worker_survives_collections_created_while_writing(deployment):
-    """Each new collection's WAL topic is subscribed with a rebalance while rows stream in."""
-    deployment.start("streams")
+def test_streams_worker_survives_collections_created_while_it_catches_up(deployment):
+    """Each new collection's WAL topic is subscribed while the worker works through a backlog:
+    aiokafka drops the assignment until the rebalance ends while Faust still hands out fetched
+    records, which raised "Partition is not assigned" and killed the worker (seen without the
+    guard in streams/revoked.py). Those records are read again after the rebalance: nothing is lost."""
     api = deployment.api()
-    api.create_collection("busy", _schema(), shards_num=2)
+    api.create_collection("busy", _schema(), shards_num=8)
     model = Model()
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def producer() -> None:
-        rng = random.Random(5)
-        try:
-            while not stop.is_set():
-                _write_mix(api, "busy", model, 500, rng, key_space=5_000)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    t = threading.Thread(target=producer)
-    t.start()
+    for i in range(2500):  # 20,000 WAL records waiting for the worker
+        api.insert("busy", model.rows(np.arange(i * 16, (i + 1) * 16, dtype=np.int64)))
+    deployment.start("streams")
+    time.sleep(3)  # pacing, not an assertion: the worker is busy with the backlog now
     others: dict[str, Model] = {}
-    try:
-        for i in range(12):
-            name = f"new{i}"
-            api.create_collection(name, _schema(), shards_num=2)
-            others[name] = Model()
-            api.insert(name, others[name].rows(np.arange(i * 10, i * 10 + 50, dtype=np.int64)))
-    finally:
-        stop.set()
-        t.join(60)
-    assert not errors, errors
+    for i in range(20):
+        name = f"new{i}"
+        api.create_collection(name, _schema(), shards_num=2)
+        others[name] = Model()
+        api.insert(name, others[name].rows(np.arange(i * 10, i * 10 + 50, dtype=np.int64)))
+        time.sleep(0.3)  # pacing: one rebalance after another
     api.flush(["busy", *others], timeout=240)
     assert deployment.procs["streams"].poll() is None, deployment.log_tail("streams")
+    assert "Partition is not assigned" not in (deployment.root / "streams.log").read_text()
     _check_delta(api, "busy", model)
+    _check_commits(api, "busy")
     for name, m in others.items():
         _check_delta(api, name, m)
-    assert "Partition is not assigned" not in (deployment.root / "streams.log").read_text()

@@ -38,10 +38,16 @@ def _record(tp: TP, offset: int) -> SimpleNamespace:
 async def _scenario() -> None:
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
     mine, gone = TP("ns.wal.1", 0), TP("ns.wal.1", 1)
-    consumer._subscription.assign_from_user({mine})
-    # what killed the worker: Faust asks the highwater of every record it hands out
+    subscription = consumer._subscription
+    subscription.subscribe({"ns.wal.1"})
+    subscription.assign_from_subscribed({mine, gone})
+    assert consumer.highwater(gone) is None  # assigned, nothing fetched yet
+
+    # a new collection's WAL topic is subscribed: no partition is assigned until the rebalance ends,
+    # and Faust, still in the old generation, asks the highwater of every record it hands out
+    subscription.subscribe({"ns.wal.1", "ns.wal.2"})
     with pytest.raises(AssertionError, match="Partition is not assigned"):
-        consumer.highwater(gone)
+        consumer.highwater(gone)  # what killed the worker
 
     revoked.install()
     app = SimpleNamespace(
@@ -51,7 +57,11 @@ async def _scenario() -> None:
         _ensure_consumer=lambda: consumer, app=app, consumer=SimpleNamespace(in_transaction=False)
     )
     faust_consumer = SimpleNamespace(_thread=thread, app=app)
+    for tp in (mine, gone):  # during the rebalance every record is stale
+        assert driver.Consumer._to_message(faust_consumer, tp, _record(tp, 4)).generation_id == -1
+    assert driver.AIOKafkaConsumerThread.highwater(thread, mine) == -1
 
+    subscription.assign_from_subscribed({mine})  # the rebalance ends; "gone" went to another worker
     assert driver.AIOKafkaConsumerThread.highwater(thread, gone) == 42
     stale = driver.Consumer._to_message(faust_consumer, gone, _record(gone, 5))
     assert stale.generation_id == revoked.STALE_GENERATION != app.consumer_generation_id
