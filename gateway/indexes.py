@@ -1,7 +1,9 @@
 """Index and load RPCs: create/describe/drop index, load/release collections and partitions.
 
 An index is a catalog entry (``IndexInfo``); the indexer workers build it per sealed segment.
-DescribeIndex reports progress from an injected ``index_progress(info, field)`` function.
+DescribeIndex reports progress from an injected ``index_progress(info, field)`` function, which
+returns (indexed, total, pending) rows and, optionally, a fourth item: the reason some segment
+failed to build (empty when none did). A failure makes the state ``Failed`` with that reason.
 Loading is a catalog flag (``loaded`` with ``loaded_partitions`` empty meaning all) plus a
 call to the searcher; searching an unloaded collection is an error, as in Milvus.
 """
@@ -23,7 +25,8 @@ from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgume
 from searcher.types import Searcher
 
 log = logging.getLogger(__name__)
-IndexProgress = Callable[[CollectionInfo, str], tuple[int, int, int]]  # indexed, total, pending rows
+# indexed, total, pending rows (and optionally the reason of failed builds)
+IndexProgress = Callable[[CollectionInfo, str], tuple[int, int, int] | tuple[int, int, int, str]]
 SCALAR_INDEX_TYPES = ("AUTOINDEX", "INVERTED", "STL_SORT", "TRIE", "BITMAP")
 
 
@@ -138,14 +141,20 @@ class IndexRpcs:
             desc.state = common_pb2.Finished
             return desc
         try:
-            indexed, total, pending = self.progress(info, index.field)
+            progress = self.progress(info, index.field)
         except Exception as exc:  # report the failure to the client instead of "in progress" forever
             log.exception("index progress failed collection=%s field=%s", info.name, index.field)
             desc.state = common_pb2.Failed
             desc.index_state_fail_reason = f"cannot read index progress: {exc}"
             return desc
+        indexed, total, pending = progress[:3]
+        fail_reason = str(progress[3]) if len(progress) > 3 else ""
         desc.indexed_rows, desc.total_rows, desc.pending_index_rows = int(indexed), int(total), int(pending)
-        desc.state = common_pb2.Finished if pending <= 0 else common_pb2.InProgress
+        if fail_reason:
+            desc.state = common_pb2.Failed
+            desc.index_state_fail_reason = fail_reason
+        else:
+            desc.state = common_pb2.Finished if pending <= 0 else common_pb2.InProgress
         return desc
 
     def drop_index(self, req: milvus_pb2.DropIndexRequest) -> common_pb2.Status:

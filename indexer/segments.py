@@ -1,8 +1,18 @@
-"""Which sealed segments a collection has, and which of them carry an index file."""
+"""Which sealed segments a collection has, which carry an index file, and which failed to build.
+
+A failed build leaves ``<segment>_<field>_<index_id>.failed.json`` beside where its index file
+would be: the reason, the attempts so far and the next retry (unix seconds). It is the durable
+record DescribeIndex reads (every gateway process, also after restarts); the indexer removes it
+once the index file is written. A dropped or recreated index has a new index id, so old failure
+files no longer match it.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +22,34 @@ from schemas.catalog import CollectionInfo, IndexInfo
 from walvus.storage import ROWS, SegmentStore
 
 
+class IndexProgress(NamedTuple):
+    indexed_rows: int
+    total_rows: int
+    pending_rows: int
+    fail_reason: str = ""  # empty unless some segment failed to build
+
+
 def index_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.faiss"
+
+
+def failure_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
+    return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.failed.json"
+
+
+def write_failure(path: Path, record: dict) -> None:
+    """Atomically replace the failure file (readers never see half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(record, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_failure(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def sealed_segments(store: SegmentStore, collection_id: int) -> dict[int, int]:
@@ -30,14 +66,35 @@ def sealed_segments(store: SegmentStore, collection_id: int) -> dict[int, int]:
     return {int(s): int(n) for s, n in zip(segs, ns, strict=True)}
 
 
-def index_progress(store: SegmentStore, info: CollectionInfo, field: str) -> tuple[int, int, int]:
-    """(indexed_rows, total_rows, pending_rows) of the field's current index over sealed segments."""
+def _fail_reason(
+    store: SegmentStore, info: CollectionInfo, idx: IndexInfo, unbuilt: list[int], sealed: int
+) -> str:
+    """The field's failed segments in one line: how many failed, and the first one's reason."""
+    directory = store.index_dir(info.collection_id)
+    if not directory.is_dir():
+        return ""
+    suffix = f"_{idx.field}_{idx.index_id}.failed.json"
+    names = {p.name for p in directory.iterdir() if p.name.endswith(suffix)}
+    failed = [s for s in unbuilt if f"{s}{suffix}" in names]
+    if not failed:
+        return ""
+    record = read_failure(directory / f"{failed[0]}{suffix}") or {}
+    reason = record.get("reason", "unknown error")
+    attempts = record.get("attempts", "?")
+    return (
+        f"{len(failed)} of {sealed} sealed segments failed to build index {idx.index_name} "
+        f"on field {idx.field}; segment {failed[0]} after {attempts} attempts: {reason}"
+    )
+
+
+def index_progress(store: SegmentStore, info: CollectionInfo, field: str) -> IndexProgress:
+    """(indexed_rows, total_rows, pending_rows, fail_reason) of the field's current index."""
     idx: IndexInfo | None = info.indexes.get(field)
     segs = sealed_segments(store, info.collection_id)
     total = int(np.sum(list(segs.values()))) if segs else 0
     if idx is None:
-        return 0, total, total
-    indexed = sum(
-        n for s, n in segs.items() if index_file(store, info.collection_id, s, field, idx.index_id).exists()
-    )
-    return indexed, total, total - indexed
+        return IndexProgress(0, total, total)
+    built = [s for s in segs if index_file(store, info.collection_id, s, field, idx.index_id).exists()]
+    indexed = sum(segs[s] for s in built)
+    unbuilt = sorted(set(segs) - set(built))
+    return IndexProgress(indexed, total, total - indexed, _fail_reason(store, info, idx, unbuilt, len(segs)))

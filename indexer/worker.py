@@ -4,6 +4,12 @@ It reacts to segment announcements and catalog changes, and also reconciles on a
 with the Delta tables (the source of truth), so a lost announcement or a crash mid-build
 only delays an index. Files are written atomically beside the tables and announced on
 the segments topic.
+
+Each (collection, segment, field, index) is built alone: one that raises is recorded
+(``indexer.failures``), retried with exponential backoff, published (a failure file beside
+the index file, read by DescribeIndex, and an ``IndexFailed`` announcement), and every other
+item keeps building. A collection whose segments cannot even be listed fails alone the same way.
+Only vector fields get FAISS indexes; scalar indexes (INVERTED, STL_SORT...) are catalog entries.
 """
 
 from __future__ import annotations
@@ -17,14 +23,16 @@ import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from indexer.arrow_vectors import arrow_vectors
+from indexer.failures import Backoff, IndexFailure, IndexFailures
 from indexer.index import VectorIndex
-from indexer.segments import index_file, sealed_segments
+from indexer.segments import failure_file, index_file, sealed_segments, write_failure
 from indexer.spec import IndexSpec
 from schemas.catalog import CollectionInfo
-from schemas.segments import IndexBuilt
+from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
 from walvus.log import KafkaLog, LogMessage, drain
+from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
 
@@ -39,9 +47,11 @@ class IndexWorker:
         store: SegmentStore,
         namespace: str,
         reconcile_seconds: float = 5.0,
+        backoff: Backoff | None = None,
     ) -> None:
         self.kafka, self.catalog, self.store, self.ns = kafka, catalog, store, namespace
         self.reconcile_seconds = reconcile_seconds
+        self.failures = IndexFailures(backoff)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.built = 0
@@ -53,12 +63,15 @@ class IndexWorker:
         listener = threading.Thread(target=self._listen, daemon=True, name="segments-listener")
         listener.start()
         deadline = None if timeout is None else time.monotonic() + timeout
+        failing = OnceLog(log)  # items fail alone; this is the catalog itself failing
         while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
             self._wake.clear()
             try:
                 self.reconcile()
-            except Exception:
-                log.exception("index reconcile failed")
+            except Exception as exc:
+                failing.error("index reconcile failed", exc)
+            else:
+                failing.clear()
             self._wake.wait(self.reconcile_seconds)
 
     def stop(self) -> None:
@@ -82,32 +95,105 @@ class IndexWorker:
         consumer.close()
 
     def reconcile(self) -> int:
-        """Build every missing index. Returns how many were built."""
+        """Build every missing index that is not backing off. Returns how many were built."""
         built = 0
         for info in self.catalog.collections():
-            if not info.indexes:
-                continue
-            segs = sealed_segments(self.store, info.collection_id)
-            for field, idx in info.indexes.items():
-                for seg, rows in sorted(segs.items()):
-                    if self._stop.is_set():
-                        return built
-                    if (
-                        rows
-                        and not index_file(self.store, info.collection_id, seg, field, idx.index_id).exists()
-                    ):
-                        current = self.catalog.get(info.name)
-                        if current is None or field not in current.indexes:
-                            break
-                        self.build(current, seg, field)
-                        built += 1
+            if self._stop.is_set():
+                break
+            built += self._reconcile_collection(info)
         self.built += built
         return built
+
+    def _reconcile_collection(self, info: CollectionInfo) -> int:
+        fields = [f for f in info.indexes if (fd := info.schema.field(f)) is not None and fd.dtype.is_vector]
+        key = (info.collection_id, "segments")
+        if not fields or not self.failures.due(key):
+            return 0
+        try:
+            segs = sealed_segments(self.store, info.collection_id)
+        except Exception as exc:
+            self._failed(key, info, exc, what="listing sealed segments")
+            return 0
+        self._succeeded(key, info, "listing sealed segments")
+        built = 0
+        for field in fields:
+            for seg, rows in sorted(segs.items()):
+                if self._stop.is_set():
+                    return built
+                index_id = info.indexes[field].index_id
+                item = (info.collection_id, seg, field, index_id)
+                if not rows or not self.failures.due(item):
+                    continue
+                if index_file(self.store, info.collection_id, seg, field, index_id).exists():
+                    continue
+                current = self.catalog.get(info.name)
+                idx = None if current is None else current.indexes.get(field)
+                if current is None or idx is None or idx.index_id != index_id:
+                    break  # dropped or recreated meanwhile: the next pass sees the new state
+                try:
+                    self.build(current, seg, field)
+                except Exception as exc:
+                    self._failed(item, current, exc, what=f"segment={seg} field={field}")
+                    continue
+                self._succeeded(item, current, f"segment={seg} field={field}")
+                built += 1
+        return built
+
+    def _failed(self, key: tuple, info: CollectionInfo, exc: Exception, what: str) -> None:
+        failure = self.failures.record(key, exc, info.name)
+        if failure.new_reason:  # each distinct error of an item once, with its traceback
+            log.warning(
+                "index build failed collection=%s %s attempts=%s retry_in=%.0fs reason=%s",
+                info.name,
+                what,
+                failure.attempts,
+                self.failures.backoff.delay(failure.attempts),
+                failure.reason,
+                exc_info=exc,
+            )
+        else:
+            log.debug(
+                "index build failed again collection=%s %s attempts=%s", info.name, what, failure.attempts
+            )
+        if len(key) == 4:
+            self._publish_failure(info, key, failure)
+
+    def _succeeded(self, key: tuple, info: CollectionInfo, what: str) -> None:
+        if len(key) == 4:  # also a failure file left by an earlier run of the indexer
+            _, seg, field, index_id = key
+            failure_file(self.store, info.collection_id, seg, field, index_id).unlink(missing_ok=True)
+        if self.failures.clear(key):
+            log.info("index build recovered collection=%s %s", info.name, what)
+
+    def _publish_failure(self, info: CollectionInfo, key: tuple, failure: IndexFailure) -> None:
+        """The failure file (durable, read by DescribeIndex), then a hint on the segments topic."""
+        _, seg, field, index_id = key
+        ann = IndexFailed(
+            info.collection_id,
+            info.name,
+            seg,
+            field,
+            info.indexes[field].index_name,
+            index_id,
+            failure.reason,
+            failure.attempts,
+            failure.next_retry_ts,
+        )
+        try:
+            record = {k: v for k, v in ann.__dict__.items() if k != "kind"}
+            write_failure(failure_file(self.store, info.collection_id, seg, field, index_id), record)
+            if failure.new_reason:
+                self.kafka.append([LogMessage(segments_topic(self.ns), 0, ann.to_json())])
+        except Exception:
+            log.exception(
+                "cannot publish index failure collection=%s segment=%s field=%s", info.name, seg, field
+            )
 
     def build(self, info: CollectionInfo, segment_id: int, field: str) -> None:
         idx = info.indexes[field]
         f = info.schema.field(field)
-        assert f is not None
+        if f is None or not f.dtype.is_vector:
+            raise ValueError(f"field {field!r} of collection {info.name} is not a vector field")
         table = self.store.read(
             info.collection_id, ROWS, filter=ds.field("_segment") == segment_id, columns=[field, "_seq"]
         )
@@ -146,14 +232,23 @@ class IndexWorker:
 
 
 def run(bootstrap: str) -> None:
-    from walvus.settings import KafkaSettings, StorageSettings, WalvusSettings
+    from prometheus_client import start_http_server
+
+    from walvus.settings import IndexerSettings, KafkaSettings, StorageSettings, WalvusSettings
 
     base = WalvusSettings()
     storage = StorageSettings()
     kafka = KafkaLog(KafkaSettings().client_config(bootstrap))
     catalog = Catalog(kafka, base.namespace).start()
-    worker = IndexWorker(kafka, catalog, storage.store(), base.namespace)
+    settings = IndexerSettings()
+    backoff = Backoff(settings.index_retry_first_seconds, settings.index_retry_max_seconds)
+    worker = IndexWorker(kafka, catalog, storage.store(), base.namespace, backoff=backoff)
     on_stop_signal(worker.stop)
-    log.info("indexer running bootstrap=%s", bootstrap)
+    if settings.indexer_metrics_port:
+        try:
+            start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
+        except OSError as exc:  # metrics are not worth refusing to build indexes
+            log.error("indexer metrics disabled port=%s error=%s", settings.indexer_metrics_port, exc)
+    log.info("indexer running bootstrap=%s metrics_port=%s", bootstrap, settings.indexer_metrics_port)
     worker.run()
     catalog.stop()

@@ -1,7 +1,10 @@
-"""Announcements on the segments topic: a segment was sealed and committed, an index was built.
+"""Announcements on the segments topic: a segment was sealed and committed, an index was built
+or failed to build.
 
 Announcements are hints: the Delta table's log stays the source of truth, and readers
-reconcile with it, so a lost or repeated announcement is harmless.
+reconcile with it, so a lost or repeated announcement is harmless. The durable record of a
+failed build is the failure file beside the index file (``indexer.segments.failure_file``),
+which DescribeIndex reads; ``IndexFailed`` tells live readers without making them poll.
 """
 
 from __future__ import annotations
@@ -43,13 +46,37 @@ class IndexBuilt:
         return json.dumps(asdict(self)).encode()
 
 
-def decode_announcement(raw: bytes) -> SegmentSealed | IndexBuilt:
+@dataclass(frozen=True)
+class IndexFailed:
+    """The indexer could not build this segment's index; it retries at ``next_retry_ts`` (unix s)."""
+
+    collection_id: int
+    collection: str
+    segment_id: int
+    field: str
+    index_name: str
+    index_id: int
+    reason: str
+    attempts: int
+    next_retry_ts: float
+    kind: str = "index_failed"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+Announcement = SegmentSealed | IndexBuilt | IndexFailed
+
+
+def decode_announcement(raw: bytes) -> Announcement:
     d = json.loads(raw)
     kind = d.get("kind")
     if kind == "sealed":
         return SegmentSealed(**d)
     if kind == "index":
         return IndexBuilt(**d)
+    if kind == "index_failed":
+        return IndexFailed(**d)
     raise ValueError(f"unknown announcement kind {kind!r}")
 
 

@@ -186,8 +186,8 @@ class AnnouncementTail:
                     ann = decode_announcement(m.value())
                     if isinstance(ann, SegmentSealed):
                         self._on_sealed(ann)
-                    else:
-                        self._on_index(ann)
+                    elif isinstance(ann, IndexBuilt):
+                        self._on_index(ann)  # a failed build changes nothing the searcher holds
                 except Exception:
                     log.exception("handling announcement failed offset=%s", m.offset())
         self._consumer.close()

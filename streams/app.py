@@ -17,6 +17,7 @@ from streams.segment_writer import SegmentWriter
 from streams.subscription import DynamicSubscription
 from walvus.catalog import Catalog
 from walvus.log import MAX_MESSAGE_BYTES, KafkaLog, LogMessage
+from walvus.once_log import OnceLog
 from walvus.settings import KafkaSettings, StorageSettings, StreamsSettings
 
 log = logging.getLogger(__name__)
@@ -117,14 +118,26 @@ class StreamsWorker:
                 messages = await asyncio.to_thread(self.validator.process, records)
                 await asyncio.to_thread(self.kafka.append, messages)
 
+        failing = OnceLog(log)
+
         @app.timer(self.settings.worker_tick_seconds)
         async def seal_idle() -> None:
+            # an exception would end this timer for good (no more idle seals, no new subscriptions):
+            # a failed seal keeps its buffer and is tried again on the next tick
             due = mat.due()
             if due:
-                async with self.lock:
-                    tokens = await asyncio.to_thread(mat.seal_all, due)
-                await ack(tokens)
-            subscription.reconcile()
+                try:
+                    async with self.lock:
+                        tokens = await asyncio.to_thread(mat.seal_all, due)
+                except Exception as exc:
+                    failing.error("idle seal failed, retrying next tick", exc, shards=len(due))
+                else:
+                    failing.clear()
+                    await ack(tokens)
+            try:
+                subscription.reconcile()
+            except Exception as exc:
+                failing.error("subscription reconcile failed, retrying next tick", exc)
 
         @app.on_partitions_revoked.connect
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -147,8 +160,9 @@ def run(bootstrap: str, loglevel: str = "WARNING") -> None:
     """Run the worker until SIGTERM/SIGINT."""
     from faust.worker import Worker
 
-    from streams import isolation
+    from streams import isolation, revoked
 
     isolation.install()
+    revoked.install()
     worker = StreamsWorker(bootstrap)
     Worker(worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

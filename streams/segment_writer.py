@@ -9,7 +9,10 @@ the same record is never written twice, whatever the seal boundaries were before
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +22,7 @@ from schemas.collection import PARTITION_COLUMN
 from schemas.segments import PARTITION_SHIFT, SegmentSealed, segment_id
 from schemas.wal import Op, WalRecord
 from streams.growing import BufferedRecord
+from walvus.exceptions import CommitConflict
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -94,10 +98,29 @@ def _segments(seg: int, part: pa.Array, partition_ids: dict[str, int] | None) ->
     return seg + (ids[enc.indices.to_numpy(zero_copy_only=False)] << PARTITION_SHIFT)
 
 
+@dataclass(frozen=True)
+class CommitRetry:
+    """Retries of a conflicting Delta commit: ``first`` seconds, doubling to ``most``, with jitter."""
+
+    attempts: int = 12
+    first: float = 0.02
+    most: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.most, self.first * 2.0**attempt)
+        return base * (0.5 + random.random() / 2)
+
+
 class SegmentWriter:
-    def __init__(self, store: SegmentStore, lookup: Callable[[int], CollectionInfo | None]) -> None:
+    def __init__(
+        self,
+        store: SegmentStore,
+        lookup: Callable[[int], CollectionInfo | None],
+        retry: CommitRetry | None = None,
+    ) -> None:
         self.store = store
         self.lookup = lookup
+        self.retry = retry or CommitRetry()
         self._done: dict[tuple[int, str, int], int] = {}
 
     def committed(self, collection_id: int, kind: str, shard: int) -> int:
@@ -126,57 +149,46 @@ class SegmentWriter:
             return None
         last = records[-1].offset
         forced = any(r.record.header.op == Op.FLUSH for r in records)
-        rows_done = self.committed(collection_id, ROWS, shard)
-        dels_done = self.committed(collection_id, DELETES, shard)
         data_schema = info.schema.data_arrow_schema()
+        pk_type = info.schema.primary.arrow_type()
         first = records[0].offset
         seg = segment_id(shard, first)
-        rows = [
-            with_system_columns(r.record, r.offset, shard, seg, data_schema, info.partitions)
-            for r in records
-            if r.offset > rows_done and r.record.header.op in (Op.INSERT, Op.UPSERT) and r.record.num_rows
-        ]
-        dels = [
-            self._tombstones(r, shard, seg, info)
-            for r in records
-            if r.offset > dels_done
-            and (r.record.header.op == Op.DELETE and r.record.num_rows or _drops_partition(r.record))
-        ]
         meta = {"segment": seg, "shard": shard, "first_offset": first, "last_offset": last, "reason": reason}
-        nrows = sum(b.num_rows for b in rows)
-        ndels = sum(b.num_rows for b in dels)
-        version = -1
-        wrote = False
-        if last > rows_done and (rows or forced):
+        writes = [r for r in records if r.record.header.op in (Op.INSERT, Op.UPSERT) and r.record.num_rows]
+        kills = [
+            r
+            for r in records
+            if r.record.header.op == Op.DELETE and r.record.num_rows or _drops_partition(r.record)
+        ]
+
+        def rows_after(done: int) -> tuple[pa.Table, int] | None:
+            rows = [
+                with_system_columns(r.record, r.offset, shard, seg, data_schema, info.partitions)
+                for r in writes
+                if r.offset > done
+            ]
+            if not rows and not forced:
+                return None
             table = pa.Table.from_batches(rows) if rows else info.schema.stored_arrow_schema().empty_table()
-            version = self.store.append(
-                collection_id,
-                ROWS,
-                table,
-                shard=shard,
-                last_offset=last,
-                metadata={**meta, "rows": nrows},
-                partition_by=[PARTITION_COLUMN],
-            )
-            self._done[(collection_id, ROWS, shard)] = last
-            wrote = True
-        if last > dels_done and (dels or forced):
-            pk_type = info.schema.primary.arrow_type()
-            table = (
-                pa.Table.from_batches(dels, schema=deletes_schema(pk_type))
-                if dels
-                else deletes_schema(pk_type).empty_table()
-            )
-            self.store.append(
-                collection_id,
-                DELETES,
-                table,
-                shard=shard,
-                last_offset=last,
-                metadata={**meta, "tombstones": ndels},
-            )
-            self._done[(collection_id, DELETES, shard)] = last
-            wrote = True
+            return table, table.num_rows
+
+        def tombstones_after(done: int) -> tuple[pa.Table, int] | None:
+            dels = [self._tombstones(r, shard, seg, info) for r in kills if r.offset > done]
+            if not dels and not forced:
+                return None
+            schema = deletes_schema(pk_type)
+            table = pa.Table.from_batches(dels, schema=schema) if dels else schema.empty_table()
+            return table, table.num_rows
+
+        rows_commit = self._commit_kind(
+            collection_id, ROWS, shard, last, rows_after, meta, "rows", [PARTITION_COLUMN]
+        )
+        dels_commit = self._commit_kind(
+            collection_id, DELETES, shard, last, tombstones_after, meta, "tombstones"
+        )
+        wrote = rows_commit is not None or dels_commit is not None
+        version, nrows = rows_commit or (-1, 0)
+        ndels = dels_commit[1] if dels_commit else 0
         if not wrote:
             return None  # a replay of records already committed
         log.info(
@@ -201,6 +213,58 @@ class SegmentWriter:
             last_offset=last,
             table_version=version,
         )
+
+    def _commit_kind(
+        self,
+        collection_id: int,
+        kind: str,
+        shard: int,
+        last: int,
+        table_after: Callable[[int], tuple[pa.Table, int] | None],
+        meta: dict,
+        count_key: str,
+        partition_by: list[str] | None = None,
+    ) -> tuple[int, int] | None:
+        """Commit the records after the shard's committed offset, exactly once. Returns (version, rows).
+
+        A commit conflict (another shard's seal committed to the same table first) wrote nothing:
+        re-read the committed offset from Delta, so whatever is in is skipped, and try again.
+        """
+        for attempt in range(self.retry.attempts):
+            done = self.committed(collection_id, kind, shard)
+            made = table_after(done) if last > done else None
+            if made is None:
+                return None  # nothing new: a replay of records already committed
+            table, n = made
+            try:
+                version = self.store.append(
+                    collection_id,
+                    kind,
+                    table,
+                    shard=shard,
+                    last_offset=last,
+                    metadata={**meta, count_key: n},
+                    partition_by=partition_by,
+                )
+            except CommitConflict as exc:
+                if attempt + 1 >= self.retry.attempts:
+                    raise
+                delay = self.retry.delay(attempt)
+                log.info(
+                    "delta commit conflict, retrying collection_id=%s kind=%s shard=%s attempt=%s in=%.2fs error=%s",
+                    collection_id,
+                    kind,
+                    shard,
+                    attempt + 1,
+                    delay,
+                    exc,
+                )
+                self._done.pop((collection_id, kind, shard), None)
+                time.sleep(delay)
+                continue
+            self._done[(collection_id, kind, shard)] = last
+            return version, n
+        return None
 
     @staticmethod
     def _tombstones(r: BufferedRecord, shard: int, seg: int, info: CollectionInfo) -> pa.RecordBatch:

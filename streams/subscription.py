@@ -14,6 +14,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 5.0
+MAX_UNKNOWN_ASKS = 12  # about a minute of re-asking for a topic the consumer has no partitions of
 
 
 class DynamicSubscription:
@@ -23,6 +24,7 @@ class DynamicSubscription:
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._asked_at = 0.0
+        self._unknown_asks: dict[str, int] = {}
         app.topics._resubscribe_sleep_lock_seconds = 0.2  # default 45 s: far too slow for new collections
 
     def request(self, topics: list[str]) -> None:
@@ -52,6 +54,14 @@ class DynamicSubscription:
         if consumer is None:
             return
         missing = set(self.channel.topics) - set(consumer.subscription() or ())
+        # subscribed, but the group was assigned before the consumer knew the topic's partitions: aiokafka
+        # rejoins only on its next metadata refresh (minutes), so subscribe again, which fetches them now
+        unknown = {t for t in self.channel.topics if _partitions_known(self.app, t) is False}
+        for t in unknown:
+            self._unknown_asks[t] = self._unknown_asks.get(t, 0) + 1
+            if self._unknown_asks[t] == MAX_UNKNOWN_ASKS:  # a deleted topic must not rebalance forever
+                log.warning("giving up re-subscribing a topic without partitions topic=%s", t)
+        missing |= {t for t in unknown if self._unknown_asks[t] < MAX_UNKNOWN_ASKS}
         if missing:
             log.info("re-requesting subscription topics=%s", ",".join(sorted(missing)))
             self._ask()
@@ -59,3 +69,11 @@ class DynamicSubscription:
     def _ask(self) -> None:
         self._asked_at = time.monotonic()
         self.app.topics._flag_changes()
+
+
+def _partitions_known(app: Any, topic: str) -> bool | None:
+    """Whether the consumer's group metadata has the topic's partitions (None: cannot tell)."""
+    try:
+        return app.consumer.topic_partitions(topic) is not None
+    except Exception:
+        return None

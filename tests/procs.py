@@ -27,6 +27,7 @@ class Deployment:
             "WALVUS_DATA_DIR": str(root / "data"),
             "WALVUS_PORT": str(self.port),
             "WALVUS_METRICS_PORT": str(free_port()),
+            "WALVUS_INDEXER_METRICS_PORT": str(free_port()),
             "WALVUS_SEAL_IDLE_SECONDS": "3",
             "WALVUS_SITE": self.namespace,
             **settings,

@@ -17,5 +17,9 @@ class StorageError(WalvusError, OSError):
     code = 2
 
 
+class CommitConflict(StorageError):
+    """Another writer committed to the same Delta table first; nothing of this commit was written."""
+
+
 class FlushTimeout(WalvusError, TimeoutError):
     code = 1

@@ -139,6 +139,19 @@ class SearcherSettings(WalvusSettings):
         )
 
 
+class IndexerSettings(WalvusSettings):
+    index_retry_first_seconds: float = Field(
+        5.0, gt=0, description="Retry a failed index build after this long, doubling each failure."
+    )
+    index_retry_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between index build retries."
+    )
+    indexer_metrics_port: int = Field(
+        9095, description="HTTP port of the indexer's Prometheus /metrics; 0 disables."
+    )
+    indexer_metrics_host: str = Field("127.0.0.1", description="Address the indexer's /metrics binds.")
+
+
 class LimitSettings(WalvusSettings):
     max_request_mb: float = Field(64, description="Largest accepted insert/search request.")
     max_dim: int = Field(32_768, description="Largest vector dimension.")

@@ -16,9 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from walvus.exceptions import StorageError
+from walvus.exceptions import CommitConflict, StorageError
 
 log = logging.getLogger(__name__)
 ROWS = "rows"
@@ -75,7 +75,9 @@ class SegmentStore:
         metadata: dict[str, Any],
         partition_by: list[str] | None = None,
     ) -> int:
-        """Append ``table`` and record ``last_offset`` for the shard, atomically. Returns the table version."""
+        """Append ``table`` and record ``last_offset`` for the shard, atomically. Returns the table version.
+
+        Raises ``CommitConflict`` when a concurrent writer committed first (nothing was written)."""
         uri = self.table_uri(collection_id, kind)
         props = CommitProperties(
             custom_metadata={k: str(v) for k, v in metadata.items()},
@@ -92,6 +94,10 @@ class SegmentStore:
                 schema_mode="merge",
             )
             dt = DeltaTable(uri, storage_options=self.options)
+        except CommitFailedError as exc:  # a concurrent commit won: safe to retry (see SegmentWriter)
+            raise CommitConflict(
+                f"commit conflict on {kind} table of collection {collection_id} shard {shard}: {exc}"
+            ) from exc
         except DeltaError as exc:
             raise StorageError(f"cannot commit to {kind} table of collection {collection_id}: {exc}") from exc
         return dt.version()

@@ -163,6 +163,11 @@ def test_index_lifecycle_and_progress(
     assert (index["state"], index["indexed_rows"], index["pending_index_rows"]) == ("InProgress", 40, 60)
     progress[name] = (100, 100, 0)
     assert client.describe_index(name, "vec_idx")["state"] == "Finished"
+    progress[name] = (40, 100, 60, "1 of 2 sealed segments failed: ArrowInvalid: boom")
+    assert client.describe_index(name, "vec_idx")["state"] == "Failed"
+    state, reason = client._get_connection().get_index_state(name, "vec_idx")
+    assert reason == "1 of 2 sealed segments failed: ArrowInvalid: boom"
+    progress[name] = (100, 100, 0)
     other = client.prepare_index_params()
     other.add_index("vec", index_type="HNSW", metric_type="L2", index_name="vec_idx")
     with pytest.raises(MilvusException, match="at most one distinct index is allowed per field"):
