@@ -14,11 +14,13 @@ Only vector fields get FAISS indexes; scalar indexes (INVERTED, STL_SORT...) are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 
+import faiss
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -244,11 +246,20 @@ def run(bootstrap: str) -> None:
     backoff = Backoff(settings.index_retry_first_seconds, settings.index_retry_max_seconds)
     worker = IndexWorker(kafka, catalog, storage.store(), base.namespace, backoff=backoff)
     on_stop_signal(worker.stop)
+    faiss.omp_set_num_threads(settings.build_threads())  # builds run on this thread
+    with contextlib.suppress(OSError):
+        os.nice(settings.indexer_nice)
     if settings.indexer_metrics_port:
         try:
             start_http_server(settings.indexer_metrics_port, addr=settings.indexer_metrics_host)
         except OSError as exc:  # metrics are not worth refusing to build indexes
             log.error("indexer metrics disabled port=%s error=%s", settings.indexer_metrics_port, exc)
-    log.info("indexer running bootstrap=%s metrics_port=%s", bootstrap, settings.indexer_metrics_port)
+    log.info(
+        "indexer running bootstrap=%s metrics_port=%s build_threads=%s nice=%s",
+        bootstrap,
+        settings.indexer_metrics_port,
+        settings.build_threads(),
+        settings.indexer_nice,
+    )
     worker.run()
     catalog.stop()

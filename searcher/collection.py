@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from indexer import IndexSpec, VectorIndex
+from indexer.segments import failure_file, index_file
 from schemas.catalog import CollectionInfo
 from schemas.live import stored_alive
 from schemas.timestamps import compose, physical_ms
@@ -96,7 +97,7 @@ class LoadedCollection:
     def _load_indexes(self, containers: list[Container]) -> None:
         for c in containers:
             for fname, idx in self.info.indexes.items():
-                path = index_path(self.store, self.info.collection_id, c.segment_id, fname, idx.index_id)
+                path = index_file(self.store, self.info.collection_id, c.segment_id, fname, idx.index_id)
                 if path.exists():
                     self.attach_index(c.segment_id, fname, idx.index_id, path)
 
@@ -203,7 +204,7 @@ class LoadedCollection:
             self._preparing.discard(shard)
 
     def _ready(self, prepared: PreparedSeal) -> bool:
-        if prepared.indexed(self.info):
+        if prepared.indexed(self.info, self._build_failed):
             return True
         now = time.monotonic()
         if now - prepared.since >= self.handoff_wait:
@@ -217,7 +218,15 @@ class LoadedCollection:
         if now - prepared.last_check >= INDEX_RECHECK_SECONDS:  # in case an announcement went missing
             prepared.last_check = now
             self._load_indexes(prepared.containers)
-        return prepared.indexed(self.info)
+        return prepared.indexed(self.info, self._build_failed)
+
+    def _build_failed(self, c: Container, field_name: str) -> bool:
+        """The indexer gave up on this segment's index for now (its failure file): do not wait."""
+        idx = self.info.indexes.get(field_name)
+        cid = self.info.collection_id
+        return (
+            idx is not None and failure_file(self.store, cid, c.segment_id, field_name, idx.index_id).exists()
+        )
 
     def _swap(self, prepared: PreparedSeal) -> None:
         shard, upto = prepared.shard, prepared.upto
@@ -237,7 +246,7 @@ class LoadedCollection:
             upto,
             len(prepared.containers),
             sum(c.num_rows for c in prepared.containers),
-            prepared.indexed(self.info),
+            prepared.indexed(self.info, lambda c, f: False),
         )
 
     def fill_interim(self) -> bool:
@@ -332,12 +341,6 @@ class LoadedCollection:
                 ),
                 timeout,
             )
-
-
-def index_path(
-    store: SegmentStore, collection_id: int, segment_id: int, field_name: str, index_id: int
-) -> Path:
-    return store.index_dir(collection_id) / f"{segment_id}_{field_name}_{index_id}.faiss"
 
 
 def _within(upto: dict[int, int]) -> ds.Expression:

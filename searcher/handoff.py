@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,11 +34,11 @@ class PreparedSeal:
     since: float = field(default_factory=time.monotonic)
     last_check: float = field(default_factory=time.monotonic)
 
-    def indexed(self, info: CollectionInfo) -> bool:
-        """Every indexed vector field has its index attached on every container (indexes on
-        scalar fields are not FAISS files)."""
+    def indexed(self, info: CollectionInfo, failed: Callable[[Container, str], bool]) -> bool:
+        """Every indexed vector field has its index attached on every container, or its build
+        ``failed`` (indexes on scalar fields are not FAISS files)."""
         vector_fields = [f.name for f in info.schema.vector_fields if f.name in info.indexes]
-        return all(f in c.indexes for c in self.containers for f in vector_fields)
+        return all(f in c.indexes or failed(c, f) for c in self.containers for f in vector_fields)
 
 
 def read_sealed(table: pa.Table | None, pk_name: str) -> list[Container]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,18 @@ class IndexerSettings(WalvusSettings):
         9095, description="HTTP port of the indexer's Prometheus /metrics; 0 disables."
     )
     indexer_metrics_host: str = Field("127.0.0.1", description="Address the indexer's /metrics binds.")
+    index_build_threads: int = Field(
+        0,
+        ge=0,
+        description="OpenMP threads of an index build; 0: one less than the cores (at least 1), so "
+        "searches keep a core while segments are indexed.",
+    )
+    indexer_nice: int = Field(
+        5, ge=0, le=19, description="CPU priority the indexer lowers itself by: searches come first."
+    )
+
+    def build_threads(self) -> int:
+        return self.index_build_threads or max(1, (os.cpu_count() or 1) - 1)
 
 
 class LimitSettings(WalvusSettings):
