@@ -177,6 +177,7 @@ def field_data_from_column(
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if field is None and name == META_FIELD:
         fd = schema_pb2.FieldData(field_name=name, type=DataType.JSON, is_dynamic=True)
+        fd.scalars.json_data.SetInParent()
         fd.scalars.json_data.data.extend(s.encode() for s in arr.fill_null("{}").to_pylist())
         return fd
     dtype = field.dtype if field is not None else _dtype_of(arr.type, name)
@@ -192,6 +193,7 @@ def field_data_from_column(
         assert field is not None and field.element_type is not None
         attr = _SCALAR_ATTR[field.element_type][0]
         out = fd.scalars.array_data
+        out.SetInParent()
         out.element_type = int(field.element_type)
         for cell in arr.to_pylist():
             sf = out.data.add()
@@ -199,6 +201,7 @@ def field_data_from_column(
         return fd
     attr, np_type = _SCALAR_ATTR[dtype]
     target = getattr(fd.scalars, attr)
+    target.SetInParent()  # an empty column still names its type: pymilvus reads WhichOneof
     if dtype == DataType.JSON:
         target.data.extend(s.encode() for s in arr.fill_null("null").to_pylist())
     elif np_type is None:
@@ -231,6 +234,7 @@ def _vector_out(fd: schema_pb2.FieldData, arr: pa.Array, field: FieldSchema | No
     fd.vectors.dim = dim
     if field.dtype == DataType.FLOAT_VECTOR:
         flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        fd.vectors.float_vector.SetInParent()
         extend_floats(fd.vectors.float_vector, flat)
         return
     attr = _BYTE_VECTOR_ATTR[field.dtype]
