@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pymilvus.grpc_gen import milvus_pb2
 
-from gateway.errors import OK
+from gateway.errors import OK, NotSupported
 from gateway.field_data import empty_column, field_data_from_column
 from gateway.params import (
     COUNT,
@@ -44,6 +44,8 @@ class QueryRpcs:
     def query(self, req: milvus_pb2.QueryRequest) -> milvus_pb2.QueryResults:
         info = self.w.catalog.require(req.collection_name)
         kv = kv_dict(req.query_params)
+        if kv.get("order_by_fields"):
+            raise NotSupported(f"order_by_fields ({kv['order_by_fields']}) is not supported by walvus")
         pk = info.schema.primary.name
         group_by = [g.strip() for g in kv.get("group_by_fields", "").split(",") if g.strip()]
         for g in group_by:

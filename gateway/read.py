@@ -101,6 +101,11 @@ class SearchRpcs:
         cons: Consistency,
     ) -> SearchRequest:
         limits = self.w.limits
+        if kv.get("order_by_fields"):
+            raise NotSupported(
+                f"order_by_fields ({kv['order_by_fields']}) is not supported by walvus: "
+                "search hits come in distance order"
+            )
         field = vector_field(info.schema, kv.get("anns_field"))
         topk = as_int(kv, "topk")
         offset = as_int(kv, "offset", 0)

@@ -327,3 +327,17 @@ def test_unexpected_searcher_failure_is_reported_not_hidden(
     assert any(
         "disk on fire" in r.getMessage() and r.exc_info for r in caplog.records if r.name == "gateway.errors"
     )
+
+
+def test_order_by_is_refused_not_ignored(client: MilvusClient, coll: str) -> None:
+    """pymilvus's query_order_by / search_order_by examples: an unsorted answer would be a wrong one."""
+    with pytest.raises(MilvusException, match="order_by_fields .* is not supported"):
+        client.query(coll, filter="id >= 0", limit=5, output_fields=["age"], order_by_fields=["age:desc"])
+    with pytest.raises(MilvusException, match="order_by_fields .* is not supported"):
+        client.search(
+            coll, [vec(1)], anns_field="vec", limit=3, order_by_fields=[{"field": "age", "order": "asc"}]
+        )
+
+
+def test_query_matching_nothing_is_an_empty_list(client: MilvusClient, coll: str) -> None:
+    assert client.query(coll, filter="id < 0", output_fields=["vec", "half", "color", "doc", "tags"]) == []
