@@ -75,7 +75,17 @@ class SearchRpcs:
             raise NotSupported(
                 "search with sub-requests, function scores or function chains is not supported"
             )
+        if req.HasField("search_aggregation"):
+            raise NotSupported("search_aggregation is not supported by walvus: use group_by_field")
         kv = kv_dict(req.search_params)
+        group_by_fields = [g.strip() for g in kv.pop("group_by_fields", "").split(",") if g.strip()]
+        if len(group_by_fields) > 1:
+            raise NotSupported(
+                f"grouping search by several fields ({', '.join(group_by_fields)}) is not supported "
+                "by walvus: group by one field"
+            )
+        if group_by_fields:
+            kv.setdefault("group_by_field", group_by_fields[0])
         plan = output_plan(info.schema, req.output_fields)
         group_by = kv.get("group_by_field") or None
         if group_by:

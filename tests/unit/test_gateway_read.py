@@ -341,3 +341,22 @@ def test_order_by_is_refused_not_ignored(client: MilvusClient, coll: str) -> Non
 
 def test_query_matching_nothing_is_an_empty_list(client: MilvusClient, coll: str) -> None:
     assert client.query(coll, filter="id < 0", output_fields=["vec", "half", "color", "doc", "tags"]) == []
+
+
+def test_search_aggregation_and_multi_field_grouping_are_refused(client: MilvusClient, coll: str) -> None:
+    """pymilvus's search_aggregation example: walvus must not answer with empty buckets."""
+    from pymilvus import SearchAggregation, TopHits
+
+    agg = SearchAggregation(fields=["color"], size=2, top_hits=TopHits(size=1))
+    with pytest.raises(MilvusException, match="search_aggregation is not supported"):
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, search_aggregation=agg)
+    with pytest.raises(MilvusException, match="several fields"):
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, group_by_fields=["color", "age"])
+
+
+def test_search_group_by_fields_with_one_field_groups(client: MilvusClient, coll: str) -> None:
+    res = client.search(
+        coll, [vec(1)], anns_field="vec", limit=3, group_by_fields=["color"], output_fields=["color"]
+    )
+    colors = [h["entity"]["color"] for h in res[0]]
+    assert sorted(colors) == ["blue", "green", "red"]
