@@ -5,7 +5,8 @@
 `--repo` is a clone of https://github.com/milvus-io/pymilvus (a bare git directory works too): the
 examples are extracted from its HEAD at run time with `git archive`, into a temporary directory.
 Each example runs as its own subprocess, in its own folder, after every collection was dropped;
-its address (`localhost:19530`, `MilvusClient()`, `MILVUS_URI`) is rewritten to the deployment's.
+its address (`localhost:19530`, `MilvusClient()`, `MILVUS_URI`, pymilvus's default port) is
+rewritten to the deployment's.
 Prints a table and writes bench/results/pymilvus_examples.json: per example, passed or failed, the
 last error line, and the gateway log's error lines written while it ran.
 """
@@ -40,6 +41,7 @@ SKIPPED = {
     "text_embedding.py": "calls a cloud embedding provider (OpenAI)",
     "orm_deprecated/hello_text_embedding.py": "calls a cloud embedding provider (OpenAI)",
     "function_edit.py": "calls a cloud embedding provider (OpenAI)",
+    "orm_deprecated/hybrid_search/hello_hybrid_sparse_dense.py": "needs pymilvus.model and downloads a model",
     "xgboost_function_chain.py": "needs xgboost, a MinIO server and a model upload",
     "external_collection_example.py": "reads an external table from object storage (S3/MinIO)",
     "orm_deprecated/bulk_import/data_gengerator.py": "a data generator, not an example",
@@ -78,6 +80,20 @@ def rewrite(source: str, port: int) -> str:
     """Point an example at the deployment: its port, host and the client's default address."""
     source = source.replace("19530", str(port)).replace("localhost", "127.0.0.1")
     return re.sub(r"MilvusClient\(\s*\)", f'MilvusClient("http://127.0.0.1:{port}")', source)
+
+
+# Imported first by every example (it leads PYTHONPATH): pymilvus's default port, which
+# `connections.connect(host=...)` fills in, becomes the deployment's.
+SITECUSTOMIZE = """
+import os
+try:
+    from pymilvus.settings import Config
+except ImportError:
+    pass
+else:
+    Config.DEFAULT_HOST = "127.0.0.1"
+    Config.DEFAULT_PORT = os.environ["WALVUS_EXAMPLES_PORT"]
+"""
 
 
 def drop_everything(uri: str) -> None:
@@ -128,7 +144,16 @@ def wait_port(port: int, timeout: float = 120) -> None:
 def run_one(root: Path, name: str, port: int, timeout: float) -> dict[str, Any]:
     path = root / name
     path.write_text(rewrite(path.read_text(), port))
-    env = {**os.environ, "MILVUS_URI": f"http://127.0.0.1:{port}", "PYTHONUNBUFFERED": "1"}
+    site = root.parent / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {
+        **os.environ,
+        "MILVUS_URI": f"http://127.0.0.1:{port}",
+        "WALVUS_EXAMPLES_PORT": str(port),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+    }
     started = time.monotonic()
     try:
         done = subprocess.run(
