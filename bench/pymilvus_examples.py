@@ -1,6 +1,6 @@
 """Run the pymilvus repository's example programs, unchanged but for the address, against a fresh walvus.
 
-    python -m bench.pymilvus_examples [--repo PATH] [--only name,...] [--timeout 120]
+    python -m bench.pymilvus_examples [--repo PATH] [--only name,...] [--timeout 120] [--extra-path DIR]
 
 `--repo` is a clone of https://github.com/milvus-io/pymilvus (a bare git directory works too): the
 examples are extracted from its HEAD at run time with `git archive`, into a temporary directory.
@@ -141,7 +141,7 @@ def wait_port(port: int, timeout: float = 120) -> None:
     raise TimeoutError(f"the gateway did not open port {port} in {timeout}s")
 
 
-def run_one(root: Path, name: str, port: int, timeout: float) -> dict[str, Any]:
+def run_one(root: Path, name: str, port: int, timeout: float, extra_path: str = "") -> dict[str, Any]:
     path = root / name
     path.write_text(rewrite(path.read_text(), port))
     site = root.parent / "site"
@@ -151,7 +151,7 @@ def run_one(root: Path, name: str, port: int, timeout: float) -> dict[str, Any]:
         **os.environ,
         "MILVUS_URI": f"http://127.0.0.1:{port}",
         "WALVUS_EXAMPLES_PORT": str(port),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(site), extra_path, os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
     }
     started = time.monotonic()
@@ -184,6 +184,11 @@ def main() -> None:
     ap.add_argument("--repo", default=DEFAULT_REPO, help="a clone of github.com/milvus-io/pymilvus")
     ap.add_argument("--only", default="", help="comma-separated example names (paths under examples/)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per example")
+    ap.add_argument(
+        "--extra-path",
+        default="",
+        help="a folder of client-only packages some examples import (e.g. `pip install --target DIR ml_dtypes`)",
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="pymilvus-examples-"))
@@ -202,7 +207,7 @@ def main() -> None:
         for name in names:
             drop_everything(uri)
             start = log.stat().st_size if log.exists() else 0
-            row = run_one(root, name, port, args.timeout)
+            row = run_one(root, name, port, args.timeout, args.extra_path)
             row["gateway_errors"] = gateway_errors(log, start)
             rows.append(row)
             print(f"{row['result']:4} {row['seconds']:6.1f}s {name}  {row['error']}", flush=True)
