@@ -110,7 +110,7 @@ def drop_everything(uri: str) -> None:
 def last_error(output: str) -> str:
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
     details = [ln for ln in lines if ln.startswith("details = ")]
-    if details and any("_InactiveRpcError" in ln for ln in lines):  # a raw gRPC error spans lines
+    if details and any("RpcError" in ln for ln in lines):  # a raw gRPC error spans lines
         return f"grpc: {details[-1]}"[:300]
     for ln in reversed(lines):
         if re.match(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b", ln) or "Error" in ln.split(":")[0]:
@@ -160,22 +160,23 @@ def run_one(root: Path, name: str, port: int, timeout: float, extra_path: str = 
             [sys.executable, path.name],
             cwd=path.parent,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             timeout=timeout,
             start_new_session=True,
         )
-        output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+        output = done.stdout.decode(errors="replace")
         result = "pass" if done.returncode == 0 else "fail"
-        error = "" if done.returncode == 0 else last_error(done.stderr.decode(errors="replace") or output)
+        error = "" if done.returncode == 0 else last_error(output)
     except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace")
+        output = (exc.stdout or b"").decode(errors="replace")
         result, error = "fail", f"timed out after {timeout:.0f}s"
     return {
         "example": name,
         "result": result,
         "error": error,
         "seconds": round(time.monotonic() - started, 1),
-        "output_tail": output[-2000:],
+        "output_tail": output[-4000:],
     }
 
 
