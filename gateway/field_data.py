@@ -235,6 +235,7 @@ def _vector_out(fd: schema_pb2.FieldData, arr: pa.Array, field: FieldSchema | No
     if field.dtype == DataType.FLOAT_VECTOR:
         fd.vectors.float_vector.SetInParent()
         flat = pc.list_flatten(arr).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        fd.vectors.float_vector.SetInParent()
         extend_floats(fd.vectors.float_vector, flat)
         return
     attr = _BYTE_VECTOR_ATTR[field.dtype]

@@ -83,6 +83,14 @@ class SearchRpcs:
         if req.HasField("highlighter"):
             raise NotSupported("highlighting search results is not supported yet")
         kv = kv_dict(req.search_params)
+        group_by_fields = [g.strip() for g in kv.pop("group_by_fields", "").split(",") if g.strip()]
+        if len(group_by_fields) > 1:
+            raise NotSupported(
+                "grouping search by several fields is not supported yet: group by one field "
+                f"(got {', '.join(group_by_fields)})"
+            )
+        if group_by_fields:
+            kv.setdefault("group_by_field", group_by_fields[0])
         plan = output_plan(info.schema, req.output_fields)
         group_by = kv.get("group_by_field") or None
         if group_by:

@@ -106,8 +106,12 @@ class CollectionSchema:
 
     def with_field(self, new: FieldSchema) -> CollectionSchema:
         """A new schema version with one more (nullable) field: Milvus's add-field."""
+        check_name("field", new.name)
         if new.name in self._by_name:
             raise SchemaError(f"field {new.name!r} already exists", field=new.name)
+        if new.is_primary or new.is_partition_key:
+            raise SchemaError(f"added field {new.name!r} cannot be the primary key or the partition key")
+        _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets: types, lengths
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
         check_field_name(new.name)

@@ -227,3 +227,35 @@ def test_json_default_value_round_trips() -> None:
     pb = schema_to_proto(CollectionInfo("c", 1, schema))
     assert pb.fields[2].default_value.double_data == 2.5
     assert json.loads(json.dumps(schema_from_proto(pb).fields[2].default_value)) == 2.5
+
+
+EVERY_KIND = validate_schema(
+    CollectionSchema(
+        fields=(
+            *SCHEMA.fields,
+            FieldSchema("score", DataType.DOUBLE),
+            FieldSchema("ratio", DataType.FLOAT),
+            FieldSchema("flag", DataType.BOOL),
+            FieldSchema("words", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=3, max_length=8),
+        ),
+        enable_dynamic_field=True,
+    )
+)
+
+
+@pytest.mark.parametrize("name", [f.name for f in EVERY_KIND.fields] + [META_FIELD])
+def test_empty_column_still_names_its_kind(name: str) -> None:
+    """A query that matches nothing returns zero-row FieldData that pymilvus can size (issue 10:
+    pymilvus's orm hello_milvus raised "Unknown data type" on the query after its delete)."""
+    from pymilvus.client.utils import len_of
+
+    from gateway.field_data import empty_column
+
+    field = EVERY_KIND.field(name) if name != META_FIELD else None
+    fd = field_data_from_column(name, empty_column(field), field)
+    assert fd.WhichOneof("field") is not None
+    if fd.WhichOneof("field") == "scalars":
+        assert fd.scalars.WhichOneof("data") is not None
+    else:
+        assert fd.vectors.WhichOneof("data") is not None
+    assert len_of(fd) == 0

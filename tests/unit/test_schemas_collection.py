@@ -246,6 +246,15 @@ def test_with_field_refusals() -> None:
         s.with_field(FieldSchema("vec", D.INT32, nullable=True))
     with pytest.raises(SchemaError, match="'extra'.*nullable or have a default"):
         s.with_field(FieldSchema("extra", D.INT32))
+    # the checks a created schema gets (issue 10: pymilvus's nullable_vector example added a sparse field)
+    with pytest.raises(SchemaError, match="SPARSE_FLOAT_VECTOR is not supported"):
+        s.with_field(FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR, nullable=True))
+    with pytest.raises(SchemaError, match="VARCHAR needs max_length"):
+        s.with_field(FieldSchema("note", D.VARCHAR, nullable=True))
+    with pytest.raises(SchemaError, match="(?i)invalid field name"):
+        s.with_field(FieldSchema("no-dash", D.INT32, nullable=True))
+    with pytest.raises(SchemaError, match="primary key or the partition key"):
+        s.with_field(FieldSchema("pk2", D.INT64, is_partition_key=True, nullable=True))
 
 
 # ---------------------------------------------------------------------------- JSON round trips
