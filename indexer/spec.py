@@ -175,8 +175,13 @@ class IndexSpec:
         params: Mapping[str, Any] | None,
         dim: int,
         vector_type: Any = "FLOAT_VECTOR",
+        need_gpu: bool = True,
     ) -> IndexSpec:
-        """Validate a Milvus CreateIndex request and fill in Milvus defaults."""
+        """Validate a Milvus CreateIndex request and fill in Milvus defaults.
+
+        GPU_* types raise GpuUnavailableError without a GPU unless `need_gpu` is False, as for a
+        searcher loading a stored GPU index (kept as its CPU equivalent) on a CPU-only machine.
+        """
         vtype = normalize_vector_type(vector_type)
         binary = vtype == "BINARY_VECTOR"
         dim = _as_int(dim, "dim")
@@ -227,7 +232,7 @@ class IndexSpec:
 
         _cross_check(itype, out, dim)
         spec = cls(itype, mname, out, dim, vtype, requested)
-        if spec.is_gpu:
+        if spec.is_gpu and need_gpu:
             from indexer.gpu import require_gpu
 
             require_gpu(itype)
