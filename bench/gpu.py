@@ -23,7 +23,8 @@ Build seconds are what walvus's indexer spends (GPU build plus the CPU copy it s
 sweep stops at the first search param whose recall@10 over all queries reaches ``--target``;
 QPS at nq=1 (one query per call, ``--nq1-queries`` calls) and nq=100 (all queries in calls of
 100) is measured there. QPS counts query vectors per second. Results: a table on the terminal
-and ``bench/results/gpu.json``, from which the README's "GPU indexes" table is made.
+and ``bench/results/gpu.json``; ``python -m bench.gpu --table bench/results/gpu.json`` prints the
+README's "GPU indexes" table from it.
 """
 
 from __future__ import annotations
@@ -157,6 +158,29 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README's "GPU indexes" table from a gpu.json report."""
+    m = report["machine"]
+    lines = [
+        f"{report['rows']:,} x {report['dim']} ({report['dataset']}), top-{report['k']}, "
+        f"{report['nq']} queries; {m.get('gpu_name') or 'no GPU'}, {m['cpus']} CPUs, faiss {m['faiss']}",
+        "",
+        "| index | searched on | build s | search param | recall@10 | QPS nq=1 | QPS nq=100 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        if r.get("status") == "unavailable":
+            lines.append(f"| {r['index']} | unavailable: {r['reason']} | | | | | |")
+            continue
+        param = ", ".join(f"{k}={v}" for k, v in r["search_params"].items()) or "-"
+        missed = "" if r["reached_target"] else " (below target)"
+        lines.append(
+            f"| {r['index']} | {r['searched_on']} | {r['build_s']:.1f} | {param} | {r['recall']:.3f}{missed} "
+            f"| {r['qps_nq1']:,.0f} | {r['qps_nq100']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -167,7 +191,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--types", default=",".join(GPU_PARAMS), help="GPU index types to run")
     ap.add_argument("--cpu-only", action="store_true", help="skip GPU types (reported as unavailable)")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--table", type=Path, help="print the README table (markdown) of this gpu.json and exit")
     args = ap.parse_args(argv)
+    if args.table is not None:
+        report = json.loads(args.table.read_text())
+        print(markdown(report))
+        return report
 
     on_gpu = not args.cpu_only and gpu_available()
     sample = fresh_vectors(args.dim, stream=1)

@@ -20,3 +20,7 @@ def test_cpu_only_dry_run(tmp_path, capsys):
     assert [r["index"] for r in gpu_rows] == ["GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_CAGRA", "GPU_BRUTE_FORCE"]
     assert all(r == {"index": r["index"], "status": "unavailable", "reason": "--cpu-only"} for r in gpu_rows)
     assert "GPU_CAGRA        -    unavailable: --cpu-only" in capsys.readouterr().out
+    gpu.main(["--table", str(out)])
+    table = capsys.readouterr().out
+    assert "| HNSW (CPU) | cpu |" in table
+    assert "| GPU_CAGRA | unavailable: --cpu-only |" in table
