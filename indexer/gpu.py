@@ -181,12 +181,12 @@ def place_for_search(
 ) -> GpuSearchIndex | None:
     """A GPU copy of `index` to search on, or None to search the stored CPU copy.
 
-    GPU only for GPU_* specs with `mode` auto and a GPU present; `gpu` is the faiss module (a
+    GPU only for GPU_* specs (not CAGRA with adapt_for_cpu) with `mode` auto and a GPU present; `gpu` is the faiss module (a
     fake in tests). A CAGRA graph (stored as IndexHNSWCagra) goes back to GpuIndexCagra when the
     build has cuVS, else it is searched on the CPU as HNSW.
     """
     mode = check_gpu_search_mode(mode)
-    if mode == "off" or not spec.is_gpu or int(index.ntotal) == 0:
+    if mode == "off" or not spec.is_gpu or spec.params.get("adapt_for_cpu") or int(index.ntotal) == 0:
         return None
     if not gpu_available(gpu):
         log.info("gpu search off: no GPU index_type=%s fallback=%s", spec.index_type, type(index).__name__)

@@ -41,19 +41,44 @@ def parse(index_type: str, params: dict | None = None, **kw) -> IndexSpec:
     ("index_type", "params", "expected"),
     [
         ("GPU_BRUTE_FORCE", {}, {}),
-        ("GPU_IVF_FLAT", {}, {"nlist": 128}),
-        ("GPU_IVF_FLAT", {"nlist": "1024"}, {"nlist": 1024}),
-        ("GPU_IVF_PQ", {"m": 8}, {"nlist": 128, "m": 8, "nbits": 8}),
-        ("GPU_IVF_PQ", {"nlist": 64, "m": 16, "nbits": 4}, {"nlist": 64, "m": 16, "nbits": 4}),
+        ("GPU_IVF_FLAT", {}, {"nlist": 128, "cache_dataset_on_device": False}),
         (
-            "GPU_CAGRA",
-            {},
-            {"intermediate_graph_degree": 128, "graph_degree": 64, "build_algo": "IVF_PQ"},
+            "GPU_IVF_FLAT",
+            {"nlist": "1024", "cache_dataset_on_device": "true"},
+            {"nlist": 1024, "cache_dataset_on_device": True},
+        ),
+        ("GPU_IVF_PQ", {"m": 8}, {"nlist": 128, "m": 8, "nbits": 8, "cache_dataset_on_device": False}),
+        (
+            "GPU_IVF_PQ",
+            {"nlist": 64, "m": 16, "nbits": 4},
+            {"nlist": 64, "m": 16, "nbits": 4, "cache_dataset_on_device": False},
         ),
         (
             "GPU_CAGRA",
-            {"intermediate_graph_degree": 64, "graph_degree": 32, "build_algo": "nn_descent"},
-            {"intermediate_graph_degree": 64, "graph_degree": 32, "build_algo": "NN_DESCENT"},
+            {},
+            {
+                "intermediate_graph_degree": 128,
+                "graph_degree": 64,
+                "build_algo": "IVF_PQ",
+                "cache_dataset_on_device": False,
+                "adapt_for_cpu": False,
+            },
+        ),
+        (
+            "GPU_CAGRA",
+            {
+                "intermediate_graph_degree": 64,
+                "graph_degree": 32,
+                "build_algo": "nn_descent",
+                "adapt_for_cpu": "true",
+            },
+            {
+                "intermediate_graph_degree": 64,
+                "graph_degree": 32,
+                "build_algo": "NN_DESCENT",
+                "cache_dataset_on_device": False,
+                "adapt_for_cpu": True,
+            },
         ),
     ],
 )
@@ -73,6 +98,12 @@ def test_gpu_specs_use_milvus_names_and_defaults(index_type, params, expected, m
         ("GPU_IVF_FLAT", {"nlist": 0}, r"param nlist=0 must be in \[1, 65536\]"),
         ("GPU_CAGRA", {"graph_degree": 256}, "graph_degree=256 must be <= intermediate_graph_degree=128"),
         ("GPU_CAGRA", {"build_algo": "HNSW"}, "build_algo='HNSW' must be one of IVF_PQ, NN_DESCENT"),
+        ("GPU_CAGRA", {"adapt_for_cpu": "yes"}, "param adapt_for_cpu='yes' must be true or false"),
+        (
+            "GPU_IVF_FLAT",
+            {"cache_dataset_on_device": 2},
+            "param cache_dataset_on_device=2 must be true or false",
+        ),
     ],
 )
 def test_bad_gpu_params_are_refused_without_a_gpu_too(index_type, params, message):
@@ -216,6 +247,13 @@ def test_search_placement(index_type, mode, gpu, placed, data, tmp_path):
     assert (gpu_index is not None) == placed
     if placed:
         assert gpu.made[-1].cpu is cpu
+
+
+def test_cagra_adapted_for_cpu_stays_on_the_cpu(data, tmp_path):
+    cpu = faiss.read_index(stored_file("GPU_CAGRA", data[0], tmp_path / "a.faiss"))
+    spec = parse("GPU_CAGRA", {"adapt_for_cpu": True}, need_gpu=False)
+    assert place_for_search(spec, cpu, "auto", fake_gpu()) is None
+    assert place_for_search(parse("GPU_CAGRA", need_gpu=False), cpu, "auto", fake_gpu()) is not None
 
 
 def test_bad_gpu_search_mode():
