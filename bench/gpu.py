@@ -15,7 +15,8 @@ metric L2, top-k 10:
 
 - CPU HNSW: M=16, efConstruction=200, searched on the CPU, ef swept;
 - GPU_IVF_FLAT nlist=1024 and GPU_IVF_PQ nlist=1024 m=64 nbits=8, nprobe swept;
-- GPU_CAGRA with Milvus's defaults (intermediate_graph_degree 128, graph_degree 64), itopk_size swept;
+- GPU_CAGRA with Milvus's defaults (intermediate_graph_degree 128, graph_degree 64), itopk_size
+  swept, and the same graph searched on the CPU as HNSW (walvus's CPU fallback);
 - GPU_BRUTE_FORCE (exact).
 
 Build seconds are what walvus's indexer spends (GPU build plus the CPU copy it stores), and
@@ -44,7 +45,7 @@ import numpy as np
 from bench.datasets import fresh_vectors
 from indexer.gpu import gpu_available, place_for_search
 from indexer.index import VectorIndex
-from indexer.spec import IndexSpec, IndexSpecError
+from indexer.spec import IndexSpec
 
 OUT = Path(__file__).parent / "results" / "gpu.json"
 K = 10
@@ -107,7 +108,8 @@ def measure(
     gt: np.ndarray,
     sweep: tuple[str, tuple[int, ...]] | None,
     args: argparse.Namespace,
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Build once; one row searched where walvus would search it, one more for CAGRA on the CPU."""
     t0 = time.perf_counter()
     built = VectorIndex.build(spec, base)
     build_s = time.perf_counter() - t0
@@ -115,14 +117,25 @@ def measure(
     gpu = place_for_search(spec, built.faiss_index, "auto")
     to_gpu_s = time.perf_counter() - t0
     index = VectorIndex(spec, built.faiss_index, built.notes, gpu=gpu)
-    row: dict[str, Any] = {
-        "index": name,
-        "params": dict(spec.params),
-        "searched_on": index.device,
-        "build_s": round(build_s, 2),
-        "to_gpu_s": round(to_gpu_s, 3) if gpu is not None else None,
-        "sweep": [],
-    }
+    common = {"params": dict(spec.params), "build_s": round(build_s, 2)}
+    rows = [{"index": name, **common, "to_gpu_s": round(to_gpu_s, 3) if gpu is not None else None}]
+    rows[0].update(sweep_and_time(index, spec, queries, gt, sweep, args))
+    if gpu is not None and spec.index_type == "GPU_CAGRA":  # the CPU fallback of the same graph
+        cpu = VectorIndex(spec, built.faiss_index, built.notes)
+        rows.append({"index": f"{name} as HNSW", **common, "to_gpu_s": None})
+        rows[1].update(sweep_and_time(cpu, spec, queries, gt, ("itopk_size", HNSW_SWEEP[1]), args))
+    return rows
+
+
+def sweep_and_time(
+    index: VectorIndex,
+    spec: IndexSpec,
+    queries: np.ndarray,
+    gt: np.ndarray,
+    sweep: tuple[str, tuple[int, ...]] | None,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"searched_on": index.device, "sweep": []}
     name_values = [(None, None)] if sweep is None else [(sweep[0], v) for v in sweep[1]]
     chosen: dict[str, Any] = {}
     for pname, value in name_values:
@@ -148,8 +161,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         f"{'index':<16} {'on':<4} {'build s':>8} {'param':<18} {'recall':>7} {'QPS nq=1':>9} {'QPS nq=100':>10}"
     )
     for r in rows:
-        if r.get("status") == "unavailable":
-            print(f"{r['index']:<16} {'-':<4} unavailable: {r['reason']}")
+        if r.get("status"):
+            print(f"{r['index']:<16} {'-':<4} {r['status']}: {r['reason']}")
             continue
         param = ",".join(f"{k}={v}" for k, v in r["search_params"].items()) or "-"
         print(
@@ -169,8 +182,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
-        if r.get("status") == "unavailable":
-            lines.append(f"| {r['index']} | unavailable: {r['reason']} | | | | | |")
+        if r.get("status"):
+            lines.append(f"| {r['index']} | {r['status']}: {r['reason']} | | | | | |")
             continue
         param = ", ".join(f"{k}={v}" for k, v in r["search_params"].items()) or "-"
         missed = "" if r["reached_target"] else " (below target)"
@@ -206,31 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gt = ground_truth(base, queries, on_gpu)
     print(f"data {args.rows}x{args.dim}, {args.nq} queries, ground truth {time.perf_counter() - t0:.1f}s")
 
-    rows = [
-        measure(
-            "HNSW (CPU)",
-            IndexSpec.parse("HNSW", "L2", HNSW_PARAMS, args.dim),
-            base,
-            queries,
-            gt,
-            HNSW_SWEEP,
-            args,
-        )
-    ]
-    for itype in [t.strip().upper() for t in args.types.split(",") if t.strip()]:
-        if itype not in GPU_PARAMS:
-            raise SystemExit(f"unknown GPU index type {itype}; use {', '.join(GPU_PARAMS)}")
-        try:
-            if not on_gpu:
-                reason = "--cpu-only" if args.cpu_only else "no GPU seen by faiss"
-                raise IndexSpecError(reason)
-            spec = IndexSpec.parse(itype, "L2", GPU_PARAMS[itype], args.dim)
-            rows.append(measure(itype, spec, base, queries, gt, SWEEPS[itype], args))
-        except IndexSpecError as exc:  # GpuUnavailableError included: reported, not fatal
-            rows.append({"index": itype, "status": "unavailable", "reason": str(exc)})
-        print(f"done {itype}: {rows[-1].get('status') or rows[-1]['searched_on']}", flush=True)
-
-    report = {
+    report: dict[str, Any] = {
         "dataset": f"synthetic clustered, {args.rows}x{args.dim}, L2-normalised, seed 7",
         "rows": args.rows,
         "dim": args.dim,
@@ -244,10 +233,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "gpus": int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0,
             "gpu_name": gpu_name(),
         },
-        "results": rows,
+        "results": [],
     }
+    rows: list[dict[str, Any]] = report["results"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    hnsw = IndexSpec.parse("HNSW", "L2", HNSW_PARAMS, args.dim)
+    for itype in ["HNSW", *[t.strip().upper() for t in args.types.split(",") if t.strip()]]:
+        if itype != "HNSW" and itype not in GPU_PARAMS:
+            raise SystemExit(f"unknown GPU index type {itype}; use {', '.join(GPU_PARAMS)}")
+        try:
+            if itype == "HNSW":
+                rows += measure("HNSW (CPU)", hnsw, base, queries, gt, HNSW_SWEEP, args)
+            elif not on_gpu:
+                reason = "--cpu-only" if args.cpu_only else "no GPU seen by faiss"
+                rows.append({"index": itype, "status": "unavailable", "reason": reason})
+            else:
+                spec = IndexSpec.parse(itype, "L2", GPU_PARAMS[itype], args.dim)
+                rows += measure(itype, spec, base, queries, gt, SWEEPS[itype], args)
+        except Exception as exc:  # one failing index must not lose the others' numbers
+            rows.append({"index": itype, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+        args.out.write_text(json.dumps(report, indent=2))  # partial results survive a time limit
+        print(f"done {itype}: {rows[-1].get('status') or rows[-1]['searched_on']}", flush=True)
+
     print()
     print_table(rows)
     print(f"wrote {args.out}")
