@@ -295,3 +295,45 @@ def test_unfiltered_knn_runs_on_the_gpu_the_rest_on_the_cpu(index_type, data, tm
     index.range_search(queries[:2], 1.0, params=params if index_type == "GPU_IVF_FLAT" else None)
     assert len(fake.calls) == 1
     assert VectorIndex.load(path, spec, gpu_search="off", gpu_module=gpu).device == "cpu"
+
+
+# ---- the searcher loads a stored GPU index without a GPU ----------------------------------
+def test_searcher_attaches_a_gpu_cagra_file_without_a_gpu(data, tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from schemas.catalog import CollectionInfo, IndexInfo
+    from schemas.collection import CollectionSchema, FieldSchema
+    from schemas.types import DataType
+    from searcher.collection import LoadedCollection
+    from searcher.segment import Container
+
+    monkeypatch.setattr(indexer.gpu, "gpu_available", lambda gpu=None: False)
+    base, queries, gt = data
+    schema = CollectionSchema(
+        fields=(
+            FieldSchema("id", DataType.INT64, is_primary=True),
+            FieldSchema("v", DataType.FLOAT_VECTOR, dim=DIM),
+        )
+    )
+    info = CollectionInfo(
+        "c",
+        1,
+        schema,
+        indexes={"v": IndexInfo("v", "v", "GPU_CAGRA", "L2", {"graph_degree": 16}, index_id=5)},
+    )
+    coll = LoadedCollection(info, store=None, gpu_search="auto")  # type: ignore[arg-type]
+    rows = pa.table(
+        {
+            "id": pa.array(range(N), pa.int64()),
+            "_seq": pa.array(range(N), pa.int64()),
+            "_offset": pa.array(range(N), pa.int64()),
+            "_partition": pa.array(["_default"] * N),
+        }
+    )
+    container = Container(rows, "id", sealed=True, segment_id=7)
+    coll.containers = (container,)
+    coll.attach_index(7, "v", 5, stored_file("GPU_CAGRA", base, tmp_path / "seg7.faiss"))
+    _, index = container.indexes["v"]
+    assert index.index_type == "GPU_CAGRA" and index.device == "cpu"
+    _, labels = index.search(queries, K, {"itopk_size": 64})
+    assert recall(labels, gt) >= 0.95
