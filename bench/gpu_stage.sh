@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 STAGE=${STAGE:-/tmp/stage}
 SITE=${SITE:-/tmp/site}
-PART_MIB=60
+PART_MIB=${PART_MIB:-60} # lower it if a call refuses a part: the 64 MiB may count more than the part
 PYTHON=${PYTHON:-python3}
 # faiss-gpu-cu13-cuvs's Requires-Dist that a CUDA 13 torch install does not already bring
 WHEELS=(

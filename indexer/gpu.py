@@ -181,8 +181,8 @@ def place_for_search(
 ) -> GpuSearchIndex | None:
     """A GPU copy of `index` to search on, or None to search the stored CPU copy.
 
-    GPU only for GPU_* specs (not CAGRA with adapt_for_cpu) with `mode` auto and a GPU present; `gpu` is the faiss module (a
-    fake in tests). A CAGRA graph (stored as IndexHNSWCagra) goes back to GpuIndexCagra when the
+    GPU only for GPU_* specs (not CAGRA with adapt_for_cpu) with `mode` auto and a GPU present;
+    `gpu` is the faiss module (a fake in tests). A CAGRA graph (stored as IndexHNSWCagra) goes back to GpuIndexCagra when the
     build has cuVS, else it is searched on the CPU as HNSW.
     """
     mode = check_gpu_search_mode(mode)
