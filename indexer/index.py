@@ -14,10 +14,16 @@ filters still return the true neighbours (IVF_SQ8 / IVF_PQ: up to their quantisa
 Range search uses faiss range_search where it is exact or approximate-but-sound (FLAT, IVF_FLAT,
 IVF_SQ8, IVF_PQ, HNSW, BIN_FLAT/HAMMING); SCANN (fast-scan PQ) widens a k-NN search until the
 k-th result leaves the radius; binary IVF and JACCARD run exactly in numpy over the probed rows.
+
+GPU_* indexes are stored as their CPU equivalents (see `indexer.gpu`). `load(..., gpu_search="auto")`
+also puts a copy on the GPU when one is present, and unfiltered k-NN searches (k <= 2048) run
+there; everything else, and every search on a CPU-only machine, uses the stored CPU copy
+(GPU_CAGRA as HNSW, the CPU fallback Milvus allows for CAGRA).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,7 @@ import numpy as np
 from indexer.binary import LazyBinaryData, binary_knn, binary_range
 from indexer.build import build_binary_index, build_float_index
 from indexer.exact import as_queries, normalized
+from indexer.gpu import CAGRA_SEARCH_PARAMS, GPU_MAX_K, GpuSearchIndex, cagra_search_params, place_for_search
 from indexer.ranges import (
     RangeResult,
     check_k,
@@ -47,6 +54,7 @@ SPARSE_FILTER_ROWS = 2048
 SPARSE_FILTER_FRACTION = 0.05
 RANGE_KNN_START = 128
 _MMAP_FLAG = getattr(faiss, "IO_FLAG_MMAP_IFC", None) or faiss.IO_FLAG_MMAP
+log = logging.getLogger(__name__)
 
 
 class RowFilter:
@@ -92,8 +100,11 @@ def _classify(index) -> str:
 class VectorIndex:
     """An immutable, thread-safe (for searches) vector index over one segment's rows."""
 
-    def __init__(self, spec: IndexSpec, index: Any, notes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, spec: IndexSpec, index: Any, notes: tuple[str, ...] = (), gpu: GpuSearchIndex | None = None
+    ) -> None:
         self.spec = spec
+        self.gpu = gpu  # a GPU copy for unfiltered k-NN, or None
         self.notes = tuple(notes)
         self._index = index
         self._kind = _classify(index)
@@ -145,14 +156,25 @@ class VectorIndex:
             faiss.write_index(self._index, str(path))
 
     @classmethod
-    def load(cls, path: Path | str, spec: IndexSpec, mmap: bool = False) -> VectorIndex:
-        """Read an index written by `save`; with mmap the file's codes are mapped, not copied."""
+    def load(
+        cls,
+        path: Path | str,
+        spec: IndexSpec,
+        mmap: bool = False,
+        gpu_search: str = "off",
+        gpu_module: Any = faiss,
+    ) -> VectorIndex:
+        """Read an index written by `save`; with mmap the file's codes are mapped, not copied.
+
+        `gpu_search` "auto" also copies a GPU_* index to the GPU when `gpu_module` (faiss) sees one.
+        """
         flags = _MMAP_FLAG if mmap else 0
         if spec.is_binary:
             index = faiss.read_index_binary(str(path), flags)
         else:
             index = faiss.read_index(str(path), flags)
-        return cls(spec, index)
+        gpu = None if spec.is_binary else place_for_search(spec, index, gpu_search, gpu_module)
+        return cls(spec, index, gpu=gpu)
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -234,9 +256,24 @@ class VectorIndex:
             return self._search_binary(q, k, params, filt)
         return self._float_knn(q, k, params, filt)
 
+    @property
+    def device(self) -> str:
+        """Where unfiltered k-NN searches run: "gpu" or "cpu"."""
+        return "cpu" if self.gpu is None else "gpu"
+
     def _float_knn(self, q, k, params, filt) -> tuple[np.ndarray, np.ndarray]:
-        index, sp, _alive = self._float_params(params, k, filt)
-        d, labels = index.search(q, k, params=sp)
+        if self.spec.index_type == "GPU_CAGRA":
+            cagra_search_params(params, k)  # validated wherever the search runs
+        if self.gpu is not None and filt is None and k <= GPU_MAX_K:
+            nprobe = self._nprobe(params, None) if self.nlist else 0
+            d, labels = self.gpu.search(q, k, params, nprobe)
+        else:
+            if self._kind == "hnsw" and self.spec.index_type == "GPU_CAGRA" and params:
+                unused = [p for p in CAGRA_SEARCH_PARAMS[1:] if p in params]
+                if unused:
+                    log.debug("cagra searched as hnsw on cpu: unused params=%s", ",".join(unused))
+            index, sp, _alive = self._float_params(params, k, filt)
+            d, labels = index.search(q, k, params=sp)
         if self._cos_l2:
             d = 1.0 - d / 2.0
         return fix_missing(d, labels, self._sim)

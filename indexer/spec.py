@@ -7,7 +7,8 @@ naming the index type and the offending param, suitable for returning to the cli
 
 Defaults (Milvus 2.5 docs): nlist 128 for every IVF type, nbits 8 for IVF_PQ (m is required and
 must divide dim), HNSW M 30 / efConstruction 360, SCANN with_raw_data true, GPU_CAGRA
-intermediate_graph_degree 128 / graph_degree 64. AUTOINDEX resolves to HNSW with Milvus's
+intermediate_graph_degree 128 / graph_degree 64 / build_algo IVF_PQ / adapt_for_cpu false, GPU_*
+cache_dataset_on_device false. AUTOINDEX resolves to HNSW with Milvus's
 shipped ``autoIndex.params.build`` values (M 18, efConstruction 240) for float vectors and to
 BIN_FLAT for binary vectors; user build params are ignored for AUTOINDEX, as in Milvus. A missing
 metric defaults to COSINE for float vectors and HAMMING for binary vectors.
@@ -47,12 +48,25 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Any, Any, Any]]] = {
     "SCANN": {"nlist": _NLIST, "with_raw_data": ("bool", True, None, None)},
     "BIN_FLAT": {},
     "BIN_IVF_FLAT": {"nlist": _NLIST},
-    "GPU_IVF_FLAT": {"nlist": _NLIST},
-    "GPU_IVF_PQ": {"nlist": _NLIST, "m": ("int", None, 1, 65536), "nbits": ("int", 8, 1, 16)},
+    # cache_dataset_on_device: accepted and checked; walvus keeps no raw copy on the GPU for refinement
+    "GPU_IVF_FLAT": {"nlist": _NLIST, "cache_dataset_on_device": ("bool", False, None, None)},
+    "GPU_IVF_PQ": {
+        "nlist": _NLIST,
+        "m": ("int", None, 1, 65536),
+        "nbits": ("int", 8, 1, 16),
+        "cache_dataset_on_device": ("bool", False, None, None),
+    },
     "GPU_CAGRA": {
         "intermediate_graph_degree": ("int", 128, 1, 2048),
         "graph_degree": ("int", 64, 1, 2048),
         "build_algo": ("choice", "IVF_PQ", ("IVF_PQ", "NN_DESCENT"), None),
+        "cache_dataset_on_device": ("bool", False, None, None),
+        "adapt_for_cpu": (
+            "bool",
+            False,
+            None,
+            None,
+        ),  # true: built on a GPU, always searched as HNSW on the CPU
     },
     "GPU_BRUTE_FORCE": {},
 }
@@ -175,8 +189,13 @@ class IndexSpec:
         params: Mapping[str, Any] | None,
         dim: int,
         vector_type: Any = "FLOAT_VECTOR",
+        need_gpu: bool = True,
     ) -> IndexSpec:
-        """Validate a Milvus CreateIndex request and fill in Milvus defaults."""
+        """Validate a Milvus CreateIndex request and fill in Milvus defaults.
+
+        GPU_* types raise GpuUnavailableError without a GPU unless `need_gpu` is False, as for a
+        searcher loading a stored GPU index (kept as its CPU equivalent) on a CPU-only machine.
+        """
         vtype = normalize_vector_type(vector_type)
         binary = vtype == "BINARY_VECTOR"
         dim = _as_int(dim, "dim")
@@ -227,7 +246,7 @@ class IndexSpec:
 
         _cross_check(itype, out, dim)
         spec = cls(itype, mname, out, dim, vtype, requested)
-        if spec.is_gpu:
+        if spec.is_gpu and need_gpu:
             from indexer.gpu import require_gpu
 
             require_gpu(itype)

@@ -55,6 +55,7 @@ class LoadedCollection:
     scanned_rows: int = 0  # rows a search or query examined (partition pruning is visible here)
     _pending_seal: dict[int, int] = field(default_factory=dict)  # shard -> offset sealed by the worker
     interim_settings: InterimSettings = field(default_factory=InterimSettings)
+    gpu_search: str = "off"  # "auto": GPU_* indexes are also searched on a GPU when there is one
     handoff_wait: float = 600.0  # seconds a seal waits for its indexes before it is swapped in anyway
     _next_gpos: dict[int, int] = field(default_factory=dict)  # shard -> growing position of the next row
     _prepared: dict[int, PreparedSeal] = field(default_factory=dict)
@@ -267,10 +268,15 @@ class LoadedCollection:
                 f = self.info.schema.field(field_name)
                 assert f is not None
                 spec = IndexSpec.parse(
-                    idx_info.index_type, idx_info.metric_type, idx_info.params, int(f.dim or 0), f.dtype.name
+                    idx_info.index_type,
+                    idx_info.metric_type,
+                    idx_info.params,
+                    int(f.dim or 0),
+                    f.dtype.name,
+                    need_gpu=False,  # GPU_* files hold CPU copies: searched here without a GPU
                 )
                 mmap = self.info.properties.get("mmap.enabled", "false").lower() == "true"
-                index = VectorIndex.load(path, spec, mmap=mmap)
+                index = VectorIndex.load(path, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
                     c.indexes[field_name] = (index_id, index)
 

@@ -139,6 +139,7 @@ class SearcherService:
             self.store,
             interim_settings=self._interim,
             handoff_wait=self.settings.handoff_wait_seconds,
+            gpu_search=self.settings.gpu_search,
         )
         try:
             starts = coll.load()

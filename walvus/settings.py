@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,6 +118,11 @@ class SearcherSettings(WalvusSettings):
     interim_m: int = Field(16, ge=4, description="HNSW M of interim indexes.")
     interim_ef_construction: int = Field(40, ge=8, description="HNSW efConstruction of interim indexes.")
     interim_ef: int = Field(64, ge=1, description="HNSW ef of interim indexes when a search gives none.")
+    gpu_search: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: GPU_* indexes are also searched on the GPU when faiss sees one (else on their "
+        "stored CPU copy, GPU_CAGRA as HNSW); off: always on the CPU.",
+    )
     bounded_staleness_seconds: float = Field(
         5.0,
         description="Bounded reads are served at once while the searcher held the whole log this recently; "
