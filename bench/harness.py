@@ -42,6 +42,7 @@ def local_deployment(procs: tuple[str, ...] = ("streams",), **env: str) -> Itera
         "WALVUS_METRICS_PORT": str(free_port()),
         **env,
     }
+    saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     running = []
     for name in procs:
@@ -60,6 +61,11 @@ def local_deployment(procs: tuple[str, ...] = ("streams",), **env: str) -> Itera
         stop_processes(running)
         if broker is not None:
             broker.stop()
+        for k, v in saved.items():  # a later deployment in this process must not reuse this broker
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

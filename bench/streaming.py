@@ -58,6 +58,7 @@ of every target) and ``bench/results/streaming_qps.png``. Not a timed test: it a
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 import traceback
@@ -290,6 +291,11 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after sealing before measuring RSS")
     ap.add_argument("--gateway-processes", type=int, default=2, help="walvus gateway processes on the port")
     ap.add_argument("--keep", action="store_true", help="keep walvus and Milvus data and logs")
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="report these targets beside the other targets of the last bench/results/streaming.json",
+    )
     args = ap.parse_args()
     if args.static_seconds is None:
         args.static_seconds = min(30.0, args.phase_seconds)
@@ -304,6 +310,9 @@ def main() -> None:
         ds = clustered(args.rows, args.dim)
     console.print(f"dataset {ds.name}: {ds.description}")
     results = [run_target(name, ds, args) for name in wanted]
+    if args.merge:  # earlier targets of bench/results/streaming.json stay beside the new ones
+        earlier = json.loads((RESULTS / "streaming.json").read_text())["data"]["targets"]
+        results = [r for r in earlier if r.get("target") not in wanted] + results
     total = time.perf_counter() - began
     verdicts = report(results, ds, args)
     png = plot(results, args, RESULTS / "streaming_qps.png")

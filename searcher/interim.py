@@ -10,9 +10,11 @@ graph (``InterimBuilder``) and now and then publishes an immutable copy, which s
 without locks; rows not yet published are scanned exactly, so the tail thread never waits on a
 graph insert and a search never waits on an add. Copies are spaced out (at least
 ``publish_seconds``, and twenty times what the last copy took) so they cost under 5 % of a core.
-When a seal hands rows over to sealed segments, a new graph is built from the rows still
-growing and replaces the published one once it holds as much; until then the old one keeps
-serving (the handed-over rows are simply no longer in any search's bitmap).
+When a seal hands rows over to sealed segments, the shard's graph is closed (published one
+last time) and a new generation starts where it ends, so every row is added to a graph once; a
+closed generation keeps serving the rows of it still growing (the handed-over ones are simply no
+longer in any search's bitmap) and is dropped once all its rows are sealed. A graph also closes
+at ``generation_rows``, which bounds what a copy costs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class InterimSettings:
     ef_search: int = 64
     batch_rows: int = 1024  # rows per add call (faiss pays a per-call cost in the graph's size)
     publish_seconds: float = 0.5
+    generation_rows: int = 131_072  # a graph closes at this size: copies stay cheap
 
 
 def interim_fields(info: CollectionInfo, settings: InterimSettings) -> dict[str, str]:
@@ -69,8 +72,10 @@ class GrowingIndexes:
     def __init__(self, settings: InterimSettings) -> None:
         self.settings = settings
         self.fields: dict[str, str] = {}
-        self._current: dict[Key, InterimIndex] = {}  # published: what searches use
-        self._work: dict[Key, InterimBuilder] = {}  # the fill thread's own graphs
+        # published generations per (shard, field), oldest first: what searches use
+        self._current: dict[Key, tuple[InterimIndex, ...]] = {}
+        self._work: dict[Key, InterimBuilder] = {}  # the fill thread's graph of the newest generation
+        self._retire: set[Key] = set()  # generations to close at their next fill
         self._lock = threading.Lock()
 
     def configure(self, info: CollectionInfo) -> None:
@@ -78,25 +83,29 @@ class GrowingIndexes:
         fields = interim_fields(info, self.settings)
         with self._lock:
             self.fields = fields
-            self._current = {k: ix for k, ix in self._current.items() if fields.get(k[1]) == ix.metric}
+            self._current = {
+                k: gens
+                for k, gens in self._current.items()
+                if all(fields.get(k[1]) == g.metric for g in gens)
+            }
             self._work = {k: w for k, w in self._work.items() if fields.get(k[1]) == w.metric}
 
-    def lookup(self, field: str) -> Callable[[int], InterimIndex | None] | None:
-        """shard -> the published interim index of ``field`` (None when the field has none)."""
+    def lookup(self, field: str) -> Callable[[int], tuple[InterimIndex, ...]] | None:
+        """shard -> the published interim indexes of ``field``, oldest first (None: the field has none)."""
         if field not in self.fields:
             return None
         current = self._current
-        return lambda shard: current.get((shard, field))
+        return lambda shard: current.get((shard, field), ())
 
     def handed_over(self, shard: int) -> None:
-        """Rows of ``shard`` moved to sealed segments: rebuild its graphs from the rows left."""
+        """Rows of ``shard`` moved to sealed segments: close its newest generations, so the rows
+        handed over leave with whole generations instead of being added again to a new graph."""
         with self._lock:
-            for key in [k for k in self._work if k[0] == shard]:
-                del self._work[key]
+            self._retire.update(k for k in self._work if k[0] == shard)
 
     def rows(self) -> int:
         """Rows in published interim indexes."""
-        return sum(ix.ntotal for ix in list(self._current.values()))
+        return sum(g.ntotal for gens in list(self._current.values()) for g in gens)
 
     def fill(self, growing: Sequence[Container], schema: CollectionSchema) -> bool:
         """Add up to ``batch_rows`` pending rows per graph and publish what is due; True while
@@ -120,36 +129,45 @@ class GrowingIndexes:
         self, key: Key, metric: str, chunks: list[Container], rows: int, schema: CollectionSchema
     ) -> bool:
         s = self.settings
+        first, last = chunks[0].gstart, chunks[-1].gstart + chunks[-1].num_rows
         with self._lock:
+            gens = tuple(g for g in self._current.get(key, ()) if g.end > first)  # handed over: gone
+            self._current[key] = gens
             work = self._work.get(key)
             if work is None:
-                if rows < s.min_rows:  # few rows: exact scans are cheaper
-                    self._current.pop(key, None)
+                start = max(first, gens[-1].end) if gens else first
+                if not gens and rows < s.min_rows:  # few rows: exact scans are cheaper
                     return False
                 f = schema.field(key[1])
                 dim = int(f.dim or 0) if f is not None else 0
-                work = self._work[key] = InterimBuilder(dim, metric, chunks[0].gstart, s.m, s.ef_construction)
+                work = self._work[key] = InterimBuilder(dim, metric, start, s.m, s.ef_construction)
+            closing = key in self._retire or work.end - work.start >= s.generation_rows
         x = pending_vectors(chunks, work.end, s.batch_rows, schema, key[1])
-        if x is None:  # the rows it would continue from were handed over: start again
+        if x is None:  # the rows it would continue from were handed over: start after them
             with self._lock:
                 if self._work.get(key) is work:
                     del self._work[key]
+                self._retire.discard(key)
             return True
-        if len(x):
+        if len(x) and not closing:
             work.add(x)
-        last = chunks[-1].gstart + chunks[-1].num_rows
-        current = self._current.get(key)
         now = time.monotonic()
         due = now - work.published_at >= max(s.publish_seconds, COPY_SPACING * work.copy_seconds)
-        grew = current is None or (
-            work.end > current.end if current.start == work.start else work.end >= current.end
-        )
-        if due and grew:
-            published = work.publish()
+        published = gens[-1] if gens and gens[-1].start == work.start else None
+        if work.end > work.start and (closing or (due and (published is None or work.end > published.end))):
+            copy = work.publish() if published is None or work.end > published.end else published
             with self._lock:
                 if self._work.get(key) is work:
-                    self._current[key] = published
-        return work.end < last
+                    kept = gens[:-1] if published is not None else gens
+                    self._current[key] = (*kept, copy)
+                    if closing:  # the next fill starts a new generation where this one ends
+                        del self._work[key]
+                        self._retire.discard(key)
+        elif closing and work.end == work.start:
+            with self._lock:
+                self._work.pop(key, None)
+                self._retire.discard(key)
+        return closing or work.end < last
 
 
 def pending_vectors(

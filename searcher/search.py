@@ -67,13 +67,14 @@ def knn(
     k: int,
     metric: str,
     params: dict[str, Any],
-    interim: Callable[[int], InterimIndex | None] | None = None,
+    interim: Callable[[int], tuple[InterimIndex, ...]] | None = None,
     interim_ef: int = 64,
 ) -> tuple[np.ndarray, np.ndarray, list[Container]]:
     """Global top-k: distances (nq, k), refs (nq, k) into the flat row space of ``used``.
 
-    Growing rows that an interim index holds (``interim``: shard -> index) are searched through
-    it, one call per index; every other row through its segment's index, or exactly.
+    Growing rows that an interim index holds (``interim``: shard -> its indexes, each over a
+    range of growing positions) are searched through it, one call per index; every other row
+    through its segment's index, or exactly.
     """
     sim = is_similarity(metric)
     exact = _PerContainer(schema, field_name, queries, metric, params)
@@ -88,14 +89,17 @@ def knn(
             continue
         used.append(c)
         c_base, base = base, base + c.num_rows
-        ix = None if c.sealed or interim is None else interim(c.shard)
-        if ix is not None and ix.metric == metric:
+        rest: np.ndarray | None = mask
+        for ix in () if c.sealed or interim is None else interim(c.shard):
+            if ix.metric != metric or rest is None:
+                continue
             group = groups.get(id(ix))
             if group is None:
                 group = groups[id(ix)] = InterimGroup(ix)
-            rest = group.take(c, mask, c_base)
-            if rest is None:
-                continue
+            rest = group.take(c, rest, c_base)
+        if rest is None:
+            continue
+        if rest is not mask:
             mask, n_allowed = rest, int(np.count_nonzero(rest))
         d, labels = exact.search(c, mask, n_allowed, k)
         parts_d.append(d)

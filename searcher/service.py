@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
-from prometheus_client import Gauge
 
 from indexer.interim import single_threaded_adds
 from schemas.catalog import CollectionInfo
@@ -27,7 +26,9 @@ from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.filters import CompiledFilter
+from searcher.grouping import Neighbours, View, grouped_hits
 from searcher.list_offsets import DirectEndPositions
+from searcher.metrics import ConsumedGauge
 from searcher.positions import EndPositions
 from searcher.query import COUNT, distinct, output_columns, query_rows
 from searcher.requests import (
@@ -35,23 +36,17 @@ from searcher.requests import (
     check_queries,
     compiled_filter,
     empty_table,
-    group_positions,
     only_vector_field,
     split_hits,
     without_dropped,
 )
-from searcher.search import container_mask, gather, knn, pruned, range_knn, resolve_metric
+from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric
 from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
 from walvus.log import KafkaLog
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
-CONSUMED = Gauge(
-    "walvus_searcher_consumed_offset",
-    "Last WAL offset the searcher has applied, per collection and shard",
-    ["collection", "shard"],
-)
 MAX_TOPK = 16_384
 T = TypeVar("T")
 Snapshot = list[tuple[Any, np.ndarray]]
@@ -334,90 +329,19 @@ class SearcherService:
             ]
             coll.scanned_rows += sum(c.num_rows for c, _ in view)
             interim = coll.interim.lookup(field_name)
+
+            def neighbours(view: View, q: np.ndarray, kk: int) -> Neighbours:
+                if "radius" in req.params:
+                    return range_knn(view, info.schema, field_name, q, kk, metric, req.params)
+                ef = self._interim.ef_search
+                return knn(view, info.schema, field_name, q, kk, metric, req.params, interim, ef)
+
             if req.group_by_field:
-                return self._grouped(view, info, field_name, queries, metric, req, cols, interim)
-            if "radius" in req.params:
-                d, refs, used = range_knn(view, info.schema, field_name, queries, k, metric, req.params)
-            else:
-                d, refs, used = knn(
-                    view,
-                    info.schema,
-                    field_name,
-                    queries,
-                    k,
-                    metric,
-                    req.params,
-                    interim,
-                    self._interim.ef_search,
-                )
+                return grouped_hits(view, info, queries, req, cols, neighbours)
+            d, refs, used = neighbours(view, queries, k)
             return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
 
         return self._read(coll, req.consistency, run)
-
-    def _grouped(
-        self,
-        view: list[tuple[Any, np.ndarray]],
-        info: CollectionInfo,
-        field_name: str,
-        queries: np.ndarray,
-        metric: str,
-        req: SearchRequest,
-        cols: list[str],
-        interim: Any = None,
-    ) -> list[Hits]:
-        """Grouping search: the best ``limit`` groups (after ``offset`` groups) of ``group_by_field``,
-        up to ``group_size`` hits each, groups ordered by their best hit and each group's hits together.
-
-        The candidate list (top-k, or the range) widens x4 until every query has its groups
-        (filled to ``group_size`` when ``strict_group_size``) or every allowed row was a candidate.
-        """
-        group = req.group_by_field
-        assert group is not None
-        size = max(1, req.group_size)
-        allowed = sum(c.count(m) for c, m in view)
-        k = max(1, min(allowed, max(64, 4 * (req.offset + req.limit) * size)))
-        out: list[Hits | None] = [None] * len(queries)
-        todo = list(range(len(queries)))
-        while todo:
-            sub = queries[todo]
-            if "radius" in req.params:
-                d, refs, used = range_knn(view, info.schema, field_name, sub, k, metric, req.params)
-            else:
-                d, refs, used = knn(
-                    view,
-                    info.schema,
-                    field_name,
-                    sub,
-                    k,
-                    metric,
-                    req.params,
-                    interim,
-                    self._interim.ef_search,
-                )
-            widen = []
-            for j, qi in enumerate(todo):
-                r = refs[j] if refs.shape[1] else np.zeros(0, np.int64)
-                dist = d[j] if d.shape[1] else np.zeros(0, np.float32)
-                keep = r >= 0
-                r, dist = r[keep], dist[keep]
-                values = gather(used, r, [group])[1].column(group).to_pylist() if len(r) else []
-                pos, complete = group_positions(values, req.limit, req.offset, size, req.strict_group_size)
-                if not complete and len(r) >= k and k < allowed:
-                    widen.append(qi)
-                    continue
-                sel = np.asarray(pos, dtype=np.int64)
-                r, dist = r[sel], dist[sel]
-                pks, fields = (
-                    gather(used, r, cols)
-                    if len(r)
-                    else (pa.array([], info.schema.primary.arrow_type()), empty_table(info, cols))
-                )
-                if req.round_decimal >= 0:
-                    dist = np.round(dist, req.round_decimal)
-                out[qi] = Hits(pks.to_pylist(), dist.astype(np.float32), fields)
-            todo = widen
-            k = min(allowed, k * 4)
-        return [h for h in out if h is not None]
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
@@ -476,24 +400,6 @@ class SearcherService:
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
         return compiled_filter(info, expr, params)
-
-
-class ConsumedGauge:
-    """``walvus_searcher_consumed_offset{collection,shard}``: the last WAL offset this searcher applied."""
-
-    def __init__(self) -> None:
-        self._children: dict[tuple[str, int], Any] = {}
-
-    def set(self, collection: str, shard: int, offset: int) -> None:
-        child = self._children.get((collection, shard))
-        if child is None:
-            child = self._children[(collection, shard)] = CONSUMED.labels(collection, str(shard))
-        child.set(offset)
-
-    def forget(self, collection: str) -> None:
-        for key in [k for k in self._children if k[0] == collection]:
-            del self._children[key]
-            CONSUMED.remove(key[0], str(key[1]))
 
 
 def _covers(applied: dict[int, int], ends: list[int] | None) -> bool:

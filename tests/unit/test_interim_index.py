@@ -150,24 +150,35 @@ def test_rows_applied_after_the_last_fill_are_searched_exactly():
     assert ids[:, 0].tolist() == list(range(2500, 2510))
 
 
-def test_a_handed_over_shard_rebuilds_its_index_from_the_rows_left():
+def test_hand_overs_close_generations_and_every_row_is_added_once():
     rng = np.random.default_rng(5)
     coll = _collection("L2")
-    vectors = rng.standard_normal((3000, DIM)).astype(np.float32)
+    vectors = rng.standard_normal((5000, DIM)).astype(np.float32)
     for i, s in enumerate(range(0, 3000, 1000)):
         coll.apply(0, i, _record(np.arange(s, s + 1000), vectors[s : s + 1000]))
     _fill(coll)
-    old = coll.interim.lookup("vec")(0)  # type: ignore[misc]
-    # what a swap leaves: the rows above offset 1 (positions 2000..2999)
-    growing = [c for c in coll.containers if not c.sealed]
-    coll.containers = tuple(remaining(growing, 1, "id"))
-    coll.interim.handed_over(0)
-    assert coll.interim.lookup("vec")(0) is old  # keeps serving until the new one holds as much
+    (first,) = coll.interim.lookup("vec")(0)  # type: ignore[misc]
+    assert (first.start, first.ntotal) == (0, 3000)
+
+    def hand_over(upto: int) -> None:  # what a swap does to the growing rows, then to the index
+        growing = [c for c in coll.containers if not c.sealed]
+        coll.containers = tuple(remaining(growing, upto, "id"))
+        coll.interim.handed_over(0)
+
+    hand_over(1)  # positions 0..1999 leave; 2000..2999 stay in the closed first generation
+    for i, s in enumerate(range(3000, 5000, 1000), start=3):
+        coll.apply(0, i, _record(np.arange(s, s + 1000), vectors[s : s + 1000]))
     _fill(coll)
-    new = coll.interim.lookup("vec")(0)  # type: ignore[misc]
-    assert new is not old and (new.start, new.ntotal) == (2000, 1000)
-    _, ids, _ = _search(coll, vectors[2100:2105], 1, "L2", ef=64)
-    assert ids[:, 0].tolist() == list(range(2100, 2105))
+    gens = coll.interim.lookup("vec")(0)  # type: ignore[misc]
+    assert [(g.start, g.ntotal) for g in gens] == [(0, 3000), (3000, 2000)]  # nothing added twice
+    assert coll.interim.rows() == 5000
+    _, ids, _ = _search(coll, vectors[[2100, 2500, 3100, 4900]], 1, "L2", ef=64)
+    assert ids[:, 0].tolist() == [2100, 2500, 3100, 4900]
+    hand_over(2)  # the rest of the first generation's rows leave: so does the generation
+    _fill(coll)
+    assert [(g.start, g.ntotal) for g in coll.interim.lookup("vec")(0)] == [(3000, 2000)]  # type: ignore[misc]
+    _, ids, _ = _search(coll, vectors[[3100, 4900]], 1, "L2", ef=64)
+    assert ids[:, 0].tolist() == [3100, 4900]
 
 
 def test_interim_index_off_by_property_searches_exactly():
