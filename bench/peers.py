@@ -391,3 +391,27 @@ class MilvusPeer(PymilvusPeer):
             self.server = None
             if not self.keep:
                 shutil.rmtree(self.base_dir / "data", ignore_errors=True)
+
+
+def scan_logs(root: Path, limit: int = 8) -> dict[str, Any]:
+    """ERROR/Traceback lines in a deployment's logs (faiss's loader chatter excluded)."""
+    hits: list[str] = []
+    for log in sorted(root.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if (
+                " ERROR " in line or "Traceback" in line or "CRITICAL" in line
+            ) and "faiss.loader" not in line:
+                hits.append(f"{log.name}: {line.strip()[:300]}")
+    return {"count": len(hits), "first": hits[:limit]}
+
+
+def close_peer(peer: Peer, out: dict[str, Any]) -> None:
+    """Close a target after its measurements: its stats and notes, and a walvus deployment's
+    logged errors, go into ``out``; a failure to close is recorded, not raised."""
+    out.update(stats=peer.stats, notes=peer.notes)
+    if isinstance(peer, WalvusPeer) and getattr(peer, "root", None):
+        out["log_scan"] = scan_logs(peer.root)
+    try:
+        peer.close()
+    except Exception as exc:
+        out.setdefault("close_error", repr(exc))

@@ -37,7 +37,6 @@ import os
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +57,7 @@ from bench.peers import (
     Peer,
     PymilvusPeer,
     WalvusPeer,
+    close_peer,
 )
 from bench.search_report import plot, report
 
@@ -276,18 +276,6 @@ def freshness(peer: Peer, ds: Dataset, trials: int, cap: float, budget: float) -
     }
 
 
-def scan_logs(root: Path, limit: int = 8) -> dict[str, Any]:
-    """ERROR/Traceback lines in a deployment's logs (faiss's loader chatter excluded)."""
-    hits: list[str] = []
-    for log in sorted(root.glob("*.log")):
-        for line in log.read_text(errors="replace").splitlines():
-            if (
-                " ERROR " in line or "Traceback" in line or "CRITICAL" in line
-            ) and "faiss.loader" not in line:
-                hits.append(f"{log.name}: {line.strip()[:300]}")
-    return {"count": len(hits), "first": hits[:limit]}
-
-
 # one target -------------------------------------------------------------------------------
 def make_peer(name: str, args: argparse.Namespace) -> Peer:
     if name == "faiss":
@@ -348,13 +336,7 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
         console.print(out["traceback"])
     finally:
         if peer is not None:
-            out.update(stats=peer.stats, notes=peer.notes)
-            if isinstance(peer, WalvusPeer) and getattr(peer, "root", None):
-                out["log_scan"] = scan_logs(peer.root)
-            try:
-                peer.close()
-            except Exception as exc:
-                out.setdefault("close_error", repr(exc))
+            close_peer(peer, out)
     return out
 
 

@@ -78,6 +78,7 @@ from bench.peers import (
     MilvusPeer,
     PymilvusPeer,
     WalvusPeer,
+    close_peer,
 )
 from bench.streaming_load import (
     MB,
@@ -239,15 +240,7 @@ def run_target(name: str, ds: Dataset, args: argparse.Namespace) -> dict[str, An
         for h in helpers:
             h.close()
         if peer is not None:
-            out.update(stats=peer.stats, notes=peer.notes)
-            if isinstance(peer, WalvusPeer) and getattr(peer, "root", None):
-                from bench.search import scan_logs
-
-                out["log_scan"] = scan_logs(peer.root)
-            try:
-                peer.close()
-            except Exception as exc:
-                out.setdefault("close_error", repr(exc))
+            close_peer(peer, out)
     if producer is not None:
         out["producer"] = {
             "rows_acked": producer.next_id - len(ds.base),
