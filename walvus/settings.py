@@ -157,17 +157,18 @@ class IndexerSettings(WalvusSettings):
     )
     indexer_metrics_host: str = Field("127.0.0.1", description="Address the indexer's /metrics binds.")
     index_build_threads: int = Field(
-        0,
-        ge=0,
-        description="OpenMP threads of an index build; 0: one less than the cores (at least 1), so "
-        "searches keep a core while segments are indexed.",
+        0, ge=0, description="OpenMP threads of an index build; 0: one per core."
     )
     indexer_nice: int = Field(
-        5, ge=0, le=19, description="CPU priority the indexer lowers itself by: searches come first."
+        0,
+        ge=0,
+        le=19,
+        description="How far the indexer lowers its CPU priority. 0: builds keep pace with the stream "
+        "(at 5 with one thread, 100k-row HNSW builds fell behind 1,000 rows/s and growing data piled up).",
     )
 
     def build_threads(self) -> int:
-        return self.index_build_threads or max(1, (os.cpu_count() or 1) - 1)
+        return self.index_build_threads or (os.cpu_count() or 1)
 
 
 class LimitSettings(WalvusSettings):
