@@ -91,3 +91,24 @@ def save(name: str, data: Any) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "data": data}, indent=2))
     return path
+
+
+def wanted_targets(spec: str, known: tuple[str, ...]) -> list[str]:
+    """The comma-separated targets of ``--targets``, each one of ``known``."""
+    wanted = [t.strip() for t in spec.split(",") if t.strip()]
+    for t in wanted:
+        if t not in known:
+            raise SystemExit(f"unknown target {t!r}; choose from {', '.join(known)}")
+    return wanted
+
+
+def clustered_dataset(rows: int, dim: int) -> Any:
+    """The clustered dataset, announced on the console (and the console widened for a log file)."""
+    from bench.datasets import clustered
+
+    if not console.is_terminal:  # a log file or pipe: wide enough that the tables do not wrap
+        console.width = max(console.width, 170)
+    with console.status("dataset: synthetic clustered (cached under bench/.data/) ..."):
+        ds = clustered(rows, dim)
+    console.print(f"dataset {ds.name}: {ds.description}")
+    return ds

@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bench.datasets import DATA_DIR, Dataset, clustered, recall_at_k
-from bench.harness import RESULTS, console, save
+from bench.datasets import DATA_DIR, Dataset, recall_at_k
+from bench.harness import RESULTS, clustered_dataset, console, save, wanted_targets
 from bench.peers import (
     EF_CONSTRUCTION,
     EF_SEARCH,
@@ -355,18 +355,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep walvus and Milvus data and logs")
     ap.add_argument("--gateway-processes", type=int, default=2, help="walvus gateway processes on the port")
     args = ap.parse_args()
-    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    for t in wanted:
-        if t not in TARGETS:
-            raise SystemExit(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
+    wanted = wanted_targets(args.targets, TARGETS)
     order = [t for t in TARGETS if t in wanted]  # faiss first: its QPS is the reference
 
-    if not console.is_terminal:  # a log file or pipe: wide enough that the tables do not wrap
-        console.width = max(console.width, 170)
     began = time.perf_counter()
-    with console.status("dataset: synthetic clustered (cached under bench/.data/) ..."):
-        ds = clustered(args.rows, args.dim)
-    console.print(f"dataset {ds.name}: {ds.description}")
+    ds = clustered_dataset(args.rows, args.dim)
     results = [run_target(name, ds, args) for name in order]
     total = time.perf_counter() - began
     report(results, ds, args)

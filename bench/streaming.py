@@ -66,8 +66,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.datasets import DATA_DIR, Dataset, clustered, fresh_vectors
-from bench.harness import RESULTS, console, save
+from bench.datasets import DATA_DIR, Dataset, fresh_vectors
+from bench.harness import RESULTS, clustered_dataset, console, save, wanted_targets
 from bench.peers import (
     COLLECTION,
     EF_CONSTRUCTION,
@@ -292,16 +292,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.static_seconds is None:
         args.static_seconds = min(30.0, args.phase_seconds)
-    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    for t in wanted:
-        if t not in TARGETS:
-            raise SystemExit(f"unknown target {t!r}; choose from {', '.join(TARGETS)}")
-    if not console.is_terminal:  # a log file or pipe: wide enough that the tables do not wrap
-        console.width = max(console.width, 170)
+    wanted = wanted_targets(args.targets, TARGETS)
     began = time.perf_counter()
-    with console.status("dataset: synthetic clustered (cached under bench/.data/) ..."):
-        ds = clustered(args.rows, args.dim)
-    console.print(f"dataset {ds.name}: {ds.description}")
+    ds = clustered_dataset(args.rows, args.dim)
     results = [run_target(name, ds, args) for name in wanted]
     if args.merge:  # earlier targets of bench/results/streaming.json stay beside the new ones
         earlier = json.loads((RESULTS / "streaming.json").read_text())["data"]["targets"]
