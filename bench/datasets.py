@@ -39,6 +39,17 @@ class Dataset:
     def dim(self) -> int:
         return int(self.base.shape[1])
 
+    def summary(self) -> dict[str, object]:
+        """What a benchmark's JSON records about the data it ran on."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "synthetic": True,
+            "rows": len(self.base),
+            "dim": self.dim,
+            "queries": len(self.queries),
+        }
+
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)

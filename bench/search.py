@@ -367,14 +367,7 @@ def main() -> None:
     path = save(
         "search",
         {
-            "dataset": {
-                "name": ds.name,
-                "description": ds.description,
-                "synthetic": True,
-                "rows": len(ds.base),
-                "dim": ds.dim,
-                "queries": len(ds.queries),
-            },
+            "dataset": ds.summary(),
             "params": {
                 "index": "HNSW",
                 "M": M,

@@ -305,14 +305,7 @@ def main() -> None:
     path = save(
         "streaming",
         {
-            "dataset": {
-                "name": ds.name,
-                "description": ds.description,
-                "synthetic": True,
-                "rows": len(ds.base),
-                "dim": ds.dim,
-                "queries": len(ds.queries),
-            },  # fmt: skip
+            "dataset": ds.summary(),
             "params": {
                 "index": "HNSW",
                 "M": M,

@@ -205,7 +205,9 @@ class LoadedCollection:
             self._preparing.discard(shard)
 
     def _ready(self, prepared: PreparedSeal) -> bool:
-        if prepared.indexed(self.info, self._build_failed):
+        """Every index attached; or, checked on disk every few seconds (not on every poll of the
+        tail thread), built or failed; or waited long enough."""
+        if prepared.indexed(self.info, _never):
             return True
         now = time.monotonic()
         if now - prepared.since >= self.handoff_wait:
@@ -216,9 +218,10 @@ class LoadedCollection:
                 now - prepared.since,
             )
             return True
-        if now - prepared.last_check >= INDEX_RECHECK_SECONDS:  # in case an announcement went missing
-            prepared.last_check = now
-            self._load_indexes(prepared.containers)
+        if now - prepared.last_check < INDEX_RECHECK_SECONDS:
+            return False
+        prepared.last_check = now
+        self._load_indexes(prepared.containers)  # in case an announcement went missing
         return prepared.indexed(self.info, self._build_failed)
 
     def _build_failed(self, c: Container, field_name: str) -> bool:
@@ -247,7 +250,7 @@ class LoadedCollection:
             upto,
             len(prepared.containers),
             sum(c.num_rows for c in prepared.containers),
-            prepared.indexed(self.info, lambda c, f: False),
+            prepared.indexed(self.info, _never),
         )
 
     def fill_interim(self) -> bool:
@@ -347,6 +350,10 @@ class LoadedCollection:
                 ),
                 timeout,
             )
+
+
+def _never(c: Container, field_name: str) -> bool:
+    return False
 
 
 def _within(upto: dict[int, int]) -> ds.Expression:
