@@ -106,6 +106,10 @@ class StreamsWorker:
                     event.ack()
                     continue
                 async with self.lock:
+                    if msg.generation_id != app.consumer_generation_id:
+                        # taken before a rebalance that ran while this waited for the lock: the
+                        # partition was sealed and sought back, so the record is read again
+                        continue
                     tokens = await asyncio.to_thread(
                         mat.add, msg.topic, msg.partition, msg.offset, msg.value, event
                     )
@@ -151,7 +155,8 @@ class StreamsWorker:
 
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            mat.drop([(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")])
+            async with self.lock:  # not while a record is being added
+                mat.drop([(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")])
 
         return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,15 +27,27 @@ class GrowingBuffer:
     last_add: float = field(default_factory=time.monotonic)
     first_add: float = 0.0  # when the oldest buffered record arrived
 
-    def add(self, offset: int, record: WalRecord, token: Any = None) -> None:
+    def add(self, offset: int, record: WalRecord, token: Any = None) -> bool:
+        """Buffer a record in offset order. A record already buffered (delivered again around a
+        rebalance) is not added twice: its token joins the buffered one's. Returns whether added."""
         now = time.monotonic()
         if not self.records:
             self.first_add = now
-        self.records.append(BufferedRecord(offset, record, token))
+        entry = BufferedRecord(offset, record, token)
+        if offset > self.last_offset:
+            self.records.append(entry)
+        else:
+            at = bisect.bisect_left(self.records, offset, key=lambda r: r.offset)
+            if at < len(self.records) and self.records[at].offset == offset:
+                held = self.records[at]
+                held.token = [held.token, token]
+                return False
+            self.records.insert(at, entry)
         if record.batch is not None:
             self.nbytes += record.batch.nbytes
             self.rows += record.batch.num_rows
         self.last_add = now
+        return True
 
     @property
     def last_offset(self) -> int:

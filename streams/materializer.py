@@ -61,7 +61,8 @@ class Materializer:
                 else self._ack_later(topic, partition, token)
             )
         buf = self._buffer(topic, partition)
-        buf.add(offset, record, token)
+        if not buf.add(offset, record, token):
+            return []  # delivered again: acknowledged with the copy already buffered
         if record.header.op == Op.FLUSH:
             # the other shards' flush records follow at once: seal the whole collection, in parallel
             siblings = [k for k, b in self.buffers.items() if k[0] == topic and b.records]

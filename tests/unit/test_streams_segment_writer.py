@@ -318,6 +318,23 @@ def test_a_rebalanced_shard_rereads_its_position(env: Env) -> None:
     assert_unique_seqs(env.rows())
 
 
+def test_a_record_delivered_twice_around_a_rebalance_is_written_once(env: Env) -> None:
+    """A record taken before a rebalance can reach the buffer after it, and then again after the
+    seek back to the committed offset (seen in CI: 2 of 40,000 rows written twice)."""
+    env.add(5, ins(5, [5]))  # the stale copy, added after the assignment emptied the buffer
+    for o in range(3, 8):  # the replay from the committed offset, 3
+        env.add(o, ins(o, [o]))
+    buf = env.mat.buffers[(TOPIC, SHARD)]
+    assert [r.offset for r in buf.records] == [3, 4, 5, 6, 7]
+    assert buf.rows == 5
+    tokens = env.add(8, flush(8))
+    assert sorted(tokens) == sorted(["t3", "t4", "t5", "t5", "t6", "t7", "t8"])  # both copies acked
+    rows = env.rows()
+    assert rows.column("id").to_pylist() == [3, 4, 5, 6, 7]
+    assert_unique_seqs(rows)
+    assert env.committed() == (8, 8)
+
+
 # ---------------------------------------------------------------------------- flush and seal triggers
 
 
