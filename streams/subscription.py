@@ -3,6 +3,11 @@
 Faust's pattern subscriptions do not work with its aiokafka driver, and its conductor
 drops a resubscription that arrives during a rebalance, so the wanted topics are kept
 here and re-requested from the event loop until the consumer really holds them.
+
+A group leader assigns only the topics its metadata knows partitions of: a topic it did not
+know then (just created, or the broker was still loading after a restart) stays unassigned
+until the next rebalance, which nothing would start. The leader's assignments are watched,
+and such topics are asked for again once their partitions are known.
 """
 
 from __future__ import annotations
@@ -25,7 +30,28 @@ class DynamicSubscription:
         self._lock = threading.Lock()
         self._asked_at = 0.0
         self._unknown_asks: dict[str, int] = {}
+        self._unassigned: set[str] = set()  # subscribed, but left out of the last assignment we made
         app.topics._resubscribe_sleep_lock_seconds = 0.2  # default 45 s: far too slow for new collections
+        self._watch_assignments(app.assignor)
+
+    def _watch_assignments(self, assignor: Any) -> None:
+        """Note the subscribed topics a group assignment made here (as leader) had to leave out."""
+        assign = assignor.assign
+
+        def assign_and_note(cluster: Any, members: Any) -> Any:
+            result = assign(cluster, members)
+            subscribed = {t for m in members.values() for t in getattr(m, "subscription", ())}
+            left_out = {t for t in subscribed if not cluster.partitions_for_topic(t)}
+            if left_out:
+                log.info(
+                    "assignment left out topics without known partitions topics=%s",
+                    ",".join(sorted(left_out)),
+                )
+            with self._lock:
+                self._unassigned = left_out
+            return result
+
+        assignor.assign = assign_and_note
 
     def request(self, topics: list[str]) -> None:
         """Thread-safe: ask for topics; the event loop applies them on its next ``reconcile``."""
@@ -62,8 +88,13 @@ class DynamicSubscription:
             if self._unknown_asks[t] == MAX_UNKNOWN_ASKS:  # a deleted topic must not rebalance forever
                 log.warning("giving up re-subscribing a topic without partitions topic=%s", t)
         missing |= {t for t in unknown if self._unknown_asks[t] < MAX_UNKNOWN_ASKS}
+        with self._lock:
+            left_out = {t for t in self._unassigned if _partitions_known(self.app, t)}
+            self._unassigned -= left_out
+        missing |= left_out
         if missing:
             log.info("re-requesting subscription topics=%s", ",".join(sorted(missing)))
+            _refresh_metadata(consumer)
             self._ask()
 
     def _ask(self) -> None:
@@ -74,6 +105,19 @@ class DynamicSubscription:
 def _partitions_known(app: Any, topic: str) -> bool | None:
     """Whether the consumer's group metadata has the topic's partitions (None: cannot tell)."""
     try:
-        return app.consumer.topic_partitions(topic) is not None
+        return bool(app.consumer.topic_partitions(topic))  # an empty set: a topic it saw no partitions of
     except Exception:
         return None
+
+
+def _refresh_metadata(consumer: Any) -> None:
+    """Have the consumer's client fetch cluster metadata now (on the consumer thread's loop): after a
+    broker restart it can keep a topic without partitions until its next periodic refresh, minutes away."""
+    client = getattr(consumer, "_client", None)
+    loop = getattr(client, "_loop", None)
+    if loop is None:
+        return
+    try:
+        loop.call_soon_threadsafe(client.force_metadata_update)
+    except RuntimeError:  # the loop is closed: the consumer is being replaced
+        pass

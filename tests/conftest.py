@@ -4,12 +4,14 @@ real Delta tables under tmp_path, real walvus processes and the real pymilvus cl
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.up_support import Up, gone
 from tests.procs import Deployment
 
 
@@ -37,3 +39,20 @@ def deployment(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv(k, v)
     yield dep
     dep.close()
+
+
+@pytest.fixture
+def ups() -> Iterator[list[Up]]:
+    """``walvus up`` processes a test starts; whatever is left of them is killed afterwards."""
+    started: list[Up] = []
+    yield started
+    for up in started:  # whatever is left of the processes this test started
+        if up.proc.poll() is None:
+            up.proc.kill()
+            up.proc.wait()
+        for pid in up.pids:
+            if not gone(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from walvus.once_log import quiet_repeats
 from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.settings import GatewaySettings, KafkaSettings, WalvusSettings
 
@@ -28,6 +29,7 @@ def _configure_logging(level: str) -> None:
     )
     for noisy in ("aiokafka", "faust", "mode", "deltalake"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_repeats()  # a broker outage: one line per distinct error every 30 s, not hundreds a second
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
@@ -105,6 +107,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f'connect with: MilvusClient("http://{gw.host}:{gw.port}")', flush=True)
     try:
         while True:
+            if broker is not None and not broker.is_running and not _STOPPING.is_set():
+                _restart_broker(broker)
             for name, p in procs.items():
                 if p.poll() is not None:
                     log.warning("process exited name=%s rc=%s; restarting", name, p.returncode)
@@ -126,6 +130,21 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 _STOPPING = threading.Event()  # set on SIGTERM/SIGINT (through on_stop_signal)
+
+
+def _restart_broker(broker: object) -> None:
+    """The local broker died (kill -9, out of memory): start it again on the same data dir and port.
+    Workers and clients reconnect by themselves; what the broker acknowledged is in its log."""
+    from walvus.kafka import KafkaLauncherError, LocalKafka
+
+    assert isinstance(broker, LocalKafka)
+    rc = broker.kill()  # reaps it and clears its pid file
+    log.warning("kafka exited rc=%s; restarting bootstrap=%s", rc, broker.bootstrap)
+    try:
+        broker.start()
+    except KafkaLauncherError as exc:  # tried again on the next turn of the loop
+        log.error("kafka restart failed, retrying error=%s", exc)
+        _STOPPING.wait(2.0)
 
 
 def _wait_for_signal() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import threading
+import time
 from typing import Any
 
 
@@ -24,3 +27,52 @@ class OnceLog:
     def clear(self) -> None:
         """Things work again: the next failure is news."""
         self._seen.clear()
+
+
+_NUMBERS = re.compile(r"\d+")
+NOISY_LOGGERS = (
+    "rdkafka",
+    "aiokafka.client",
+    "aiokafka.conn",
+    "aiokafka.consumer.group_coordinator",
+    "aiokafka.consumer.fetcher",
+    "aiokafka.producer.sender",
+)
+
+
+class RepeatFilter(logging.Filter):
+    """Let a line through once per ``every`` seconds; the repeats in between are counted and the
+    count goes on the next one let through. While a broker is down, librdkafka and aiokafka log
+    the same refused connection many times a second in every process."""
+
+    def __init__(self, every: float = 30.0, most: int = 1000) -> None:
+        super().__init__()
+        self.every = every
+        self.most = most
+        self._last: dict[tuple[str, int, str], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        key = (record.name, record.levelno, _NUMBERS.sub("#", text))
+        now = time.monotonic()
+        with self._lock:
+            seen, skipped = self._last.get(key, (-self.every, 0))
+            if now - seen < self.every:
+                self._last[key] = (seen, skipped + 1)
+                return False
+            if len(self._last) >= self.most:
+                self._last.clear()
+            self._last[key] = (now, 0)
+        if skipped:
+            record.msg, record.args = f"{text} (and {skipped} times more in {self.every:.0f}s)", ()
+        return True
+
+
+def quiet_repeats(names: tuple[str, ...] = NOISY_LOGGERS, every: float = 30.0) -> None:
+    """Install one ``RepeatFilter`` on each of these loggers (a logger's filters see only its own lines)."""
+    shared = RepeatFilter(every)
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(shared)

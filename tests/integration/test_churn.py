@@ -146,16 +146,38 @@ def _two_vector_rows(rng: np.random.Generator, ids: np.ndarray) -> list[dict]:
 
 KINDS = [
     Kind("float_hnsw", "vec", _float_hnsw, _dynamic_rows, lambda g: [_floats(g, 1)[0].tolist()]),
-    Kind("float16", "vec", _half(DataType.FLOAT16_VECTOR, "HNSW"), _half_rows("float16"),
-         lambda g: [_floats(g, 1)[0].astype("float16")]),  # fmt: skip
-    Kind("bfloat16", "vec", _half(DataType.BFLOAT16_VECTOR, "IVF_FLAT"), _half_rows("bfloat16"),
-         lambda g: [_floats(g, 1)[0].tolist()]),  # fmt: skip
+    Kind(
+        "float16",
+        "vec",
+        _half(DataType.FLOAT16_VECTOR, "HNSW"),
+        _half_rows("float16"),
+        lambda g: [_floats(g, 1)[0].astype("float16")],
+    ),  # fmt: skip
+    Kind(
+        "bfloat16",
+        "vec",
+        _half(DataType.BFLOAT16_VECTOR, "IVF_FLAT"),
+        _half_rows("bfloat16"),
+        lambda g: [_floats(g, 1)[0].tolist()],
+    ),  # fmt: skip
     Kind("binary", "vec", _binary, _binary_rows, lambda g: [_bits(g, 1)[0]]),
-    Kind("partitions", "vec", _float_hnsw, _dynamic_rows, lambda g: [_floats(g, 1)[0].tolist()],
-         partitions=("p1", "p2")),  # fmt: skip
+    Kind(
+        "partitions",
+        "vec",
+        _float_hnsw,
+        _dynamic_rows,
+        lambda g: [_floats(g, 1)[0].tolist()],
+        partitions=("p1", "p2"),
+    ),  # fmt: skip
     Kind("partition_key", "vec", _partition_key, _tenant_rows, lambda g: [_floats(g, 1)[0].tolist()]),
-    Kind("added_field", "vec", _float_hnsw, _dynamic_rows, lambda g: [_floats(g, 1)[0].tolist()],
-         add_field=True),  # fmt: skip
+    Kind(
+        "added_field",
+        "vec",
+        _float_hnsw,
+        _dynamic_rows,
+        lambda g: [_floats(g, 1)[0].tolist()],
+        add_field=True,
+    ),  # fmt: skip
     Kind("two_vectors", "vec", _two_vectors, _two_vector_rows, lambda g: [_floats(g, 1)[0].tolist()]),
 ]
 
@@ -170,9 +192,9 @@ class Outcome:
         self.refused[method] = self.refused.get(method, 0) + 1
 
 
-def _refused(outcome: Outcome, method: str, call: Callable[[], object]) -> None:
+def _refused(outcome: Outcome, method: str, call: Callable[..., object], *args: object, **kw: object) -> None:
     try:
-        call()
+        call(*args, **kw)
     except MilvusException:
         outcome.refusal(method)
     else:
@@ -205,8 +227,8 @@ def _life(uri: str, names: list[tuple[str, Kind]], seed: int, outcome: Outcome, 
                 client.upsert(name, kind.rows(rng, ids[:5]), **parts[0])
             client.delete(name, filter=f"id in {ids[-DELETED:].tolist()}")
             extra = kind.rows(rng, np.array([10**6]))
-            _refused(outcome, "Insert", lambda: client.insert(name, extra, partition_name="missing"))
-            _refused(outcome, "Query", lambda: client.query(name, filter="id >>> 3"))
+            _refused(outcome, "Insert", client.insert, name, extra, partition_name="missing")
+            _refused(outcome, "Query", client.query, name, filter="id >>> 3")
             assert _count(client, name) == ROWS - DELETED, name
             hits = client.search(
                 name, data=kind.search(rng), anns_field=kind.vector, limit=3, consistency_level="Strong"
@@ -306,7 +328,9 @@ def test_hundreds_of_collections_churn_while_a_steady_writer_runs(deployment) ->
     admin.flush("steady")
     assert _count(admin, "steady") == len(writer.acked)
     sample = np.random.default_rng(1).choice(writer.acked, size=min(500, len(writer.acked)), replace=False)
-    got = admin.query("steady", filter=f"id in {sample.tolist()}", output_fields=["id"], consistency_level="Strong")
+    got = admin.query(
+        "steady", filter=f"id in {sample.tolist()}", output_fields=["id"], consistency_level="Strong"
+    )
     assert sorted(r["id"] for r in got) == sorted(sample.tolist())
     for name in outcome.kept:
         admin.flush(name)
