@@ -32,7 +32,7 @@ class OnceLog:
 _NUMBERS = re.compile(r"\d+")
 NOISY_LOGGERS = (
     "rdkafka",
-    "aiokafka.client",
+    "aiokafka",
     "aiokafka.conn",
     "aiokafka.consumer.group_coordinator",
     "aiokafka.consumer.fetcher",
