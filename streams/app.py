@@ -106,10 +106,9 @@ class StreamsWorker:
                     event.ack()
                     continue
                 async with self.lock:
-                    if msg.generation_id != app.consumer_generation_id:
-                        # taken before a rebalance that ran while this waited for the lock: the
-                        # partition was sealed and sought back, so the record is read again
-                        continue
+                    # a record taken before a rebalance that ran while this waited for the lock is
+                    # still added: a partition that stays assigned is not always sought back, so
+                    # skipping it could lose it; if it is read again, the buffer keeps one copy
                     tokens = await asyncio.to_thread(
                         mat.add, msg.topic, msg.partition, msg.offset, msg.value, event
                     )
