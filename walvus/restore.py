@@ -212,10 +212,9 @@ class RestoreRunner:
 
     def _run(self, job: RestoreJob, rec: SnapshotRecord, target: CollectionInfo) -> None:
         try:
+            job = self.book.put_job(job.evolve(state=RestoreState.EXECUTING, updated_ms=_now_ms()))
             table = snapshot_rows(self.w.store, rec)
-            job = self.book.put_job(
-                job.evolve(state=RestoreState.EXECUTING, rows_total=table.num_rows, updated_ms=_now_ms())
-            )
+            job = self.book.put_job(job.evolve(rows_total=table.num_rows, updated_ms=_now_ms()))
             limit = int(self.w.limits.max_request_mb * 1024 * 1024)
             batch = batch_rows(table, self.settings.restore_batch_rows, limit)
             done = [0]
