@@ -21,6 +21,7 @@ from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
 from streams.segment_writer import SegmentWriter
 from walvus.exceptions import SnapshotExists, SnapshotNotFound
+from walvus.partitions import assign_partitions, key_partition_names
 from walvus.restore import RestoreRunner, batch_rows, snapshot_rows, within_cut
 from walvus.settings import SnapshotSettings
 from walvus.snapshots import SnapshotBook, pin_cut, take_snapshot
@@ -236,3 +237,75 @@ def test_take_snapshot_refuses_a_name_in_use_and_unknown_collections() -> None:
     assert [r.name for r in w.snapshots.snapshots()] == ["s1"]
     w.publish(w.catalog.require("src").evolve(CatalogEvent.DROP_COLLECTION, state="dropped"))
     assert w.snapshots.require("src", "s1").collection_id == rec.collection_id  # outlives the collection
+
+
+def test_restore_of_a_partition_key_collection_with_an_added_field(tmp_path: Path) -> None:
+    base = validate_schema(
+        CollectionSchema(
+            fields=(
+                FieldSchema("id", D.INT64, is_primary=True),
+                FieldSchema("vec", D.FLOAT_VECTOR, dim=2),
+                FieldSchema("cat", D.VARCHAR, max_length=8, is_partition_key=True),
+            )
+        )
+    )
+    v1 = CollectionInfo("pk", CID, base, partitions=key_partition_names(4), num_partitions=4)
+    v2 = v1.evolve(
+        CatalogEvent.ADD_FIELD,
+        schema=base.with_field(FieldSchema("note", D.VARCHAR, max_length=8, nullable=True)),
+    )
+    current = [v1]
+    store = SegmentStore(str(tmp_path / "tables"))
+    writer = SegmentWriter(store, lambda cid: current[0])
+
+    def record(info: CollectionInfo, offset: int, rows: list[dict]) -> BufferedRecord:
+        batch = build_batch(info.schema, rows_to_columns(info.schema, rows), op="insert")
+        header = WalHeader(
+            op=Op.INSERT,
+            collection="pk",
+            collection_id=CID,
+            schema_version=info.schema.version,
+            ts=1000 + offset,
+        )
+        return BufferedRecord(offset, WalRecord(header, assign_partitions(info, batch, None)))
+
+    cats = ["a", "b", "c", "d", "e", "f"]
+    writer.commit(CID, 0, [record(v1, 0, [{"id": i, "vec": [i, 0], "cat": c} for i, c in enumerate(cats)])])
+    current[0] = v2
+    writer.commit(
+        CID,
+        0,
+        [
+            record(v2, 1, [{"id": 9, "vec": [9, 0], "cat": "a", "note": "new"}]),
+            BufferedRecord(
+                2,
+                WalRecord(
+                    WalHeader(op=Op.FLUSH, collection="pk", collection_id=CID, schema_version=2, ts=1002)
+                ),
+            ),
+        ],
+    )
+    rows_v, dels_v, cut = pin_cut(store, CID, 1)
+    rec = SnapshotRecord("s", "pk", CID, v2, rows_v, dels_v, cut, created_ts=1 << 40, created_ms=1)
+    got = snapshot_rows(store, rec).sort_by("id")
+    assert got.column("note").to_pylist() == [None] * 6 + ["new"]
+
+    w = memory_walvus()
+    w.store = store
+    w.snapshots = book = SnapshotBook(None, "test")
+    runner = RestoreRunner(w, book)
+    done = _wait_final(runner, runner.start(book.put_snapshot(rec), "pk2").job_id)
+    assert done.state == RestoreState.COMPLETED and done.rows_done == 7
+    target = w.catalog.require("pk2")
+    assert target.num_partitions == 4 and target.partitions == v2.partitions and target.schema.field("note")
+    (written,) = [r for r in w.kafka.records() if r.header.collection == "pk2"]
+    where = dict(
+        zip(
+            written.batch.column("id").to_pylist(),
+            written.batch.column(PARTITION_COLUMN).to_pylist(),
+            strict=True,
+        )
+    )
+    assert where == dict(
+        zip(got.column("id").to_pylist(), got.column(PARTITION_COLUMN).to_pylist(), strict=True)
+    )
