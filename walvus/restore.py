@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 TOMB_COLUMNS = ["_pk", PARTITION_COLUMN, "_shard", "_offset", "_seq"]
+KEY_COLUMNS = [PARTITION_COLUMN, "_shard", "_offset", "_seq", "_ts"]
 
 
 def within_cut(table: pa.Table, offsets: dict[int, int]) -> pa.Table:
@@ -51,29 +52,92 @@ def within_cut(table: pa.Table, offsets: dict[int, int]) -> pa.Table:
     return table if keep.all() else table.filter(pa.array(keep))
 
 
-def snapshot_rows(store: SegmentStore, rec: SnapshotRecord) -> pa.Table:
-    """The rows live in the snapshot: the collection's data columns plus ``_partition``."""
+def live_seqs(store: SegmentStore, rec: SnapshotRecord) -> dict[int, np.ndarray]:
+    """Per shard, the sorted ``_seq`` of the rows live in the snapshot (read from key columns only)."""
     info = rec.info
-    schema = info.schema.data_arrow_schema()
-    out_schema = schema.append(pa.field(PARTITION_COLUMN, pa.string()))
-    rows = _pinned(store, rec, ROWS, rec.rows_version)
+    pk = info.schema.primary.name
+    rows = _pinned(store, rec, ROWS, rec.rows_version, [pk, *KEY_COLUMNS])
     if rows is None or rows.num_rows == 0:
-        return out_schema.empty_table()
+        return {}
     rows = within_cut(rows, rec.offsets)
     tombs = _pinned(store, rec, DELETES, rec.deletes_version, TOMB_COLUMNS)
     tombs = None if tombs is None else within_cut(tombs, rec.offsets)
-    alive = stored_alive(rows, tombs, info.schema.primary.name)
+    alive = stored_alive(rows, tombs, pk)
     if info.ttl_seconds:  # rows expired when the snapshot was taken stay expired
-        cutoff = compose(rec.created_ms - info.ttl_seconds * 1000)
-        alive &= rows.column("_ts").to_numpy() >= cutoff
-    rows = rows.filter(pa.array(alive))
+        alive &= rows.column("_ts").to_numpy() >= compose(rec.created_ms - info.ttl_seconds * 1000)
+    shard = rows.column("_shard").to_numpy()[alive]
+    seq = rows.column("_seq").to_numpy()[alive]
+    return {int(s): np.sort(seq[shard == s]) for s in np.unique(shard)}
+
+
+def snapshot_batches(
+    store: SegmentStore,
+    rec: SnapshotRecord,
+    batch: int = 65_536,
+    live: dict[int, np.ndarray] | None = None,
+) -> Iterator[pa.Table]:
+    """The rows live in the snapshot, about ``batch`` at a time: the data columns plus ``_partition``.
+
+    Which rows are live comes from the key columns; the full rows are then scanned at the pinned
+    version one record batch at a time, so a restore holds one batch of vectors, not the table.
+    """
+    live = live_seqs(store, rec) if live is None else live
+    if not live:
+        return
+    out_schema = rec.info.schema.data_arrow_schema().append(pa.field(PARTITION_COLUMN, pa.string()))
+    dt = store.open(rec.collection_id, ROWS, rec.rows_version)
+    if dt is None:
+        raise StorageError(
+            f"the rows table of collection {rec.collection} is gone", collection=rec.collection
+        )
+    dataset = dt.to_pyarrow_dataset()
+    present = [f.name for f in out_schema if f.name in dataset.schema.names]
+    pending: list[pa.Table] = []
+    held = 0
+    try:
+        for b in dataset.to_batches(columns=[*present, "_shard", "_seq"], batch_size=batch):
+            keep = _is_live(b.column("_shard").to_numpy(), b.column("_seq").to_numpy(), live)
+            if not keep.any():
+                continue
+            pending.append(_conform(pa.Table.from_batches([b]).filter(pa.array(keep)), out_schema))
+            held += pending[-1].num_rows
+            if held >= batch:
+                yield pa.concat_tables(pending)
+                pending, held = [], 0
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise StorageError(
+            f"cannot read the rows of snapshot {rec.name}: {exc}", collection=rec.collection
+        ) from exc
+    if pending:
+        yield pa.concat_tables(pending)
+
+
+def snapshot_rows(store: SegmentStore, rec: SnapshotRecord) -> pa.Table:
+    """All the rows live in the snapshot, as one table (``snapshot_batches`` joined)."""
+    parts = list(snapshot_batches(store, rec))
+    if parts:
+        return pa.concat_tables(parts)
+    return rec.info.schema.data_arrow_schema().append(pa.field(PARTITION_COLUMN, pa.string())).empty_table()
+
+
+def _is_live(shard: np.ndarray, seq: np.ndarray, live: dict[int, np.ndarray]) -> np.ndarray:
+    keep = np.zeros(len(seq), dtype=bool)
+    for s, seqs in live.items():
+        rows = np.flatnonzero(shard == s)
+        if len(rows) and len(seqs):
+            at = np.minimum(np.searchsorted(seqs, seq[rows]), len(seqs) - 1)
+            keep[rows] = seqs[at] == seq[rows]
+    return keep
+
+
+def _conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     cols = []
-    for f in out_schema:
+    for f in schema:
         if f.name in rows.column_names:
             cols.append(rows.column(f.name).cast(f.type))
         else:  # a field added after these rows were written
             cols.append(pa.nulls(rows.num_rows, type=f.type))
-    return pa.Table.from_arrays(cols, schema=out_schema)
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 def _pinned(
@@ -103,29 +167,33 @@ def batch_rows(table: pa.Table, most_rows: int, max_bytes: int) -> int:
 def write_rows(
     walvus: Walvus,
     target: CollectionInfo,
-    table: pa.Table,
+    tables: Iterable[pa.Table],
     *,
     batch: int,
     progress: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Upsert ``table``'s rows into ``target``, each into its partition. Returns the rows written."""
+    """Upsert the rows into ``target``, each into its partition, in writes of at most ``batch`` rows
+    and half the request size limit. Returns the rows written."""
     names = target.schema.data_arrow_schema().names
-    if target.schema.partition_key is not None or table.num_rows == 0:
-        groups: list[tuple[str | None, pa.Table]] = [(None, table)]  # the key chooses the partition again
-    else:
-        part = table.column(PARTITION_COLUMN)
-        groups = [(p, table.filter(pc.equal(part, p))) for p in pc.unique(part).to_pylist()]
+    max_bytes = int(walvus.limits.max_request_mb * 1024 * 1024)
     written = 0
-    for partition, rows in groups:
-        if partition is not None and partition not in target.partitions:
-            raise StorageError(
-                f"snapshot rows name partition {partition!r}, which the snapshot does not have"
-            )
-        for start in range(0, rows.num_rows, batch):
-            chunk = rows.slice(start, batch)
-            walvus.upsert(target.name, {n: chunk.column(n).combine_chunks() for n in names}, partition)
-            written += chunk.num_rows
-            progress(chunk.num_rows)
+    for table in tables:
+        if target.schema.partition_key is not None:
+            groups: list[tuple[str | None, pa.Table]] = [(None, table)]  # the key routes each row again
+        else:
+            part = table.column(PARTITION_COLUMN)
+            groups = [(p, table.filter(pc.equal(part, p))) for p in pc.unique(part).to_pylist()]
+        for partition, rows in groups:
+            if partition is not None and partition not in target.partitions:
+                raise StorageError(
+                    f"snapshot rows name partition {partition!r}, which the snapshot does not have"
+                )
+            step = batch_rows(rows, batch, max_bytes)
+            for start in range(0, rows.num_rows, step):
+                chunk = rows.slice(start, step)
+                walvus.upsert(target.name, {n: chunk.column(n).combine_chunks() for n in names}, partition)
+                written += chunk.num_rows
+                progress(chunk.num_rows)
     return written
 
 
@@ -213,10 +281,10 @@ class RestoreRunner:
     def _run(self, job: RestoreJob, rec: SnapshotRecord, target: CollectionInfo) -> None:
         try:
             job = self.book.put_job(job.evolve(state=RestoreState.EXECUTING, updated_ms=_now_ms()))
-            table = snapshot_rows(self.w.store, rec)
-            job = self.book.put_job(job.evolve(rows_total=table.num_rows, updated_ms=_now_ms()))
-            limit = int(self.w.limits.max_request_mb * 1024 * 1024)
-            batch = batch_rows(table, self.settings.restore_batch_rows, limit)
+            batch = self.settings.restore_batch_rows
+            live = live_seqs(self.w.store, rec)
+            total = sum(len(v) for v in live.values())
+            job = self.book.put_job(job.evolve(rows_total=total, updated_ms=_now_ms()))
             done = [0]
             last = [time.monotonic()]
 
@@ -227,7 +295,13 @@ class RestoreRunner:
                     last[0] = time.monotonic()
                     job = self.book.put_job(job.evolve(rows_done=done[0], updated_ms=_now_ms()))
 
-            write_rows(self.w, target, table, batch=batch, progress=progress)
+            write_rows(
+                self.w,
+                target,
+                snapshot_batches(self.w.store, rec, batch, live),
+                batch=batch,
+                progress=progress,
+            )
             now = _now_ms()
             job = self.book.put_job(
                 job.evolve(state=RestoreState.COMPLETED, rows_done=done[0], updated_ms=now, end_ms=now)

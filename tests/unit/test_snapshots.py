@@ -22,7 +22,7 @@ from streams.growing import BufferedRecord
 from streams.segment_writer import SegmentWriter
 from walvus.exceptions import SnapshotExists, SnapshotNotFound
 from walvus.partitions import assign_partitions, key_partition_names
-from walvus.restore import RestoreRunner, batch_rows, snapshot_rows, within_cut
+from walvus.restore import RestoreRunner, batch_rows, live_seqs, snapshot_batches, snapshot_rows, within_cut
 from walvus.settings import SnapshotSettings
 from walvus.snapshots import SnapshotBook, pin_cut, take_snapshot
 from walvus.storage import SegmentStore
@@ -122,6 +122,14 @@ def test_snapshot_rows_are_the_live_rows_as_of_the_snapshot(tables: Tables) -> N
     assert got.column("$meta").to_pylist()[0] == '{"k":1}'
     # the table now holds more, also within the same versions' offsets: the cut keeps it out
     assert snapshot_rows(tables.store, _snapshot(tables)).num_rows == 5  # 3, 4 (new), 10, 11, 12
+
+
+def test_snapshot_batches_scan_the_pinned_rows_a_batch_at_a_time(tables: Tables) -> None:
+    rec = _snapshot(tables)
+    parts = list(snapshot_batches(tables.store, rec, batch=2))
+    assert all(p.num_rows >= 2 for p in parts[:-1]) and len(parts) >= 2
+    assert pa.concat_tables(parts).sort_by("id").equals(snapshot_rows(tables.store, rec).sort_by("id"))
+    assert sum(len(v) for v in live_seqs(tables.store, rec).values()) == 5
 
 
 def test_within_cut_is_per_shard() -> None:
