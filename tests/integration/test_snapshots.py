@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
+from walvus.inspection import report
+
 pytestmark = pytest.mark.integration
 DIM = 8
 
@@ -88,6 +90,8 @@ def test_snapshot_survives_changes_and_drop_and_restores_exactly(deployment) -> 
     assert (state.job_id, state.snapshot_name, state.collection_name) == (job_id, "before", dst)
     with pytest.raises(MilvusException, match="collection already exists"):
         client.restore_snapshot("before", source_collection_name=src, target_collection_name=dst)
+    shown = report("snapshots", src)  # `walvus inspect snapshots`
+    assert "before" in shown and "Completed" in shown and "380/380" in shown
     jobs = client.list_restore_snapshot_jobs(collection_name=dst)
     assert [(j.job_id, j.state) for j in jobs] == [(job_id, "RestoreSnapshotCompleted")]
 
