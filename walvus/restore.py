@@ -185,9 +185,8 @@ def write_rows(
             groups = [(p, table.filter(pc.equal(part, p))) for p in pc.unique(part).to_pylist()]
         for partition, rows in groups:
             if partition is not None and partition not in target.partitions:
-                raise StorageError(
-                    f"snapshot rows name partition {partition!r}, which the snapshot does not have"
-                )
+                # created while the snapshot was taken, after its catalog state was read
+                target = walvus.create_partition(target.name, partition)
             step = batch_rows(rows, batch, max_bytes)
             for start in range(0, rows.num_rows, step):
                 chunk = rows.slice(start, step)

@@ -36,7 +36,7 @@ from schemas.snapshots import (
 )
 from schemas.timestamps import physical_ms
 from schemas.topics import snapshots_topic
-from walvus.exceptions import LogUnavailable, SnapshotExists, SnapshotNotFound
+from walvus.exceptions import LogUnavailable, SnapshotExists, SnapshotNotFound, StorageError
 from walvus.log import KafkaLog, LogMessage, drain
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
@@ -248,10 +248,16 @@ def take_snapshot(
     rows_v, dels_v, cut = pin_cut(walvus.store, info.collection_id, info.shards_num)
     short = {s: o for s, o in cut.items() if o < flushed.get(s, -1)}
     if short:  # cannot happen after a flush: the tables would have lost commits
-        raise LogUnavailable(
-            f"snapshot of {collection}: shards {sorted(short)} are not committed up to the flush"
+        raise StorageError(
+            f"snapshot of {collection}: shards {sorted(short)} are not committed up to the flush",
+            collection=collection,
         )
-    info = walvus.catalog.require(collection)  # the state after the flush (a concurrent DDL included)
+    after = walvus.catalog.require(collection)  # the state after the flush (a concurrent DDL included)
+    if after.collection_id != info.collection_id:
+        raise InvalidArgument(
+            f"collection {collection} was dropped and created again while its snapshot was taken"
+        )
+    info = after
     ts = walvus.clock.now()
     rec = SnapshotRecord(
         name=name,

@@ -317,3 +317,18 @@ def test_restore_of_a_partition_key_collection_with_an_added_field(tmp_path: Pat
     assert where == dict(
         zip(got.column("id").to_pylist(), got.column(PARTITION_COLUMN).to_pylist(), strict=True)
     )
+
+
+def test_rows_of_a_partition_the_snapshot_state_missed_get_it(tables: Tables) -> None:
+    # a partition created while the snapshot was taken, after its catalog state was read
+    w, book = _restore_env(tables)
+    rec = _snapshot(tables)
+    rec = book.put_snapshot(
+        SnapshotRecord(**{**rec.__dict__, "info": INFO.evolve("x", partitions={"_default": 0})})
+    )
+    runner = RestoreRunner(w, book)
+    done = _wait_final(runner, runner.start(rec, "dst").job_id)
+    assert done.state == RestoreState.COMPLETED and set(w.catalog.require("dst").partitions) == {
+        "_default",
+        "p1",
+    }
