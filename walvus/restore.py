@@ -228,6 +228,7 @@ class RestoreRunner:
         self.book = book
         self.settings = settings or SnapshotSettings()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="restore")
+        self._active: set[int] = set()  # jobs this process queued and has not finished
 
     @property
     def stall_ms(self) -> int:
@@ -256,6 +257,7 @@ class RestoreRunner:
             rec.collection,
             target,
         )
+        self._active.add(job.job_id)
         self._pool.submit(self._run, job, rec, info)
         return job
 
@@ -267,8 +269,11 @@ class RestoreRunner:
         return self.checked(job)
 
     def checked(self, job: RestoreJob) -> RestoreJob:
+        """A job another process ran that has not moved for ``restore_stall_seconds`` is failed
+        (this process's own jobs are alive, also while they wait for their turn)."""
         now = _now_ms()
-        if job.state not in RestoreState.FINAL and now - job.updated_ms > self.stall_ms:
+        stalled = now - job.updated_ms > self.stall_ms and job.job_id not in self._active
+        if job.state not in RestoreState.FINAL and stalled:
             return job.evolve(
                 state=RestoreState.FAILED,
                 reason=f"no progress for {self.settings.restore_stall_seconds:g}s: the gateway running "
@@ -320,6 +325,8 @@ class RestoreRunner:
                 )
             except Exception:
                 log.exception("cannot record the failure of restore job=%d", job.job_id)
+        finally:
+            self._active.discard(job.job_id)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
