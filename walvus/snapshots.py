@@ -62,11 +62,39 @@ class SnapshotBook:
     def start(self) -> SnapshotBook:
         assert self._kafka is not None
         self._kafka.ensure_topic(self.topic, 1, compacted=True, config={"min.cleanable.dirty.ratio": "0.1"})
-        self._thread = threading.Thread(target=self._tail, name="snapshots-tail", daemon=True)
+        consumer = Consumer(
+            {
+                **self._kafka.conf,
+                "group.id": "walvus-snapshots-reader",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 100,
+            }
+        )
+        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+        end = self._end_offset(consumer)
+        self._thread = threading.Thread(
+            target=self._tail, args=(consumer,), name="snapshots-tail", daemon=True
+        )
         self._thread.start()
-        (end,) = self._kafka.end_offsets(self.topic, 1)
         self._wait_applied(end - 1, 30.0)
         return self
+
+    def _end_offset(self, consumer: Consumer, timeout: float = 30.0) -> int:
+        """The topic's end, asked by the tail's own consumer: a topic this process just created may
+        stay unknown for a while to a client that looked up metadata before (``KafkaLog.end_offsets``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, 0), timeout=5, cached=False
+                )
+                return int(high)
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise LogUnavailable(
+                        f"cannot read the end of {self.topic}: {exc}", topic=self.topic
+                    ) from exc
+                time.sleep(0.1)
 
     def stop(self) -> None:
         self._stop.set()
@@ -174,18 +202,7 @@ class SnapshotBook:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("bad record on the snapshots topic key=%s error=%s", k, exc)
 
-    def _tail(self) -> None:
-        assert self._kafka is not None
-        consumer = Consumer(
-            {
-                **self._kafka.conf,
-                "group.id": "walvus-snapshots-reader",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        tp = TopicPartition(self.topic, 0, OFFSET_BEGINNING)
-        consumer.assign([tp])
+    def _tail(self, consumer: Consumer) -> None:
         try:
             while not self._stop.is_set():
                 try:

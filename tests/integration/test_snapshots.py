@@ -115,6 +115,13 @@ def test_snapshot_survives_changes_and_drop_and_restores_exactly(deployment) -> 
     )
     assert hit[0][0]["id"] == probe and hit[0][0]["entity"]["tag"] == "c"
 
+    # snapshots and jobs survive a restart of the gateway
+    deployment.stop("gateway")
+    deployment.start("gateway")
+    client = MilvusClient(deployment.uri)
+    assert client.list_snapshots() == ["before"]
+    assert client.get_restore_snapshot_state(job_id).state == "RestoreSnapshotCompleted"
+
     client.drop_snapshot("before", src)
     assert client.list_snapshots() == []
     with pytest.raises(MilvusException, match="snapshot not found"):
