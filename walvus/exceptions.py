@@ -26,7 +26,7 @@ class FlushTimeout(WalvusError, TimeoutError):
 
 
 class SnapshotNotFound(WalvusError, LookupError):
-    code = 1100  # Milvus answers an unknown snapshot as a bad parameter
+    code = 1100  # invalid parameter: Milvus 2.5's codes have none for snapshots
 
     def __init__(self, collection: str, name: str) -> None:
         super().__init__(
