@@ -26,6 +26,7 @@ from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
 from gateway.query import QueryRpcs
 from gateway.read import SearchRpcs
+from gateway.snapshots import SnapshotRpcs
 from searcher.types import Searcher
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         idx = IndexRpcs(walvus, searcher, index_progress)
         writes = WriteRpcs(walvus, searcher, filters)
         search = SearchRpcs(walvus, searcher)
+        snaps = SnapshotRpcs(walvus)
         self._metrics = RpcMetrics()
         handlers: dict[str, Callable[[Any], Any]] = {
             "Connect": self._connect,
@@ -96,6 +98,13 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "Search": search.search,
             "HybridSearch": search.hybrid_search,
             "Query": QueryRpcs(walvus, searcher, filters).query,
+            "CreateSnapshot": snaps.create_snapshot,
+            "DropSnapshot": snaps.drop_snapshot,
+            "ListSnapshots": snaps.list_snapshots,
+            "DescribeSnapshot": snaps.describe_snapshot,
+            "RestoreSnapshot": snaps.restore_snapshot,
+            "GetRestoreSnapshotState": snaps.restore_state,
+            "ListRestoreSnapshotJobs": snaps.list_restore_jobs,
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)

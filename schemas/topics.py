@@ -25,3 +25,8 @@ def wal_topic(ns: str, collection_id: int) -> str:
 
 def wal_prefix(ns: str) -> str:
     return f"{ns}.wal."
+
+
+def snapshots_topic(ns: str) -> str:
+    """Snapshots and restore jobs of this site (compacted; not replicated: they pin this site's tables)."""
+    return f"{ns}.snapshots"

@@ -38,6 +38,7 @@ from walvus.exceptions import FlushTimeout
 from walvus.log import KafkaLog
 from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
 from walvus.settings import KafkaSettings, LimitSettings, StorageSettings, WalvusSettings
+from walvus.snapshots import SnapshotBook
 from walvus.storage import DELETES, ROWS, SegmentStore
 from walvus.wal_writer import control_messages, flush_messages, shard_messages
 
@@ -65,8 +66,10 @@ class Walvus:
         namespace: str,
         site: str,
         limits: LimitSettings | None = None,
+        snapshots: SnapshotBook | None = None,
     ) -> None:
         self.kafka = kafka
+        self.snapshots = snapshots  # snapshot records and restore jobs (walvus.snapshots)
         self.catalog = catalog
         self.store = store
         self.ns = namespace
@@ -86,9 +89,12 @@ class Walvus:
             storage.store(),
             namespace=base.namespace,
             site=base.site,
+            snapshots=SnapshotBook(kafka, base.namespace).start(),
         )
 
     def close(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.catalog.stop()
         self.kafka.close()
 

@@ -6,8 +6,8 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("inspect", help="show segments, lag and storage usage")
-    p.add_argument("what", choices=["collections", "segments", "lag", "storage"])
+    p = sub.add_parser("inspect", help="show segments, lag, storage usage and snapshots")
+    p.add_argument("what", choices=["collections", "segments", "lag", "storage", "snapshots"])
     p.add_argument("collection", nargs="?")
     p.set_defaults(fn=run)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from indexer.segments import index_file, sealed_segments
@@ -20,10 +21,13 @@ def report(what: str, collection: str | None = None) -> str:
     ks = KafkaSettings()
     api = Walvus.connect(ks.bootstrap_servers or f"127.0.0.1:{ks.kafka_port}")
     try:
-        infos = [api.catalog.require(collection)] if collection else api.catalog.collections()
-        table = {"collections": _collections, "segments": _segments, "lag": _lag, "storage": _storage}[what](
-            api, infos
-        )
+        if what == "snapshots":  # also of dropped collections: the name is not looked up
+            table = _snapshots(api, collection)
+        else:
+            infos = [api.catalog.require(collection)] if collection else api.catalog.collections()
+            table = {"collections": _collections, "segments": _segments, "lag": _lag, "storage": _storage}[
+                what
+            ](api, infos)
     finally:
         api.close()
     console = Console(record=True, width=140)
@@ -97,6 +101,48 @@ def _storage(api: Walvus, infos: list) -> Table:
             f"{_du(idx):,}",
         )
     return t
+
+
+def _snapshots(api: Walvus, collection: str | None) -> Group:
+    snaps = Table(
+        "collection",
+        "snapshot",
+        "collection id",
+        "rows v.",
+        "deletes v.",
+        "WAL offsets",
+        "created",
+        title="snapshots",
+    )
+    jobs = Table(
+        "restore job", "snapshot", "source", "target", "state", "rows", "reason", title="restore jobs"
+    )
+    book = api.snapshots
+    for r in book.snapshots(collection) if book is not None else []:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.created_ms / 1000))
+        offsets = ", ".join(f"{s}:{o}" for s, o in sorted(r.offsets.items()))
+        snaps.add_row(
+            r.collection,
+            r.name,
+            str(r.collection_id),
+            str(r.rows_version),
+            str(r.deletes_version),
+            offsets,
+            created,
+        )
+    for j in book.jobs() if book is not None else []:
+        if collection is None or collection in (j.source, j.target):
+            state = j.state.removeprefix("RestoreSnapshot")
+            jobs.add_row(
+                str(j.job_id),
+                j.snapshot,
+                j.source,
+                j.target,
+                state,
+                f"{j.rows_done}/{j.rows_total}",
+                j.reason,
+            )
+    return Group(snaps, jobs)
 
 
 def _du(path: Path) -> int:

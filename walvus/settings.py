@@ -178,6 +178,17 @@ class LimitSettings(WalvusSettings):
     max_topk: int = Field(16_384, description="Largest topk + offset, and largest nq.")
 
 
+class SnapshotSettings(WalvusSettings):
+    restore_batch_rows: int = Field(
+        10_000, ge=1, description="Rows per insert a snapshot restore writes (fewer when rows are large)."
+    )
+    restore_stall_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A restore job with no progress for this long is reported failed (its gateway stopped).",
+    )
+
+
 class GatewaySettings(WalvusSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(19530, description="Port of the Milvus-compatible gRPC server.")
