@@ -1,0 +1,444 @@
+"""Compaction of a collection's Delta tables: dead rows out, small segments merged, space freed.
+
+A row is dead when a later write of its key superseded it, a tombstone deleted it, its partition
+was dropped, or the collection's TTL expired it. ``compact`` picks the sealed segments worth
+rewriting (``plan``), writes their live rows as new segments and removes the old ones in ONE
+Delta commit (``SegmentStore.replace_segments``): a crash leaves either the old files live or
+the new ones, never both, never neither. Rows keep their ``_shard``, ``_offset``, ``_seq`` and
+``_ts``, so searchers match them with the rows they hold, and the shards' application
+transactions (the streams worker's exactly-once positions) are untouched.
+
+Only then are tombstones that no longer hide any stored row removed from the deletes table (a
+second commit: a crash between the two leaves harmless extra tombstones, never a deleted row
+back). Readers open the deletes table before the rows table, so they never pair the new
+tombstones with the old rows. Vacuum then deletes the removed files after the retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from schemas.catalog import CollectionInfo
+from schemas.collection import PARTITION_COLUMN
+from schemas.live import stored_alive
+from schemas.segments import compacted_segment_id
+from schemas.timestamps import compose
+from walvus.exceptions import CommitConflict, StorageError
+from walvus.storage import DELETES, ROWS, SegmentStore, app_id
+
+log = logging.getLogger(__name__)
+SYSTEM = ["_shard", "_offset", "_seq", "_ts", "_segment", PARTITION_COLUMN]
+
+
+@dataclass(frozen=True)
+class CompactionPolicy:
+    """When a collection is compacted automatically, and how big the segments it writes are."""
+
+    dead_fraction: float = 0.2
+    small_segment_rows: int = 65_536
+    small_segments: int = 8
+    max_segment_rows: int = 1_000_000
+    retention_seconds: float = 7 * 24 * 3600.0
+    attempts: int = 8
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    segment_id: int
+    shard: int
+    partition: str
+    rows: int
+    dead: int
+    max_offset: int
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Segments of one (shard, partition) rewritten together."""
+
+    shard: int
+    partition: str
+    sources: tuple[int, ...]
+
+
+@dataclass
+class CompactionResult:
+    removed: list[int] = field(default_factory=list)
+    added: list[list[int]] = field(default_factory=list)  # [segment_id, shard, rows]
+    upto: dict[str, int] = field(default_factory=dict)  # shard -> highest offset of removed rows
+    plans: list[list] = field(default_factory=list)  # [[sources...], target]
+    table_version: int = -1
+    purged_rows: int = 0
+    purged_tombstones: int = 0
+    freed_files: int = 0
+
+
+def dead_rows(rows: pa.Table, tombs: pa.Table | None, pk: str, ttl_seconds: int, now_ms: int) -> np.ndarray:
+    """True for each stored row that no reader may see any more."""
+    dead = ~stored_alive(rows, tombs, pk)
+    if ttl_seconds:
+        dead |= rows.column("_ts").to_numpy() < compose(now_ms - ttl_seconds * 1000)
+    return dead
+
+
+def segment_stats(rows: pa.Table, dead: np.ndarray) -> list[SegmentStats]:
+    if rows.num_rows == 0:
+        return []
+    t = pa.table(
+        {
+            "seg": rows.column("_segment"),
+            "shard": rows.column("_shard"),
+            "part": rows.column(PARTITION_COLUMN),
+            "off": rows.column("_offset"),
+            "dead": pa.array(dead.astype(np.int64)),
+        }
+    )
+    g = t.group_by("seg").aggregate(
+        [("shard", "min"), ("part", "min"), ("off", "max"), ("dead", "sum"), ("dead", "count")]
+    )
+    return [
+        SegmentStats(int(s), int(sh), str(p), int(n), int(d), int(o))
+        for s, sh, p, o, d, n in zip(
+            g.column("seg").to_pylist(),
+            g.column("shard_min").to_pylist(),
+            g.column("part_min").to_pylist(),
+            g.column("off_max").to_pylist(),
+            g.column("dead_sum").to_pylist(),
+            g.column("dead_count").to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def plan(stats: list[SegmentStats], policy: CompactionPolicy, force: bool) -> list[Merge]:
+    """Which segments to rewrite. Per (shard, partition), the candidates are the segments holding
+    dead rows and the small ones. Forced (a client's compact()): every group with a dead row or
+    two small segments. By policy: all groups once the collection's dead fraction reaches the
+    threshold, else the groups with at least ``small_segments`` small segments."""
+    total = sum(s.rows for s in stats)
+    dead = sum(s.dead for s in stats)
+    dirty = total > 0 and dead / total >= policy.dead_fraction and dead > 0
+    groups: dict[tuple[int, str], list[SegmentStats]] = {}
+    for s in stats:
+        groups.setdefault((s.shard, s.partition), []).append(s)
+    merges = []
+    for (shard, part), segs in sorted(groups.items()):
+        small = [s for s in segs if s.rows - s.dead < policy.small_segment_rows]
+        with_dead = [s for s in segs if s.dead]
+        chosen = {s.segment_id for s in small} | {s.segment_id for s in with_dead}
+        if force or dirty:
+            due = bool(with_dead) or len(small) >= 2
+        else:
+            due = len(small) >= policy.small_segments
+        if due and chosen:
+            merges.append(Merge(shard, part, tuple(sorted(chosen))))
+    return merges
+
+
+def within(upto: dict[int, int]) -> ds.Expression:
+    """Rows or tombstones at or below each shard's offset."""
+    expr = ds.scalar(False)
+    for s, off in upto.items():
+        expr = expr | ((ds.field("_shard") == s) & (ds.field("_offset") <= off))
+    return expr
+
+
+def compact(
+    store: SegmentStore,
+    info: CollectionInfo,
+    compaction_id: int,
+    policy: CompactionPolicy,
+    *,
+    force: bool,
+    now_ms: int | None = None,
+) -> CompactionResult:
+    """Compact the collection's tables once (see the module doc). Concurrent appends are fine; a
+    concurrent rewrite makes this start over from a fresh snapshot (``policy.attempts`` times)."""
+    cid = info.collection_id
+    result = CompactionResult()
+    for attempt in range(policy.attempts):
+        try:
+            result = _rewrite_rows(store, info, compaction_id, policy, force, now_ms)
+            break
+        except CommitConflict as exc:
+            if attempt + 1 >= policy.attempts:
+                raise
+            log.info(
+                "compaction conflict, retrying collection=%s attempt=%s error=%s", info.name, attempt + 1, exc
+            )
+            time.sleep(0.05 * 2**attempt)
+    for attempt in range(policy.attempts):
+        try:
+            result.purged_tombstones = purge_tombstones(store, info, compaction_id)
+            break
+        except CommitConflict:
+            if attempt + 1 >= policy.attempts:
+                log.warning("tombstone purge gave up after conflicts collection=%s", info.name)
+            time.sleep(0.05 * 2**attempt)
+    result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
+    result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
+    retire_index_files(store, info, policy.retention_seconds)
+    return result
+
+
+def _positions(rows_dt: DeltaTable, dels_dt: DeltaTable | None, info: CollectionInfo) -> dict[int, int]:
+    """Per shard, the offset up to which segments may be rewritten.
+
+    A searcher loads a shard's rows up to the offset both tables hold and tails the WAL above it;
+    a rewritten segment that straddled that offset would load as a part of itself, which its index
+    does not fit. A shard that never committed a tombstone loads nothing (its WAL is replayed),
+    so all its segments may go."""
+    upto = {}
+    for s in range(info.shards_num):
+        r = rows_dt.transaction_version(app_id(info.collection_id, s))
+        d = dels_dt.transaction_version(app_id(info.collection_id, s)) if dels_dt is not None else None
+        r = -1 if r is None else int(r)
+        upto[s] = r if d is None else min(r, int(d))
+    return upto
+
+
+def _rewrite_rows(
+    store: SegmentStore,
+    info: CollectionInfo,
+    compaction_id: int,
+    policy: CompactionPolicy,
+    force: bool,
+    now_ms: int | None,
+) -> CompactionResult:
+    cid, pk = info.collection_id, info.schema.primary.name
+    dels_dt = store.open(cid, DELETES)  # first: every tombstone it holds targets rows already stored
+    rows_dt = store.open(cid, ROWS)
+    result = CompactionResult()
+    if rows_dt is None:
+        return result
+    upto = _positions(rows_dt, dels_dt, info)
+    rows = rows_dt.to_pyarrow_dataset().to_table(columns=[pk, *SYSTEM])
+    tombs = dels_dt.to_pyarrow_dataset().to_table() if dels_dt is not None else None
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    # segments with rows a searcher may not have loaded yet wait for the next round
+    beyond = (
+        set(pc.unique(rows.filter(~within(upto)).column("_segment")).to_pylist()) if rows.num_rows else set()
+    )
+    rows = rows.filter(within(upto))
+    dead = dead_rows(rows, tombs, pk, info.ttl_seconds, now)
+    stats = [s for s in segment_stats(rows, dead) if s.segment_id not in beyond]
+    merges = plan(stats, policy, force)
+    if not merges:
+        return result
+    sources = sorted({s for m in merges for s in m.sources})
+    src_mask = pc.is_in(rows.column("_segment"), value_set=pa.array(sources, pa.int64()))
+    src_rows = rows.filter(src_mask)
+    keep_keys = src_rows.filter(pa.array(~dead[src_mask.to_numpy(zero_copy_only=False)]))
+    data = rows_dt.to_pyarrow_dataset().to_table(filter=ds.field("_segment").isin(sources))
+    keep = _same_rows(data, keep_keys)
+    data = data.filter(pa.array(keep)).sort_by([("_shard", "ascending"), ("_seq", "ascending")])
+    by_id = {s.segment_id: s for s in stats}
+    new_data, added, plans = _assign_segments(data, merges, info, rows_dt.version(), policy.max_segment_rows)
+    before = {s: rows_dt.transaction_version(app_id(cid, s)) for s in range(info.shards_num)}
+    version = store.replace_segments(
+        cid,
+        ROWS,
+        rows_dt,
+        new_data,
+        sources + [a[0] for a in added],
+        metadata={
+            "walvus_operation": "compaction",
+            "compaction_id": compaction_id,
+            "removed_segments": len(sources),
+            "added_segments": len(added),
+            "purged_rows": int(src_rows.num_rows - keep_keys.num_rows),
+        },
+        partition_by=[PARTITION_COLUMN],
+    )
+    after = store.open(cid, ROWS, version)
+    assert after is not None
+    for s, v in before.items():  # the streams worker's exactly-once positions must survive
+        if v is not None and (after.transaction_version(app_id(cid, s)) or -1) < v:
+            raise StorageError(f"compaction of collection {info.name} lost shard {s}'s committed offset {v}")
+    result.removed = sources
+    result.added = added
+    result.plans = plans
+    result.table_version = version
+    result.purged_rows = int(src_rows.num_rows - keep_keys.num_rows)
+    for s in sources:
+        st = by_id[s]
+        result.upto[str(st.shard)] = max(result.upto.get(str(st.shard), -1), st.max_offset)
+    log.info(
+        "compacted collection=%s compaction_id=%s removed_segments=%s added_segments=%s purged_rows=%s version=%s",
+        info.name,
+        compaction_id,
+        len(sources),
+        len(added),
+        result.purged_rows,
+        version,
+    )
+    return result
+
+
+def _same_rows(data: pa.Table, keys: pa.Table) -> np.ndarray:
+    """True for each row of ``data`` whose (_shard, _seq) is in ``keys``."""
+    keep = np.zeros(data.num_rows, dtype=bool)
+    shards = data.column("_shard").to_numpy()
+    seqs = data.column("_seq").to_numpy()
+    k_shards = keys.column("_shard").to_numpy()
+    k_seqs = keys.column("_seq").to_numpy()
+    for s in np.unique(shards):
+        mask = shards == s
+        keep[mask] = np.isin(seqs[mask], k_seqs[k_shards == s])
+    return keep
+
+
+def _assign_segments(
+    data: pa.Table, merges: list[Merge], info: CollectionInfo, version: int, max_rows: int
+) -> tuple[pa.Table, list[list[int]], list[list]]:
+    """Give the kept rows (sorted by shard, seq) their new segment ids: per merge, chunks of at
+    most ``max_rows`` rows."""
+    seg_col = data.column("_segment").to_numpy()
+    new_ids = np.zeros(data.num_rows, dtype=np.int64)
+    added: list[list[int]] = []
+    plans: list[list] = []
+    serial: dict[tuple[int, int], int] = {}
+    for m in merges:
+        idx = np.flatnonzero(np.isin(seg_col, np.array(m.sources, dtype=np.int64)))
+        targets = []
+        pid = int(info.partitions.get(m.partition, 0)) if info.partitions else 0
+        for start in range(0, len(idx), max_rows):
+            n = serial.get((m.shard, pid), 0)
+            serial[(m.shard, pid)] = n + 1
+            sid = compacted_segment_id(m.shard, pid, version, n)
+            chunk = idx[start : start + max_rows]
+            new_ids[chunk] = sid
+            added.append([sid, m.shard, len(chunk)])
+            targets.append(sid)
+        plans.append([list(m.sources), targets[0] if targets else 0])
+    i = data.schema.get_field_index("_segment")
+    return data.set_column(i, "_segment", pa.array(new_ids)), added, plans
+
+
+def purge_tombstones(store: SegmentStore, info: CollectionInfo, compaction_id: int) -> int:
+    """Remove tombstones that no longer hide a stored row; returns how many went.
+
+    A key tombstone is needed while some stored row of its key has a lower ``_seq``; a partition
+    tombstone while some stored row of its shard and partition has. The deletes table is read
+    first: every row a tombstone there could hide is already in the rows table read after it."""
+    cid, pk = info.collection_id, info.schema.primary.name
+    dels_dt = store.open(cid, DELETES)
+    if dels_dt is None:
+        return 0
+    tombs = dels_dt.to_pyarrow_dataset().to_table()
+    if tombs.num_rows == 0:
+        return 0
+    rows = store.read(cid, ROWS, columns=[pk, "_seq", "_shard", PARTITION_COLUMN])
+    needed = _needed_tombstones(tombs, rows, pk)
+    if needed.all():
+        return 0
+    segs = pc.unique(tombs.column("_segment").filter(pa.array(~needed))).to_pylist()
+    in_segs = pc.is_in(tombs.column("_segment"), value_set=pa.array(segs, pa.int64())).to_numpy(
+        zero_copy_only=False
+    )
+    survivors = tombs.filter(pa.array(in_segs & needed))
+    purged = int(np.count_nonzero(~needed))
+    store.replace_segments(
+        cid,
+        DELETES,
+        dels_dt,
+        survivors,
+        segs,
+        metadata={
+            "walvus_operation": "compaction",
+            "compaction_id": compaction_id,
+            "purged_tombstones": purged,
+        },
+    )
+    log.info(
+        "purged tombstones collection=%s compaction_id=%s tombstones=%s", info.name, compaction_id, purged
+    )
+    return purged
+
+
+def _needed_tombstones(tombs: pa.Table, rows: pa.Table | None, pk: str) -> np.ndarray:
+    n = tombs.num_rows
+    if rows is None or rows.num_rows == 0:
+        return np.zeros(n, dtype=bool)
+    seqs = tombs.column("_seq").to_numpy()
+    keyed = tombs.column("_pk").is_valid().to_numpy(zero_copy_only=False)
+    needed = np.zeros(n, dtype=bool)
+    # key tombstones: the lowest seq of each stored key (keys live in one shard)
+    first = rows.group_by(pk).aggregate([("_seq", "min")])
+    t = pa.table({"k": tombs.column("_pk").cast(rows.schema.field(pk).type), "i": np.arange(n)})
+    j = t.join(first.rename_columns(["k", "first"]), "k", join_type="left outer")
+    i = j.column("i").to_numpy()
+    first_seq = j.column("first").fill_null(np.iinfo(np.int64).max).to_numpy()
+    needed[i] = first_seq < seqs[i]
+    # partition tombstones: the lowest seq of each (shard, partition)
+    if not keyed.all():
+        groups = rows.group_by(["_shard", PARTITION_COLUMN]).aggregate([("_seq", "min")])
+        lowest = {
+            (int(s), p): int(q)
+            for s, p, q in zip(
+                groups.column("_shard").to_pylist(),
+                groups.column(PARTITION_COLUMN).to_pylist(),
+                groups.column("_seq_min").to_pylist(),
+                strict=True,
+            )
+        }
+        shards = tombs.column("_shard").to_pylist()
+        parts = tombs.column(PARTITION_COLUMN).to_pylist()
+        for k in np.flatnonzero(~keyed):  # one per dropped partition and shard: a handful
+            low = lowest.get((int(shards[k]), parts[k]))
+            needed[k] = low is not None and low < seqs[k]
+    return needed
+
+
+def retire_index_files(store: SegmentStore, info: CollectionInfo, retention_seconds: float) -> int:
+    """Delete index (and failure) files of segments no longer in the rows table, once older than the
+    retention. Listed before the table is read: a segment new since is in the table by then."""
+    directory = store.index_dir(info.collection_id)
+    if not directory.is_dir():
+        return 0
+    files = [p for p in directory.iterdir() if p.name.endswith((".faiss", ".failed.json"))]
+    rows = store.read(info.collection_id, ROWS, columns=["_segment"])
+    live = (
+        set(pc.unique(rows.column("_segment")).to_pylist()) if rows is not None and rows.num_rows else set()
+    )
+    cutoff = time.time() - retention_seconds
+    retired = 0
+    for p in _retired(files, live):
+        try:
+            if p.stat().st_mtime <= cutoff:
+                p.unlink()
+                retired += 1
+        except FileNotFoundError:
+            continue
+    return retired
+
+
+def _retired(files: Iterable[Path], live: set[int]) -> list[Path]:
+    out = []
+    for p in files:
+        head = p.name.split("_", 1)[0]
+        if head.isdigit() and int(head) not in live:
+            out.append(p)
+    return out
+
+
+__all__ = [
+    "CompactionPolicy",
+    "CompactionResult",
+    "Merge",
+    "compact",
+    "dead_rows",
+    "plan",
+    "purge_tombstones",
+    "retire_index_files",
+]

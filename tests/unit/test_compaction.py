@@ -1,0 +1,221 @@
+"""Compaction of real Delta tables in tmp_path, written by the real SegmentWriter: dead rows and
+needless tombstones go, small segments merge, live rows and the shards' positions stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from indexer.compaction import CompactionPolicy, Merge, SegmentStats, compact, plan
+from schemas.catalog import CollectionInfo
+from schemas.collection import PARTITION_COLUMN, CollectionSchema, FieldSchema, validate_schema
+from schemas.segments import is_compacted
+from schemas.timestamps import compose
+from schemas.types import DataType as D
+from schemas.validation import build_batch, rows_to_columns
+from schemas.wal import Op, WalHeader, WalRecord
+from streams.growing import BufferedRecord
+from streams.live import live_rows
+from streams.segment_writer import SegmentWriter
+from walvus.exceptions import CommitConflict
+from walvus.storage import DELETES, ROWS, SegmentStore, app_id
+
+CID = 3
+SCHEMA = validate_schema(
+    CollectionSchema(
+        fields=(
+            FieldSchema("id", D.INT64, is_primary=True),
+            FieldSchema("vec", D.FLOAT_VECTOR, dim=2),
+            FieldSchema("name", D.VARCHAR, max_length=16, nullable=True),
+        )
+    )
+)
+NOW_MS = 1_800_000_000_000
+FORCE = CompactionPolicy(retention_seconds=0)
+
+
+class Env:
+    def __init__(self, root: Path, shards: int = 2, properties: dict[str, str] | None = None) -> None:
+        self.info = CollectionInfo(
+            "c",
+            CID,
+            SCHEMA,
+            shards_num=shards,
+            partitions={"_default": 0, "p1": 1},
+            properties=properties or {},
+        )
+        self.store = SegmentStore(str(root))
+        self.writer = SegmentWriter(self.store, lambda cid: self.info)
+        self.next = {s: 0 for s in range(shards)}
+
+    def seal(self, shard: int, *records: tuple[Op, list[int], str | None], ts_ms: int = NOW_MS) -> None:
+        """Commit one segment of the shard from (op, ids, partition) records."""
+        buffered = []
+        for op, ids, part in records:
+            off = self.next[shard]
+            self.next[shard] += 1
+            header = WalHeader(
+                op=op,
+                collection="c",
+                collection_id=CID,
+                schema_version=1,
+                ts=compose(ts_ms + off),
+                partition=part,
+            )
+            if op == Op.DELETE:
+                batch = pa.record_batch({"id": pa.array(ids, pa.int64())})
+            elif op in (Op.DROP_PARTITION, Op.FLUSH):
+                batch = None
+            else:
+                rows = [{"id": i, "vec": [float(i), float(off)], "name": f"s{shard}o{off}"} for i in ids]
+                batch = build_batch(SCHEMA, rows_to_columns(SCHEMA, rows), op=str(op))
+            buffered.append(BufferedRecord(off, WalRecord(header, batch)))
+        self.writer.commit(CID, shard, buffered)
+
+    def live(self) -> dict[int, tuple]:
+        t = live_rows(self.store, self.info)
+        return {
+            i: (n, tuple(v))
+            for i, n, v in zip(
+                t.column("id").to_pylist(),
+                t.column("name").to_pylist(),
+                t.column("vec").to_pylist(),
+                strict=True,
+            )
+        }
+
+    def table(self, kind: str) -> pa.Table:
+        t = self.store.read(CID, kind)
+        assert t is not None
+        return t
+
+    def positions(self) -> dict[tuple[str, int], int | None]:
+        out = {}
+        for kind in (ROWS, DELETES):
+            dt = DeltaTable(self.store.table_uri(CID, kind))
+            for s in range(self.info.shards_num):
+                out[(kind, s)] = dt.transaction_version(app_id(CID, s))
+        return out
+
+    def data_bytes(self) -> int:
+        root = Path(self.store.table_uri(CID, ROWS)).parent
+        return sum(p.stat().st_size for p in root.rglob("*.parquet"))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path / "tables")
+
+
+def unique_seqs(t: pa.Table) -> bool:
+    pairs = list(zip(t.column("_shard").to_pylist(), t.column("_seq").to_pylist(), strict=True))
+    return len(pairs) == len(set(pairs))
+
+
+def test_compaction_drops_dead_rows_merges_segments_and_keeps_positions(env: Env) -> None:
+    env.seal(0, (Op.INSERT, [0, 2, 4, 6], None))
+    env.seal(1, (Op.INSERT, [1, 3, 5, 7], None))
+    env.seal(0, (Op.UPSERT, [2, 4], None), (Op.DELETE, [6], None))
+    env.seal(1, (Op.DELETE, [3], None), (Op.INSERT, [9], None))
+    env.seal(0, (Op.UPSERT, [4], None), (Op.FLUSH, [], None))
+    env.seal(1, (Op.INSERT, [11], None))  # beyond the offset shard 1's tombstones cover: left for later
+    before, positions = env.live(), env.positions()
+    size_before = env.data_bytes()
+    assert env.table(ROWS).num_rows == 13
+
+    result = compact(env.store, env.info, 42, FORCE, force=True, now_ms=NOW_MS)
+
+    rows = env.table(ROWS)
+    assert env.live() == before
+    assert rows.num_rows == len(before) == 8  # one stored row per live key: nothing dead is left
+    assert unique_seqs(rows)
+    assert env.positions() == positions  # the streams worker's exactly-once offsets survive
+    segments = pc.unique(rows.column("_segment")).to_pylist()
+    assert sum(not is_compacted(s) for s in segments) == 1  # the one left for later
+    assert sorted(result.removed) == sorted(set(result.removed)) and len(result.removed) == 5
+    assert sum(a[2] for a in result.added) == 7 and {a[1] for a in result.added} == {0, 1}
+    assert result.upto == {"0": 3, "1": 2} and result.purged_rows == 5
+    assert env.table(DELETES).num_rows == 0 and result.purged_tombstones == 2  # nothing left to hide
+    assert env.data_bytes() < size_before  # vacuumed (retention 0)
+    history = DeltaTable(env.store.table_uri(CID, ROWS)).history(3)
+    assert any(h.get("compaction_id") == "42" for h in history)
+
+    # compacting again has nothing to do; the table stays as it is
+    again = compact(env.store, env.info, 43, FORCE, force=True, now_ms=NOW_MS)
+    assert again.removed == [] and env.live() == before
+
+
+def test_a_segment_whose_rows_are_all_dead_goes_with_its_tombstones(env: Env) -> None:
+    big = CompactionPolicy(small_segment_rows=1, retention_seconds=0)  # nothing counts as small
+    env.seal(0, (Op.INSERT, [0, 2], None))
+    env.seal(0, (Op.INSERT, [4], None))
+    env.seal(0, (Op.DELETE, [4], None))
+    before = env.live()
+    result = compact(env.store, env.info, 1, big, force=True, now_ms=NOW_MS)
+    assert env.live() == before == {0: ("s0o0", (0.0, 0.0)), 2: ("s0o0", (2.0, 0.0))}
+    assert len(result.removed) == 1 and result.added == [] and env.table(ROWS).num_rows == 2
+    assert env.table(DELETES).num_rows == 0
+
+
+def test_a_tombstone_stays_while_it_hides_a_row_compaction_did_not_rewrite(env: Env) -> None:
+    policy = CompactionPolicy(dead_fraction=0.99, small_segments=2, retention_seconds=0)
+    env.seal(0, (Op.INSERT, [0], None))
+    env.seal(0, (Op.INSERT, [2], None))
+    env.seal(0, (Op.INSERT, [4], "p1"))  # alone in its partition: not merged
+    env.seal(0, (Op.DELETE, [4], "p1"), (Op.FLUSH, [], None))
+    before = env.live()
+    result = compact(env.store, env.info, 1, policy, force=False, now_ms=NOW_MS)
+    assert len(result.removed) == 2 and len(result.added) == 1  # the two small _default segments
+    assert env.live() == before and sorted(before) == [0, 2]
+    assert env.table(DELETES).column("_pk").to_pylist() == [4]  # still hides the stored row 4
+
+
+def test_ttl_expired_rows_and_dropped_partitions_leave_the_disk(tmp_path: Path) -> None:
+    env = Env(tmp_path / "tables", shards=1, properties={"collection.ttl.seconds": "60"})
+    env.seal(0, (Op.INSERT, [1, 2], None), ts_ms=NOW_MS - 3_600_000)  # expired an hour ago
+    env.seal(0, (Op.INSERT, [3, 4], "p1"), (Op.INSERT, [5], None))
+    env.seal(0, (Op.DROP_PARTITION, [], "p1"))
+    assert env.table(DELETES).num_rows == 1  # the partition tombstone
+    compact(env.store, env.info, 7, FORCE, force=True, now_ms=NOW_MS)
+    rows = env.table(ROWS)
+    assert rows.column("id").to_pylist() == [5]
+    assert rows.column(PARTITION_COLUMN).to_pylist() == ["_default"]
+    assert env.table(DELETES).num_rows == 0  # no row of p1 left to hide
+
+
+def test_policy_waits_for_enough_small_segments_or_dead_rows() -> None:
+    policy = CompactionPolicy(dead_fraction=0.5, small_segment_rows=10, small_segments=3)
+    small = [SegmentStats(i, 0, "_default", 5, 0, i) for i in range(2)]
+    assert plan(small, policy, force=False) == []
+    assert plan(small, policy, force=True) == [Merge(0, "_default", (0, 1))]
+    three = [*small, SegmentStats(2, 0, "_default", 5, 0, 2), SegmentStats(3, 1, "_default", 5, 0, 3)]
+    assert plan(three, policy, force=False) == [Merge(0, "_default", (0, 1, 2))]
+    mostly_dead = [SegmentStats(9, 0, "_default", 100, 60, 9), SegmentStats(8, 1, "_default", 20, 0, 8)]
+    assert plan(mostly_dead, policy, force=False) == [Merge(0, "_default", (9,))]
+    assert plan([SegmentStats(9, 0, "_default", 100, 10, 9)], policy, force=False) == []
+    assert (
+        plan([SegmentStats(9, 0, "_default", 5, 0, 9)], policy, force=True) == []
+    )  # one small segment alone
+
+
+def test_appends_committed_during_a_rewrite_stay_and_a_second_rewrite_conflicts(env: Env) -> None:
+    env.seal(0, (Op.INSERT, [0, 2], None))
+    env.seal(0, (Op.UPSERT, [2], None))
+    snapshot = env.store.open(CID, ROWS)
+    rival = env.store.open(CID, ROWS)  # another compactor that read the same version
+    assert snapshot is not None and rival is not None
+    env.seal(0, (Op.INSERT, [4], None))  # the streams worker commits meanwhile
+    old = snapshot.to_pyarrow_dataset().to_table()
+    segs = pc.unique(old.column("_segment")).to_pylist()
+    kept = old.filter(pc.field("id") == 0)
+    env.store.replace_segments(CID, ROWS, snapshot, kept, segs, metadata={"walvus_operation": "test"})
+    assert sorted(env.table(ROWS).column("id").to_pylist()) == [0, 4]
+    with pytest.raises(CommitConflict):  # a rewrite from the same snapshot (another compactor) loses
+        env.store.replace_segments(
+            CID, ROWS, rival, old.slice(0, 0), segs, metadata={"walvus_operation": "test"}
+        )
+    assert sorted(env.table(ROWS).column("id").to_pylist()) == [0, 4]
