@@ -16,6 +16,7 @@ tombstones with the old rows. Vacuum then deletes the removed files after the re
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ from walvus.exceptions import CommitConflict, StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
+HISTORY_LOOKBACK = 50  # recent commits searched for a compaction already committed
 SYSTEM = ["_shard", "_offset", "_seq", "_ts", "_segment", PARTITION_COLUMN]
 
 
@@ -165,8 +167,8 @@ def compact(
     """Compact the collection's tables once (see the module doc). Concurrent appends are fine; a
     concurrent rewrite makes this start over from a fresh snapshot (``policy.attempts`` times)."""
     cid = info.collection_id
-    result = CompactionResult()
-    for attempt in range(policy.attempts):
+    result = committed_result(store, cid, compaction_id) or CompactionResult()
+    for attempt in range(policy.attempts if result.table_version < 0 else 0):
         try:
             result = _rewrite_rows(store, info, compaction_id, policy, force, now_ms)
             break
@@ -189,6 +191,27 @@ def compact(
     result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
     retire_index_files(store, info, policy.retention_seconds)
     return result
+
+
+def committed_result(store: SegmentStore, collection_id: int, compaction_id: int) -> CompactionResult | None:
+    """The outcome of this compaction when it was committed already (a compactor killed after its
+    commit, before it announced it: the restarted one announces it again), from the commit's
+    metadata among the table's recent commits."""
+    dt = store.open(collection_id, ROWS)
+    if dt is None:
+        return None
+    for entry in dt.history(HISTORY_LOOKBACK):
+        if entry.get("compaction_id") == str(compaction_id) and "compaction" in entry:
+            d = json.loads(entry["compaction"])
+            return CompactionResult(
+                removed=d["removed"],
+                added=d["added"],
+                upto=d["upto"],
+                plans=d["plans"],
+                table_version=int(entry["version"]),
+                purged_rows=d["purged_rows"],
+            )
+    return None
 
 
 def _positions(rows_dt: DeltaTable, dels_dt: DeltaTable | None, info: CollectionInfo) -> dict[int, int]:
@@ -245,6 +268,18 @@ def _rewrite_rows(
     by_id = {s.segment_id: s for s in stats}
     new_data, added, plans = _assign_segments(data, merges, info, rows_dt.version(), policy.max_segment_rows)
     before = {s: rows_dt.transaction_version(app_id(cid, s)) for s in range(info.shards_num)}
+    upto_removed: dict[str, int] = {}
+    for s in sources:
+        st = by_id[s]
+        upto_removed[str(st.shard)] = max(upto_removed.get(str(st.shard), -1), st.max_offset)
+    log.info(
+        "compaction writing collection=%s compaction_id=%s segments=%s rows=%s read_version=%s",
+        info.name,
+        compaction_id,
+        len(sources),
+        new_data.num_rows,
+        rows_dt.version(),
+    )
     version = store.replace_segments(
         cid,
         ROWS,
@@ -257,6 +292,15 @@ def _rewrite_rows(
             "removed_segments": len(sources),
             "added_segments": len(added),
             "purged_rows": int(src_rows.num_rows - keep_keys.num_rows),
+            "compaction": json.dumps(
+                {
+                    "removed": sources,
+                    "added": added,
+                    "upto": upto_removed,
+                    "plans": plans,
+                    "purged_rows": int(src_rows.num_rows - keep_keys.num_rows),
+                }
+            ),
         },
         partition_by=[PARTITION_COLUMN],
     )
@@ -270,9 +314,7 @@ def _rewrite_rows(
     result.plans = plans
     result.table_version = version
     result.purged_rows = int(src_rows.num_rows - keep_keys.num_rows)
-    for s in sources:
-        st = by_id[s]
-        result.upto[str(st.shard)] = max(result.upto.get(str(st.shard), -1), st.max_offset)
+    result.upto = upto_removed
     log.info(
         "compacted collection=%s compaction_id=%s removed_segments=%s added_segments=%s purged_rows=%s version=%s",
         info.name,

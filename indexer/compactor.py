@@ -68,11 +68,7 @@ class Compactor:
             {**self.kafka.conf, "group.id": f"{self.ns}-compactor", "enable.auto.commit": False}
         )
         tp = TopicPartition(topic, 0)
-        try:
-            committed = consumer.committed([tp], timeout=10)[0].offset
-        except KafkaException:
-            committed = -1
-        consumer.assign([TopicPartition(topic, 0, committed if committed >= 0 else OFFSET_END)])
+        consumer.assign([TopicPartition(topic, 0, self._start_offset(consumer, tp))])
         next_check = time.monotonic() + self.check_seconds
         while not self._stop.is_set():
             try:
@@ -93,6 +89,22 @@ class Compactor:
                 next_check = time.monotonic() + self.check_seconds
                 self.check_all()
         consumer.close()
+
+    def _start_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
+        """Where requests are read from: the committed position, or on the very first start the
+        end, committed at once, so a request that arrives later survives any restart."""
+        while not self._stop.is_set():
+            try:
+                committed = consumer.committed([tp], timeout=10)[0].offset
+                if committed >= 0:
+                    return committed
+                _, high = consumer.get_watermark_offsets(tp, timeout=10)
+                consumer.commit(offsets=[TopicPartition(tp.topic, 0, high)], asynchronous=False)
+                return high
+            except KafkaException as exc:
+                self._failing.error("compactor cannot read its position", exc)
+                time.sleep(1.0)
+        return OFFSET_END
 
     def run_request(self, req: CompactionRequested) -> SegmentsCompacted:
         info = next((i for i in self.catalog.collections() if i.collection_id == req.collection_id), None)

@@ -144,6 +144,9 @@ def test_compaction_drops_dead_rows_merges_segments_and_keeps_positions(env: Env
     history = DeltaTable(env.store.table_uri(CID, ROWS)).history(3)
     assert any(h.get("compaction_id") == "42" for h in history)
 
+    # the same compaction again (a compactor killed before it announced): the committed outcome
+    same = compact(env.store, env.info, 42, FORCE, force=True, now_ms=NOW_MS)
+    assert (same.removed, same.added, same.upto) == (result.removed, result.added, result.upto)
     # compacting again has nothing to do; the table stays as it is
     again = compact(env.store, env.info, 43, FORCE, force=True, now_ms=NOW_MS)
     assert again.removed == [] and env.live() == before
