@@ -78,9 +78,25 @@ class CompactionRpcs:
             return milvus_pb2.GetCompactionPlansResponse(
                 status=OK, state=common_pb2.CompactionState.UndefiedState
             )
+        task_state = (
+            common_pb2.CompactionTaskStateFailed
+            if status.error
+            else common_pb2.CompactionTaskStateCompleted
+            if status.done
+            else common_pb2.CompactionTaskStateExecuting
+        )
         infos = [
-            milvus_pb2.CompactionMergeInfo(sources=sources, target=target, targets=[target])
-            for sources, target in status.plans
+            milvus_pb2.CompactionMergeInfo(
+                sources=sources,
+                target=target,
+                targets=[target],
+                plan_id=i,
+                trigger_id=req.compactionID,
+                type=common_pb2.CompactionTypeMix,
+                state=task_state,
+                failure_reason=status.error,
+            )
+            for i, (sources, target) in enumerate(status.plans)
         ]
         return milvus_pb2.GetCompactionPlansResponse(
             status=OK, state=COMPLETED if status.done else EXECUTING, mergeInfos=infos
