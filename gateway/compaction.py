@@ -96,7 +96,7 @@ class CompactionRpcs:
                 state=task_state,
                 failure_reason=status.error,
             )
-            for i, (sources, target) in enumerate(status.plans)
+            for i, (sources, target) in enumerate(status.plans or ([[[], 0]] if status.error else []))
         ]
         return milvus_pb2.GetCompactionPlansResponse(
             status=OK, state=COMPLETED if status.done else EXECUTING, mergeInfos=infos

@@ -98,6 +98,11 @@ def _wait_swapped(client: MilvusClient, name: str, timeout: float = 90) -> dict[
         time.sleep(0.2)
 
 
+def _compaction_commits(dep, name: str) -> int:
+    cid = dep.api().catalog.require(name).collection_id
+    return sum(1 for h in dep.api().store.open(cid, ROWS).history() if "compaction_id" in h)
+
+
 def _no_duplicate_rows(rows) -> None:
     pairs = rows.group_by(["_shard", "_seq"]).aggregate([]).num_rows
     assert pairs == rows.num_rows, "a WAL row is stored twice"
@@ -200,7 +205,11 @@ def test_ttl_expired_rows_and_dropped_partitions_leave_the_disk(live):
     assert _all(client, "aged") == dict.fromkeys(range(200, 240), 2)
 
 
-def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment):
+@pytest.mark.parametrize(
+    "moment",
+    ["compaction writing", "compacted collection="],  # writing its files; committed, not yet announced
+)
+def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment, moment):
     deployment.env.update(ENV, WALVUS_SEAL_IDLE_SECONDS="600")
     deployment.start("streams", "indexer", "gateway")
     client = MilvusClient(deployment.uri)
@@ -210,10 +219,13 @@ def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment
         log = deployment.root / "indexer.log"
         cid = client.compact("crash")
         deadline = time.monotonic() + 60
-        while "compaction writing" not in log.read_text(errors="replace"):
+        while moment not in log.read_text(errors="replace"):
             assert time.monotonic() < deadline, deployment.log_tail("indexer")
             time.sleep(0.005)
-        deployment.kill("indexer")  # mid-compaction: before, during or just after its commit
+        deployment.kill("indexer")  # mid-compaction
+        committed = _compaction_commits(deployment, "crash")
+        if moment == "compacted collection=":
+            assert committed == 1
         rows = _stored(deployment, "crash", ROWS)
         _no_duplicate_rows(rows)  # old files or new ones live, never both
         assert _all(client, "crash") == model
@@ -225,6 +237,7 @@ def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment
         rows = _stored(deployment, "crash", ROWS)
         _no_duplicate_rows(rows)
         assert rows.num_rows == len(model)
+        assert _compaction_commits(deployment, "crash") == 1  # a committed compaction is not redone
         _wait_swapped(client, "crash")
         assert _all(client, "crash") == model
         assert _searches(client, "crash") == before
