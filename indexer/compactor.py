@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from prometheus_client import Counter
 
 from indexer.compaction import CompactionPolicy, CompactionResult, compact
 from schemas.catalog import CollectionInfo
@@ -31,6 +32,19 @@ from walvus.once_log import OnceLog
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
+COMPACTIONS = Counter(
+    "walvus_compactions_total", "Compactions that rewrote segments, by collection", ["collection"]
+)
+COMPACTION_FAILURES = Counter(
+    "walvus_compaction_failures_total",
+    "Compactions that raised (nothing changed), by collection",
+    ["collection"],
+)
+PURGED_ROWS = Counter(
+    "walvus_compaction_purged_rows_total",
+    "Dead rows compaction removed from disk, by collection",
+    ["collection"],
+)
 
 
 class Compactor:
@@ -141,6 +155,7 @@ class Compactor:
         try:
             result = compact(self.store, info, compaction_id, self.policy, force=force)
         except Exception as exc:
+            COMPACTION_FAILURES.labels(info.name).inc()
             self._failing.error("compaction failed", exc, collection=info.name, compaction_id=compaction_id)
             ann = SegmentsCompacted(
                 info.collection_id,
@@ -159,6 +174,8 @@ class Compactor:
         ann = _announcement(info, compaction_id, result)
         if result.removed:
             self.compactions += 1
+            COMPACTIONS.labels(info.name).inc()
+            PURGED_ROWS.labels(info.name).inc(result.purged_rows)
             self.on_compacted()
         if result.removed or announce_idle:
             self._announce(ann)
