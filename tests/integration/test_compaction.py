@@ -13,6 +13,7 @@ from pymilvus import MilvusClient
 from pymilvus.client.types import State
 
 from schemas.segments import is_compacted
+from streams.live import live_rows
 from tests.integration.search_support import create_flat_collection, running, stats
 from walvus.storage import DELETES, ROWS
 
@@ -181,6 +182,49 @@ def test_searches_during_compaction_see_no_gap_and_no_duplicate(live):
     assert rounds[0] > 2
 
 
+def test_writes_and_seals_during_compaction_land_exactly_once(live):
+    dep, client = live
+    model = _fill(client, "racing")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        other = MilvusClient(dep.uri)
+        try:
+            b = 0
+            while not stop.is_set():  # upserts and deletes, each batch sealed by a flush
+                b += 1
+                keys = range(b * 7 % 1200, b * 7 % 1200 + 40)
+                other.upsert("racing", _rows(keys, 100 + b, 100 + b))
+                model.update(dict.fromkeys(keys, 100 + b))
+                gone = [k + 40 for k in keys if k % 5 == 0]
+                other.delete("racing", ids=gone)
+                for k in gone:
+                    model.pop(k, None)
+                other.flush("racing")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            other.close()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(1.0)  # pacing: seals are under way
+        _compact(client, "racing")
+        time.sleep(1.0)  # pacing: and go on after it
+    finally:
+        stop.set()
+        t.join(120)
+    assert not errors, errors
+    client.flush("racing")
+    api = dep.api()
+    live = live_rows(api.store, api.catalog.require("racing"))
+    assert dict(zip(live.column("id").to_pylist(), live.column("n").to_pylist(), strict=True)) == model
+    _no_duplicate_rows(_stored(dep, "racing", ROWS))
+    assert _all(client, "racing") == model
+
+
 def test_ttl_expired_rows_and_dropped_partitions_leave_the_disk(live):
     dep, client = live
     create_flat_collection(client, "aged", DIM, num_shards=1)
@@ -239,6 +283,12 @@ def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment
         assert rows.num_rows == len(model)
         assert _compaction_commits(deployment, "crash") == 1  # a committed compaction is not redone
         _wait_swapped(client, "crash")
+        assert _all(client, "crash") == model
+        assert _searches(client, "crash") == before
+        deployment.stop("gateway")  # a searcher that loads after the compaction
+        deployment.start("gateway")
+        client.close()
+        client = MilvusClient(deployment.uri)
         assert _all(client, "crash") == model
         assert _searches(client, "crash") == before
     finally:
