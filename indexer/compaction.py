@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from walvus.exceptions import CommitConflict, StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
+INDEX_GRACE_SECONDS = 300.0  # a searcher loads a sealed segment's index well within this
 HISTORY_LOOKBACK = 50  # recent commits searched for a compaction already committed
 SYSTEM = ["_shard", "_offset", "_seq", "_ts", "_segment", PARTITION_COLUMN]
 
@@ -189,7 +190,7 @@ def compact(
             time.sleep(0.05 * 2**attempt)
     result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
     result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
-    retire_index_files(store, info, policy.retention_seconds)
+    retire_index_files(store, info, max(policy.retention_seconds, INDEX_GRACE_SECONDS))
     return result
 
 
@@ -261,12 +262,11 @@ def _rewrite_rows(
     sources = sorted({s for m in merges for s in m.sources})
     src_mask = pc.is_in(rows.column("_segment"), value_set=pa.array(sources, pa.int64()))
     src_rows = rows.filter(src_mask)
-    keep_keys = src_rows.filter(pa.array(~dead[src_mask.to_numpy(zero_copy_only=False)]))
-    data = rows_dt.to_pyarrow_dataset().to_table(filter=ds.field("_segment").isin(sources))
-    keep = _same_rows(data, keep_keys)
-    data = data.filter(pa.array(keep)).sort_by([("_shard", "ascending"), ("_seq", "ascending")])
+    kept = src_rows.filter(pa.array(~dead[src_mask.to_numpy(zero_copy_only=False)]))
+    purged = int(src_rows.num_rows - kept.num_rows)
     by_id = {s.segment_id: s for s in stats}
-    new_data, added, plans = _assign_segments(data, merges, info, rows_dt.version(), policy.max_segment_rows)
+    layout, added, plans = _layout(merges, by_id, info, rows_dt.version(), policy.max_segment_rows)
+    new_data = _rewritten(rows_dt.to_pyarrow_dataset(), sources, layout, kept)
     before = {s: rows_dt.transaction_version(app_id(cid, s)) for s in range(info.shards_num)}
     upto_removed: dict[str, int] = {}
     for s in sources:
@@ -277,7 +277,7 @@ def _rewrite_rows(
         info.name,
         compaction_id,
         len(sources),
-        new_data.num_rows,
+        kept.num_rows,
         rows_dt.version(),
     )
     version = store.replace_segments(
@@ -291,14 +291,14 @@ def _rewrite_rows(
             "compaction_id": compaction_id,
             "removed_segments": len(sources),
             "added_segments": len(added),
-            "purged_rows": int(src_rows.num_rows - keep_keys.num_rows),
+            "purged_rows": purged,
             "compaction": json.dumps(
                 {
                     "removed": sources,
                     "added": added,
                     "upto": upto_removed,
                     "plans": plans,
-                    "purged_rows": int(src_rows.num_rows - keep_keys.num_rows),
+                    "purged_rows": purged,
                 }
             ),
         },
@@ -313,7 +313,7 @@ def _rewrite_rows(
     result.added = added
     result.plans = plans
     result.table_version = version
-    result.purged_rows = int(src_rows.num_rows - keep_keys.num_rows)
+    result.purged_rows = purged
     result.upto = upto_removed
     log.info(
         "compacted collection=%s compaction_id=%s removed_segments=%s added_segments=%s purged_rows=%s version=%s",
@@ -327,44 +327,56 @@ def _rewrite_rows(
     return result
 
 
-def _same_rows(data: pa.Table, keys: pa.Table) -> np.ndarray:
-    """True for each row of ``data`` whose (_shard, _seq) is in ``keys``."""
-    keep = np.zeros(data.num_rows, dtype=bool)
-    shards = data.column("_shard").to_numpy()
-    seqs = data.column("_seq").to_numpy()
-    k_shards = keys.column("_shard").to_numpy()
-    k_seqs = keys.column("_seq").to_numpy()
-    for s in np.unique(shards):
-        mask = shards == s
-        keep[mask] = np.isin(seqs[mask], k_seqs[k_shards == s])
-    return keep
-
-
-def _assign_segments(
-    data: pa.Table, merges: list[Merge], info: CollectionInfo, version: int, max_rows: int
-) -> tuple[pa.Table, list[list[int]], list[list]]:
-    """Give the kept rows (sorted by shard, seq) their new segment ids: per merge, chunks of at
-    most ``max_rows`` rows."""
-    seg_col = data.column("_segment").to_numpy()
-    new_ids = np.zeros(data.num_rows, dtype=np.int64)
+def _layout(
+    merges: list[Merge], stats: dict[int, SegmentStats], info: CollectionInfo, version: int, max_rows: int
+) -> tuple[dict[int, int], list[list[int]], list[list]]:
+    """Which new segment each source segment's live rows go to: per merge, whole source segments
+    in order, a new segment started before one would pass ``max_rows``. Returns (source -> new id,
+    ``[new id, shard, rows]``, ``[[sources], first target]``)."""
+    layout: dict[int, int] = {}
     added: list[list[int]] = []
     plans: list[list] = []
     serial: dict[tuple[int, int], int] = {}
     for m in merges:
-        idx = np.flatnonzero(np.isin(seg_col, np.array(m.sources, dtype=np.int64)))
-        targets = []
         pid = int(info.partitions.get(m.partition, 0)) if info.partitions else 0
-        for start in range(0, len(idx), max_rows):
-            n = serial.get((m.shard, pid), 0)
-            serial[(m.shard, pid)] = n + 1
-            sid = compacted_segment_id(m.shard, pid, version, n)
-            chunk = idx[start : start + max_rows]
-            new_ids[chunk] = sid
-            added.append([sid, m.shard, len(chunk)])
-            targets.append(sid)
+        targets: list[int] = []
+        for src in m.sources:
+            live = stats[src].rows - stats[src].dead
+            if live == 0:
+                continue
+            if not targets or added[-1][2] + live > max_rows:
+                n = serial.get((m.shard, pid), 0)
+                serial[(m.shard, pid)] = n + 1
+                targets.append(compacted_segment_id(m.shard, pid, version, n))
+                added.append([targets[-1], m.shard, 0])
+            layout[src] = targets[-1]
+            added[-1][2] += live
         plans.append([list(m.sources), targets[0] if targets else 0])
-    i = data.schema.get_field_index("_segment")
-    return data.set_column(i, "_segment", pa.array(new_ids)), added, plans
+    return layout, added, plans
+
+
+def _rewritten(
+    dataset: ds.Dataset, sources: list[int], layout: dict[int, int], kept: pa.Table
+) -> pa.RecordBatchReader:
+    """The live rows of the source segments under their new segment ids, one source segment in
+    memory at a time (a segment is one shard's: its ``_seq`` values name its rows)."""
+    segs = kept.column("_segment").to_numpy()
+    seqs = kept.column("_seq").to_numpy()
+    order = np.argsort(segs, kind="stable")
+    segs, seqs = segs[order], seqs[order]
+    col = dataset.schema.get_field_index("_segment")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for src in sources:
+            lo, hi = np.searchsorted(segs, src, "left"), np.searchsorted(segs, src, "right")
+            if src not in layout or lo == hi:
+                continue
+            t = dataset.to_table(filter=ds.field("_segment") == src)
+            t = t.filter(pa.array(np.isin(t.column("_seq").to_numpy(), seqs[lo:hi])))
+            t = t.set_column(col, "_segment", pa.array(np.full(t.num_rows, layout[src], np.int64)))
+            yield from t.to_batches()
+
+    return pa.RecordBatchReader.from_batches(dataset.schema, batches())
 
 
 def purge_tombstones(store: SegmentStore, info: CollectionInfo, compaction_id: int) -> int:

@@ -29,7 +29,7 @@ from schemas.topics import segments_topic
 from walvus.catalog import Catalog
 from walvus.log import KafkaLog, LogMessage, drain
 from walvus.once_log import OnceLog
-from walvus.storage import SegmentStore
+from walvus.storage import DELETES, ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
 COMPACTIONS = Counter(
@@ -66,6 +66,7 @@ class Compactor:
         self.compactions = 0
         self._stop = threading.Event()
         self._failing = OnceLog(log)
+        self._quiet: dict[int, tuple[int, int]] = {}  # collection id -> table versions found not due
         self._thread = threading.Thread(target=self._run, name="compactor", daemon=True)
 
     def start(self) -> Compactor:
@@ -143,10 +144,23 @@ class Compactor:
         for info in self.catalog.collections():
             if self._stop.is_set():
                 break
-            if info.active:
-                ann = self.compact(info, self.clock.now(), force=False, announce_idle=False)
-                done += bool(ann.removed)
+            if not info.active:
+                continue
+            versions = self._versions(info)
+            if not info.ttl_seconds and self._quiet.get(info.collection_id) == versions:
+                continue  # nothing written since the last check found nothing to do
+            ann = self.compact(info, self.clock.now(), force=False, announce_idle=False)
+            done += bool(ann.removed)
+            if not ann.removed and not ann.error:
+                self._quiet[info.collection_id] = versions
         return done
+
+    def _versions(self, info: CollectionInfo) -> tuple[int, int]:
+        try:
+            tables = [self.store.open(info.collection_id, kind) for kind in (ROWS, DELETES)]
+        except Exception:
+            return (-2, -2)  # unknown: check
+        return tuple(-1 if t is None else t.version() for t in tables)  # type: ignore[return-value]
 
     def compact(
         self, info: CollectionInfo, compaction_id: int, *, force: bool, announce_idle: bool = True

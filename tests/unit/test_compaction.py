@@ -3,6 +3,7 @@ needless tombstones go, small segments merge, live rows and the shards' position
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -222,3 +223,40 @@ def test_appends_committed_during_a_rewrite_stay_and_a_second_rewrite_conflicts(
             CID, ROWS, rival, old.slice(0, 0), segs, metadata={"walvus_operation": "test"}
         )
     assert sorted(env.table(ROWS).column("id").to_pylist()) == [0, 4]
+
+
+def test_merged_segments_stay_under_the_row_limit(tmp_path: Path) -> None:
+    env = Env(tmp_path / "tables", shards=1)
+    for b in range(4):
+        env.seal(0, (Op.INSERT, [b * 2, b * 2 + 1], None))
+    before = env.live()
+    result = compact(
+        env.store, env.info, 5, CompactionPolicy(max_segment_rows=4, retention_seconds=0), force=True
+    )
+    assert [a[2] for a in result.added] == [4, 4] and len({a[0] for a in result.added}) == 2
+    assert env.live() == before
+    counts = env.table(ROWS).group_by("_segment").aggregate([("id", "count")])
+    assert sorted(counts.column("id_count").to_pylist()) == [4, 4]
+
+
+def test_index_files_of_removed_segments_retire_after_the_retention(env: Env) -> None:
+    import os
+
+    from indexer.compaction import retire_index_files
+
+    env.seal(0, (Op.INSERT, [0], None))
+    env.seal(0, (Op.INSERT, [2], None))
+    old_ids = pc.unique(env.table(ROWS).column("_segment")).to_pylist()
+    directory = env.store.index_dir(CID)
+    directory.mkdir(parents=True)
+    for seg in old_ids:
+        (directory / f"{seg}_vec_1.faiss").write_bytes(b"x")
+    compact(env.store, env.info, 1, FORCE, force=True, now_ms=NOW_MS)
+    (new_id,) = pc.unique(env.table(ROWS).column("_segment")).to_pylist()
+    (directory / f"{new_id}_vec_1.faiss").write_bytes(b"x")
+    assert len(list(directory.iterdir())) == 3  # young files stay (a searcher may be loading them)
+    hour_ago = time.time() - 3600
+    for p in directory.iterdir():
+        os.utime(p, (hour_ago, hour_ago))
+    assert retire_index_files(env.store, env.info, retention_seconds=60) == 2
+    assert [p.name for p in directory.iterdir()] == [f"{new_id}_vec_1.faiss"]
