@@ -60,10 +60,28 @@ def _all(client: MilvusClient, name: str) -> dict[int, int]:
     return {r["id"]: r["n"] for r in got}
 
 
-def _searches(client: MilvusClient, name: str) -> list[list[tuple[int, float]]]:
-    queries = np.random.default_rng(99).standard_normal((5, DIM)).astype(np.float32).tolist()
-    res = client.search(name, queries, limit=10, output_fields=["n"], consistency_level="Strong")
-    return [[(h["id"], round(h["distance"], 4), h["entity"]["n"]) for h in hits] for hits in res]
+class Answers:
+    """Top-10 hits of a few fixed queries: the same ids and fields, distances equal to float32 noise."""
+
+    def __init__(self, client: MilvusClient, name: str) -> None:
+        queries = np.random.default_rng(99).standard_normal((5, DIM)).astype(np.float32).tolist()
+        res = client.search(name, queries, limit=10, output_fields=["n"], consistency_level="Strong")
+        self.hits = [[(h["id"], h["entity"]["n"]) for h in hits] for hits in res]
+        self.distances = np.array([[h["distance"] for h in hits] for hits in res], dtype=np.float64)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Answers)
+            and self.hits == other.hits
+            and np.allclose(self.distances, other.distances, rtol=1e-5, atol=1e-5)
+        )
+
+    def __repr__(self) -> str:
+        return f"Answers({self.hits})"
+
+
+def _searches(client: MilvusClient, name: str) -> Answers:
+    return Answers(client, name)
 
 
 def _table_bytes(dep, name: str) -> int:
@@ -289,6 +307,7 @@ def test_kill9_of_the_compacting_indexer_loses_and_duplicates_nothing(deployment
         deployment.start("gateway")
         client.close()
         client = MilvusClient(deployment.uri)
+        client.load_collection("crash")  # waits for the reload the restart started
         assert _all(client, "crash") == model
         assert _searches(client, "crash") == before
     finally:
