@@ -4,7 +4,8 @@
 at once with the compaction id; the state is Executing until the compactor announces the end
 (``SegmentsCompacted``), then Completed, with one plan per rewritten (shard, partition): its
 source segments and its target. An id this gateway process never saw is UndefiedState, as Milvus
-answers for an unknown id. Clustering compactions, a target size, and compacting chosen segments,
+answers for an unknown id. ``target_size`` (MB) bounds the segments written, estimated from the
+collection's stored bytes per row. Clustering compactions and compacting chosen segments,
 partitions or channels are refused: walvus compacts a whole collection by its own policy. An L0
 compaction is what walvus's compaction does anyway (deletes are applied to the rows), so
 ``is_l0`` is accepted.
@@ -17,6 +18,7 @@ from typing import Any
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.errors import OK, NotSupported
+from schemas.exceptions import InvalidArgument
 from searcher.types import Searcher
 
 EXECUTING = common_pb2.CompactionState.Executing
@@ -33,18 +35,15 @@ class CompactionRpcs:
     ) -> milvus_pb2.ManualCompactionResponse:
         if req.majorCompaction:
             raise NotSupported("walvus does not offer clustering compaction (is_clustering=True)")
-        if req.target_size:
-            raise NotSupported(
-                "walvus does not take a compaction target_size: segments are rewritten "
-                "up to WALVUS_COMPACTION_MAX_SEGMENT_ROWS rows"
-            )
+        if req.target_size < 0:
+            raise InvalidArgument(f"target_size must be a positive number of MB, got {req.target_size}")
         if req.segment_ids or req.partition_id or req.channel:
             raise NotSupported(
                 "walvus compacts a whole collection: segment_ids, partition_id and channel cannot be chosen"
             )
         name = req.collection_name or self._name_of(req.collectionID)
         info = self.walvus.catalog.require(name)
-        compaction_id = self.walvus.request_compaction(info.name)
+        compaction_id = self.walvus.request_compaction(info.name, req.target_size)
         self.searcher.compaction_requested(info.name, compaction_id)
         return milvus_pb2.ManualCompactionResponse(
             status=OK, compactionID=compaction_id, compactionPlanCount=1

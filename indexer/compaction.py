@@ -164,14 +164,17 @@ def compact(
     *,
     force: bool,
     now_ms: int | None = None,
+    target_bytes: int = 0,
 ) -> CompactionResult:
     """Compact the collection's tables once (see the module doc). Concurrent appends are fine; a
-    concurrent rewrite makes this start over from a fresh snapshot (``policy.attempts`` times)."""
+    concurrent rewrite makes this start over from a fresh snapshot (``policy.attempts`` times).
+    ``target_bytes`` (a client's target size) bounds the new segments' stored size, by the table's
+    stored bytes per row, below ``policy.max_segment_rows``."""
     cid = info.collection_id
     result = committed_result(store, cid, compaction_id) or CompactionResult()
     for attempt in range(policy.attempts if result.table_version < 0 else 0):
         try:
-            result = _rewrite_rows(store, info, compaction_id, policy, force, now_ms)
+            result = _rewrite_rows(store, info, compaction_id, policy, force, now_ms, target_bytes)
             break
         except CommitConflict as exc:
             if attempt + 1 >= policy.attempts:
@@ -238,6 +241,7 @@ def _rewrite_rows(
     policy: CompactionPolicy,
     force: bool,
     now_ms: int | None,
+    target_bytes: int = 0,
 ) -> CompactionResult:
     cid, pk = info.collection_id, info.schema.primary.name
     dels_dt = store.open(cid, DELETES)  # first: every tombstone it holds targets rows already stored
@@ -265,7 +269,10 @@ def _rewrite_rows(
     kept = src_rows.filter(pa.array(~dead[src_mask.to_numpy(zero_copy_only=False)]))
     purged = int(src_rows.num_rows - kept.num_rows)
     by_id = {s.segment_id: s for s in stats}
-    layout, added, plans = _layout(merges, by_id, info, rows_dt.version(), policy.max_segment_rows)
+    max_rows = policy.max_segment_rows
+    if target_bytes:
+        max_rows = max(1, min(max_rows, int(target_bytes / _stored_bytes_per_row(rows_dt))))
+    layout, added, plans = _layout(merges, by_id, info, rows_dt.version(), max_rows)
     new_data = _rewritten(rows_dt.to_pyarrow_dataset(), sources, layout, kept)
     before = {s: rows_dt.transaction_version(app_id(cid, s)) for s in range(info.shards_num)}
     upto_removed: dict[str, int] = {}
@@ -325,6 +332,14 @@ def _rewrite_rows(
         version,
     )
     return result
+
+
+def _stored_bytes_per_row(dt: DeltaTable) -> float:
+    """Parquet bytes per row of the table's live files (its add actions' sizes and row counts)."""
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    rows = pc.sum(adds.column("num_records")).as_py() or 0
+    size = pc.sum(adds.column("size_bytes")).as_py() or 0
+    return max(1.0, size / rows) if rows else 1.0
 
 
 def _layout(

@@ -136,7 +136,7 @@ class Compactor:
             )
             self._announce(ann)
             return ann
-        return self.compact(info, req.compaction_id, force=True)
+        return self.compact(info, req.compaction_id, force=True, target_bytes=req.target_size_mb << 20)
 
     def check_all(self) -> int:
         """Compact every collection the policy says is due; returns how many were rewritten."""
@@ -163,11 +163,19 @@ class Compactor:
         return tuple(-1 if t is None else t.version() for t in tables)  # type: ignore[return-value]
 
     def compact(
-        self, info: CollectionInfo, compaction_id: int, *, force: bool, announce_idle: bool = True
+        self,
+        info: CollectionInfo,
+        compaction_id: int,
+        *,
+        force: bool,
+        announce_idle: bool = True,
+        target_bytes: int = 0,
     ) -> SegmentsCompacted:
         """Compact one collection, alone: a failure is logged and announced, never raised."""
         try:
-            result = compact(self.store, info, compaction_id, self.policy, force=force)
+            result = compact(
+                self.store, info, compaction_id, self.policy, force=force, target_bytes=target_bytes
+            )
         except Exception as exc:
             COMPACTION_FAILURES.labels(info.name).inc()
             self._failing.error("compaction failed", exc, collection=info.name, compaction_id=compaction_id)

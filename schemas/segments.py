@@ -72,6 +72,7 @@ class CompactionRequested:
     collection_id: int
     collection: str
     compaction_id: int
+    target_size_mb: int = 0  # the client's target segment size (0: the compactor's row limit)
     kind: str = "compact"
 
     def to_json(self) -> bytes:

@@ -252,13 +252,14 @@ class Walvus:
                     time.sleep(0.02)
         return {name: pos for name, (_, pos) in waits.items()}
 
-    def request_compaction(self, name: str) -> int:
-        """Ask the compactor (in the indexer) to compact the collection now; returns the compaction id.
+    def request_compaction(self, name: str, target_size_mb: int = 0) -> int:
+        """Ask the compactor (in the indexer) to compact the collection now, into segments of at most
+        ``target_size_mb`` MB when given; returns the compaction id.
 
         The request goes on the segments topic; the compactor answers there with ``SegmentsCompacted``."""
         info = self.catalog.require(name)
         compaction_id = self.clock.now()
-        req = CompactionRequested(info.collection_id, info.name, compaction_id)
+        req = CompactionRequested(info.collection_id, info.name, compaction_id, int(target_size_mb))
         topic = segments_topic(self.ns)
         self.kafka.ensure_topic(topic, 1)
         self.kafka.append([LogMessage(topic, 0, req.to_json())])

@@ -260,3 +260,15 @@ def test_index_files_of_removed_segments_retire_after_the_retention(env: Env) ->
         os.utime(p, (hour_ago, hour_ago))
     assert retire_index_files(env.store, env.info, retention_seconds=60) == 2
     assert [p.name for p in directory.iterdir()] == [f"{new_id}_vec_1.faiss"]
+
+
+def test_a_target_size_bounds_the_stored_bytes_of_each_new_segment(tmp_path: Path) -> None:
+    env = Env(tmp_path / "tables", shards=1)
+    for b in range(6):
+        env.seal(0, (Op.INSERT, list(range(b * 50, (b + 1) * 50)), None))
+    dt = env.store.open(CID, ROWS)
+    assert dt is not None
+    adds = pa.table(dt.get_add_actions(flatten=True))
+    per_row = pc.sum(adds.column("size_bytes")).as_py() / pc.sum(adds.column("num_records")).as_py()
+    result = compact(env.store, env.info, 9, FORCE, force=True, target_bytes=int(per_row * 120))
+    assert [a[2] for a in result.added] == [100, 100, 100]  # whole source segments, <= 120 rows each

@@ -53,7 +53,7 @@ def test_a_failed_compaction_completes_with_its_plan_failed(client: MilvusClient
     assert plan.state.name == "Failed" and "disk full" in plan.failure_reason
 
 
-def test_unknown_collections_and_unimplemented_options_are_refused(
+def test_unknown_collections_and_clustering_are_refused_a_target_size_is_passed_on(
     client: MilvusClient, gw: RunningGateway
 ) -> None:
     client.create_collection("comp_refused", dimension=4)
@@ -62,6 +62,6 @@ def test_unknown_collections_and_unimplemented_options_are_refused(
         client.compact("no_such_collection")
     with pytest.raises(MilvusException, match="clustering"):
         client.compact("comp_refused", is_clustering=True)
-    with pytest.raises(MilvusException, match="target_size"):
-        client.compact("comp_refused", target_size=64)
     assert len(_requests(gw)) == before  # nothing was asked of the compactor
+    client.compact("comp_refused", target_size=64)  # MB: the bound of the segments it writes
+    assert _requests(gw)[-1].target_size_mb == 64
