@@ -95,14 +95,20 @@ class Compactor:
                     continue
                 try:
                     req = decode_announcement(m.value())
-                except ValueError:
+                except Exception:  # not a request this compactor understands
                     continue
                 if isinstance(req, CompactionRequested):
                     self.run_request(req)
-                consumer.commit(offsets=[TopicPartition(topic, 0, m.offset() + 1)], asynchronous=False)
+                try:  # only now: a compactor killed before this runs the request again
+                    consumer.commit(offsets=[TopicPartition(topic, 0, m.offset() + 1)], asynchronous=False)
+                except KafkaException as exc:  # the next commit covers it; a restart redoes it, harmlessly
+                    self._failing.error("compactor cannot commit its position", exc)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.check_seconds
-                self.check_all()
+                try:
+                    self.check_all()
+                except Exception as exc:  # the catalog itself failing; collections fail alone inside
+                    self._failing.error("compaction policy check failed", exc)
         consumer.close()
 
     def _start_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
