@@ -272,3 +272,41 @@ def test_a_target_size_bounds_the_stored_bytes_of_each_new_segment(tmp_path: Pat
     per_row = pc.sum(adds.column("size_bytes")).as_py() / pc.sum(adds.column("num_records")).as_py()
     result = compact(env.store, env.info, 9, FORCE, force=True, target_bytes=int(per_row * 120))
     assert [a[2] for a in result.added] == [100, 100, 100]  # whole source segments, <= 120 rows each
+
+
+def test_one_failing_collection_does_not_stop_the_others(tmp_path: Path) -> None:
+    from gateway.testing import MemoryLog
+    from indexer.compactor import COMPACTION_FAILURES, Compactor
+    from schemas.segments import decode_announcement
+
+    good = Env(tmp_path / "tables", shards=1)
+    for b in range(3):
+        good.seal(0, (Op.INSERT, [b], None))
+    broken = CollectionInfo("broken", CID + 1, SCHEMA)
+    log_dir = Path(good.store.table_uri(CID + 1, ROWS)) / "_delta_log"
+    log_dir.mkdir(parents=True)
+    (log_dir / "00000000000000000000.json").write_text("not a delta log\n")
+
+    class Catalog:
+        def collections(self) -> list[CollectionInfo]:
+            return [broken, good.info]
+
+    kafka = MemoryLog()
+    compactor = Compactor(
+        kafka,
+        Catalog(),
+        good.store,
+        "ns",
+        CompactionPolicy(small_segments=3, retention_seconds=0),  # type: ignore[arg-type]
+    )
+    failures = COMPACTION_FAILURES.labels("broken")._value.get()
+    assert compactor.check_all() == 1
+    assert COMPACTION_FAILURES.labels("broken")._value.get() == failures + 1
+    assert good.table(ROWS).num_rows == 3 and all(
+        is_compacted(s) for s in good.table(ROWS).column("_segment").to_pylist()
+    )
+    (done,) = [decode_announcement(m.value) for m in kafka.messages]
+    assert done.collection == "c" and len(done.removed) == 3 and not done.error
+    # asked for explicitly, the broken one answers with its error (the client's state: Completed, failed)
+    failed = compactor.compact(broken, 77, force=True)
+    assert failed.error and failed.compaction_id == 77
