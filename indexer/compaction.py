@@ -19,9 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
+from indexer.segments import retire_index_files
+from indexer.tombstones import purge_tombstones
 from schemas.catalog import CollectionInfo
 from schemas.collection import PARTITION_COLUMN
 from schemas.live import stored_alive
@@ -394,113 +395,6 @@ def _rewritten(
     return pa.RecordBatchReader.from_batches(dataset.schema, batches())
 
 
-def purge_tombstones(store: SegmentStore, info: CollectionInfo, compaction_id: int) -> int:
-    """Remove tombstones that no longer hide a stored row; returns how many went.
-
-    A key tombstone is needed while some stored row of its key has a lower ``_seq``; a partition
-    tombstone while some stored row of its shard and partition has. The deletes table is read
-    first: every row a tombstone there could hide is already in the rows table read after it."""
-    cid, pk = info.collection_id, info.schema.primary.name
-    dels_dt = store.open(cid, DELETES)
-    if dels_dt is None:
-        return 0
-    tombs = dels_dt.to_pyarrow_dataset().to_table()
-    if tombs.num_rows == 0:
-        return 0
-    rows = store.read(cid, ROWS, columns=[pk, "_seq", "_shard", PARTITION_COLUMN])
-    needed = _needed_tombstones(tombs, rows, pk)
-    if needed.all():
-        return 0
-    segs = pc.unique(tombs.column("_segment").filter(pa.array(~needed))).to_pylist()
-    in_segs = pc.is_in(tombs.column("_segment"), value_set=pa.array(segs, pa.int64())).to_numpy(
-        zero_copy_only=False
-    )
-    survivors = tombs.filter(pa.array(in_segs & needed))
-    purged = int(np.count_nonzero(~needed))
-    store.replace_segments(
-        cid,
-        DELETES,
-        dels_dt,
-        survivors,
-        segs,
-        metadata={
-            "walvus_operation": "compaction",
-            "compaction_id": compaction_id,
-            "purged_tombstones": purged,
-        },
-    )
-    log.info(
-        "purged tombstones collection=%s compaction_id=%s tombstones=%s", info.name, compaction_id, purged
-    )
-    return purged
-
-
-def _needed_tombstones(tombs: pa.Table, rows: pa.Table | None, pk: str) -> np.ndarray:
-    n = tombs.num_rows
-    if rows is None or rows.num_rows == 0:
-        return np.zeros(n, dtype=bool)
-    seqs = tombs.column("_seq").to_numpy()
-    keyed = tombs.column("_pk").is_valid().to_numpy(zero_copy_only=False)
-    needed = np.zeros(n, dtype=bool)
-    # key tombstones: the lowest seq of each stored key (keys live in one shard)
-    first = rows.group_by(pk).aggregate([("_seq", "min")])
-    t = pa.table({"k": tombs.column("_pk").cast(rows.schema.field(pk).type), "i": np.arange(n)})
-    j = t.join(first.rename_columns(["k", "first"]), "k", join_type="left outer")
-    i = j.column("i").to_numpy()
-    first_seq = j.column("first").fill_null(np.iinfo(np.int64).max).to_numpy()
-    needed[i] = first_seq < seqs[i]
-    # partition tombstones: the lowest seq of each (shard, partition)
-    if not keyed.all():
-        groups = rows.group_by(["_shard", PARTITION_COLUMN]).aggregate([("_seq", "min")])
-        lowest = {
-            (int(s), p): int(q)
-            for s, p, q in zip(
-                groups.column("_shard").to_pylist(),
-                groups.column(PARTITION_COLUMN).to_pylist(),
-                groups.column("_seq_min").to_pylist(),
-                strict=True,
-            )
-        }
-        shards = tombs.column("_shard").to_pylist()
-        parts = tombs.column(PARTITION_COLUMN).to_pylist()
-        for k in np.flatnonzero(~keyed):  # one per dropped partition and shard: a handful
-            low = lowest.get((int(shards[k]), parts[k]))
-            needed[k] = low is not None and low < seqs[k]
-    return needed
-
-
-def retire_index_files(store: SegmentStore, info: CollectionInfo, retention_seconds: float) -> int:
-    """Delete index (and failure) files of segments no longer in the rows table, once older than the
-    retention. Listed before the table is read: a segment new since is in the table by then."""
-    directory = store.index_dir(info.collection_id)
-    if not directory.is_dir():
-        return 0
-    files = [p for p in directory.iterdir() if p.name.endswith((".faiss", ".failed.json"))]
-    rows = store.read(info.collection_id, ROWS, columns=["_segment"])
-    live = (
-        set(pc.unique(rows.column("_segment")).to_pylist()) if rows is not None and rows.num_rows else set()
-    )
-    cutoff = time.time() - retention_seconds
-    retired = 0
-    for p in _retired(files, live):
-        try:
-            if p.stat().st_mtime <= cutoff:
-                p.unlink()
-                retired += 1
-        except FileNotFoundError:
-            continue
-    return retired
-
-
-def _retired(files: Iterable[Path], live: set[int]) -> list[Path]:
-    out = []
-    for p in files:
-        head = p.name.split("_", 1)[0]
-        if head.isdigit() and int(head) not in live:
-            out.append(p)
-    return out
-
-
 __all__ = [
     "CompactionPolicy",
     "CompactionResult",
@@ -508,6 +402,4 @@ __all__ = [
     "compact",
     "dead_rows",
     "plan",
-    "purge_tombstones",
-    "retire_index_files",
 ]

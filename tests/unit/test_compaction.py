@@ -242,7 +242,7 @@ def test_merged_segments_stay_under_the_row_limit(tmp_path: Path) -> None:
 def test_index_files_of_removed_segments_retire_after_the_retention(env: Env) -> None:
     import os
 
-    from indexer.compaction import retire_index_files
+    from indexer.segments import retire_index_files
 
     env.seal(0, (Op.INSERT, [0], None))
     env.seal(0, (Op.INSERT, [2], None))
