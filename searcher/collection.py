@@ -252,9 +252,10 @@ class LoadedCollection:
         return prepared.indexed(self.info, self._build_failed if whole else self._seal_no_wait)
 
     def _seal_no_wait(self, c: Container, field_name: str) -> bool:
-        """A seal's rows that a compaction rewrote already may be part of a segment, which the index
-        does not fit: do not wait for it (the compaction's swap follows), nor for a failed build."""
-        return is_compacted(c.segment_id) or self._build_failed(c, field_name)
+        """A seal's rows that a compaction rewrote or removed already: their index may not fit or
+        never come; do not wait (the compaction's swap follows). Nor for a failed build."""
+        removed = is_compacted(c.segment_id) or c.segment_id in self.compactions.removed
+        return removed or self._build_failed(c, field_name)
 
     def _build_failed(self, c: Container, field_name: str) -> bool:
         """The indexer gave up on this segment's index for now (its failure file): do not wait."""

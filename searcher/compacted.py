@@ -115,12 +115,16 @@ class CompactionSwaps:
 
     def __init__(self) -> None:
         self.pending: dict[int, PreparedCompaction] = {}
+        # segments announced as removed: a seal holding one need not wait for its index, which
+        # the indexer may never build (the compaction's swap replaces it right after)
+        self.removed: set[int] = set()
 
     def containers(self) -> list[Container]:
         return [c for p in list(self.pending.values()) for c in p.containers]
 
     def prepare(self, coll: Any, ann: SegmentsCompacted) -> None:
         """Read the new segments and load their indexes, on a thread of its own."""
+        self.removed.update(ann.removed)
         threading.Thread(target=self._prepare, args=(coll, ann), daemon=True, name="compacted-read").start()
 
     def _prepare(self, coll: Any, ann: SegmentsCompacted) -> None:
@@ -150,6 +154,7 @@ class CompactionSwaps:
                 if swapped is not None:
                     coll.containers = swapped
                 del self.pending[version]
+            self.removed.difference_update(prepared.ann.removed)
             if swapped is not None:
                 log.info(
                     "compacted segments swapped in collection=%s compaction_id=%s removed=%s added=%s",
