@@ -150,4 +150,5 @@ def compacted_segment_id(shard: int, partition_id: int, table_version: int, n: i
 
 
 def is_compacted(segment_id: int) -> bool:
-    return bool(int(segment_id) & COMPACTED_BIT)
+    """A segment compaction wrote (growing rows, segment -1, are not)."""
+    return int(segment_id) >= 0 and bool(int(segment_id) & COMPACTED_BIT)

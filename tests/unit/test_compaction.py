@@ -53,7 +53,9 @@ class Env:
         self.writer = SegmentWriter(self.store, lambda cid: self.info)
         self.next = {s: 0 for s in range(shards)}
 
-    def seal(self, shard: int, *records: tuple[Op, list[int], str | None], ts_ms: int = NOW_MS) -> None:
+    def seal(
+        self, shard: int, *records: tuple[Op, list[int], str | None], ts_ms: int = NOW_MS
+    ) -> list[BufferedRecord]:
         """Commit one segment of the shard from (op, ids, partition) records."""
         buffered = []
         for op, ids, part in records:
@@ -76,6 +78,7 @@ class Env:
                 batch = build_batch(SCHEMA, rows_to_columns(SCHEMA, rows), op=str(op))
             buffered.append(BufferedRecord(off, WalRecord(header, batch)))
         self.writer.commit(CID, shard, buffered)
+        return buffered
 
     def live(self) -> dict[int, tuple]:
         t = live_rows(self.store, self.info)
