@@ -156,9 +156,7 @@ class StreamsWorker:
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             async with self.lock:  # not while a record is being added
-                mat.drop(
-                    [(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")]
-                )
+                mat.drop([(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")])
 
         return app
 
