@@ -367,6 +367,7 @@ class LoadedCollection:
             view = [(c, c.alive) for c in self.containers]
         else:
             view = [(c, c.live_at(at_ts)) for c in self.containers]
+            self.compactions.pinned_read()
         ttl = self.info.ttl_seconds
         if ttl:  # expired rows leave every read at once; compaction removes them from disk later
             now_ms = physical_ms(at_ts) if at_ts is not None else int(time.time() * 1000)

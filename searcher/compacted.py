@@ -33,6 +33,7 @@ from walvus.exceptions import StorageError
 from walvus.storage import ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
+PIN_GRACE_SECONDS = 60.0  # how long after a pinned read compaction swaps wait
 
 
 @dataclass
@@ -111,13 +112,21 @@ def swap_compacted(
 
 class CompactionSwaps:
     """The compactions a loaded collection has read and not swapped in yet, by table version
-    (the order they were committed in)."""
+    (the order they were committed in).
+
+    A swap drops the old versions of rows, which a pinned snapshot (a ``query_iterator``'s later
+    pages) may still need: swaps wait while pinned reads came within ``PIN_GRACE_SECONDS``."""
 
     def __init__(self) -> None:
         self.pending: dict[int, PreparedCompaction] = {}
+        self._pinned_at = -PIN_GRACE_SECONDS
         # segments announced as removed: a seal holding one need not wait for its index, which
         # the indexer may never build (the compaction's swap replaces it right after)
         self.removed: set[int] = set()
+
+    def pinned_read(self) -> None:
+        """A read at a pinned snapshot happened (any thread)."""
+        self._pinned_at = time.monotonic()
 
     def containers(self) -> list[Container]:
         return [c for p in list(self.pending.values()) for c in p.containers]
@@ -144,6 +153,8 @@ class CompactionSwaps:
 
     def swap_ready(self, coll: Any) -> None:
         """On the tail thread: swap in, in commit order, the compactions that are ready."""
+        if self.pending and time.monotonic() - self._pinned_at < PIN_GRACE_SECONDS:
+            return  # an iterator is reading old versions of rows
         for version in sorted(self.pending):
             prepared = self.pending[version]
             upto = {s: st.sealed_upto for s, st in coll.shards.items()}

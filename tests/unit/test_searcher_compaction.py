@@ -153,3 +153,34 @@ def test_a_swap_whose_rows_the_searcher_does_not_hold_is_refused(searcher: Searc
     assert not any(is_compacted(c.segment_id) for c in coll.containers)  # refused: the old ones stay
     assert sorted(s.live()) == [0, 1, 5]
     assert np.all([c.sealed or c.num_rows for c in coll.containers])
+
+
+def test_swaps_wait_while_an_iterator_reads_a_pinned_snapshot(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from searcher import compacted
+
+    s, coll = searcher, searcher.coll
+    version = s.seal(0, (Op.INSERT, [0, 1], None), (Op.FLUSH, [], None))
+    coll.note_sealed(0, 1, version)
+    s.build_indexes()
+    s.settle(lambda: coll.containers and all(c.sealed for c in coll.containers))
+    pin = max(int(c.ts.max()) for c in coll.containers)  # an iterator's first page saw rows 0 and 1
+    s.seal(0, (Op.UPSERT, [0], None), (Op.FLUSH, [], None))
+    coll.note_sealed(0, 3, -1)
+    s.build_indexes()
+    s.settle(lambda: all(c.sealed for c in coll.containers) and len(coll.containers) == 2)
+    result = compact(
+        s.env.store, s.env.info, 1, CompactionPolicy(retention_seconds=0), force=True, now_ms=NOW_MS
+    )
+    coll.note_compacted(_announce(result, s.env))
+    s.build_indexes()
+    s.settle(lambda: len(coll.compactions.pending) == 1)
+    pinned = {int(k) for c, m in coll.snapshot(at_ts=pin) for k in c.pks.filter(m).to_pylist()}
+    assert pinned == {0, 1}
+    for _ in range(5):
+        coll.maybe_swap()
+    assert len(coll.compactions.pending) == 1  # the iterator still needs the old version of key 0
+    monkeypatch.setattr(compacted, "PIN_GRACE_SECONDS", 0.0)
+    s.settle(lambda: not coll.compactions.pending)
+    assert all(is_compacted(c.segment_id) for c in coll.containers)
