@@ -187,11 +187,14 @@ class CompactionStates:
 
     def note(self, ann: CompactionRequested | SegmentsCompacted) -> None:
         with self._lock:
+            known = self._states.get(ann.compaction_id)
+            if known is not None and known.done:
+                return  # the first answer stands (a second compactor finding nothing left to do)
             if isinstance(ann, SegmentsCompacted):
                 self._states[ann.compaction_id] = CompactionStatus(
                     ann.compaction_id, ann.collection, True, list(ann.removed), list(ann.plans), ann.error
                 )
-            elif ann.compaction_id not in self._states:
+            elif known is None:
                 self._states[ann.compaction_id] = CompactionStatus(ann.compaction_id, ann.collection)
             while len(self._states) > self.keep:
                 self._states.pop(next(iter(self._states)))
