@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
+from gateway.compaction import CompactionRpcs
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
 from gateway.errors import OK, DatabaseNotFound, NotSupported, status_for
@@ -53,6 +54,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         writes = WriteRpcs(walvus, searcher, filters)
         search = SearchRpcs(walvus, searcher)
         snaps = SnapshotRpcs(walvus)
+        compaction = CompactionRpcs(walvus, searcher)
         self._metrics = RpcMetrics()
         handlers: dict[str, Callable[[Any], Any]] = {
             "Connect": self._connect,
@@ -105,6 +107,9 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "RestoreSnapshot": snaps.restore_snapshot,
             "GetRestoreSnapshotState": snaps.restore_state,
             "ListRestoreSnapshotJobs": snaps.list_restore_jobs,
+            "ManualCompaction": compaction.manual_compaction,
+            "GetCompactionState": compaction.compaction_state,
+            "GetCompactionStateWithPlans": compaction.compaction_plans,
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)

@@ -28,10 +28,13 @@ from indexer.spec import is_similarity
 from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import CollectionNotLoaded
+from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
+from schemas.topics import segments_topic
 from schemas.types import DataType
 from schemas.wal import Op, WalRecord
+from searcher.compacted import CompactionStates
 from searcher.filters import compile_filter
-from searcher.types import Hits, QueryRequest, SearchRequest
+from searcher.types import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.api import Walvus
 from walvus.catalog import CatalogView
 from walvus.log import LogMessage
@@ -141,10 +144,16 @@ class MemorySearcher:
         self.progress = 100
         self.fail: Exception | None = None
         self._rows: dict[int, dict[Any, dict[str, Any]]] = defaultdict(dict)
+        self.compactions = CompactionStates()
         walvus.kafka.subscribe(self._apply)  # type: ignore[attr-defined]
 
     def _apply(self, msg: LogMessage) -> None:
         if msg.key is not None or msg.value is None:
+            return
+        if msg.topic == segments_topic(self.w.ns):  # compaction requests and their ends
+            ann = decode_announcement(msg.value)
+            if isinstance(ann, CompactionRequested | SegmentsCompacted):
+                self.compactions.note(ann)
             return
         rec = WalRecord.decode(msg.value)
         info = self.w.catalog.by_id(rec.header.collection_id)
@@ -184,6 +193,12 @@ class MemorySearcher:
     def stats(self, collection: str) -> dict[str, Any]:
         info = self.w.catalog.require(collection)
         return {"row_count": len(self._rows[info.collection_id])}
+
+    def compaction_requested(self, collection: str, compaction_id: int) -> None:
+        self.compactions.note(CompactionRequested(-1, collection, compaction_id))
+
+    def compaction(self, compaction_id: int) -> CompactionStatus | None:
+        return self.compactions.get(compaction_id)
 
     def table(self, info: CollectionInfo, partitions: list[str] | None = None) -> pa.Table:
         rows = [

@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from indexer.arrow_vectors import arrow_vectors
+from indexer.compactor import Compactor
 from indexer.failures import Backoff, IndexFailure, IndexFailures
 from indexer.index import VectorIndex
 from indexer.segments import failure_file, index_file, sealed_segments, write_failure
@@ -245,6 +246,15 @@ def run(bootstrap: str) -> None:
     settings = IndexerSettings()
     backoff = Backoff(settings.index_retry_first_seconds, settings.index_retry_max_seconds)
     worker = IndexWorker(kafka, catalog, storage.store(), base.namespace, backoff=backoff)
+    compactor = Compactor(
+        kafka,
+        catalog,
+        storage.store(),
+        base.namespace,
+        policy=settings.compaction_policy(),
+        check_seconds=settings.compaction_check_seconds,
+        on_compacted=worker._wake.set,  # build the new segments' indexes now
+    )
     on_stop_signal(worker.stop)
     faiss.omp_set_num_threads(settings.build_threads())  # builds run on this thread
     with contextlib.suppress(OSError):
@@ -261,5 +271,8 @@ def run(bootstrap: str) -> None:
         settings.build_threads(),
         settings.indexer_nice,
     )
+    kafka.ensure_topic(segments_topic(base.namespace), 1)
+    compactor.start()
     worker.run()
+    compactor.stop()
     catalog.stop()

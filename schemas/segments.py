@@ -10,7 +10,7 @@ which DescribeIndex reads; ``IndexFailed`` tells live readers without making the
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,50 @@ class IndexFailed:
         return json.dumps(asdict(self)).encode()
 
 
-Announcement = SegmentSealed | IndexBuilt | IndexFailed
+@dataclass(frozen=True)
+class CompactionRequested:
+    """A client asked for a compaction (ManualCompaction); the compactor answers ``SegmentsCompacted``."""
+
+    collection_id: int
+    collection: str
+    compaction_id: int
+    target_size_mb: int = 0  # the client's target segment size (0: the compactor's row limit)
+    kind: str = "compact"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+@dataclass(frozen=True)
+class SegmentsCompacted:
+    """A compaction is over: ``removed`` segments were replaced by ``added`` in one Delta commit
+    (``table_version`` of the rows table; -1 when there was nothing to rewrite).
+
+    ``added`` holds ``[segment_id, shard, rows]``; ``upto`` maps each rewritten shard (as a
+    string: JSON keys) to the highest WAL offset among the removed segments' rows, so a searcher
+    swaps only once it holds all of them as sealed segments. ``plans`` holds
+    ``[[source ids...], target id]`` per merge, for GetCompactionStateWithPlans. ``error`` is set
+    when the compaction failed (the old segments stay).
+    """
+
+    collection_id: int
+    collection: str
+    compaction_id: int
+    removed: list[int]
+    added: list[list[int]]
+    upto: dict[str, int]
+    table_version: int
+    plans: list[list] = field(default_factory=list)
+    purged_rows: int = 0
+    purged_tombstones: int = 0
+    error: str = ""
+    kind: str = "compacted"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
+Announcement = SegmentSealed | IndexBuilt | IndexFailed | CompactionRequested | SegmentsCompacted
 
 
 def decode_announcement(raw: bytes) -> Announcement:
@@ -77,6 +120,10 @@ def decode_announcement(raw: bytes) -> Announcement:
         return IndexBuilt(**d)
     if kind == "index_failed":
         return IndexFailed(**d)
+    if kind == "compact":
+        return CompactionRequested(**d)
+    if kind == "compacted":
+        return SegmentsCompacted(**d)
     raise ValueError(f"unknown announcement kind {kind!r}")
 
 
@@ -90,3 +137,18 @@ def segment_id(shard: int, first_offset: int, partition_id: int = 0) -> int:
     some partitions never reads the others' segments.
     """
     return (int(shard) << 48) | (int(partition_id) << PARTITION_SHIFT) | int(first_offset)
+
+
+COMPACTED_BIT = 1 << 62  # segment ids written by compaction; streams' ids stay below 2**62
+
+
+def compacted_segment_id(shard: int, partition_id: int, table_version: int, n: int) -> int:
+    """The id of the ``n``-th segment a compaction that read rows-table ``table_version`` writes
+    for (shard, partition): unique, since two compactions never commit from the same version."""
+    serial = (int(table_version) << 10 | int(n)) & ((1 << PARTITION_SHIFT) - 1)
+    return COMPACTED_BIT | (int(shard) << 48) | (int(partition_id) << PARTITION_SHIFT) | serial
+
+
+def is_compacted(segment_id: int) -> bool:
+    """A segment compaction wrote (growing rows, segment -1, are not)."""
+    return int(segment_id) >= 0 and bool(int(segment_id) & COMPACTED_BIT)

@@ -25,12 +25,15 @@ from indexer import IndexSpec, VectorIndex
 from indexer.segments import failure_file, index_file
 from schemas.catalog import CollectionInfo
 from schemas.live import stored_alive
+from schemas.segments import SegmentsCompacted, is_compacted
 from schemas.timestamps import compose, physical_ms
 from schemas.wal import Op, WalRecord
-from searcher.handoff import PreparedSeal, read_sealed, remaining, seal_filter, take_over
+from searcher.compacted import CompactionSwaps, PreparedCompaction
+from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remaining, seal_filter, take_over
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
-from streams.segment_writer import conform, with_system_columns
+from streams.segment_writer import with_system_columns
+from walvus.exceptions import StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class LoadedCollection:
     _next_gpos: dict[int, int] = field(default_factory=dict)  # shard -> growing position of the next row
     _prepared: dict[int, PreparedSeal] = field(default_factory=dict)
     _preparing: set[int] = field(default_factory=set)
+    _seal_version: dict[int, int | None] = field(default_factory=dict)  # shard -> rows version of its seal
+    compactions: CompactionSwaps = field(default_factory=CompactionSwaps)
 
     def __post_init__(self) -> None:
         self.interim = GrowingIndexes(self.interim_settings)
@@ -73,8 +78,8 @@ class LoadedCollection:
     def load(self) -> dict[int, int]:
         """Read sealed data from Delta. Returns, per shard, the WAL offset to tail from."""
         cid = self.info.collection_id
+        dels_dt = self.store.open(cid, DELETES)  # first: compaction purges tombstones after rows
         rows_dt = self.store.open(cid, ROWS)
-        dels_dt = self.store.open(cid, DELETES)
         upto: dict[int, int] = {}
         for s in range(self.info.shards_num):
             r = rows_dt.transaction_version(app_id(cid, s)) if rows_dt else None
@@ -84,7 +89,7 @@ class LoadedCollection:
         if rows_dt is not None:
             table = rows_dt.to_pyarrow_dataset().to_table(filter=_within(upto))
             tombs = dels_dt.to_pyarrow_dataset().to_table(filter=_within(upto)) if dels_dt else None
-            table = _conform_stored(table, self.info)
+            table = conform_stored(table, self.info)
             alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))
             containers = sealed_containers(table, self.pk_name)
@@ -161,10 +166,17 @@ class LoadedCollection:
             growing[-2:] = [_merge([older, newer], self.pk_name)]
         self.containers = tuple(others + growing)
 
-    def note_sealed(self, shard: int, last_offset: int) -> None:
+    def note_sealed(self, shard: int, last_offset: int, table_version: int = -1) -> None:
         """The worker committed this shard up to ``last_offset`` (any thread; swapped by ``maybe_swap``)."""
         with self.cond:
-            self._pending_seal[shard] = max(last_offset, self._pending_seal.get(shard, -1))
+            if last_offset > self._pending_seal.get(shard, -1):
+                self._pending_seal[shard] = last_offset
+                self._seal_version[shard] = table_version if table_version >= 0 else None
+
+    def note_compacted(self, ann: SegmentsCompacted) -> None:
+        """A compaction replaced segments (any thread): read in the background, swapped by ``maybe_swap``."""
+        if ann.collection_id == self.info.collection_id and (ann.removed or ann.added):
+            self.compactions.prepare(self, ann)
 
     def maybe_swap(self) -> None:
         """On the tail thread: start reading what the worker sealed, and swap in what is ready."""
@@ -186,12 +198,13 @@ class LoadedCollection:
                     ).start()
             elif st.applied >= prepared.upto and self._ready(prepared):
                 self._swap(prepared)
+        self.compactions.swap_ready(self)
 
     def _prepare(self, shard: int, lo: int, upto: int) -> None:
         """Background: read the sealed rows (lo, upto] of a shard and load their index files."""
         try:
-            table = self.store.read(self.info.collection_id, ROWS, filter=seal_filter(shard, lo, upto))
-            table = _conform_stored(table, self.info) if table is not None else None
+            table = self._read_seal(shard, lo, upto)
+            table = conform_stored(table, self.info) if table is not None else None
             prepared = PreparedSeal(shard, upto, read_sealed(table, self.pk_name))
             with self.cond:
                 self._prepared[shard] = prepared  # before the file check: a later announcement finds it
@@ -204,7 +217,20 @@ class LoadedCollection:
         finally:
             self._preparing.discard(shard)
 
-    def _ready(self, prepared: PreparedSeal) -> bool:
+    def _read_seal(self, shard: int, lo: int, upto: int) -> pa.Table | None:
+        """The sealed rows as the seal committed them (a compaction since may have rewritten them;
+        its own swap follows); at the latest version when that one's files are vacuumed."""
+        version = self._seal_version.get(shard)
+        if version is not None:
+            try:
+                return self.store.read(
+                    self.info.collection_id, ROWS, filter=seal_filter(shard, lo, upto), version=version
+                )
+            except StorageError:
+                pass
+        return self.store.read(self.info.collection_id, ROWS, filter=seal_filter(shard, lo, upto))
+
+    def _ready(self, prepared: PreparedSeal | PreparedCompaction) -> bool:
         """Every index attached; or, checked on disk every few seconds (not on every poll of the
         tail thread), built or failed; or waited long enough."""
         if prepared.indexed(self.info, _never):
@@ -222,7 +248,14 @@ class LoadedCollection:
             return False
         prepared.last_check = now
         self._load_indexes(prepared.containers)  # in case an announcement went missing
-        return prepared.indexed(self.info, self._build_failed)
+        whole = isinstance(prepared, PreparedCompaction)
+        return prepared.indexed(self.info, self._build_failed if whole else self._seal_no_wait)
+
+    def _seal_no_wait(self, c: Container, field_name: str) -> bool:
+        """A seal's rows that a compaction rewrote or removed already: their index may not fit or
+        never come; do not wait (the compaction's swap follows). Nor for a failed build."""
+        removed = is_compacted(c.segment_id) or c.segment_id in self.compactions.removed
+        return removed or self._build_failed(c, field_name)
 
     def _build_failed(self, c: Container, field_name: str) -> bool:
         """The indexer gave up on this segment's index for now (its failure file): do not wait."""
@@ -265,7 +298,9 @@ class LoadedCollection:
         if idx_info is None or idx_info.index_id != index_id:
             return
         with self.cond:
-            prepared = [c for p in self._prepared.values() for c in p.containers]
+            prepared = [c for p in self._prepared.values() for c in p.containers] + [
+                *self.compactions.containers()
+            ]
         for c in [*self.containers, *prepared]:
             if c.sealed and c.segment_id == segment_id and field_name not in c.indexes:
                 f = self.info.schema.field(field_name)
@@ -292,7 +327,9 @@ class LoadedCollection:
         self.info = info
         self.interim.configure(info)
         with self.cond:
-            prepared = [c for p in self._prepared.values() for c in p.containers]
+            prepared = [c for p in self._prepared.values() for c in p.containers] + [
+                *self.compactions.containers()
+            ]
         for c in [*self.containers, *prepared]:
             for f in dropped:
                 c.indexes.pop(f, None)
@@ -330,6 +367,7 @@ class LoadedCollection:
             view = [(c, c.alive) for c in self.containers]
         else:
             view = [(c, c.live_at(at_ts)) for c in self.containers]
+            self.compactions.pinned_read()
         ttl = self.info.ttl_seconds
         if ttl:  # expired rows leave every read at once; compaction removes them from disk later
             now_ms = physical_ms(at_ts) if at_ts is not None else int(time.time() * 1000)
@@ -362,13 +400,6 @@ def _within(upto: dict[int, int]) -> ds.Expression:
         e = (ds.field("_shard") == s) & (ds.field("_offset") <= off)
         expr = e if expr is None else expr | e
     return expr if expr is not None else ds.scalar(False)
-
-
-def _conform_stored(table: pa.Table, info: CollectionInfo) -> pa.Table:
-    """Delta returns list<float> for fixed-size vectors, and older rows lack added fields."""
-    target = info.schema.stored_arrow_schema()
-    batches = [conform(b, target) for b in table.to_batches()]
-    return pa.Table.from_batches(batches, schema=target).sort_by("_seq")
 
 
 def _merge(chunks: list[Container], pk_name: str) -> Container:

@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 
 from schemas.catalog import CollectionInfo
 from searcher.segment import Container, sealed_containers
+from streams.segment_writer import conform
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,13 @@ def read_sealed(table: pa.Table | None, pk_name: str) -> list[Container]:
     n = table.num_rows
     table = table.append_column("__alive", pa.array(np.ones(n, bool)))
     return sealed_containers(table, pk_name)
+
+
+def conform_stored(table: pa.Table, info: CollectionInfo) -> pa.Table:
+    """Delta returns list<float> for fixed-size vectors, and older rows lack added fields."""
+    target = info.schema.stored_arrow_schema()
+    batches = [conform(b, target) for b in table.to_batches()]
+    return pa.Table.from_batches(batches, schema=target).sort_by("_seq")
 
 
 def seal_filter(shard: int, lo: int, upto: int) -> ds.Expression:
@@ -102,4 +110,4 @@ def remaining(growing: list[Container], upto: int, pk_name: str) -> list[Contain
     return kept
 
 
-__all__ = ["PreparedSeal", "read_sealed", "remaining", "seal_filter", "take_over"]
+__all__ = ["PreparedSeal", "conform_stored", "read_sealed", "remaining", "seal_filter", "take_over"]

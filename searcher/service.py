@@ -21,10 +21,11 @@ import pyarrow as pa
 from indexer.interim import single_threaded_adds
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
-from schemas.segments import IndexBuilt, SegmentSealed
+from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
 from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
+from searcher.compacted import CompactionStates
 from searcher.filters import CompiledFilter
 from searcher.grouping import Neighbours, View, grouped_hits
 from searcher.list_offsets import DirectEndPositions
@@ -41,7 +42,14 @@ from searcher.requests import (
     without_dropped,
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric
-from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
+from searcher.types import (
+    CompactionStatus,
+    Consistency,
+    ConsistencyLevel,
+    Hits,
+    QueryRequest,
+    SearchRequest,
+)
 from walvus.log import KafkaLog
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
@@ -83,8 +91,9 @@ class SearcherService:
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance)
         self.ann_tail = AnnouncementTail(
-            kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index
+            kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index, self._on_compaction
         )
+        self.compaction_states = CompactionStates()
         self._stopped = threading.Event()
         self._growing_added = threading.Event()
         self._interim_thread = threading.Thread(target=self._fill_interim, name="interim-index", daemon=True)
@@ -217,7 +226,20 @@ class SearcherService:
     def _on_sealed(self, ann: SegmentSealed) -> None:
         coll = self._loaded.get(ann.collection_id)
         if coll is not None:
-            coll.note_sealed(ann.shard, ann.last_offset)
+            coll.note_sealed(ann.shard, ann.last_offset, ann.table_version)
+
+    def _on_compaction(self, ann: CompactionRequested | SegmentsCompacted) -> None:
+        self.compaction_states.note(ann)
+        coll = self._loaded.get(ann.collection_id)
+        if coll is not None and isinstance(ann, SegmentsCompacted):
+            coll.note_compacted(ann)
+
+    def compaction_requested(self, collection: str, compaction_id: int) -> None:
+        """This gateway asked for a compaction: Executing from now on, before the topic says so."""
+        self.compaction_states.note(CompactionRequested(-1, collection, compaction_id))
+
+    def compaction(self, compaction_id: int) -> CompactionStatus | None:
+        return self.compaction_states.get(compaction_id)
 
     def _on_index(self, ann: IndexBuilt) -> None:
         from pathlib import Path
@@ -394,6 +416,7 @@ class SearcherService:
             "scanned_rows": coll.scanned_rows,
             "indexed_segments": sum(1 for c, _ in view if c.indexes),
             "loaded_indexes": sum(len(c.indexes) for c, _ in view if c.sealed),
+            "compacted_segments": sum(1 for c, _ in view if c.sealed and is_compacted(c.segment_id)),
             # how far this searcher has consumed the WAL: the last offset applied, per shard
             "consumed_offsets": ",".join(f"{s}:{off}" for s, off in sorted(coll.applied().items())),
         }

@@ -10,7 +10,13 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from schemas.exceptions import RecordFormatError
-from schemas.segments import IndexBuilt, SegmentSealed, decode_announcement
+from schemas.segments import (
+    CompactionRequested,
+    IndexBuilt,
+    SegmentsCompacted,
+    SegmentSealed,
+    decode_announcement,
+)
 from schemas.wal import WalRecord
 from walvus.log import drain
 
@@ -143,7 +149,7 @@ class WalTail:
 
 
 class AnnouncementTail:
-    """Follows the segments topic from its end: sealed segments and built indexes."""
+    """Follows the segments topic from its end: sealed segments, built indexes, compactions."""
 
     def __init__(
         self,
@@ -151,6 +157,7 @@ class AnnouncementTail:
         topic: str,
         on_sealed: Callable[[SegmentSealed], None],
         on_index: Callable[[IndexBuilt], None],
+        on_compaction: Callable[[CompactionRequested | SegmentsCompacted], None] = lambda a: None,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -161,7 +168,7 @@ class AnnouncementTail:
             }
         )
         self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
-        self._on_sealed, self._on_index = on_sealed, on_index
+        self._on_sealed, self._on_index, self._on_compaction = on_sealed, on_index, on_compaction
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="segments-tail", daemon=True)
 
@@ -188,6 +195,8 @@ class AnnouncementTail:
                         self._on_sealed(ann)
                     elif isinstance(ann, IndexBuilt):
                         self._on_index(ann)  # a failed build changes nothing the searcher holds
+                    elif isinstance(ann, CompactionRequested | SegmentsCompacted):
+                        self._on_compaction(ann)
                 except Exception:
                     log.exception("handling announcement failed offset=%s", m.offset())
         self._consumer.close()

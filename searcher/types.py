@@ -74,6 +74,18 @@ class QueryRequest:
     consistency: Consistency = field(default_factory=Consistency)
 
 
+@dataclass
+class CompactionStatus:
+    """What a gateway knows of a compaction: asked for and executing, or ``done``."""
+
+    compaction_id: int
+    collection: str
+    done: bool = False
+    removed: list[int] = field(default_factory=list)
+    plans: list[list] = field(default_factory=list)  # [[source segment ids...], target id]
+    error: str = ""
+
+
 class Searcher(Protocol):
     """What the gateway needs from a searcher (in-process today; remote replicas later)."""
 
@@ -92,3 +104,7 @@ class Searcher(Protocol):
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None: ...
 
     def stats(self, collection: str) -> dict[str, Any]: ...  # row_count etc.
+
+    def compaction_requested(self, collection: str, compaction_id: int) -> None: ...
+
+    def compaction(self, compaction_id: int) -> CompactionStatus | None: ...

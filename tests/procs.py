@@ -29,6 +29,8 @@ class Deployment:
             "WALVUS_METRICS_PORT": str(free_port()),
             "WALVUS_INDEXER_METRICS_PORT": str(free_port()),
             "WALVUS_SEAL_IDLE_SECONDS": "3",
+            # segments change under a test only where it asks for compaction (test_compaction.py)
+            "WALVUS_COMPACTION_CHECK_SECONDS": "3600",
             "WALVUS_SITE": self.namespace,
             **settings,
         }

@@ -29,13 +29,14 @@ from schemas.exceptions import (
     RequestTooLarge,
 )
 from schemas.live import stored_alive
+from schemas.segments import CompactionRequested
 from schemas.timestamps import HybridClock
-from schemas.topics import wal_topic
+from schemas.topics import segments_topic, wal_topic
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op
 from walvus.catalog import Catalog
 from walvus.exceptions import FlushTimeout
-from walvus.log import KafkaLog
+from walvus.log import KafkaLog, LogMessage
 from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
 from walvus.settings import KafkaSettings, LimitSettings, StorageSettings, WalvusSettings
 from walvus.snapshots import SnapshotBook
@@ -257,6 +258,19 @@ class Walvus:
                     time.sleep(0.02)
         return {name: pos for name, (_, pos) in waits.items()}
 
+    def request_compaction(self, name: str, target_size_mb: int = 0) -> int:
+        """Ask the compactor (in the indexer) to compact the collection now, into segments of at most
+        ``target_size_mb`` MB when given; returns the compaction id.
+
+        The request goes on the segments topic; the compactor answers there with ``SegmentsCompacted``."""
+        info = self.catalog.require(name)
+        compaction_id = self.clock.now()
+        req = CompactionRequested(info.collection_id, info.name, compaction_id, int(target_size_mb))
+        topic = segments_topic(self.ns)
+        self.kafka.ensure_topic(topic, 1)
+        self.kafka.append([LogMessage(topic, 0, req.to_json())])
+        return compaction_id
+
     def persisted_rows(self, name: str, partition: str | None = None) -> int:
         """Live rows committed to Delta (sealed segments minus deletes), without loading anything.
 
@@ -266,10 +280,11 @@ class Walvus:
         info = self.catalog.require(name)
         pk = info.schema.primary.name
         keep = [pk, "_seq", "_partition", "_shard"]
+        # the deletes table first: compaction purges tombstones only after the rows they hid
+        tombs = self.store.read(info.collection_id, DELETES, columns=["_pk", *keep[1:]])
         rows = self.store.read(info.collection_id, ROWS, columns=keep)
         if rows is None or rows.num_rows == 0:
             return 0
-        tombs = self.store.read(info.collection_id, DELETES, columns=["_pk", *keep[1:]])
         alive = stored_alive(rows, tombs, pk)
         if partition is not None:
             alive &= rows.column("_partition").to_numpy(zero_copy_only=False) == partition

@@ -167,6 +167,45 @@ class IndexerSettings(WalvusSettings):
         "(at 5 with one thread, 100k-row HNSW builds fell behind 1,000 rows/s and growing data piled up).",
     )
 
+    compaction_check_seconds: float = Field(
+        60.0, gt=0, description="How often the compactor checks every collection against its policy."
+    )
+    compaction_dead_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Compact a collection once this fraction of its stored rows is dead (superseded, "
+        "deleted, TTL-expired or in a dropped partition).",
+    )
+    compaction_small_segment_rows: int = Field(
+        65_536,
+        ge=1,
+        description="A sealed segment with fewer rows than this is small (merged by compaction).",
+    )
+    compaction_small_segments: int = Field(
+        8, ge=2, description="Compact a shard's partition once it has this many small segments."
+    )
+    compaction_max_segment_rows: int = Field(
+        1_000_000, ge=1, description="Compaction writes segments of at most this many rows."
+    )
+    vacuum_retention_seconds: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        description="Files a compaction removed from a table stay this long (time travel), then are "
+        "deleted (rounded up to whole hours; 0 deletes them at once).",
+    )
+
+    def compaction_policy(self) -> CompactionPolicy:  # noqa: F821 - runtime import keeps settings dependency-free
+        from indexer.compaction import CompactionPolicy
+
+        return CompactionPolicy(
+            dead_fraction=self.compaction_dead_fraction,
+            small_segment_rows=self.compaction_small_segment_rows,
+            small_segments=self.compaction_small_segments,
+            max_segment_rows=self.compaction_max_segment_rows,
+            retention_seconds=self.vacuum_retention_seconds,
+        )
+
     def build_threads(self) -> int:
         return self.index_build_threads or (os.cpu_count() or 1)
 

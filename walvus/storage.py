@@ -10,6 +10,7 @@ under ``indexes/``. Any URI that delta-rs supports works; the default is local d
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,58 @@ class SegmentStore:
         except DeltaError as exc:
             raise StorageError(f"cannot commit to {kind} table of collection {collection_id}: {exc}") from exc
         return dt.version()
+
+    def replace_segments(
+        self,
+        collection_id: int,
+        kind: str,
+        snapshot: DeltaTable,
+        table: pa.Table,
+        segment_ids: list[int],
+        *,
+        metadata: dict[str, Any],
+        partition_by: list[str] | None = None,
+    ) -> int:
+        """One Delta commit that removes every row of ``segment_ids`` and adds ``table`` (whose rows
+        all belong to ``segment_ids``), checked against ``snapshot``: the version the caller read.
+        Appends committed since do not conflict (they add other segments); a concurrent rewrite of
+        the same files does, and raises ``CommitConflict`` with nothing written. Application
+        transactions stay as they are. Returns the new table version."""
+        if not segment_ids:
+            raise ValueError("replace_segments needs the ids of the segments it replaces")
+        predicate = "_segment IN (" + ", ".join(str(int(s)) for s in sorted(set(segment_ids))) + ")"
+        props = CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()})
+        try:
+            write_deltalake(
+                snapshot,
+                table,
+                mode="overwrite",
+                predicate=predicate,
+                partition_by=partition_by,
+                commit_properties=props,
+            )
+            dt = DeltaTable(self.table_uri(collection_id, kind), storage_options=self.options)
+        except CommitFailedError as exc:
+            raise CommitConflict(
+                f"commit conflict rewriting {kind} segments of collection {collection_id}: {exc}"
+            ) from exc
+        except DeltaError as exc:
+            raise StorageError(f"cannot rewrite {kind} table of collection {collection_id}: {exc}") from exc
+        return dt.version()
+
+    def vacuum(self, collection_id: int, kind: str, retention_seconds: float) -> list[str]:
+        """Delete the files that commits removed more than ``retention_seconds`` ago (rounded up to
+        whole hours, as Delta counts; 0 deletes them at once). Files no commit ever added, such as
+        those of a writer killed before its commit, are left alone: a concurrent append's files
+        look the same until it commits. Returns the deleted files."""
+        dt = self.open(collection_id, kind)
+        if dt is None:
+            return []
+        hours = math.ceil(max(0.0, retention_seconds) / 3600)
+        try:
+            return list(dt.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False))
+        except DeltaError as exc:
+            raise StorageError(f"cannot vacuum {kind} table of collection {collection_id}: {exc}") from exc
 
     def read(
         self,
