@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import faiss
 import pyarrow.dataset as ds
@@ -37,6 +38,9 @@ from walvus.log import KafkaLog, LogMessage, drain
 from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
+
+if TYPE_CHECKING:
+    from walvus.gc import GcLoop
 
 log = logging.getLogger(__name__)
 
@@ -261,5 +265,38 @@ def run(bootstrap: str) -> None:
         settings.build_threads(),
         settings.indexer_nice,
     )
+    gc = _start_gc(kafka, catalog, storage.store(), base.namespace, bootstrap)
     worker.run()
+    if gc is not None:
+        gc.stop()
     catalog.stop()
+
+
+def _start_gc(
+    kafka: KafkaLog, catalog: Catalog, store: SegmentStore, namespace: str, bootstrap: str
+) -> GcLoop | None:
+    """Garbage collection runs beside the builds, on its own thread (``walvus.gc``)."""
+    from walvus.gc import GarbageCollector, GcLoop
+    from walvus.retention import WalRetention
+    from walvus.settings import GcSettings, KafkaSettings
+
+    settings = GcSettings()
+    if not settings.gc_enabled:
+        log.info("garbage collection disabled")
+        return None
+    gc = GarbageCollector(
+        kafka,
+        WalRetention(KafkaSettings().client_config(bootstrap)),
+        catalog,
+        store,
+        namespace,
+        dropped_retention_seconds=settings.gc_dropped_retention_seconds,
+        truncate_wal=settings.gc_truncate_wal,
+    )
+    log.info(
+        "garbage collection every %.0fs dropped_retention=%.0fs truncate_wal=%s",
+        settings.gc_interval_seconds,
+        settings.gc_dropped_retention_seconds,
+        settings.gc_truncate_wal,
+    )
+    return GcLoop(gc, settings.gc_interval_seconds).start()

@@ -12,6 +12,8 @@ from rich.table import Table
 from indexer.segments import index_file, sealed_segments
 from schemas.topics import wal_topic
 from walvus.api import Walvus
+from walvus.exceptions import LogUnavailable
+from walvus.retention import WalRetention
 from walvus.settings import KafkaSettings
 from walvus.storage import DELETES, ROWS
 
@@ -28,7 +30,8 @@ def report(what: str, collection: str | None = None) -> str:
         api.close()
     console = Console(record=True, width=140)
     with console.capture() as cap:
-        console.print(table)
+        for t in table if isinstance(table, list) else [table]:
+            console.print(t)
     return cap.get()
 
 
@@ -81,7 +84,37 @@ def _lag(api: Walvus, infos: list) -> Table:
     return t
 
 
-def _storage(api: Walvus, infos: list) -> Table:
+def _storage(api: Walvus, infos: list) -> list[Table]:
+    return [_usage(api, infos), _locations(api, infos)]
+
+
+def _locations(api: Walvus, infos: list) -> Table:
+    """Where each collection lives, for readers outside walvus (README: reading the tables)."""
+    t = Table("collection", "what", "where", title="storage locations")
+    retention = WalRetention(api.kafka.conf)
+    try:
+        for info in infos:
+            held = ""
+            topic = wal_topic(api.ns, info.collection_id)
+            try:
+                marks = retention.watermarks(topic, info.shards_num)
+                held = (
+                    "  (shard: offsets kept "
+                    + ", ".join(f"{s}: {m.low}..{m.high}" for s, m in marks.items())
+                    + ")"
+                )
+            except LogUnavailable:
+                pass
+            t.add_row(info.name, "rows table", api.store.table_uri(info.collection_id, ROWS))
+            t.add_row(info.name, "deletes table", api.store.table_uri(info.collection_id, DELETES))
+            t.add_row(info.name, "index dir", str(api.store.index_dir(info.collection_id)))
+            t.add_row(info.name, "WAL topic", topic + held)
+    finally:
+        retention.close()
+    return t
+
+
+def _usage(api: Walvus, infos: list) -> Table:
     t = Table("collection", "rows", "tombstones", "segments", "table bytes", "index bytes", title="storage")
     for info in infos:
         rows = api.store.read(info.collection_id, ROWS, columns=["_seq"])

@@ -10,11 +10,13 @@ under ``indexes/``. Any URI that delta-rs supports works; the default is local d
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -121,3 +123,37 @@ class SegmentStore:
     def dataset(self, collection_id: int, kind: str) -> ds.Dataset | None:
         dt = self.open(collection_id, kind)
         return None if dt is None else dt.to_pyarrow_dataset()
+
+    def collection_uri(self, collection_id: int) -> str:
+        return f"{self.root}/{collection_id}"
+
+    def collection_exists(self, collection_id: int) -> bool:
+        """Whether anything of the collection is stored: its tables or its index files."""
+        if self.index_dir(collection_id).exists():
+            return True
+        uri = self.collection_uri(collection_id)
+        if "://" not in uri or uri.startswith("file://"):
+            return Path(uri.removeprefix("file://")).exists()
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+            return fs.get_file_info(path).type != pafs.FileType.NotFound
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot look for collection {collection_id} at {uri}: {exc}") from exc
+
+    def remove_collection(self, collection_id: int) -> None:
+        """Delete the collection's tables and index files, for good (no time travel afterwards).
+
+        Object stores are reached through pyarrow's filesystems, which take their credentials from
+        the environment (``AWS_*``...), not from ``storage_options``."""
+        shutil.rmtree(self.index_dir(collection_id).parent, ignore_errors=True)
+        uri = self.collection_uri(collection_id)
+        try:
+            if "://" not in uri or uri.startswith("file://"):
+                shutil.rmtree(uri.removeprefix("file://"))
+            else:
+                fs, path = pafs.FileSystem.from_uri(uri)
+                fs.delete_dir(path)
+        except FileNotFoundError:
+            pass
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot remove the tables of collection {collection_id}: {exc}") from exc
