@@ -292,11 +292,13 @@ def _start_gc(
         namespace,
         dropped_retention_seconds=settings.gc_dropped_retention_seconds,
         truncate_wal=settings.gc_truncate_wal,
+        wal_retention_seconds=settings.gc_wal_retention_seconds,
     )
     log.info(
-        "garbage collection every %.0fs dropped_retention=%.0fs truncate_wal=%s",
+        "garbage collection every %.0fs dropped_retention=%.0fs truncate_wal=%s wal_retention=%.0fs",
         settings.gc_interval_seconds,
         settings.gc_dropped_retention_seconds,
         settings.gc_truncate_wal,
+        settings.gc_wal_retention_seconds,
     )
     return GcLoop(gc, settings.gc_interval_seconds).start()

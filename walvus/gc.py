@@ -2,11 +2,11 @@
 
 One pass (``GarbageCollector.collect``), run every ``WALVUS_GC_INTERVAL_SECONDS`` by the indexer:
 
-1. **WAL retention.** For each live collection and shard, records below
-   ``min(rows committed, deletes committed) + 1`` are deleted (Kafka ``DeleteRecords``). That is
-   the offset a new searcher replays from (it loads Delta up to the lower of the two tables'
-   application-transaction versions, then tails from the next offset), so nothing a reader needs
-   goes. CDC tasks hold the WAL too: each records the next source offset it needs in a consumer
+1. **WAL retention.** For each live collection and shard, records older than
+   ``WALVUS_GC_WAL_RETENTION_SECONDS`` and below ``min(rows committed, deletes committed) + 1``
+   are deleted (Kafka ``DeleteRecords``). That offset is the one a new searcher replays from (it
+   loads Delta up to the lower of the two tables' application-transaction versions, then tails
+   from the next offset), so nothing a reader needs goes. CDC tasks hold the WAL too: each records the next source offset it needs in a consumer
    group ``<namespace>.cdc.hold.<task id>`` on the source cluster, and the bound never passes
    it. A searcher that still fell behind the new low watermark reloads the collection from Delta.
 2. **Dropped indexes.** Index files (and failure files) of an index id that is no longer the
@@ -77,6 +77,7 @@ class GarbageCollector:
         *,
         dropped_retention_seconds: float,
         truncate_wal: bool = True,
+        wal_retention_seconds: float = 0.0,
         keep: Keep = keep_nothing,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
@@ -89,6 +90,7 @@ class GarbageCollector:
         )
         self.dropped_retention_ms = int(dropped_retention_seconds * 1000)
         self.truncate_wal = truncate_wal
+        self.wal_retention_ms = int(wal_retention_seconds * 1000)
         self.keep = keep
         self.now_ms = now_ms
         self._failing = OnceLog(log)
@@ -131,6 +133,9 @@ class GarbageCollector:
             for shard, offset in held.items():
                 if shard in safe:
                     safe[shard] = min(safe[shard], offset)
+        if self.wal_retention_ms > 0:  # records younger than the retention stay (CDC from earliest)
+            young = self.retention.offsets_at(topic, info.shards_num, self.now_ms() - self.wal_retention_ms)
+            safe = {s: min(off, young.get(s, off)) for s, off in safe.items()}
         before = {s: off for s, off in safe.items() if s in marks and off > marks[s].low}
         if not before:
             return {}

@@ -49,6 +49,24 @@ class WalRetention:
             out[p] = Watermarks(int(low), int(high))
         return out
 
+    def offsets_at(self, topic: str, partitions: int, ts_ms: int) -> dict[int, int]:
+        """Per partition, the first offset written at or after ``ts_ms`` (the end when none was)."""
+        tps = [TopicPartition(topic, p, int(ts_ms)) for p in range(partitions)]
+        try:
+            got = self._reader.offsets_for_times(tps, timeout=TIMEOUT)
+        except KafkaException as exc:
+            raise LogUnavailable(f"cannot look up offsets of {topic} by time: {exc}", topic=topic) from exc
+        out = {}
+        for tp in got:
+            if tp.error is not None:
+                raise LogUnavailable(
+                    f"cannot look up offsets of {topic}[{tp.partition}]: {tp.error}", topic=topic
+                )
+            out[tp.partition] = (
+                tp.offset if tp.offset >= 0 else self.watermarks(topic, partitions)[tp.partition].high
+            )
+        return out
+
     def delete_records(self, topic: str, before: dict[int, int]) -> dict[int, int]:
         """Delete each partition's records below ``before[p]``. Returns the new low watermarks."""
         if not before:

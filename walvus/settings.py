@@ -183,6 +183,12 @@ class GcSettings(WalvusSettings):
         description="How long a dropped collection's tables and WAL stay (Delta time travel) before they "
         "are removed (Milvus's dropTolerance, 3 h).",
     )
+    gc_wal_retention_seconds: float = Field(
+        604_800.0,
+        ge=0,
+        description="WAL records stay at least this long (Kafka's usual 7 days), so a CDC task started "
+        "from the earliest position still finds them; older ones go once Delta holds them.",
+    )
     gc_truncate_wal: bool = Field(
         True,
         description="Delete WAL records that are committed to Delta and replicated by every CDC task; "

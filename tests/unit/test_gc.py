@@ -46,6 +46,7 @@ class Kafka:
         self.holds: dict[str, dict[str, dict[int, int]]] = {}  # group -> topic -> shard -> offset
         self.deleted: list[str] = []
         self.broken: set[str] = set()
+        self.written_ms = NOW_MS - 30  # offset o was written at written_ms + o
 
     def topic(self, cid: int, highs: list[int]) -> str:
         name = f"{NS}.wal.{cid}"
@@ -73,6 +74,10 @@ class Kafka:
         for p, off in before.items():
             self.marks[topic][p] = Watermarks(off, self.marks[topic][p].high)
         return dict(before)
+
+    def offsets_at(self, topic: str, partitions: int, ts_ms: int) -> dict[int, int]:
+        """Offset p of partition 0 was written at ``self.written_ms + p``."""
+        return {p: max(0, ts_ms - self.written_ms) for p in range(partitions)}
 
     def groups(self, prefix: str) -> list[str]:
         return [g for g in self.holds if g.startswith(prefix)]
@@ -126,6 +131,16 @@ def test_a_cdc_hold_keeps_what_the_task_has_not_replicated(store: SegmentStore) 
     assert gc(kafka, Catalog(c), store).collect().truncated == {topic: {0: 12}}
     kafka.holds[hold_group(NS, "task1")] = {topic: {0: 50}}
     assert gc(kafka, Catalog(c), store).collect().truncated == {topic: {0: 46}}
+
+
+def test_records_younger_than_the_wal_retention_stay(store: SegmentStore) -> None:
+    kafka = Kafka()
+    c = info("c", cid_at(NOW_MS), shards=1)
+    topic = kafka.topic(c.collection_id, [50])
+    for kind in (ROWS, DELETES):
+        commit(store, c.collection_id, kind, 0, 45)
+    # offsets 0..49 were written 30 ms ago .. 20 ms from now: a 10 ms retention keeps 20 and later
+    assert gc(kafka, Catalog(c), store, wal_retention_seconds=0.01).collect().truncated == {topic: {0: 20}}
 
 
 def test_truncation_can_be_turned_off(store: SegmentStore) -> None:
