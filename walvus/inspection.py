@@ -31,7 +31,7 @@ def report(what: str, collection: str | None = None) -> str:
     console = Console(record=True, width=140)
     with console.capture() as cap:
         for t in table if isinstance(table, list) else [table]:
-            console.print(t)
+            console.print(t, soft_wrap=isinstance(t, str))  # locations: whole lines, to copy
     return cap.get()
 
 
@@ -84,34 +84,36 @@ def _lag(api: Walvus, infos: list) -> Table:
     return t
 
 
-def _storage(api: Walvus, infos: list) -> list[Table]:
+def _storage(api: Walvus, infos: list) -> list[Table | str]:
     return [_usage(api, infos), _locations(api, infos)]
 
 
-def _locations(api: Walvus, infos: list) -> Table:
-    """Where each collection lives, for readers outside walvus (README: reading the tables)."""
-    t = Table("collection", "what", "where", title="storage locations")
+def _locations(api: Walvus, infos: list) -> str:
+    """Where each collection lives, one line each, for readers outside walvus (README: reading the
+    tables with polars, DuckDB or Spark)."""
+    lines = []
     retention = WalRetention(api.kafka.conf)
     try:
         for info in infos:
-            held = ""
             topic = wal_topic(api.ns, info.collection_id)
             try:
                 marks = retention.watermarks(topic, info.shards_num)
                 held = (
-                    "  (shard: offsets kept "
+                    " (offsets kept per shard: "
                     + ", ".join(f"{s}: {m.low}..{m.high}" for s, m in marks.items())
                     + ")"
                 )
             except LogUnavailable:
-                pass
-            t.add_row(info.name, "rows table", api.store.table_uri(info.collection_id, ROWS))
-            t.add_row(info.name, "deletes table", api.store.table_uri(info.collection_id, DELETES))
-            t.add_row(info.name, "index dir", str(api.store.index_dir(info.collection_id)))
-            t.add_row(info.name, "WAL topic", topic + held)
+                held = ""
+            lines += [
+                f"{info.name} rows table: {api.store.table_uri(info.collection_id, ROWS)}",
+                f"{info.name} deletes table: {api.store.table_uri(info.collection_id, DELETES)}",
+                f"{info.name} index dir: {api.store.index_dir(info.collection_id)}",
+                f"{info.name} WAL topic: {topic}{held}",
+            ]
     finally:
         retention.close()
-    return t
+    return "\n".join(lines)
 
 
 def _usage(api: Walvus, infos: list) -> Table:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -150,6 +152,18 @@ def test_wal_truncated_below_delta_and_a_fresh_searcher_still_returns_exact_data
             lambda: all(m.low == replay_start()[s] > 0 for s, m in retention.watermarks(topic, 2).items()),
         )
         lows = {s: m.low for s, m in retention.watermarks(topic, 2).items()}
+        shown = subprocess.run(
+            [sys.executable, "-m", "walvus", "inspect", "storage", "docs"],
+            env={**os.environ, **deployment.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert f"docs rows table: {api.store.table_uri(info.collection_id, ROWS)}\n" in shown.stdout
+        assert f"docs deletes table: {api.store.table_uri(info.collection_id, DELETES)}\n" in shown.stdout
+        assert f"docs index dir: {api.store.index_dir(info.collection_id)}\n" in shown.stdout
+        assert f"docs WAL topic: {topic} (offsets kept per shard: 0: {lows[0]}..{ends[0]}" in shown.stdout
 
         # rows written after the truncation come from the WAL, above the low watermark
         client.upsert("docs", model.rows([3, 4, 5, 2000]))
