@@ -9,8 +9,10 @@ One pass (``GarbageCollector.collect``), run every ``WALVUS_GC_INTERVAL_SECONDS`
    from the next offset), so nothing a reader needs goes. CDC tasks hold the WAL too: each records the next source offset it needs in a consumer
    group ``<namespace>.cdc.hold.<task id>`` on the source cluster, and the bound never passes
    it. A searcher that still fell behind the new low watermark reloads the collection from Delta.
-2. **Dropped indexes.** Index files (and failure files) of an index id that is no longer the
-   field's current index are removed.
+2. **Dropped indexes and partitions.** Index files (and failure files) of an index id that is no
+   longer the field's current index are removed. Rows hidden by a dropped partition's tombstone
+   are deleted from the rows table (a new Delta version; their files leave the disk when the
+   table is vacuumed, which compaction owns).
 3. **Dropped collections.** Once ``WALVUS_GC_DROPPED_RETENTION_SECONDS`` have passed since the
    drop (Delta time travel works until then), the collection's tables and index files are removed,
    then its WAL topic is deleted, once every CDC hold on it has reached the topic's end. A drop is
@@ -34,7 +36,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from indexer.segments import parse_index_file
+import pyarrow.dataset as ds
+
+from indexer.segments import parse_index_file, sealed_segments
 from schemas.catalog import CollectionInfo
 from schemas.timestamps import physical_ms
 from schemas.topics import wal_prefix, wal_topic
@@ -61,6 +65,7 @@ class GcPass:
 
     truncated: dict[str, dict[int, int]] = field(default_factory=dict)  # topic -> shard -> low watermark
     index_files_removed: int = 0
+    partition_rows_removed: int = 0  # rows of dropped partitions deleted from the rows tables
     collections_removed: list[int] = field(default_factory=list)  # tables and index files gone
     topics_deleted: list[str] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)  # collection id -> error
@@ -122,6 +127,45 @@ class GarbageCollector:
             if low:
                 done.truncated[wal_topic(self.ns, info.collection_id)] = low
         done.index_files_removed += self._remove_dropped_indexes(info)
+        if not self.keep(info.collection_id):
+            done.partition_rows_removed += self._purge_dropped_partitions(info)
+            done.index_files_removed += self._remove_orphan_segment_indexes(info)
+
+    def _purge_dropped_partitions(self, info: CollectionInfo) -> int:
+        """Delete the rows a dropped partition hides (its partition tombstone's ``_partition`` and
+        ``_shard``, lower ``_seq``): dead for good, also if a partition of that name came back."""
+        tombs = self.store.read(
+            info.collection_id,
+            DELETES,
+            filter=ds.field("_pk").is_null(),
+            columns=["_partition", "_shard", "_seq"],
+        )
+        if tombs is None or tombs.num_rows == 0:
+            return 0
+        marks = tombs.group_by(["_partition", "_shard"]).aggregate([("_seq", "max")]).to_pylist()
+        rows = self.store.dataset(info.collection_id, ROWS)
+        removed = 0
+        for m in marks:
+            part, shard, seq = m["_partition"], int(m["_shard"]), int(m["_seq_max"])
+            hidden = (
+                (ds.field("_partition") == part) & (ds.field("_shard") == shard) & (ds.field("_seq") < seq)
+            )
+            if rows is None or rows.count_rows(filter=hidden) == 0:
+                continue  # purged at an earlier pass
+            quoted = part.replace("'", "''")
+            removed += self.store.delete_where(
+                info.collection_id,
+                ROWS,
+                f"_partition = '{quoted}' AND _shard = {shard} AND _seq < {seq}",
+                {"reason": "dropped partition", "partition": part, "shard": shard},
+            )
+            log.info(
+                "rows of dropped partition deleted collection=%s partition=%s shard=%s",
+                info.name,
+                part,
+                shard,
+            )
+        return removed
 
     def truncate(self, info: CollectionInfo) -> dict[int, int]:
         """Delete each shard's WAL records that are in Delta and past every CDC hold; returns the
@@ -182,6 +226,27 @@ class GarbageCollector:
                 removed += 1
         if removed:
             log.info("index files of dropped indexes removed collection=%s files=%d", info.name, removed)
+        return removed
+
+    def _remove_orphan_segment_indexes(self, info: CollectionInfo) -> int:
+        """Index files of segments no longer in the rows table (their rows were deleted).
+
+        The files are listed before the table is read: a segment is committed before its index is
+        built, so every listed file's segment is in the version read afterwards unless it went."""
+        directory = self.store.index_dir(info.collection_id)
+        if not directory.is_dir():
+            return 0
+        files = [(p, parsed) for p in directory.iterdir() if (parsed := parse_index_file(p.name)) is not None]
+        if not files or self.store.open(info.collection_id, ROWS) is None:
+            return 0
+        segments = sealed_segments(self.store, info.collection_id)
+        removed = 0
+        for path, (segment, _, _) in files:
+            if segment not in segments:
+                path.unlink(missing_ok=True)
+                removed += 1
+        if removed:
+            log.info("index files of removed segments deleted collection=%s files=%d", info.name, removed)
         return removed
 
     # dropped collections ---------------------------------------------------------------------------

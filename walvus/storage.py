@@ -120,6 +120,27 @@ class SegmentStore:
         except (DeltaError, OSError, pa.ArrowInvalid) as exc:
             raise StorageError(f"cannot read {kind} table of collection {collection_id}: {exc}") from exc
 
+    def delete_where(self, collection_id: int, kind: str, predicate: str, metadata: dict[str, Any]) -> int:
+        """Delete the rows matching a Delta SQL ``predicate`` in a new table version (files leave
+        the disk when the table is vacuumed). Returns how many rows went."""
+        dt = self.open(collection_id, kind)
+        if dt is None:
+            return 0
+        try:
+            got = dt.delete(
+                predicate,
+                commit_properties=CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()}),
+            )
+        except CommitFailedError as exc:
+            raise CommitConflict(
+                f"commit conflict deleting from {kind} table of collection {collection_id}: {exc}"
+            ) from exc
+        except DeltaError as exc:
+            raise StorageError(
+                f"cannot delete from {kind} table of collection {collection_id}: {exc}"
+            ) from exc
+        return int(got.get("num_deleted_rows", 0) or 0)
+
     def dataset(self, collection_id: int, kind: str) -> ds.Dataset | None:
         dt = self.open(collection_id, kind)
         return None if dt is None else dt.to_pyarrow_dataset()

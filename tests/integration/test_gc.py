@@ -23,6 +23,7 @@ from collections.abc import Callable
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow.dataset as ds
 import pytest
 from deltalake import DeltaTable
 from pymilvus import DataType, MilvusClient
@@ -129,6 +130,12 @@ def test_wal_truncated_below_delta_and_a_fresh_searcher_still_returns_exact_data
     client.delete("docs", ids=model.delete(list(range(0, 400, 10))))
     client.insert("docs", model.rows(list(range(1000, 1050))), partition_name="extra")
     client.flush("docs")
+    client.release_collection("docs")
+    extra = ds.field("_partition") == "extra"
+    cid = api.catalog.require("docs").collection_id
+    assert api.store.read(cid, ROWS, filter=extra).num_rows == 50
+    client.drop_partition("docs", "extra")  # its rows leave the rows table too
+    model.delete(list(range(1000, 1050)))
     client.upsert("docs", model.rows(list(range(1, 400, 5))))
     client.delete("docs", ids=model.delete(list(range(2, 400, 11))))
     client.flush("docs")
@@ -152,6 +159,13 @@ def test_wal_truncated_below_delta_and_a_fresh_searcher_still_returns_exact_data
             lambda: all(m.low == replay_start()[s] > 0 for s, m in retention.watermarks(topic, 2).items()),
         )
         lows = {s: m.low for s, m in retention.watermarks(topic, 2).items()}
+        wait_for(
+            "rows of the dropped partition deleted from Delta",
+            lambda: (
+                api.store.read(info.collection_id, ROWS, filter=ds.field("_partition") == "extra").num_rows
+                == 0
+            ),
+        )
         shown = subprocess.run(
             [sys.executable, "-m", "walvus", "inspect", "storage", "docs"],
             env={**os.environ, **deployment.env},

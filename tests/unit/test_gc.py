@@ -12,6 +12,7 @@ from schemas.catalog import CollectionInfo, IndexInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.timestamps import compose
 from schemas.types import DataType as D
+from streams.segment_writer import deletes_schema
 from walvus.catalog import CatalogView
 from walvus.exceptions import LogUnavailable
 from walvus.gc import GarbageCollector
@@ -91,9 +92,28 @@ def store(tmp_path: Path) -> SegmentStore:
     return SegmentStore(str(tmp_path / "tables"))
 
 
-def commit(store: SegmentStore, cid: int, kind: str, shard: int, last: int) -> None:
-    table = pa.table({"x": pa.array([1], pa.int64())})
-    store.append(cid, kind, table, shard=shard, last_offset=last, metadata={})
+def commit(
+    store: SegmentStore, cid: int, kind: str, shard: int, last: int, rows: list[dict] | None = None
+) -> None:
+    """A commit of ``rows`` (stored-row dicts; none by default) recording ``last`` for the shard."""
+    if kind == ROWS:
+        table = SCHEMA.to_delta(pa.Table.from_pylist(rows or [], schema=SCHEMA.stored_arrow_schema()))
+    else:
+        table = pa.Table.from_pylist(rows or [], schema=deletes_schema(pa.int64()))
+    store.append(cid, kind, table, shard=shard, last_offset=last, metadata={}, partition_by=None)
+
+
+def row(key: int, shard: int, seq: int, segment: int = 0, partition: str = "_default") -> dict:
+    return {
+        "id": key,
+        "v": [0.0, 1.0],
+        "_partition": partition,
+        "_shard": shard,
+        "_offset": seq,
+        "_seq": seq,
+        "_ts": 0,
+        "_segment": segment,
+    }
 
 
 def gc(kafka: Kafka, catalog: CatalogView, store: SegmentStore, **kw) -> GarbageCollector:  # type: ignore[no-untyped-def]
@@ -157,10 +177,17 @@ def test_index_files_of_dropped_indexes_go(store: SegmentStore) -> None:
     kafka = Kafka()
     c = info("c", cid_at(NOW_MS), indexes={"v": IndexInfo("v", "idx", "HNSW", "L2", index_id=9)})
     kafka.topic(c.collection_id, [0, 0])
+    commit(store, c.collection_id, ROWS, 0, 5, [row(1, 0, 1, segment=1), row(2, 0, 2, segment=2)])
     d = store.index_dir(c.collection_id)
     d.mkdir(parents=True)
     keep = ["1_v_9.faiss", "2_v_9.failed.json", "notes.txt"]
-    gone = ["1_v_8.faiss", "2_v_8.failed.json", "1_v_8.tmp123", "1_other_9.faiss"]
+    gone = [
+        "1_v_8.faiss",
+        "2_v_8.failed.json",
+        "1_v_8.tmp123",
+        "1_other_9.faiss",
+        "3_v_9.faiss",
+    ]  # 3: no rows
     for name in keep + gone:
         (d / name).write_text("x")
     done = gc(kafka, Catalog(c), store).collect()
@@ -242,3 +269,36 @@ def test_one_failing_collection_does_not_stop_the_others(store: SegmentStore) ->
     done = gc(kafka, Catalog(bad, good), store).collect()
     assert done.truncated == {topic: {0: 9}}
     assert list(done.failed) == [bad.collection_id] and "watermarks" in done.failed[bad.collection_id]
+
+
+def test_rows_of_a_dropped_partition_are_deleted_and_their_segments_index_files_go(
+    store: SegmentStore,
+) -> None:
+    kafka = Kafka()
+    c = info("c", cid_at(NOW_MS), shards=1, indexes={"v": IndexInfo("v", "idx", "FLAT", "L2", index_id=9)})
+    kafka.topic(c.collection_id, [0])
+    # p1 written (segment 5), dropped at seq 10, created again and written (segment 6); p2 untouched
+    rows = [row(1, 0, 1, 5, "p1"), row(2, 0, 2, 5, "p1"), row(3, 0, 3, 7, "p2"), row(4, 0, 11, 6, "p1")]
+    commit(store, c.collection_id, ROWS, 0, 11, rows)
+    commit(
+        store,
+        c.collection_id,
+        DELETES,
+        0,
+        11,
+        [{"_pk": None, "_partition": "p1", "_shard": 0, "_offset": 10, "_seq": 10, "_ts": 0, "_segment": 5}],
+    )
+    d = store.index_dir(c.collection_id)
+    d.mkdir(parents=True)
+    for seg in (5, 6, 7):
+        (d / f"{seg}_v_9.faiss").write_text("x")
+    done = gc(kafka, Catalog(c), store).collect()
+    assert done.partition_rows_removed == 2 and not done.failed
+    left = store.read(c.collection_id, ROWS)
+    assert sorted(left.column("id").to_pylist()) == [3, 4]
+    assert sorted(p.name for p in d.iterdir()) == ["6_v_9.faiss", "7_v_9.faiss"]
+    again = gc(kafka, Catalog(c), store).collect()  # nothing more to do, and no new table version
+    version = store.open(c.collection_id, ROWS).version()
+    assert again.partition_rows_removed == 0 and store.open(c.collection_id, ROWS).version() == version
+    pinned = gc(kafka, Catalog(c), store, keep=lambda cid: True)
+    assert pinned.collect().partition_rows_removed == 0
