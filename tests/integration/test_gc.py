@@ -256,6 +256,8 @@ def test_dropped_index_and_collection_leave_disk_and_log(deployment) -> None:
     client.insert("gone", model.rows([5]))
     client.load_collection("gone")
     assert _live(client, "gone") == {5: model.version}
+    # the streams worker stopped reading the dropped WAL at the drop, before the topic went
+    assert "not found in cluster metadata" not in deployment.log_tail("streams", 1000)
     client.close()
 
 
