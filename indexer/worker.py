@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import faiss
@@ -273,10 +274,16 @@ def run(bootstrap: str) -> None:
 
 
 def _start_gc(
-    kafka: KafkaLog, catalog: Catalog, store: SegmentStore, namespace: str, bootstrap: str
+    kafka: KafkaLog,
+    catalog: Catalog,
+    store: SegmentStore,
+    namespace: str,
+    bootstrap: str,
+    keep: Callable[[int], bool] | None = None,
 ) -> GcLoop | None:
-    """Garbage collection runs beside the builds, on its own thread (``walvus.gc``)."""
-    from walvus.gc import GarbageCollector, GcLoop
+    """Garbage collection runs beside the builds, on its own thread (``walvus.gc``); ``keep`` says
+    which collections' tables are pinned (snapshots), by collection id."""
+    from walvus.gc import GarbageCollector, GcLoop, keep_nothing
     from walvus.retention import WalRetention
     from walvus.settings import GcSettings, KafkaSettings
 
@@ -293,6 +300,7 @@ def _start_gc(
         dropped_retention_seconds=settings.gc_dropped_retention_seconds,
         truncate_wal=settings.gc_truncate_wal,
         wal_retention_seconds=settings.gc_wal_retention_seconds,
+        keep=keep or keep_nothing,
     )
     log.info(
         "garbage collection every %.0fs dropped_retention=%.0fs truncate_wal=%s wal_retention=%.0fs",

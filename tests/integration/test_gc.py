@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -283,3 +284,42 @@ def test_a_tail_whose_next_records_were_deleted_reports_it(kafka_bootstrap) -> N
         retention.close()
         kafka.delete_topic(topic)
         kafka.close()
+
+
+def test_a_searcher_left_behind_by_the_truncation_reloads_from_delta(deployment) -> None:
+    """A gateway frozen (SIGSTOP) while rows are written, sealed and truncated from the WAL wakes up
+    below the new low watermark: it reloads the collection from Delta and answers exactly."""
+    deployment.env.update(GC_ENV)
+    deployment.start("streams", "indexer", "gateway")
+    client = MilvusClient(deployment.uri)
+    api = deployment.api()
+    client.create_collection("docs", schema=_schema(client), index_params=_index_params(client))
+    model = Model()
+    client.insert("docs", model.rows(list(range(100))))
+    assert _live(client, "docs") == model.live  # loaded, tailing the WAL
+    info = api.catalog.require("docs")
+    topic = wal_topic(api.ns, info.collection_id)
+    retention = WalRetention(api.kafka.conf)
+    gateway = deployment.procs["gateway"]
+    os.killpg(gateway.pid, signal.SIGSTOP)
+    try:
+        api.upsert("docs", [{**r, "half": r["half"].tobytes()} for r in model.rows(list(range(50, 150)))])
+        api.delete("docs", model.delete(list(range(0, 20))))
+        api.flush(["docs"])
+        end = api.kafka.end_offsets(topic, 1)[0]
+        wait_for(
+            "the WAL truncated past the frozen searcher", lambda: retention.watermarks(topic, 1)[0].low == end
+        )
+    finally:
+        os.killpg(gateway.pid, signal.SIGCONT)
+        retention.close()
+
+    def exact() -> bool:
+        try:
+            return _live(client, "docs") == model.live
+        except Exception:  # a Strong read may time out while the old copy waits for the reload
+            return False
+
+    wait_for("the searcher reloaded from Delta", exact, timeout=120)
+    assert "reloading collection from Delta" in deployment.log_tail("gateway", 400)
+    client.close()
