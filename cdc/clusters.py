@@ -15,8 +15,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from cdc.exceptions import ClusterUnreachable, TopicMismatch
-from cdc.spec import Endpoint
+from cdc.spec import Endpoint, TaskSpec
 from walvus.log import MAX_MESSAGE_BYTES, drain
+from walvus.retention import WalRetention, hold_group
 
 log = logging.getLogger(__name__)
 CATALOG_TOPIC_CONFIG = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1"}
@@ -152,3 +153,14 @@ class TargetTopics:
             if time.monotonic() > deadline:
                 return 0
             time.sleep(0.05)
+
+
+def release_hold(task: TaskSpec) -> None:
+    """Delete a deleted task's WAL hold on the source, so the source's WAL can be truncated past it."""
+    retention = WalRetention(task.source.client_config())
+    try:
+        retention.delete_group(hold_group(task.source.namespace, task.task_id))
+    except Exception as exc:  # the source may be gone; its GC then never needed the hold
+        log.warning("could not release the WAL hold task=%s error=%s", task.name, exc)
+    finally:
+        retention.close()

@@ -33,6 +33,7 @@ from cdc.routing import SKIP_ORIGIN, Decision, Router
 from cdc.settings import CdcSettings
 from cdc.spec import Positions, TaskSpec
 from walvus.log import MAX_MESSAGE_BYTES, drain
+from walvus.retention import hold_group
 
 log = logging.getLogger(__name__)
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
@@ -150,6 +151,7 @@ class _Session:
         self.producer: Producer | None = None
         self.catalog: Consumer | None = None
         self.wal: Consumer | None = None
+        self.hold: Consumer | None = None  # commits the WAL hold on the source (see walvus.gc)
 
     def run(self) -> None:
         spec, rep = self.spec, self.rep
@@ -189,6 +191,9 @@ class _Session:
         self.catalog = reader(self.spec.source)
         self.catalog.assign([TopicPartition(self.router.source_catalog, 0, cat_start)])
         self.wal = reader(self.spec.source)
+        self.hold = reader(
+            self.spec.source, **{"group.id": hold_group(self.spec.source.namespace, self.spec.task_id)}
+        )
         with self.rep._lock:
             self.rep._tracked = {self.router.source_catalog: {0: max(cat_start, 0)}}
         for name, (offset, d) in snapshot.items():
@@ -214,6 +219,7 @@ class _Session:
         self.wal.incremental_assign(tps)
         self.wal_tps += [TopicPartition(topic, p) for p in range(shards)]
         self.followed.add(cid)
+        self._hold([(topic, tp.partition, max(tp.offset, 0)) for tp in tps])
         with self.rep._lock:
             self.rep._tracked[topic] = {tp.partition: max(tp.offset, 0) for tp in tps}
         log.info("following collection task=%s collection_id=%d shards=%d", self.spec.name, cid, shards)
@@ -317,6 +323,7 @@ class _Session:
             key, value = positions_mod.encode(topic, partition, offset)
             self._produce(ptopic, 0, value, key)
         self._call(self.producer.commit_transaction, 60)
+        self._hold([m for m in moved if m[0] != self.router.source_catalog])
         stats = self.rep.stats
         stats.transactions += 1
         stats.replicated += self.batch.records
@@ -328,6 +335,17 @@ class _Session:
             for topic, partition, offset in moved:
                 self.committed.setdefault(topic, {})[partition] = offset
                 self.rep._tracked.setdefault(topic, {})[partition] = offset
+
+    def _hold(self, positions: list[tuple[str, int, int]]) -> None:
+        """Tell the source's garbage collector the next WAL offsets this task needs (a consumer
+        group of the task's own, committed after the target's transaction; only a hold, never
+        read back: positions live in the target). A failed commit keeps the older, lower hold."""
+        if not positions or self.hold is None:
+            return
+        try:
+            self.hold.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=True)
+        except KafkaException as exc:
+            log.warning("WAL hold not committed task=%s error=%s", self.spec.name, exc)
 
     def _abort(self) -> None:
         if self.producer is not None and self.batch.open:
@@ -350,7 +368,7 @@ class _Session:
             raise
 
     def _close(self) -> None:
-        for c in (self.catalog, self.wal):
+        for c in (self.catalog, self.wal, self.hold):
             if c is not None:
                 c.close()
         if self.producer is not None:

@@ -18,7 +18,7 @@ from confluent_kafka import TopicPartition
 
 from cdc import lag as lag_mod
 from cdc import positions as positions_mod
-from cdc.clusters import check_reachable, drop_topic, read_catalog, reader, watermarks
+from cdc.clusters import check_reachable, drop_topic, read_catalog, reader, release_hold, watermarks
 from cdc.exceptions import InvalidTask, TaskExists, UnknownCollection
 from cdc.lag import LagProbe, ShardLag
 from cdc.replicator import Replicator
@@ -107,6 +107,7 @@ class CdcService:
         self.store.remove(task.task_id)
         self._paused_lag.pop(task.task_id, None)
         drop_topic(task.target, positions_mod.positions_topic(task.target.namespace, task.task_id))
+        release_hold(task)
         log.info("task deleted task=%s id=%s", task.name, task.task_id)
         return {"deleted": task.task_id, "name": task.name}
 

@@ -166,11 +166,13 @@ def compact(
     force: bool,
     now_ms: int | None = None,
     target_bytes: int = 0,
+    vacuum: bool = True,
 ) -> CompactionResult:
     """Compact the collection's tables once (see the module doc). Concurrent appends are fine; a
     concurrent rewrite makes this start over from a fresh snapshot (``policy.attempts`` times).
     ``target_bytes`` (a client's target size) bounds the new segments' stored size, by the table's
-    stored bytes per row, below ``policy.max_segment_rows``."""
+    stored bytes per row, below ``policy.max_segment_rows``. ``vacuum=False`` (a snapshot pins the
+    tables) leaves the removed files on disk."""
     cid = info.collection_id
     result = committed_result(store, cid, compaction_id) or CompactionResult()
     for attempt in range(policy.attempts if result.table_version < 0 else 0):
@@ -192,8 +194,9 @@ def compact(
             if attempt + 1 >= policy.attempts:
                 log.warning("tombstone purge gave up after conflicts collection=%s", info.name)
             time.sleep(0.05 * 2**attempt)
-    result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
-    result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
+    if vacuum:
+        result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
+        result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
     retire_index_files(store, info, max(policy.retention_seconds, INDEX_GRACE_SECONDS))
     return result
 

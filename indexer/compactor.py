@@ -57,11 +57,15 @@ class Compactor:
         policy: CompactionPolicy | None = None,
         check_seconds: float = 60.0,
         on_compacted: Callable[[], None] = lambda: None,
+        keep: Callable[[int], bool] = lambda collection_id: False,
     ) -> None:
+        """``keep``: collection id -> a snapshot pins its tables, so the files old versions need
+        are not vacuumed (time travel to the pinned version must find them)."""
         self.kafka, self.catalog, self.store, self.ns = kafka, catalog, store, namespace
         self.policy = policy or CompactionPolicy()
         self.check_seconds = check_seconds
         self.on_compacted = on_compacted
+        self.keep = keep
         self.clock = HybridClock()
         self.compactions = 0
         self._stop = threading.Event()
@@ -180,7 +184,13 @@ class Compactor:
         """Compact one collection, alone: a failure is logged and announced, never raised."""
         try:
             result = compact(
-                self.store, info, compaction_id, self.policy, force=force, target_bytes=target_bytes
+                self.store,
+                info,
+                compaction_id,
+                self.policy,
+                force=force,
+                target_bytes=target_bytes,
+                vacuum=not self.keep(info.collection_id),
             )
         except Exception as exc:
             COMPACTION_FAILURES.labels(info.name).inc()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,16 @@ class IndexProgress(NamedTuple):
 
 def index_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.faiss"
+
+
+# <segment>_<field>_<index id> then .faiss, .failed.json, or a writer's temporary suffix
+_INDEX_NAME = re.compile(r"^(\d+)_(.+)_(\d+)\.(?:faiss|tmp\d+|failed\.json(?:\.tmp\d+)?)$")
+
+
+def parse_index_file(name: str) -> tuple[int, str, int] | None:
+    """(segment id, field, index id) of a file in an index dir, or None for another file."""
+    m = _INDEX_NAME.match(name)
+    return None if m is None else (int(m.group(1)), m.group(2), int(m.group(3)))
 
 
 def failure_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:

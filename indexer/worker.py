@@ -19,6 +19,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import faiss
 import pyarrow.dataset as ds
@@ -38,6 +40,9 @@ from walvus.log import KafkaLog, LogMessage, drain
 from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
+
+if TYPE_CHECKING:
+    from walvus.gc import GcLoop
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +251,9 @@ def run(bootstrap: str) -> None:
     settings = IndexerSettings()
     backoff = Backoff(settings.index_retry_first_seconds, settings.index_retry_max_seconds)
     worker = IndexWorker(kafka, catalog, storage.store(), base.namespace, backoff=backoff)
+    from walvus.snapshots import SnapshotBook
+
+    snapshots = SnapshotBook(kafka, base.namespace).start()  # what snapshots pin is never removed
     compactor = Compactor(
         kafka,
         catalog,
@@ -254,6 +262,7 @@ def run(bootstrap: str) -> None:
         policy=settings.compaction_policy(),
         check_seconds=settings.compaction_check_seconds,
         on_compacted=worker._wake.set,  # build the new segments' indexes now
+        keep=snapshots.pinned,
     )
     on_stop_signal(worker.stop)
     faiss.omp_set_num_threads(settings.build_threads())  # builds run on this thread
@@ -273,6 +282,48 @@ def run(bootstrap: str) -> None:
     )
     kafka.ensure_topic(segments_topic(base.namespace), 1)
     compactor.start()
+    gc = _start_gc(kafka, catalog, storage.store(), base.namespace, bootstrap, keep=snapshots.pinned)
     worker.run()
     compactor.stop()
+    if gc is not None:
+        gc.stop()
     catalog.stop()
+
+
+def _start_gc(
+    kafka: KafkaLog,
+    catalog: Catalog,
+    store: SegmentStore,
+    namespace: str,
+    bootstrap: str,
+    keep: Callable[[int], bool] | None = None,
+) -> GcLoop | None:
+    """Garbage collection runs beside the builds, on its own thread (``walvus.gc``); ``keep`` says
+    which collections' tables are pinned (snapshots), by collection id."""
+    from walvus.gc import GarbageCollector, GcLoop, keep_nothing
+    from walvus.retention import WalRetention
+    from walvus.settings import GcSettings, KafkaSettings
+
+    settings = GcSettings()
+    if not settings.gc_enabled:
+        log.info("garbage collection disabled")
+        return None
+    gc = GarbageCollector(
+        kafka,
+        WalRetention(KafkaSettings().client_config(bootstrap)),
+        catalog,
+        store,
+        namespace,
+        dropped_retention_seconds=settings.gc_dropped_retention_seconds,
+        truncate_wal=settings.gc_truncate_wal,
+        wal_retention_seconds=settings.gc_wal_retention_seconds,
+        keep=keep or keep_nothing,
+    )
+    log.info(
+        "garbage collection every %.0fs dropped_retention=%.0fs truncate_wal=%s wal_retention=%.0fs",
+        settings.gc_interval_seconds,
+        settings.gc_dropped_retention_seconds,
+        settings.gc_truncate_wal,
+        settings.gc_wal_retention_seconds,
+    )
+    return GcLoop(gc, settings.gc_interval_seconds).start()

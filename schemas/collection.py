@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas.exceptions import FieldNameInvalid, SchemaError
-from schemas.types import SCALAR_ARROW, DataType, vector_arrow_type
+from schemas.types import SCALAR_ARROW, DataType, delta_vector_type, vector_arrow_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 DEFAULT_MAX_DIM = 32_768
@@ -103,6 +103,22 @@ class CollectionSchema:
         for name, typ in SYSTEM_COLUMNS.items():
             sch = sch.append(pa.field(name, typ))
         return sch
+
+    def delta_arrow_schema(self) -> pa.Schema:
+        """What a segment row looks like in the Parquet files of Delta: vectors variable-size."""
+        sch = self.stored_arrow_schema()
+        for f in self.vector_fields:
+            i = sch.get_field_index(f.name)
+            sch = sch.set(i, pa.field(f.name, delta_vector_type(f.dtype), nullable=True))
+        return sch
+
+    def to_delta(self, table: pa.Table) -> pa.Table:
+        """``table`` with its vector columns cast to the Delta file types (values unchanged)."""
+        for f in self.vector_fields:
+            i = table.schema.get_field_index(f.name)
+            if i >= 0:
+                table = table.set_column(i, f.name, table.column(i).cast(delta_vector_type(f.dtype)))
+        return table
 
     def with_field(self, new: FieldSchema) -> CollectionSchema:
         """A new schema version with one more (nullable) field: Milvus's add-field."""

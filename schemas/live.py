@@ -75,3 +75,27 @@ def dropped_by_partition(rows: pa.Table, tombs: pa.Table | None) -> np.ndarray |
     ):  # one per dropped partition and shard: a handful
         hidden |= pc.equal(part, p).to_numpy(zero_copy_only=False) & (shard == s) & (seq < q)
     return hidden
+
+
+def live_rows_sql(pk: str, rows: str = "rows", deletes: str = "deletes") -> str:
+    """The rule of ``stored_alive`` in plain SQL (DuckDB, polars SQL, Spark) over a collection's two
+    Delta tables, registered as ``rows`` and ``deletes``: a row is live when its ``_seq`` is the
+    highest of its key's writes and key tombstones (a key always lives in one shard, where ``_seq``
+    is the WAL order), and no partition tombstone (null ``_pk``) of its partition and shard came
+    after it. ``pk`` is the primary key field's name. Collections with a TTL also drop rows whose
+    ``_ts`` (a hybrid timestamp: milliseconds << 18) is older than the TTL.
+    """
+    q = f'"{pk}"'
+    return f"""SELECT r.* FROM {rows} AS r
+JOIN (
+  SELECT pk, max(_seq) AS last_seq FROM (
+    SELECT {q} AS pk, _seq FROM {rows}
+    UNION ALL
+    SELECT _pk AS pk, _seq FROM {deletes} WHERE _pk IS NOT NULL
+  ) AS w GROUP BY pk
+) AS l ON r.{q} = l.pk AND r._seq = l.last_seq
+LEFT JOIN (
+  SELECT _partition, _shard, max(_seq) AS dropped_seq FROM {deletes} WHERE _pk IS NULL
+  GROUP BY _partition, _shard
+) AS p ON r._partition = p._partition AND r._shard = p._shard
+WHERE p.dropped_seq IS NULL OR r._seq > p.dropped_seq"""

@@ -67,11 +67,26 @@ INTEGER_RANGES: dict[DataType, tuple[int, int]] = {
 
 
 def vector_arrow_type(dtype: DataType, dim: int) -> pa.DataType:
-    """Vectors are stored compactly: float32 lists, or fixed-size binary for 16-bit and bit vectors."""
+    """Vectors in flight (WAL records, searcher memory): fixed-size float32 lists, or fixed-size
+    binary for 16-bit and bit vectors."""
     if dtype == DataType.FLOAT_VECTOR:
         return pa.list_(pa.float32(), dim)
     if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
         return pa.binary(dim * 2)
     if dtype == DataType.BINARY_VECTOR:
         return pa.binary(dim // 8)
+    raise ValueError(f"{dtype.name} is not a supported vector type")
+
+
+def delta_vector_type(dtype: DataType) -> pa.DataType:
+    """Vectors in the Parquet files of a Delta table: variable-size, as the Delta schema says.
+
+    Delta has no fixed-size list or binary type: a table written with them says ``array<float>``
+    or ``binary`` while its files say otherwise, and readers that trust the Delta schema (polars)
+    refuse the files. walvus readers cast back to ``vector_arrow_type`` (dim comes from the schema).
+    """
+    if dtype == DataType.FLOAT_VECTOR:
+        return pa.list_(pa.float32())
+    if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR):
+        return pa.binary()
     raise ValueError(f"{dtype.name} is not a supported vector type")

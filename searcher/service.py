@@ -89,7 +89,7 @@ class SearcherService:
         self._consumed = ConsumedGauge()
         self.session_is_local = True  # False when a client's writes may have gone through another process
         self.kafka.ensure_topic(segments_topic(namespace), 1)
-        self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance)
+        self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance, self._reload)
         self.ann_tail = AnnouncementTail(
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index, self._on_compaction
         )
@@ -159,6 +159,21 @@ class SearcherService:
             self._loading.pop(info.collection_id, None)
         self.wal_tail.assign(topic, starts)
         log.info("loaded collection=%s rows=%s", info.name, sum(c.num_rows for c in coll.containers))
+
+    def _reload(self, topic: str) -> None:
+        """The WAL records this searcher was to read next were deleted (it fell behind the WAL's
+        retention, which never passes what Delta holds): load the collection again from Delta.
+        Until the new copy is in, the old one answers."""
+        with self._lock:
+            coll = self._by_topic.get(topic)
+            if coll is None or coll.info.collection_id in self._loading:
+                return
+            info = self.catalog.by_id(coll.info.collection_id) or coll.info
+            t = threading.Thread(target=self._load, args=(info,), name=f"reload-{info.name}", daemon=True)
+            self._loading[info.collection_id] = t
+        log.warning("reloading collection from Delta: the WAL was truncated past it collection=%s", info.name)
+        self.wal_tail.unassign(topic)
+        t.start()
 
     def release(self, collection: str, partitions: list[str] | None = None) -> None:
         info = self.catalog.require(collection)

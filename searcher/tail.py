@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.exceptions import RecordFormatError
 from schemas.segments import (
@@ -22,6 +22,7 @@ from walvus.log import drain
 
 log = logging.getLogger(__name__)
 CAUGHT_UP_MARGIN = 0.5  # seconds: a fetch answer is at most a long poll (0.1 s) plus delivery old
+_TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}
 
 
 class WalTail:
@@ -33,6 +34,7 @@ class WalTail:
         apply: Callable[[str, int, int, WalRecord], None],
         after_poll: Callable[[], None] = lambda: None,
         advance: Callable[[str, int, int], None] = lambda t, p, o: None,
+        truncated: Callable[[str], None] = lambda t: None,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -43,9 +45,13 @@ class WalTail:
                 "fetch.wait.max.ms": 100,  # a long poll: the broker answers as soon as data arrives
                 "fetch.min.bytes": 1,
                 "fetch.message.max.bytes": 68_157_440,
+                # the records to read next were deleted (WAL retention, ``walvus.gc``): never jump
+                # over them; ``truncated`` reloads the collection from Delta, which holds them
+                "auto.offset.reset": "error",
             }
         )
         self._apply = apply
+        self._truncated = truncated
         self._after_poll = after_poll
         self._advance = advance
         self._assigned: dict[tuple[str, int], int] = {}
@@ -93,6 +99,8 @@ class WalTail:
                 continue
             for m in msgs:
                 if m.error():
+                    if m.error().code() in _TRUNCATED and m.topic():
+                        self._on_truncated(m.topic(), m.error())
                     continue
                 key = (m.topic(), m.partition())
                 with self._lock:
@@ -119,6 +127,16 @@ class WalTail:
             except Exception:
                 log.exception("after-poll step failed")
         self._consumer.close()
+
+    def _on_truncated(self, topic: str, error: KafkaError) -> None:
+        with self._lock:
+            if not any(t == topic for t, _ in self._assigned):
+                return
+        log.warning("WAL records to read were deleted topic=%s error=%s", topic, error)
+        try:
+            self._truncated(topic)
+        except Exception:
+            log.exception("handling a truncated WAL failed topic=%s", topic)
 
     def _report_positions(self) -> None:
         """Everything below the consumer's position was delivered or skipped (transaction markers,

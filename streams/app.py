@@ -89,7 +89,9 @@ class StreamsWorker:
         subscription = DynamicSubscription(app, wal)
         self.catalog.add_listener(
             lambda info: (
-                subscription.request([wal_topic(self.ns, info.collection_id)]) if info.active else None
+                subscription.request([wal_topic(self.ns, info.collection_id)])
+                if info.active
+                else subscription.forget([wal_topic(self.ns, info.collection_id)])
             )
         )
         mat = self.materializer
@@ -155,7 +157,9 @@ class StreamsWorker:
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             async with self.lock:  # not while a record is being added
-                mat.drop([(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")])
+                mat.drop(
+                    [(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")]
+                )
 
         return app
 

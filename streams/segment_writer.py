@@ -160,6 +160,10 @@ class SegmentWriter:
             for r in records
             if r.record.header.op == Op.DELETE and r.record.num_rows or _drops_partition(r.record)
         ]
+        # both tables' positions advance at every seal (an empty commit for the one with nothing):
+        # a new searcher replays the WAL from the lower of the two, and the garbage collector
+        # truncates the WAL below it (``walvus.gc``), so neither may lag behind with no reason
+        forced = forced or bool(writes) or bool(kills)
 
         def rows_after(done: int) -> tuple[pa.Table, int] | None:
             rows = [
@@ -170,7 +174,7 @@ class SegmentWriter:
             if not rows and not forced:
                 return None
             table = pa.Table.from_batches(rows) if rows else info.schema.stored_arrow_schema().empty_table()
-            return table, table.num_rows
+            return info.schema.to_delta(table), table.num_rows
 
         def tombstones_after(done: int) -> tuple[pa.Table, int] | None:
             dels = [self._tombstones(r, shard, seg, info) for r in kills if r.offset > done]

@@ -27,6 +27,7 @@ class DynamicSubscription:
         self.app = app
         self.channel = channel
         self._pending: set[str] = set()
+        self._unwanted: set[str] = set()  # WAL topics of dropped collections (deleted later by the GC)
         self._lock = threading.Lock()
         self._asked_at = 0.0
         self._unknown_asks: dict[str, int] = {}
@@ -58,11 +59,30 @@ class DynamicSubscription:
         with self._lock:
             self._pending.update(topics)
 
+    def forget(self, topics: list[str]) -> None:
+        """Thread-safe: stop reading topics (a dropped collection's WAL, which the GC deletes)."""
+        with self._lock:
+            self._unwanted.update(topics)
+            self._pending.difference_update(topics)
+
     def reconcile(self) -> None:
         """Run on the event loop: apply requested topics, and re-ask for any not yet subscribed."""
         with self._lock:
             new = [t for t in self._pending if t not in self.channel.topics]
             self._pending.clear()
+            gone = {t for t in self._unwanted if t in self.channel.topics}
+            self._unwanted.clear()
+        if gone:
+            log.info("unsubscribing topics=%s", ",".join(sorted(gone)))
+            anchor = self.channel.topics[0]  # the control topic: never a WAL topic
+            for ch in list(self.app.topics):
+                if ch is self.channel or anchor in getattr(ch, "topics", ()):
+                    ch.topics = [t for t in ch.topics if t not in gone]
+            for t in gone:
+                self._unknown_asks.pop(t, None)
+            if not new:
+                self._ask()
+                return
         if new:
             log.info("subscribing topics=%s", ",".join(sorted(new)))
             self.channel.topics = [*self.channel.topics, *new]

@@ -13,6 +13,8 @@ from rich.table import Table
 from indexer.segments import index_file, sealed_segments
 from schemas.topics import wal_topic
 from walvus.api import Walvus
+from walvus.exceptions import LogUnavailable
+from walvus.retention import WalRetention
 from walvus.settings import KafkaSettings
 from walvus.storage import DELETES, ROWS
 
@@ -32,7 +34,8 @@ def report(what: str, collection: str | None = None) -> str:
         api.close()
     console = Console(record=True, width=140)
     with console.capture() as cap:
-        console.print(table)
+        for t in table if isinstance(table, list) else [table]:
+            console.print(t, soft_wrap=isinstance(t, str))  # locations: whole lines, to copy
     return cap.get()
 
 
@@ -85,7 +88,39 @@ def _lag(api: Walvus, infos: list) -> Table:
     return t
 
 
-def _storage(api: Walvus, infos: list) -> Table:
+def _storage(api: Walvus, infos: list) -> list[Table | str]:
+    return [_usage(api, infos), _locations(api, infos)]
+
+
+def _locations(api: Walvus, infos: list) -> str:
+    """Where each collection lives, one line each, for readers outside walvus (README: reading the
+    tables with polars, DuckDB or Spark)."""
+    lines = []
+    retention = WalRetention(api.kafka.conf)
+    try:
+        for info in infos:
+            topic = wal_topic(api.ns, info.collection_id)
+            try:
+                marks = retention.watermarks(topic, info.shards_num)
+                held = (
+                    " (offsets kept per shard: "
+                    + ", ".join(f"{s}: {m.low}..{m.high}" for s, m in marks.items())
+                    + ")"
+                )
+            except LogUnavailable:
+                held = ""
+            lines += [
+                f"{info.name} rows table: {api.store.table_uri(info.collection_id, ROWS)}",
+                f"{info.name} deletes table: {api.store.table_uri(info.collection_id, DELETES)}",
+                f"{info.name} index dir: {api.store.index_dir(info.collection_id)}",
+                f"{info.name} WAL topic: {topic}{held}",
+            ]
+    finally:
+        retention.close()
+    return "\n".join(lines)
+
+
+def _usage(api: Walvus, infos: list) -> Table:
     t = Table("collection", "rows", "tombstones", "segments", "table bytes", "index bytes", title="storage")
     for info in infos:
         rows = api.store.read(info.collection_id, ROWS, columns=["_seq"])

@@ -210,6 +210,31 @@ class IndexerSettings(WalvusSettings):
         return self.index_build_threads or (os.cpu_count() or 1)
 
 
+class GcSettings(WalvusSettings):
+    gc_enabled: bool = Field(
+        True,
+        description="Run garbage collection (dropped collections and indexes, WAL retention) in the indexer.",
+    )
+    gc_interval_seconds: float = Field(60.0, gt=0, description="Seconds between garbage-collection passes.")
+    gc_dropped_retention_seconds: float = Field(
+        10_800.0,
+        ge=0,
+        description="How long a dropped collection's tables and WAL stay (Delta time travel) before they "
+        "are removed (Milvus's dropTolerance, 3 h).",
+    )
+    gc_wal_retention_seconds: float = Field(
+        604_800.0,
+        ge=0,
+        description="WAL records stay at least this long (Kafka's usual 7 days), so a CDC task started "
+        "from the earliest position still finds them; older ones go once Delta holds them.",
+    )
+    gc_truncate_wal: bool = Field(
+        True,
+        description="Delete WAL records that are committed to Delta and replicated by every CDC task; "
+        "false keeps the WAL whole.",
+    )
+
+
 class LimitSettings(WalvusSettings):
     max_request_mb: float = Field(64, description="Largest accepted insert/search request.")
     max_dim: int = Field(32_768, description="Largest vector dimension.")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
@@ -171,6 +173,61 @@ class SegmentStore:
         except (DeltaError, OSError, pa.ArrowInvalid) as exc:
             raise StorageError(f"cannot read {kind} table of collection {collection_id}: {exc}") from exc
 
+    def delete_where(self, collection_id: int, kind: str, predicate: str, metadata: dict[str, Any]) -> int:
+        """Delete the rows matching a Delta SQL ``predicate`` in a new table version (files leave
+        the disk when the table is vacuumed). Returns how many rows went."""
+        dt = self.open(collection_id, kind)
+        if dt is None:
+            return 0
+        try:
+            got = dt.delete(
+                predicate,
+                commit_properties=CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()}),
+            )
+        except CommitFailedError as exc:
+            raise CommitConflict(
+                f"commit conflict deleting from {kind} table of collection {collection_id}: {exc}"
+            ) from exc
+        except DeltaError as exc:
+            raise StorageError(
+                f"cannot delete from {kind} table of collection {collection_id}: {exc}"
+            ) from exc
+        return int(got.get("num_deleted_rows", 0) or 0)
+
     def dataset(self, collection_id: int, kind: str) -> ds.Dataset | None:
         dt = self.open(collection_id, kind)
         return None if dt is None else dt.to_pyarrow_dataset()
+
+    def collection_uri(self, collection_id: int) -> str:
+        return f"{self.root}/{collection_id}"
+
+    def collection_exists(self, collection_id: int) -> bool:
+        """Whether anything of the collection is stored: its tables or its index files."""
+        if self.index_dir(collection_id).exists():
+            return True
+        uri = self.collection_uri(collection_id)
+        if "://" not in uri or uri.startswith("file://"):
+            return Path(uri.removeprefix("file://")).exists()
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+            return fs.get_file_info(path).type != pafs.FileType.NotFound
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot look for collection {collection_id} at {uri}: {exc}") from exc
+
+    def remove_collection(self, collection_id: int) -> None:
+        """Delete the collection's tables and index files, for good (no time travel afterwards).
+
+        Object stores are reached through pyarrow's filesystems, which take their credentials from
+        the environment (``AWS_*``...), not from ``storage_options``."""
+        shutil.rmtree(self.index_dir(collection_id).parent, ignore_errors=True)
+        uri = self.collection_uri(collection_id)
+        try:
+            if "://" not in uri or uri.startswith("file://"):
+                shutil.rmtree(uri.removeprefix("file://"))
+            else:
+                fs, path = pafs.FileSystem.from_uri(uri)
+                fs.delete_dir(path)
+        except FileNotFoundError:
+            pass
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot remove the tables of collection {collection_id}: {exc}") from exc

@@ -20,6 +20,7 @@ from pymilvus import MilvusClient
 
 from cdc.client import ApiError
 from schemas.collection import CollectionSchema, FieldSchema
+from schemas.topics import wal_topic
 from schemas.types import DataType
 from schemas.wal import WalRecord
 from tests.integration.test_cdc_support import (
@@ -38,6 +39,7 @@ from tests.ports import free_port
 from tests.procs import Deployment
 from walvus.cli import main as cli_main
 from walvus.kafka import LocalKafka
+from walvus.retention import WalRetention, hold_group, hold_prefix
 
 pytestmark = pytest.mark.integration
 DIM = 8
@@ -140,9 +142,9 @@ def test_pymilvus_changes_replicate_and_search_the_same(site_a, site_b, cdc) -> 
     rng = np.random.default_rng(5)
     rows = [{"id": i, "vec": rng.random(16).tolist(), "tag": f"t{i % 7}", "extra": i} for i in range(400)]
     a.insert(name, rows[:200])
-    cdc.client.create(
+    task_id = cdc.client.create(
         {"name": task, "source": endpoint(site_a), "target": endpoint(site_b), "collections": [name]}
-    )
+    )["id"]
     a.create_partition(name, "p1")
     a.insert(name, rows[200:300], partition_name="p1")
     a.upsert(name, [{**r, "vec": rng.random(16).tolist(), "tag": "up"} for r in rows[50:120]])
@@ -179,7 +181,21 @@ def test_pymilvus_changes_replicate_and_search_the_same(site_a, site_b, cdc) -> 
         assert time.monotonic() < deadline, f"B did not load {name} after a restart"
         time.sleep(0.2)
     _same_search(a, b, name, queries, count=410)
-    cdc.client.delete(task)
+    # the task holds site A's WAL where it stands: A's garbage collector never deletes past it
+    api_a = site_a.api()
+    topic = wal_topic(site_a.namespace, api_a.catalog.require(name).collection_id)
+    retention = WalRetention(api_a.kafka.conf)
+    hold = hold_group(site_a.namespace, task_id)
+    try:
+        ends = dict(enumerate(api_a.kafka.end_offsets(topic, 2)))
+        deadline = time.monotonic() + 30
+        while retention.group_positions(hold, topic, 2) != ends:  # committed after each transaction
+            assert time.monotonic() < deadline, retention.group_positions(hold, topic, 2)
+            time.sleep(0.2)
+        cdc.client.delete(task)
+        assert hold not in retention.groups(hold_prefix(site_a.namespace))  # a deleted task holds nothing
+    finally:
+        retention.close()
 
 
 def test_sigkill_replicator_loses_and_duplicates_nothing(site_a, site_b, cdc) -> None:
