@@ -11,7 +11,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from gateway.errors import OK, NotSupported
+from gateway.errors import DEFAULT_DB, OK, DatabaseNotFound
 from gateway.params import COUNT
 from gateway.schema_convert import (
     field_from_proto,
@@ -68,7 +68,7 @@ class CollectionRpcs:
                 f"collection name {req.collection_name!r} does not match the schema's name {proto.name!r}"
             )
         schema = schema_from_proto(proto)
-        existing = self.w.catalog.get(req.collection_name)
+        existing = self.w.catalog.get_collection(req.collection_name)
         if existing is not None:
             if same_schema(existing.schema, validate_schema(schema, max_dim=self.w.limits.max_dim)):
                 return OK  # Milvus: creating the same collection twice is a no-op
@@ -88,8 +88,9 @@ class CollectionRpcs:
         self, req: milvus_pb2.DescribeCollectionRequest
     ) -> milvus_pb2.DescribeCollectionResponse:
         info = self._lookup(req.collection_name, req.collectionID)
+        aliases = self.w.catalog.aliases(info.collection_id)
         cached = self._described.get(info.name)
-        if cached is not None and cached[0] is info:
+        if cached is not None and cached[0] is info and list(cached[1].aliases) == aliases:
             return cached[1]
         resp = milvus_pb2.DescribeCollectionResponse(
             status=OK,
@@ -105,6 +106,7 @@ class CollectionRpcs:
             db_name="default",
             num_partitions=len(info.partitions),
             virtual_channel_names=[f"{info.name}_v{i}" for i in range(info.shards_num)],
+            aliases=aliases,
         )
         self._described[info.name] = (info, resp)
         return resp
@@ -145,8 +147,7 @@ class CollectionRpcs:
         )
 
     def drop_collection(self, req: milvus_pb2.DropCollectionRequest) -> common_pb2.Status:
-        check_name("collection", req.collection_name)
-        info = self.w.catalog.get(req.collection_name)
+        info = self.w.droppable(req.collection_name)
         if info is None:
             return OK  # Milvus: dropping a missing collection succeeds
         if info.loaded:
@@ -160,10 +161,13 @@ class CollectionRpcs:
         return OK
 
     def rename_collection(self, req: milvus_pb2.RenameCollectionRequest) -> common_pb2.Status:
-        raise NotSupported(
-            f"rename_collection ({req.oldName} -> {req.newName}) is not supported by walvus: "
-            "create a new collection and copy the data, or use an alias in your application"
-        )
+        for db in (req.db_name, req.newDBName):
+            if db not in ("", DEFAULT_DB):
+                raise DatabaseNotFound(db)
+        self.w.rename_collection(req.oldName, req.newName)
+        self._described.pop(req.oldName, None)
+        log.info("collection renamed old=%s new=%s", req.oldName, req.newName)
+        return OK
 
     def alter_collection(self, req: milvus_pb2.AlterCollectionRequest) -> common_pb2.Status:
         info = self._lookup(req.collection_name, req.collectionID)

@@ -98,6 +98,7 @@ class WriteRpcs:
             table = self.searcher.query(
                 QueryRequest(
                     info.name,
+                    collection_id=info.collection_id,
                     filter=req.expr if keys is None else "",
                     filter_params=params if keys is None else {},
                     ids=None if keys is None else list(keys),

@@ -35,6 +35,7 @@ _LEGACY: dict[int, int] = {
 }
 
 OK = common_pb2.Status()
+DEFAULT_DB = "default"
 
 
 class NotSupported(InvalidArgument):

@@ -18,20 +18,21 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
+from gateway.aliases import AliasRpcs
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
-from gateway.errors import OK, DatabaseNotFound, NotSupported, status_for
+from gateway.errors import DEFAULT_DB, OK, DatabaseNotFound, NotSupported, status_for
 from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
 from gateway.query import QueryRpcs
 from gateway.read import SearchRpcs
+from gateway.replicas import ReplicaRpcs
 from searcher.types import Searcher
 
 log = logging.getLogger(__name__)
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 VERSION = "v2.5.0-walvus"
-DEFAULT_DB = "default"
 
 
 def response_class(method_name: str) -> type:
@@ -42,7 +43,12 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
     """Milvus's gRPC API over a ``Walvus`` (writes, catalog) and a ``Searcher`` (reads)."""
 
     def __init__(
-        self, walvus: Any, searcher: Searcher, *, index_progress: IndexProgress | None = None
+        self,
+        walvus: Any,
+        searcher: Searcher,
+        *,
+        index_progress: IndexProgress | None = None,
+        address: str = "",
     ) -> None:
         self.walvus = walvus
         self.searcher = searcher
@@ -51,6 +57,8 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         idx = IndexRpcs(walvus, searcher, index_progress)
         writes = WriteRpcs(walvus, searcher, filters)
         search = SearchRpcs(walvus, searcher)
+        aliases = AliasRpcs(walvus)
+        replicas = ReplicaRpcs(walvus, address)
         self._metrics = RpcMetrics()
         handlers: dict[str, Callable[[Any], Any]] = {
             "Connect": self._connect,
@@ -96,6 +104,19 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "Search": search.search,
             "HybridSearch": search.hybrid_search,
             "Query": QueryRpcs(walvus, searcher, filters).query,
+            "CreateAlias": aliases.create_alias,
+            "AlterAlias": aliases.alter_alias,
+            "DropAlias": aliases.drop_alias,
+            "DescribeAlias": aliases.describe_alias,
+            "ListAliases": aliases.list_aliases,
+            "GetReplicas": replicas.get_replicas,
+            "ListResourceGroups": replicas.list_resource_groups,
+            "DescribeResourceGroup": replicas.describe_resource_group,
+            "CreateResourceGroup": replicas.refuse("create_resource_group"),
+            "DropResourceGroup": replicas.refuse("drop_resource_group"),
+            "UpdateResourceGroups": replicas.refuse("update_resource_groups"),
+            "TransferNode": replicas.refuse("transfer_node"),
+            "TransferReplica": replicas.refuse("transfer_replica"),
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)

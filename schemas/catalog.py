@@ -1,9 +1,15 @@
-"""Catalog state: what the compacted catalog topic holds, one record per collection.
+"""Catalog state: what the compacted catalog topic holds, one record per collection or alias.
 
-The key is the collection name; the value is the collection's whole current state as
+A collection's key is its name; the value is the collection's whole current state as
 JSON (``CollectionInfo``), with the event that produced it. Compaction keeps the latest
-state per collection, so replaying the topic rebuilds the catalog after any restart.
+state per key, so replaying the topic rebuilds the catalog after any restart.
 A dropped collection keeps a record with ``state = "dropped"`` until its retention ends.
+A renamed collection's old name keeps a record with ``state = "renamed"`` (written after the
+state under the new name), which readers skip: the name is free again.
+
+An alias's key is ``alias:<name>`` (collection names cannot hold ``:``); the value is an
+``AliasInfo`` naming the collection by id, so a rename keeps its aliases. A dropped alias keeps
+a record with ``state = "dropped"`` (a value, not a tombstone, so CDC can tell where it came from).
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ class CatalogEvent:
     ALTER = "alter_properties"
     ADD_FIELD = "add_field"
     RENAME = "rename_collection"
+    CREATE_ALIAS = "create_alias"
+    ALTER_ALIAS = "alter_alias"
+    DROP_ALIAS = "drop_alias"
+
+
+ACTIVE, DROPPED, RENAMED = "active", "dropped", "renamed"
+ALIAS_KEY_PREFIX = "alias:"
 
 
 TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this stop being returned (0: never)
@@ -98,3 +111,56 @@ class CollectionInfo:
         d["loaded_partitions"] = tuple(d.get("loaded_partitions", ()))
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    """One alias: another name for the collection with ``collection_id``."""
+
+    alias: str
+    collection_id: int
+    collection: str = ""  # the collection's name when the alias was written (for people and CDC)
+    state: str = ACTIVE
+    event: str = CatalogEvent.CREATE_ALIAS
+    created_ts: int = 0
+    origin: str = ""
+
+    kind = "alias"
+
+    @property
+    def active(self) -> bool:
+        return self.state == ACTIVE
+
+    @property
+    def key(self) -> str:
+        return alias_key(self.alias)
+
+    def to_json(self) -> bytes:
+        return json.dumps({**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AliasInfo:
+        d = json.loads(raw)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+CatalogRecord = CollectionInfo | AliasInfo
+
+
+def alias_key(alias: str) -> str:
+    return ALIAS_KEY_PREFIX + alias
+
+
+def is_alias_key(key: str) -> bool:
+    return key.startswith(ALIAS_KEY_PREFIX)
+
+
+def record_key(record: CatalogRecord) -> str:
+    """The catalog topic key a record is written under."""
+    return record.key if isinstance(record, AliasInfo) else record.name
+
+
+def decode_record(key: str, raw: bytes) -> CatalogRecord:
+    """A catalog topic value, by its key: an alias or a collection state."""
+    return AliasInfo.from_json(raw) if is_alias_key(key) else CollectionInfo.from_json(raw)

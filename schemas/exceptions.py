@@ -105,3 +105,32 @@ class RecordFormatError(WalvusError, ValueError):
     """A WAL or ingest record cannot be decoded."""
 
     code = 1100
+
+
+class AliasNotFound(WalvusError, LookupError):
+    """Milvus code 1600, "alias not found"."""
+
+    code = 1600
+
+    def __init__(self, alias: str, database: str = "default") -> None:
+        super().__init__(f"alias not found[database={database}][alias={alias}]", alias=alias)
+
+
+class AliasNameConflict(InvalidArgument):
+    """An alias and a collection cannot share a name (Milvus code 1601)."""
+
+    code = 1601
+
+
+class AliasExists(InvalidArgument):
+    """Milvus code 1602, "alias already exist"."""
+
+    code = 1602
+
+    def __init__(self, alias: str, collection: str, database: str = "default") -> None:
+        super().__init__(
+            f"alias already exist[database={database}][alias={alias}]: it points to collection {collection}; "
+            "use alter_alias to point it elsewhere",
+            alias=alias,
+            collection=collection,
+        )

@@ -294,16 +294,18 @@ class SearcherService:
                 f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s"
             )
 
-    def _collection(self, name: str) -> LoadedCollection:
-        info = self.catalog.require(name)
-        coll = self._loaded.get(info.collection_id)
+    def _collection(self, name: str, collection_id: int = 0) -> LoadedCollection:
+        """By the id the gateway resolved when it has one: a rename or an alias switch between
+        the gateway's lookup and this one cannot make the request miss or change collection."""
+        cid = collection_id or self.catalog.require(name).collection_id
+        coll = self._loaded.get(cid)
         if coll is None:
             raise CollectionNotLoaded(name)
         return coll
 
     # search ------------------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hits]:
-        coll = self._collection(req.collection)
+        coll = self._collection(req.collection, req.collection_id)
         info = coll.info
         field_name = req.anns_field or only_vector_field(info)
         f = info.schema.field(field_name)
@@ -345,7 +347,7 @@ class SearcherService:
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
-        coll = self._collection(req.collection)
+        coll = self._collection(req.collection, req.collection_id)
         info = coll.info
         flt = self._filter(info, req.filter, req.filter_params)
         requested = check_partitions(info, req.partitions, flt)

@@ -18,9 +18,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
+from schemas.catalog import DEFAULT_PARTITION, DROPPED, RENAMED, AliasInfo, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
 from schemas.exceptions import (
+    AliasExists,
+    AliasNameConflict,
+    AliasNotFound,
     CapacityExceeded,
     CollectionExists,
     InvalidArgument,
@@ -104,8 +107,13 @@ class Walvus:
         properties: Mapping[str, str] | None = None,
     ) -> CollectionInfo:
         check_name("collection", name)
-        if self.catalog.get(name) is not None:
+        if self.catalog.get_collection(name) is not None:
             raise CollectionExists(name)
+        if self.catalog.alias(name) is not None:
+            raise AliasNameConflict(
+                f"collection name [{name}] conflicts with an existing alias, please choose a unique name",
+                collection=name,
+            )
         if not 1 <= shards_num <= 16:
             raise InvalidArgument(f"shards_num must be between 1 and 16, got {shards_num}")
         schema = validate_schema(schema, max_dim=self.limits.max_dim)
@@ -138,8 +146,26 @@ class Walvus:
         self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num)
         return self.catalog.publish(info)
 
+    def droppable(self, name: str) -> CollectionInfo | None:
+        """The collection ``drop_collection(name)`` would drop; None when there is none (Milvus:
+        dropping a missing collection succeeds). An alias, or a collection with aliases, is refused."""
+        info = self.catalog.get_collection(name)
+        if info is None:
+            if self.catalog.alias(name) is not None:
+                raise InvalidArgument(f"cannot drop the collection via alias = {name}", alias=name)
+            check_name("collection", name)
+            return None
+        aliases = self.catalog.aliases(info.collection_id)
+        if aliases:
+            raise InvalidArgument(
+                f"unable to drop the collection [{name}] because it has associated aliases {aliases}, "
+                "please remove all aliases before dropping the collection",
+                collection=name,
+            )
+        return info
+
     def drop_collection(self, name: str) -> None:
-        info = self.catalog.require(name)
+        info = self.droppable(name) or self.catalog.require(name)
         self.publish(info.evolve(CatalogEvent.DROP_COLLECTION, state="dropped", dropped_ts=self.clock.now()))
 
     def create_partition(self, name: str, partition: str) -> CollectionInfo:
@@ -181,6 +207,82 @@ class Walvus:
 
     def publish(self, info: CollectionInfo) -> CollectionInfo:
         return self.catalog.publish(replace(info, origin=self.site))
+
+    def rename_collection(self, old: str, new: str) -> CollectionInfo:
+        """Give a collection a new name: metadata only (its topic and tables are named by id).
+
+        The state under the new name is written first, then the old name's ``renamed`` record:
+        a reader resolves the collection under the old name, then under both, then under the new
+        one, never under neither. Aliases point at the id, so they follow.
+        """
+        info = self.catalog.get_collection(old)
+        if info is None:
+            if self.catalog.alias(old) is not None:
+                raise InvalidArgument(f"unsupported use an alias to rename collection, alias:{old}", alias=old)
+            info = self.catalog.require(old)
+        check_name("collection", new)
+        if new == old:
+            raise InvalidArgument(f"collection name or database name should be different, got {old!r} twice")
+        if self.catalog.get_collection(new) is not None or self.catalog.alias(new) is not None:
+            raise InvalidArgument(
+                f"duplicated new collection name default:{new} with other collection name or alias",
+                collection=new,
+            )
+        renamed = replace(info.evolve(CatalogEvent.RENAME, name=new), origin=self.site)
+        gone = replace(info.evolve(CatalogEvent.RENAME, state=RENAMED), origin=self.site)
+        self.catalog.publish_records([renamed, gone])
+        return renamed
+
+    # aliases ---------------------------------------------------------------------------------
+    def create_alias(self, collection: str, alias: str) -> AliasInfo:
+        check_name("alias", alias)
+        info = self._alias_target(collection)
+        if self.catalog.get_collection(alias) is not None:
+            raise AliasNameConflict(
+                f"alias and collection name conflict[database=default][alias={alias}]", alias=alias
+            )
+        existing = self.catalog.alias(alias)
+        if existing is not None:
+            if existing.collection_id == info.collection_id:
+                return existing  # Milvus: creating the same alias twice is a no-op
+            there = self.catalog.by_id(existing.collection_id)
+            raise AliasExists(alias, there.name if there is not None else existing.collection)
+        return self._publish_alias(AliasInfo(alias, info.collection_id, info.name, created_ts=self.clock.now()))
+
+    def alter_alias(self, collection: str, alias: str) -> AliasInfo:
+        """Point an existing alias at another collection: one catalog record, so a reader resolves
+        the alias to the old collection or to the new one, never to nothing."""
+        check_name("alias", alias)
+        info = self._alias_target(collection)
+        existing = self.catalog.alias(alias)
+        if existing is None:
+            raise AliasNotFound(alias)
+        return self._publish_alias(
+            replace(existing, collection_id=info.collection_id, collection=info.name, event=CatalogEvent.ALTER_ALIAS)
+        )
+
+    def drop_alias(self, alias: str) -> None:
+        """Milvus: dropping an alias that does not exist succeeds."""
+        check_name("alias", alias)
+        existing = self.catalog.alias(alias)
+        if existing is not None:
+            self._publish_alias(replace(existing, state=DROPPED, event=CatalogEvent.DROP_ALIAS))
+
+    def _alias_target(self, collection: str) -> CollectionInfo:
+        info = self.catalog.get_collection(collection)
+        if info is None:
+            if self.catalog.alias(collection) is not None:
+                raise AliasNameConflict(
+                    f"{collection} is an alias, not a collection: an alias must point to a collection",
+                    alias=collection,
+                )
+            info = self.catalog.require(collection)
+        return info
+
+    def _publish_alias(self, alias: AliasInfo) -> AliasInfo:
+        alias = replace(alias, origin=self.site)
+        self.catalog.publish_records([alias])
+        return alias
 
     # DML -------------------------------------------------------------------------------------
     def insert(self, name: str, data: Rows | Mapping[str, Any], partition: str | None = None) -> WriteResult:

@@ -14,7 +14,16 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from schemas.catalog import CollectionInfo
+from schemas.catalog import (
+    ALIAS_KEY_PREFIX,
+    RENAMED,
+    AliasInfo,
+    CatalogRecord,
+    CollectionInfo,
+    decode_record,
+    is_alias_key,
+    record_key,
+)
 from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
 from schemas.topics import catalog_topic
@@ -26,12 +35,30 @@ Listener = Callable[[CollectionInfo], None]
 
 
 class CatalogView:
-    """Reading collection states by name or id; the states themselves come from a subclass."""
+    """Reading collection states by name, alias or id; the records themselves come from a subclass.
+
+    ``apply`` is the one place where a catalog record changes the view, so every reader (the
+    Kafka-backed ``Catalog``, the in-memory one of the tests) resolves names the same way.
+    """
 
     def __init__(self) -> None:
         self._by_name: dict[str, CollectionInfo] = {}
+        self._by_id: dict[int, CollectionInfo] = {}
+        self._aliases: dict[str, AliasInfo] = {}
 
     def get(self, name: str) -> CollectionInfo | None:
+        """The active collection called ``name``, or the one the alias ``name`` points to."""
+        info = self._by_name.get(name)
+        if info is not None and info.active:
+            return info
+        alias = self._aliases.get(name)
+        if alias is None:
+            return None
+        info = self._by_id.get(alias.collection_id)
+        return info if info is not None and info.active else None
+
+    def get_collection(self, name: str) -> CollectionInfo | None:
+        """The active collection called exactly ``name`` (aliases not followed)."""
         info = self._by_name.get(name)
         return info if info is not None and info.active else None
 
@@ -43,10 +70,43 @@ class CatalogView:
         return info
 
     def by_id(self, collection_id: int) -> CollectionInfo | None:
-        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
+        return self._by_id.get(collection_id)
 
     def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
         return [c for c in self._by_name.values() if include_dropped or c.active]
+
+    def alias(self, name: str) -> AliasInfo | None:
+        return self._aliases.get(name)
+
+    def aliases(self, collection_id: int | None = None) -> list[str]:
+        """Alias names, sorted: all of them, or those of one collection."""
+        return sorted(
+            a.alias for a in self._aliases.values() if collection_id is None or a.collection_id == collection_id
+        )
+
+    def apply(self, key: str, record: CatalogRecord | None) -> CollectionInfo | None:
+        """Apply one catalog record (``None``: a tombstone). Returns the collection state that
+        listeners must hear about, or None (aliases, tombstones, a renamed collection's old name)."""
+        if record is None:
+            if is_alias_key(key):
+                self._aliases.pop(key[len(ALIAS_KEY_PREFIX) :], None)
+            else:
+                gone = self._by_name.pop(key, None)
+                if gone is not None and self._by_id.get(gone.collection_id) is gone:
+                    del self._by_id[gone.collection_id]
+            return None
+        if isinstance(record, AliasInfo):
+            if record.active:
+                self._aliases[record.alias] = record
+            else:
+                self._aliases.pop(record.alias, None)
+            return None
+        if record.state == RENAMED:  # the name is free; the collection lives on under its new name
+            self._by_name.pop(key, None)
+            return None
+        self._by_name[key] = record
+        self._by_id[record.collection_id] = record
+        return record
 
 
 class Catalog(CatalogView):
@@ -79,9 +139,14 @@ class Catalog(CatalogView):
     # writing -------------------------------------------------------------------------------
     def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
         """Write a collection's new state and wait until this catalog has applied it."""
-        (offset,) = self._kafka.append([LogMessage(self.topic, 0, info.to_json(), key=info.name.encode())])
-        self.wait_applied(offset, timeout)
+        self.publish_records([info], timeout)
         return info
+
+    def publish_records(self, records: list[CatalogRecord], timeout: float = 30.0) -> None:
+        """Write records in this order and wait until this catalog has applied them all."""
+        msgs = [LogMessage(self.topic, 0, r.to_json(), key=record_key(r).encode()) for r in records]
+        offsets = self._kafka.append(msgs)
+        self.wait_applied(max(offsets), timeout)
 
     def sync(self, timeout: float = 30.0) -> None:
         """Wait until everything on the topic at this moment has been applied."""
@@ -137,15 +202,14 @@ class Catalog(CatalogView):
         if key is None:
             return
         name = key.decode()
-        if value is None:
-            self._by_name.pop(name, None)
-            return
         try:
-            info = CollectionInfo.from_json(value)
+            record = None if value is None else decode_record(name, value)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("bad catalog record key=%s error=%s", name, exc)
             return
-        self._by_name[name] = info
+        info = self.apply(name, record)
+        if info is None:
+            return
         for fn in self._listeners:
             try:
                 fn(info)
