@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from cdc.exceptions import ClusterUnreachable, TopicMismatch
 from cdc.spec import Endpoint
-from schemas.catalog import is_alias_key
+from schemas.catalog import is_collection_key
 from walvus.log import MAX_MESSAGE_BYTES, drain
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,11 @@ def read_to_end(
 
 def read_catalog(endpoint: Endpoint, topic: str, timeout: float = 60.0) -> dict[str, tuple[int, dict]]:
     """The current collection states of a catalog topic: collection name -> (offset, record as a
-    dict). Alias records are left out; a renamed collection's old name has ``state = "renamed"``."""
+    dict). Alias and database records are left out; a renamed collection's old name has
+    ``state = "renamed"``; a collection outside the ``default`` database is keyed ``db/name``."""
     out: dict[str, tuple[int, dict]] = {}
     for m in read_to_end(endpoint, topic, timeout=timeout):
-        if m.key() is None or is_alias_key(m.key().decode()):
+        if m.key() is None or not is_collection_key(m.key().decode()):
             continue
         name = m.key().decode()
         if m.value() is None:

@@ -7,6 +7,9 @@ Pure functions of the task spec and the record, so the rules are unit-tested wit
 - Collection names are mapped (catalog key, ``CollectionInfo.name``, ``WalHeader.collection``,
   an alias's ``collection``); collection ids, partitions (shards) and the order within a
   partition are kept.
+- Database records are always replicated (a replicated collection may live in one); a collection
+  outside the ``default`` database is keyed ``db/name``, which is how a task's ``collections``
+  would name it.
 - A task that replicates some collections follows them by id once it has seen them by name, so a
   renamed collection (its state under the new name, then a ``renamed`` record under the old one)
   and the aliases of a replicated collection are replicated too.
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from cdc.spec import TaskSpec
-from schemas.catalog import is_alias_key
+from schemas.catalog import is_alias_key, is_database_key, split_qualified
 from schemas.topics import catalog_topic, wal_prefix, wal_topic
 from schemas.wal import HEADER_KEY, WalHeader, WalRecord
 
@@ -95,6 +98,8 @@ class Router:
         name = key.decode()
         if is_alias_key(name):
             return self._alias(key, value)
+        if is_database_key(name):
+            return self._database(key, value)
         if value is None:  # a tombstone: compaction of a purged collection
             if not self.spec.wants(name):
                 return Decision(None, SKIP_FILTERED)
@@ -122,9 +127,26 @@ class Router:
         target_name = self.spec.target_name(name)
         if not origin or target_name != name:
             d["origin"] = origin or self.source_site
-            d["name"] = target_name
+            d["name"] = split_qualified(target_name)[1]  # the key is db/name outside `default`
             value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
         return Decision(Outgoing(self.target_catalog, 0, value, target_key), None, event)
+
+    def _database(self, key: bytes, value: bytes | None) -> Decision:
+        """A database record: loop prevention and origin stamping, otherwise copied as is."""
+        if value is None:
+            return Decision(Outgoing(self.target_catalog, 0, None, key))
+        try:
+            d = json.loads(value)
+            origin = d.get("origin") or ""
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.error("copying an unreadable database record unchanged key=%s error=%s", key, exc)
+            return Decision(Outgoing(self.target_catalog, 0, value, key))
+        if origin == self.target_site:
+            return Decision(None, SKIP_ORIGIN)
+        if not origin:
+            d["origin"] = self.source_site
+            value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+        return Decision(Outgoing(self.target_catalog, 0, value, key))
 
     def _alias(self, key: bytes, value: bytes | None) -> Decision:
         """An alias record: replicated with its collection (all, or one the task replicates)."""

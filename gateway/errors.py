@@ -35,7 +35,6 @@ _LEGACY: dict[int, int] = {
 }
 
 OK = common_pb2.Status()
-DEFAULT_DB = "default"
 
 
 class NotSupported(InvalidArgument):
@@ -56,15 +55,6 @@ class PartitionNotLoaded(WalvusError):
             f"partition not loaded[partition={partition}] in collection {collection}: call load_partitions() first",
             collection=collection,
             partition=partition,
-        )
-
-
-class DatabaseNotFound(WalvusError, LookupError):
-    code = 800
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"database not found[database={name}]: walvus has one database, 'default'", database=name
         )
 
 

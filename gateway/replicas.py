@@ -112,7 +112,7 @@ class ReplicaRpcs:
             name=DEFAULT_RESOURCE_GROUP,
             capacity=1,
             num_available_node=1,
-            num_loaded_replica={c.name: 1 for c in self.catalog.collections() if c.loaded},
+            num_loaded_replica={c.qualified: 1 for c in self.catalog.collections() if c.loaded},
             config=rg_pb2.ResourceGroupConfig(requests=one, limits=one),
             nodes=[common_pb2.NodeInfo(node_id=NODE_ID, address=self.address, hostname=self.hostname)],
         )

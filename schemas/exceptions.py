@@ -134,3 +134,12 @@ class AliasExists(InvalidArgument):
             alias=alias,
             collection=collection,
         )
+
+
+class DatabaseNotFound(WalvusError, LookupError):
+    """Milvus code 800, "database not found"."""
+
+    code = 800
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"database not found[database={name}]", database=name)

@@ -42,6 +42,7 @@ from searcher.requests import (
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric
 from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
+from walvus.databases import using_db
 from walvus.log import KafkaLog
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
@@ -98,7 +99,8 @@ class SearcherService:
         svc = cls(walvus.kafka, walvus.catalog, walvus.store, walvus.ns)
         for info in walvus.catalog.collections():
             if info.loaded:  # the catalog remembers what was loaded: reload after a restart
-                svc.load(info.name)
+                with using_db(info.db_name):
+                    svc.load(info.name)
         return svc
 
     def close(self) -> None:

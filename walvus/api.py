@@ -25,6 +25,7 @@ from schemas.exceptions import (
     AliasNameConflict,
     AliasNotFound,
     CapacityExceeded,
+    DatabaseNotFound,
     CollectionExists,
     InvalidArgument,
     LimitExceeded,
@@ -37,6 +38,7 @@ from schemas.topics import wal_topic
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op
 from walvus.catalog import Catalog
+from walvus.databases import DatabaseDdl, current_db, using_db
 from walvus.exceptions import FlushTimeout
 from walvus.log import KafkaLog
 from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
@@ -76,6 +78,7 @@ class Walvus:
         self.site = site
         self.limits = limits or LimitSettings()
         self.clock = HybridClock()
+        self.databases = DatabaseDdl(self)
 
     @classmethod
     def connect(cls, bootstrap: str) -> Walvus:
@@ -107,6 +110,9 @@ class Walvus:
         properties: Mapping[str, str] | None = None,
     ) -> CollectionInfo:
         check_name("collection", name)
+        db = current_db()
+        if self.catalog.database(db) is None:
+            raise DatabaseNotFound(db)
         if self.catalog.get_collection(name) is not None:
             raise CollectionExists(name)
         if self.catalog.alias(name) is not None:
@@ -142,6 +148,7 @@ class Walvus:
             properties=dict(properties or {}),
             created_ts=cid,
             origin=self.site,
+            db_name=db,
         )
         self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num)
         return self.catalog.publish(info)
@@ -208,8 +215,9 @@ class Walvus:
     def publish(self, info: CollectionInfo) -> CollectionInfo:
         return self.catalog.publish(replace(info, origin=self.site))
 
-    def rename_collection(self, old: str, new: str) -> CollectionInfo:
-        """Give a collection a new name: metadata only (its topic and tables are named by id).
+    def rename_collection(self, old: str, new: str, new_db: str = "") -> CollectionInfo:
+        """Give a collection a new name, in its database or in ``new_db``: metadata only (its
+        topic and tables are named by id, unique across databases).
 
         The state under the new name is written first, then the old name's ``renamed`` record:
         a reader resolves the collection under the old name, then under both, then under the new
@@ -221,14 +229,25 @@ class Walvus:
                 raise InvalidArgument(f"unsupported use an alias to rename collection, alias:{old}", alias=old)
             info = self.catalog.require(old)
         check_name("collection", new)
-        if new == old:
+        target_db = new_db or info.db_name
+        if self.catalog.database(target_db) is None:
+            raise DatabaseNotFound(target_db)
+        if new == old and target_db == info.db_name:
             raise InvalidArgument(f"collection name or database name should be different, got {old!r} twice")
-        if self.catalog.get_collection(new) is not None or self.catalog.alias(new) is not None:
+        with using_db(target_db):
+            taken = self.catalog.get_collection(new) is not None or self.catalog.alias(new) is not None
+        if taken:
             raise InvalidArgument(
-                f"duplicated new collection name default:{new} with other collection name or alias",
+                f"duplicated new collection name {target_db}:{new} with other collection name or alias",
                 collection=new,
             )
-        renamed = replace(info.evolve(CatalogEvent.RENAME, name=new), origin=self.site)
+        if target_db != info.db_name and self.catalog.aliases(info.collection_id):
+            raise InvalidArgument(
+                f"fail to rename collection {old}: must drop all aliases of this collection before "
+                f"moving it to another database",
+                collection=old,
+            )
+        renamed = replace(info.evolve(CatalogEvent.RENAME, name=new, db_name=target_db), origin=self.site)
         gone = replace(info.evolve(CatalogEvent.RENAME, state=RENAMED), origin=self.site)
         self.catalog.publish_records([renamed, gone])
         return renamed
@@ -239,15 +258,17 @@ class Walvus:
         info = self._alias_target(collection)
         if self.catalog.get_collection(alias) is not None:
             raise AliasNameConflict(
-                f"alias and collection name conflict[database=default][alias={alias}]", alias=alias
+                f"alias and collection name conflict[database={current_db()}][alias={alias}]", alias=alias
             )
         existing = self.catalog.alias(alias)
         if existing is not None:
             if existing.collection_id == info.collection_id:
                 return existing  # Milvus: creating the same alias twice is a no-op
             there = self.catalog.by_id(existing.collection_id)
-            raise AliasExists(alias, there.name if there is not None else existing.collection)
-        return self._publish_alias(AliasInfo(alias, info.collection_id, info.name, created_ts=self.clock.now()))
+            raise AliasExists(alias, there.name if there is not None else existing.collection, current_db())
+        return self._publish_alias(
+            AliasInfo(alias, info.collection_id, info.name, created_ts=self.clock.now(), db_name=info.db_name)
+        )
 
     def alter_alias(self, collection: str, alias: str) -> AliasInfo:
         """Point an existing alias at another collection: one catalog record, so a reader resolves
@@ -256,7 +277,7 @@ class Walvus:
         info = self._alias_target(collection)
         existing = self.catalog.alias(alias)
         if existing is None:
-            raise AliasNotFound(alias)
+            raise AliasNotFound(alias, current_db())
         return self._publish_alias(
             replace(existing, collection_id=info.collection_id, collection=info.name, event=CatalogEvent.ALTER_ALIAS)
         )

@@ -16,17 +16,24 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPar
 
 from schemas.catalog import (
     ALIAS_KEY_PREFIX,
+    DATABASE_KEY_PREFIX,
+    DEFAULT_DB,
+    DEFAULT_DB_ID,
     RENAMED,
     AliasInfo,
     CatalogRecord,
     CollectionInfo,
+    DatabaseInfo,
     decode_record,
     is_alias_key,
+    is_database_key,
+    qualify,
     record_key,
 )
 from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
 from schemas.topics import catalog_topic
+from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
 from walvus.log import KafkaLog, LogMessage, drain
 
@@ -37,21 +44,29 @@ Listener = Callable[[CollectionInfo], None]
 class CatalogView:
     """Reading collection states by name, alias or id; the records themselves come from a subclass.
 
-    ``apply`` is the one place where a catalog record changes the view, so every reader (the
-    Kafka-backed ``Catalog``, the in-memory one of the tests) resolves names the same way.
+    Names are looked up in the current database (``walvus.databases.current_db``; enter
+    another with ``walvus.databases.using_db``). ``apply`` is the one place where a catalog record
+    changes the view, so every reader (the Kafka-backed ``Catalog``, the in-memory one of the
+    tests) resolves names the same way.
     """
 
     def __init__(self) -> None:
-        self._by_name: dict[str, CollectionInfo] = {}
+        self._by_name: dict[str, CollectionInfo] = {}  # by qualified name
         self._by_id: dict[int, CollectionInfo] = {}
-        self._aliases: dict[str, AliasInfo] = {}
+        self._aliases: dict[str, AliasInfo] = {}  # by qualified alias
+        self._databases: dict[str, DatabaseInfo] = {}
+
+    @staticmethod
+    def key(name: str) -> str:
+        """The catalog key of ``name`` in the current database."""
+        return qualify(current_db(), name)
 
     def get(self, name: str) -> CollectionInfo | None:
         """The active collection called ``name``, or the one the alias ``name`` points to."""
-        info = self._by_name.get(name)
-        if info is not None and info.active:
+        info = self.get_collection(name)
+        if info is not None:
             return info
-        alias = self._aliases.get(name)
+        alias = self.alias(name)
         if alias is None:
             return None
         info = self._by_id.get(alias.collection_id)
@@ -59,7 +74,7 @@ class CatalogView:
 
     def get_collection(self, name: str) -> CollectionInfo | None:
         """The active collection called exactly ``name`` (aliases not followed)."""
-        info = self._by_name.get(name)
+        info = self._by_name.get(self.key(name))
         return info if info is not None and info.active else None
 
     def require(self, name: str) -> CollectionInfo:
@@ -72,34 +87,62 @@ class CatalogView:
     def by_id(self, collection_id: int) -> CollectionInfo | None:
         return self._by_id.get(collection_id)
 
-    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
-        return [c for c in self._by_name.values() if include_dropped or c.active]
+    def collections(self, *, include_dropped: bool = False, db_name: str | None = None) -> list[CollectionInfo]:
+        """Collections of every database, or of ``db_name``."""
+        return [
+            c
+            for c in self._by_name.values()
+            if (include_dropped or c.active) and (db_name is None or c.db_name == db_name)
+        ]
 
     def alias(self, name: str) -> AliasInfo | None:
-        return self._aliases.get(name)
+        return self._aliases.get(self.key(name))
 
     def aliases(self, collection_id: int | None = None) -> list[str]:
-        """Alias names, sorted: all of them, or those of one collection."""
-        return sorted(
-            a.alias for a in self._aliases.values() if collection_id is None or a.collection_id == collection_id
+        """Alias names, sorted: those of one collection, or all of the current database."""
+        if collection_id is not None:
+            return sorted(a.alias for a in self._aliases.values() if a.collection_id == collection_id)
+        db = current_db()
+        return sorted(a.alias for a in self._aliases.values() if a.db_name == db)
+
+    def database(self, name: str) -> DatabaseInfo | None:
+        info = self._databases.get(name or DEFAULT_DB)
+        if info is None and name in ("", DEFAULT_DB):
+            return DatabaseInfo(DEFAULT_DB, DEFAULT_DB_ID)
+        return info if info is not None and info.active else None
+
+    def databases(self) -> list[DatabaseInfo]:
+        """Every database, ``default`` first, then by creation."""
+        others = sorted(
+            (d for d in self._databases.values() if d.active and d.name != DEFAULT_DB), key=lambda d: d.created_ts
         )
+        default = self.database(DEFAULT_DB)
+        assert default is not None
+        return [default, *others]
 
     def apply(self, key: str, record: CatalogRecord | None) -> CollectionInfo | None:
         """Apply one catalog record (``None``: a tombstone). Returns the collection state that
-        listeners must hear about, or None (aliases, tombstones, a renamed collection's old name)."""
+        listeners must hear about, or None (aliases, databases, tombstones, a renamed
+        collection's old name)."""
         if record is None:
             if is_alias_key(key):
                 self._aliases.pop(key[len(ALIAS_KEY_PREFIX) :], None)
+            elif is_database_key(key):
+                self._databases.pop(key[len(DATABASE_KEY_PREFIX) :], None)
             else:
                 gone = self._by_name.pop(key, None)
                 if gone is not None and self._by_id.get(gone.collection_id) is gone:
                     del self._by_id[gone.collection_id]
             return None
+        if isinstance(record, DatabaseInfo):
+            self._databases[record.name] = record
+            return None
         if isinstance(record, AliasInfo):
+            qualified = qualify(record.db_name, record.alias)
             if record.active:
-                self._aliases[record.alias] = record
+                self._aliases[qualified] = record
             else:
-                self._aliases.pop(record.alias, None)
+                self._aliases.pop(qualified, None)
             return None
         if record.state == RENAMED:  # the name is free; the collection lives on under its new name
             self._by_name.pop(key, None)

@@ -151,3 +151,18 @@ def test_rename_and_aliases_follow_a_replicated_collection_by_id() -> None:
     assert r.catalog(b"alias:y", back.to_json()).skipped == SKIP_ORIGIN
     stamped = _router().catalog(b"alias:z", AliasInfo("z", 42, "docs").to_json())
     assert stamped.out is not None and json.loads(stamped.out.value)["origin"] == "A"
+
+
+def test_database_records_are_replicated_with_loop_prevention() -> None:
+    from schemas.catalog import DatabaseInfo
+
+    r = _router(collections=["docs"])
+    d = r.catalog(b"db:sales", DatabaseInfo("sales", 7, origin="A").to_json())
+    assert d.out is not None and d.out.key == b"db:sales" and d.collection is None
+    assert r.catalog(b"db:sales", DatabaseInfo("sales", 7, origin="B").to_json()).skipped == SKIP_ORIGIN
+    stamped = r.catalog(b"db:x", DatabaseInfo("x", 8).to_json())
+    assert stamped.out is not None and json.loads(stamped.out.value)["origin"] == "A"
+    # a collection of another database is keyed db/name, its alias alias:db/name
+    other = _router().catalog(b"sales/docs", _info(name="docs", db_name="sales", origin="").to_json()).out
+    assert other is not None and other.key == b"sales/docs"
+    assert CollectionInfo.from_json(other.value or b"").qualified == "sales/docs"
