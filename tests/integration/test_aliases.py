@@ -122,6 +122,27 @@ def test_every_data_and_search_rpc_through_an_alias(live) -> None:
     assert rg.num_loaded_replica["orig"] == 1 and client.list_resource_groups() == ["__default_resource_group"]
 
 
+def test_databases_keep_collections_apart(live) -> None:
+    dep, client = live
+    client.create_database("team")
+    _fill(client, "shared", 5.0, n=20)
+    team = MilvusClient(dep.uri, db_name="team")
+    try:
+        _fill(team, "shared", 6.0, n=30)  # the same name in another database: another collection
+        team.flush("shared")
+        wait_indexed(team, "shared", 1)
+        assert team.query("shared", filter="", output_fields=["count(*)"])[0]["count(*)"] == 30
+        assert client.query("shared", filter="", output_fields=["count(*)"])[0]["count(*)"] == 20
+        assert team.search("shared", [[6.0] * DIM], limit=1, output_fields=["n"])[0][0]["entity"]["n"] == 6
+        team.create_alias("shared", "team_view")
+        assert team.describe_alias("team_view")["collection_name"] == "shared"
+        assert "team_view" not in client.list_aliases()["aliases"]
+        ids = {client.describe_collection("shared")["collection_id"], team.describe_collection("shared")["collection_id"]}
+        assert len(ids) == 2  # WAL topics and Delta tables are named by these ids
+    finally:
+        team.close()
+
+
 def test_rename_keeps_data_and_indexes_and_readers_through_an_alias_see_no_error(live) -> None:
     dep, client = live
     _fill(client, "before", 4.0, n=300)
@@ -156,6 +177,11 @@ def test_rename_keeps_data_and_indexes_and_readers_through_an_alias_see_no_error
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert fresh.query("reader", filter="", output_fields=["count(*)"])[0]["count(*)"] == 310
+        fresh.use_database("team")  # the other database's collection and alias are back too
+        while str(fresh.get_load_state("team_view")["state"]) != "Loaded":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert fresh.query("team_view", filter="", output_fields=["count(*)"])[0]["count(*)"] == 30
     finally:
         fresh.close()
 
