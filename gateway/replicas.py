@@ -13,7 +13,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, rg_pb2
 
-from gateway.errors import NotSupported, OK
+from gateway.errors import OK, NotSupported
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotFound, WalvusError
 from walvus.catalog import CatalogView

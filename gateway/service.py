@@ -19,9 +19,9 @@ from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from gateway.aliases import AliasRpcs
+from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, require_database
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
-from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, require_database
 from gateway.errors import OK, status_for
 from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics

@@ -163,7 +163,9 @@ class AliasInfo:
         return alias_key(qualify(self.db_name, self.alias))
 
     def to_json(self) -> bytes:
-        return json.dumps({**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(
+            {**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> AliasInfo:
@@ -195,7 +197,9 @@ class DatabaseInfo:
         return DATABASE_KEY_PREFIX + self.name
 
     def to_json(self) -> bytes:
-        return json.dumps({**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(
+            {**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> DatabaseInfo:

@@ -25,8 +25,8 @@ from schemas.exceptions import (
     AliasNameConflict,
     AliasNotFound,
     CapacityExceeded,
-    DatabaseNotFound,
     CollectionExists,
+    DatabaseNotFound,
     InvalidArgument,
     LimitExceeded,
     PartitionNotFound,
@@ -226,7 +226,9 @@ class Walvus:
         info = self.catalog.get_collection(old)
         if info is None:
             if self.catalog.alias(old) is not None:
-                raise InvalidArgument(f"unsupported use an alias to rename collection, alias:{old}", alias=old)
+                raise InvalidArgument(
+                    f"unsupported use an alias to rename collection, alias:{old}", alias=old
+                )
             info = self.catalog.require(old)
         check_name("collection", new)
         target_db = new_db or info.db_name
@@ -279,7 +281,12 @@ class Walvus:
         if existing is None:
             raise AliasNotFound(alias, current_db())
         return self._publish_alias(
-            replace(existing, collection_id=info.collection_id, collection=info.name, event=CatalogEvent.ALTER_ALIAS)
+            replace(
+                existing,
+                collection_id=info.collection_id,
+                collection=info.name,
+                event=CatalogEvent.ALTER_ALIAS,
+            )
         )
 
     def drop_alias(self, alias: str) -> None:

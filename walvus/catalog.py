@@ -87,7 +87,9 @@ class CatalogView:
     def by_id(self, collection_id: int) -> CollectionInfo | None:
         return self._by_id.get(collection_id)
 
-    def collections(self, *, include_dropped: bool = False, db_name: str | None = None) -> list[CollectionInfo]:
+    def collections(
+        self, *, include_dropped: bool = False, db_name: str | None = None
+    ) -> list[CollectionInfo]:
         """Collections of every database, or of ``db_name``."""
         return [
             c
@@ -114,7 +116,8 @@ class CatalogView:
     def databases(self) -> list[DatabaseInfo]:
         """Every database, ``default`` first, then by creation."""
         others = sorted(
-            (d for d in self._databases.values() if d.active and d.name != DEFAULT_DB), key=lambda d: d.created_ts
+            (d for d in self._databases.values() if d.active and d.name != DEFAULT_DB),
+            key=lambda d: d.created_ts,
         )
         default = self.database(DEFAULT_DB)
         assert default is not None

@@ -47,7 +47,9 @@ class DatabaseDdl:
         if self.w.catalog.database(name) is not None:
             raise InvalidArgument(f"database already exist: {name}", database=name)
         if len(self.w.catalog.databases()) >= MAX_DATABASES:
-            raise LimitExceeded(f"database number ({MAX_DATABASES}) exceeds max configuration ({MAX_DATABASES})")
+            raise LimitExceeded(
+                f"database number ({MAX_DATABASES}) exceeds max configuration ({MAX_DATABASES})"
+            )
         ts = self.w.clock.now()
         return self._publish(DatabaseInfo(name, db_id=ts, properties=dict(properties or {}), created_ts=ts))
 
@@ -61,7 +63,9 @@ class DatabaseDdl:
             check_name("database", name)
             return
         if self.w.catalog.collections(db_name=name):
-            raise InvalidArgument(f"database:{name} not empty, must drop all collections before drop database")
+            raise InvalidArgument(
+                f"database:{name} not empty, must drop all collections before drop database"
+            )
         self._publish(replace(info, state=DROPPED, event="drop_database"))
 
     def alter(self, name: str, changes: dict[str, str], delete_keys: list[str]) -> DatabaseInfo:

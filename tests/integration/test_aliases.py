@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
 
-from tests.integration.search_support import create_flat_collection, running, stats, wait_indexed
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.types import DataType
+from tests.integration.search_support import create_flat_collection, running, stats, wait_indexed
 from tests.integration.test_cdc_support import namespace_api, new_cdc, wal_records
 
 pytestmark = pytest.mark.integration
@@ -119,7 +119,9 @@ def test_every_data_and_search_rpc_through_an_alias(live) -> None:
     (replica,) = client.describe_replica("handle")
     assert replica.resource_group == "__default_resource_group"
     rg = client.describe_resource_group("__default_resource_group")
-    assert rg.num_loaded_replica["orig"] == 1 and client.list_resource_groups() == ["__default_resource_group"]
+    assert rg.num_loaded_replica["orig"] == 1 and client.list_resource_groups() == [
+        "__default_resource_group"
+    ]
 
 
 def test_databases_keep_collections_apart(live) -> None:
@@ -137,7 +139,10 @@ def test_databases_keep_collections_apart(live) -> None:
         team.create_alias("shared", "team_view")
         assert team.describe_alias("team_view")["collection_name"] == "shared"
         assert "team_view" not in client.list_aliases()["aliases"]
-        ids = {client.describe_collection("shared")["collection_id"], team.describe_collection("shared")["collection_id"]}
+        ids = {
+            client.describe_collection("shared")["collection_id"],
+            team.describe_collection("shared")["collection_id"],
+        }
         assert len(ids) == 2  # WAL topics and Delta tables are named by these ids
     finally:
         team.close()
@@ -160,7 +165,10 @@ def test_rename_keeps_data_and_indexes_and_readers_through_an_alias_see_no_error
     assert "before" not in client.list_collections() and not client.has_collection("before")
     assert client.describe_alias("reader")["collection_name"] == "after"
     now = stats(client, "after")
-    assert now["sealed_segments"] == indexed["sealed_segments"] and now["loaded_indexes"] == indexed["loaded_indexes"]
+    assert (
+        now["sealed_segments"] == indexed["sealed_segments"]
+        and now["loaded_indexes"] == indexed["loaded_indexes"]
+    )
     assert client.query("after", filter="", output_fields=["count(*)"])[0]["count(*)"] == 300
     # writes under the new name are sealed and indexed by the streams worker and the indexer
     client.insert("after", [{"id": 1000 + i, "vec": [4.0] * DIM, "n": 4} for i in range(10)])

@@ -92,7 +92,11 @@ def test_rename_keeps_data_index_load_and_aliases(client: MilvusClient) -> None:
     client.create_alias(a, alias)
     before = client.describe_collection(a)
     client.rename_collection(a, new)
-    assert not client.has_collection(a) and new in client.list_collections() and a not in client.list_collections()
+    assert (
+        not client.has_collection(a)
+        and new in client.list_collections()
+        and a not in client.list_collections()
+    )
     after = client.describe_collection(new)
     assert after["collection_id"] == before["collection_id"] and after["fields"] == before["fields"]
     assert client.list_indexes(new) == ["vector"]

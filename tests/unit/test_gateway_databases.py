@@ -49,12 +49,18 @@ def test_collections_and_aliases_are_per_database(gw: RunningGateway, client: Mi
         other.insert("docs", [{"id": 1, "vector": [1.0, 0.0], "where": "db_a"}])
         assert other.get("docs", ids=[1])[0]["where"] == "db_a"
         assert client.get("docs", ids=[1])[0]["where"] == "default"
-        assert other.describe_collection("docs")["collection_id"] != client.describe_collection("docs")["collection_id"]
+        assert (
+            other.describe_collection("docs")["collection_id"]
+            != client.describe_collection("docs")["collection_id"]
+        )
         other.create_alias("docs", "current")
         assert other.describe_alias("current")["db_name"] == "db_a"
         with pytest.raises(MilvusException, match="alias not found"):
             client.describe_alias("current")
-        assert other.search("current", [[1.0, 0.0]], limit=1, output_fields=["where"])[0][0]["entity"]["where"] == "db_a"
+        assert (
+            other.search("current", [[1.0, 0.0]], limit=1, output_fields=["where"])[0][0]["entity"]["where"]
+            == "db_a"
+        )
         with pytest.raises(MilvusException, match="database:db_a not empty"):
             client.drop_database("db_a")
         client.use_database("db_a")
