@@ -29,17 +29,17 @@ class AliasRpcs:
         return self.w.catalog
 
     def create_alias(self, req: milvus_pb2.CreateAliasRequest) -> common_pb2.Status:
-        self.w.create_alias(req.collection_name, req.alias)
+        self.w.aliases.create(req.collection_name, req.alias)
         log.info("alias created alias=%s collection=%s", req.alias, req.collection_name)
         return OK
 
     def alter_alias(self, req: milvus_pb2.AlterAliasRequest) -> common_pb2.Status:
-        self.w.alter_alias(req.collection_name, req.alias)
+        self.w.aliases.alter(req.collection_name, req.alias)
         log.info("alias altered alias=%s collection=%s", req.alias, req.collection_name)
         return OK
 
     def drop_alias(self, req: milvus_pb2.DropAliasRequest) -> common_pb2.Status:
-        self.w.drop_alias(req.alias)
+        self.w.aliases.drop(req.alias)
         log.info("alias dropped alias=%s", req.alias)
         return OK
 

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas.catalog import DEFAULT_PARTITION, DROPPED, RENAMED, AliasInfo, CatalogEvent, CollectionInfo
+from schemas.catalog import DEFAULT_PARTITION, RENAMED, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
 from schemas.exceptions import (
-    AliasExists,
     AliasNameConflict,
-    AliasNotFound,
     CapacityExceeded,
     CollectionExists,
     DatabaseNotFound,
@@ -37,6 +35,7 @@ from schemas.timestamps import HybridClock
 from schemas.topics import wal_topic
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op
+from walvus.aliases import AliasDdl
 from walvus.catalog import Catalog
 from walvus.databases import DatabaseDdl, current_db, using_db
 from walvus.exceptions import FlushTimeout
@@ -79,6 +78,7 @@ class Walvus:
         self.limits = limits or LimitSettings()
         self.clock = HybridClock()
         self.databases = DatabaseDdl(self)
+        self.aliases = AliasDdl(self)
 
     @classmethod
     def connect(cls, bootstrap: str) -> Walvus:
@@ -253,64 +253,6 @@ class Walvus:
         gone = replace(info.evolve(CatalogEvent.RENAME, state=RENAMED), origin=self.site)
         self.catalog.publish_records([renamed, gone])
         return renamed
-
-    # aliases ---------------------------------------------------------------------------------
-    def create_alias(self, collection: str, alias: str) -> AliasInfo:
-        check_name("alias", alias)
-        info = self._alias_target(collection)
-        if self.catalog.get_collection(alias) is not None:
-            raise AliasNameConflict(
-                f"alias and collection name conflict[database={current_db()}][alias={alias}]", alias=alias
-            )
-        existing = self.catalog.alias(alias)
-        if existing is not None:
-            if existing.collection_id == info.collection_id:
-                return existing  # Milvus: creating the same alias twice is a no-op
-            there = self.catalog.by_id(existing.collection_id)
-            raise AliasExists(alias, there.name if there is not None else existing.collection, current_db())
-        return self._publish_alias(
-            AliasInfo(alias, info.collection_id, info.name, created_ts=self.clock.now(), db_name=info.db_name)
-        )
-
-    def alter_alias(self, collection: str, alias: str) -> AliasInfo:
-        """Point an existing alias at another collection: one catalog record, so a reader resolves
-        the alias to the old collection or to the new one, never to nothing."""
-        check_name("alias", alias)
-        info = self._alias_target(collection)
-        existing = self.catalog.alias(alias)
-        if existing is None:
-            raise AliasNotFound(alias, current_db())
-        return self._publish_alias(
-            replace(
-                existing,
-                collection_id=info.collection_id,
-                collection=info.name,
-                event=CatalogEvent.ALTER_ALIAS,
-            )
-        )
-
-    def drop_alias(self, alias: str) -> None:
-        """Milvus: dropping an alias that does not exist succeeds."""
-        check_name("alias", alias)
-        existing = self.catalog.alias(alias)
-        if existing is not None:
-            self._publish_alias(replace(existing, state=DROPPED, event=CatalogEvent.DROP_ALIAS))
-
-    def _alias_target(self, collection: str) -> CollectionInfo:
-        info = self.catalog.get_collection(collection)
-        if info is None:
-            if self.catalog.alias(collection) is not None:
-                raise AliasNameConflict(
-                    f"{collection} is an alias, not a collection: an alias must point to a collection",
-                    alias=collection,
-                )
-            info = self.catalog.require(collection)
-        return info
-
-    def _publish_alias(self, alias: AliasInfo) -> AliasInfo:
-        alias = replace(alias, origin=self.site)
-        self.catalog.publish_records([alias])
-        return alias
 
     # DML -------------------------------------------------------------------------------------
     def insert(self, name: str, data: Rows | Mapping[str, Any], partition: str | None = None) -> WriteResult:

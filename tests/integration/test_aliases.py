@@ -218,9 +218,9 @@ def test_cdc_replicates_aliases_and_renames(kafka_bootstrap, tmp_path: Path) -> 
                 "collections": ["docs"],
             }
         )
-        a.create_alias("docs", "live")
+        a.aliases.create("docs", "live")
         a.rename_collection("docs", "papers")
-        a.create_alias("papers", "latest")
+        a.aliases.create("papers", "latest")
         a.insert("papers", {"id": np.arange(5), "v": np.zeros((5, 2), "float32")})
         deadline = time.monotonic() + 60
         while b.catalog.alias("latest") is None or b.catalog.get("papers") is None:

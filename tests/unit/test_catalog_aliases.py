@@ -39,40 +39,40 @@ def w() -> Walvus:
 
 def test_alias_resolves_and_switches_in_one_record(w: Walvus) -> None:
     a, b = w.catalog.require("a"), w.catalog.require("b")
-    w.create_alias("a", "live")
+    w.aliases.create("a", "live")
     assert w.catalog.require("live") is a
     assert w.catalog.get_collection("live") is None  # not a collection of its own
     assert w.catalog.aliases(a.collection_id) == ["live"]
     before = len(w.catalog.events)  # type: ignore[attr-defined]
-    w.alter_alias("b", "live")
+    w.aliases.alter("b", "live")
     assert len(w.catalog.events) == before + 1  # type: ignore[attr-defined]
     assert w.catalog.require("live") is b
     assert w.catalog.aliases(a.collection_id) == [] and w.catalog.aliases(b.collection_id) == ["live"]
-    w.drop_alias("live")
+    w.aliases.drop("live")
     assert w.catalog.get("live") is None and w.catalog.aliases() == []
-    w.drop_alias("live")  # Milvus: dropping a missing alias succeeds
+    w.aliases.drop("live")  # Milvus: dropping a missing alias succeeds
 
 
 def test_alias_errors_change_nothing(w: Walvus) -> None:
-    w.create_alias("a", "live")
-    w.create_alias("a", "live")  # the same alias for the same collection: a no-op
+    w.aliases.create("a", "live")
+    w.aliases.create("a", "live")  # the same alias for the same collection: a no-op
     with pytest.raises(AliasExists, match=r"alias already exist\[database=default\]\[alias=live\]") as e:
-        w.create_alias("b", "live")
+        w.aliases.create("b", "live")
     assert e.value.code == 1602
     with pytest.raises(AliasNameConflict, match=r"alias and collection name conflict") as c:
-        w.create_alias("a", "b")
+        w.aliases.create("a", "b")
     assert c.value.code == 1601
     with pytest.raises(AliasNameConflict, match="conflicts with an existing alias"):
         w.create_collection("live", schema())
     with pytest.raises(AliasNotFound, match=r"alias not found\[database=default\]\[alias=other\]") as n:
-        w.alter_alias("b", "other")
+        w.aliases.alter("b", "other")
     assert n.value.code == 1600
     with pytest.raises(CollectionNotFound):
-        w.create_alias("missing", "x")
+        w.aliases.create("missing", "x")
     with pytest.raises(AliasNameConflict, match="is an alias, not a collection"):
-        w.create_alias("live", "x")
+        w.aliases.create("live", "x")
     with pytest.raises(InvalidArgument, match="Invalid alias name"):
-        w.create_alias("a", "bad-name")
+        w.aliases.create("a", "bad-name")
     with pytest.raises(InvalidArgument, match="cannot drop the collection via alias = live"):
         w.drop_collection("live")
     with pytest.raises(InvalidArgument, match=r"has associated aliases \['live'\]"):
@@ -82,7 +82,7 @@ def test_alias_errors_change_nothing(w: Walvus) -> None:
 
 def test_rename_moves_the_name_and_keeps_id_state_and_aliases(w: Walvus) -> None:
     a = w.catalog.require("a")
-    w.create_alias("a", "live")
+    w.aliases.create("a", "live")
     w.rename_collection("a", "c")
     c = w.catalog.require("c")
     assert c.collection_id == a.collection_id and c.schema == a.schema and c.name == "c"
@@ -109,11 +109,11 @@ def test_replayed_records_rebuild_the_same_view() -> None:
     w = memory_walvus()
     w.create_collection("a", schema())
     w.create_collection("b", schema())
-    w.create_alias("a", "live")
+    w.aliases.create("a", "live")
     w.rename_collection("a", "c")
-    w.alter_alias("b", "live")
-    w.create_alias("c", "old")
-    w.drop_alias("old")
+    w.aliases.alter("b", "live")
+    w.aliases.create("c", "old")
+    w.aliases.drop("old")
     replay = Catalog(kafka=None, namespace="t")  # type: ignore[arg-type]
     heard: list[CollectionInfo] = []
     replay.add_listener(heard.append)
@@ -128,3 +128,31 @@ def test_replayed_records_rebuild_the_same_view() -> None:
     assert record_key(marker) == "a"
     alias = next(r for r in w.catalog.events if isinstance(r, AliasInfo))  # type: ignore[attr-defined]
     assert record_key(alias) == "alias:live" and decode_record("alias:live", alias.to_json()) == alias
+
+
+def test_databases_keep_names_apart_and_replay() -> None:
+    from schemas.exceptions import DatabaseNotFound
+    from walvus.databases import using_db
+
+    w = memory_walvus()
+    home = w.create_collection("docs", schema())
+    w.databases.create("sales", {"k": "v"})
+    with using_db("sales"):
+        sales = w.create_collection("docs", schema())
+        w.aliases.create("docs", "cur")
+        assert w.catalog.require("cur") is sales and w.catalog.require("docs") is sales
+        assert [c.name for c in w.catalog.collections(db_name="sales")] == ["docs"]
+    assert record_key(home) == "docs" and record_key(sales) == "sales/docs"  # default keeps bare keys
+    assert w.catalog.require("docs") is home and w.catalog.alias("cur") is None
+    with pytest.raises(DatabaseNotFound), using_db("nowhere"):
+        w.create_collection("x", schema())
+    with pytest.raises(InvalidArgument, match="not empty"):
+        w.databases.drop("sales")
+    replay = Catalog(kafka=None, namespace="t")  # type: ignore[arg-type]
+    for r in w.catalog.events:  # type: ignore[attr-defined]
+        replay._apply(record_key(r).encode(), r.to_json())
+    assert [d.name for d in replay.databases()] == ["default", "sales"]
+    assert replay.database("sales").properties == {"k": "v"}  # type: ignore[union-attr]
+    with using_db("sales"):
+        assert replay.require("cur").collection_id == sales.collection_id
+    assert replay.require("docs").collection_id == home.collection_id
