@@ -166,7 +166,7 @@ class SearcherService:
             coll = self._loaded.pop(collection_id, None)
             self._by_topic.pop(topic, None)
         if coll is not None:
-            self._consumed.forget(coll.info.name)
+            self._consumed.forget(coll.info.qualified)
 
     def loading_progress(self, collection: str) -> int:
         info = self.catalog.require(collection)
@@ -210,7 +210,7 @@ class SearcherService:
         coll = self._by_topic.get(topic)
         if coll is not None:
             coll.mark_applied(shard, offset)
-            self._consumed.set(coll.info.name, shard, offset)
+            self._consumed.set(coll.info.qualified, shard, offset)
 
     def _after_poll(self) -> None:
         for coll in list(self._loaded.values()):
@@ -238,6 +238,8 @@ class SearcherService:
         if not info.active or not info.loaded:
             self._drop(info.collection_id)
         else:
+            if coll.info.qualified != info.qualified:  # renamed: the gauge follows the new name
+                self._consumed.forget(coll.info.qualified)
             coll.update_info(info)
 
     # consistency -------------------------------------------------------------------------------------
