@@ -129,11 +129,17 @@ class AliasExists(InvalidArgument):
 
     def __init__(self, alias: str, collection: str, database: str = "default") -> None:
         super().__init__(
-            f"alias already exist[database={database}][alias={alias}]: it points to collection {collection}; "
-            "use alter_alias to point it elsewhere",
+            f"{alias} is alias to another collection: {collection}: "
+            f"alias already exist[database={database}][alias={alias}]",
             alias=alias,
             collection=collection,
         )
+
+
+class AliasInUse(WalvusError, ValueError):
+    """A collection dropped through an alias, or while aliases point to it (Milvus: 65535)."""
+
+    code = 65535
 
 
 class DatabaseNotFound(WalvusError, LookupError):

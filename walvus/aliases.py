@@ -12,9 +12,19 @@ from dataclasses import replace
 from typing import Any
 
 from schemas.catalog import DROPPED, AliasInfo, CatalogEvent, CollectionInfo
-from schemas.collection import check_name
-from schemas.exceptions import AliasExists, AliasNameConflict, AliasNotFound
+from schemas.collection import name_problem
+from schemas.exceptions import AliasExists, AliasNameConflict, AliasNotFound, SchemaError
 from walvus.databases import current_db
+
+
+def check_alias(alias: str) -> None:
+    """Milvus's rules for collection names, in its words for aliases."""
+    problem = name_problem("collection", alias)
+    if problem is not None:
+        raise SchemaError(
+            f"Invalid collection alias: {alias}. {problem.replace('collection name', 'collection alias')}",
+            alias=alias,
+        )
 
 
 class AliasDdl:
@@ -24,12 +34,7 @@ class AliasDdl:
         self.w = walvus
 
     def create(self, collection: str, alias: str) -> AliasInfo:
-        check_name("alias", alias)
-        info = self._target(collection)
-        if self.w.catalog.get_collection(alias) is not None:
-            raise AliasNameConflict(
-                f"alias and collection name conflict[database={current_db()}][alias={alias}]", alias=alias
-            )
+        info = self._checked(collection, alias)
         existing = self.w.catalog.alias(alias)
         if existing is not None:
             if existing.collection_id == info.collection_id:
@@ -45,8 +50,7 @@ class AliasDdl:
     def alter(self, collection: str, alias: str) -> AliasInfo:
         """Point an existing alias at another collection: one catalog record, so a reader resolves
         the alias to the old collection or to the new one, never to nothing."""
-        check_name("alias", alias)
-        info = self._target(collection)
+        info = self._checked(collection, alias)
         existing = self.w.catalog.alias(alias)
         if existing is None:
             raise AliasNotFound(alias, current_db())
@@ -61,10 +65,20 @@ class AliasDdl:
 
     def drop(self, alias: str) -> None:
         """Milvus: dropping an alias that does not exist succeeds."""
-        check_name("alias", alias)
+        check_alias(alias)
         existing = self.w.catalog.alias(alias)
         if existing is not None:
             self._publish(replace(existing, state=DROPPED, event=CatalogEvent.DROP_ALIAS))
+
+    def _checked(self, collection: str, alias: str) -> CollectionInfo:
+        """The collection an alias may point to; the alias name must not be a collection's."""
+        check_alias(alias)
+        info = self._target(collection)
+        if self.w.catalog.get_collection(alias) is not None:
+            raise AliasNameConflict(
+                f"alias and collection name conflict[database={current_db()}][alias={alias}]", alias=alias
+            )
+        return info
 
     def _target(self, collection: str) -> CollectionInfo:
         info = self.w.catalog.get_collection(collection)

@@ -21,6 +21,7 @@ import pyarrow as pa
 from schemas.catalog import DEFAULT_PARTITION, RENAMED, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
 from schemas.exceptions import (
+    AliasInUse,
     AliasNameConflict,
     CapacityExceeded,
     CollectionExists,
@@ -159,12 +160,12 @@ class Walvus:
         info = self.catalog.get_collection(name)
         if info is None:
             if self.catalog.alias(name) is not None:
-                raise InvalidArgument(f"cannot drop the collection via alias = {name}", alias=name)
+                raise AliasInUse(f"cannot drop the collection via alias = {name}", alias=name)
             check_name("collection", name)
             return None
         aliases = self.catalog.aliases(info.collection_id)
         if aliases:
-            raise InvalidArgument(
+            raise AliasInUse(
                 f"unable to drop the collection [{name}] because it has associated aliases {aliases}, "
                 "please remove all aliases before dropping the collection",
                 collection=name,

@@ -9,6 +9,7 @@ from schemas.catalog import RENAMED, AliasInfo, CollectionInfo, decode_record, r
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import (
     AliasExists,
+    AliasInUse,
     AliasNameConflict,
     AliasNotFound,
     CollectionExists,
@@ -56,7 +57,10 @@ def test_alias_resolves_and_switches_in_one_record(w: Walvus) -> None:
 def test_alias_errors_change_nothing(w: Walvus) -> None:
     w.aliases.create("a", "live")
     w.aliases.create("a", "live")  # the same alias for the same collection: a no-op
-    with pytest.raises(AliasExists, match=r"alias already exist\[database=default\]\[alias=live\]") as e:
+    with pytest.raises(
+        AliasExists,
+        match=r"live is alias to another collection: a: alias already exist\[database=default\]\[alias=live\]",
+    ) as e:
         w.aliases.create("b", "live")
     assert e.value.code == 1602
     with pytest.raises(AliasNameConflict, match=r"alias and collection name conflict") as c:
@@ -71,11 +75,18 @@ def test_alias_errors_change_nothing(w: Walvus) -> None:
         w.aliases.create("missing", "x")
     with pytest.raises(AliasNameConflict, match="is an alias, not a collection"):
         w.aliases.create("live", "x")
-    with pytest.raises(InvalidArgument, match="Invalid alias name"):
-        w.aliases.create("a", "bad-name")
-    with pytest.raises(InvalidArgument, match="cannot drop the collection via alias = live"):
+    with pytest.raises(
+        InvalidArgument, match="Invalid collection alias: 1x. the first character of a collection alias"
+    ):
+        w.aliases.create("a", "1x")
+    with pytest.raises(
+        AliasNameConflict, match=r"alias and collection name conflict\[database=default\]\[alias=b\]"
+    ):
+        w.aliases.alter("a", "b")
+    with pytest.raises(AliasInUse, match="cannot drop the collection via alias = live") as via:
         w.drop_collection("live")
-    with pytest.raises(InvalidArgument, match=r"has associated aliases \['live'\]"):
+    assert via.value.code == 65535
+    with pytest.raises(AliasInUse, match=r"has associated aliases \['live'\]"):
         w.drop_collection("a")
     assert w.catalog.require("live").name == "a" and w.catalog.get("b") is not None
 

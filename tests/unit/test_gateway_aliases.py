@@ -73,8 +73,10 @@ def test_alias_errors_use_milvus_codes(client: MilvusClient) -> None:
         (lambda: client.create_collection(alias, dimension=2), 1601, "conflicts with an existing alias"),
         (lambda: client.describe_alias(unique("nope")), 1600, "alias not found"),
         (lambda: client.alter_alias(a, unique("nope")), 1600, "alias not found"),
-        (lambda: client.drop_collection(alias), 1100, "cannot drop the collection via alias"),
-        (lambda: client.drop_collection(a), 1100, "has associated aliases"),
+        (lambda: client.drop_collection(alias), 65535, "cannot drop the collection via alias"),
+        (lambda: client.drop_collection(a), 65535, "has associated aliases"),
+        (lambda: client.alter_alias(a, b), 1601, "alias and collection name conflict"),
+        (lambda: client.create_alias(a, "1x"), 1100, "Invalid collection alias: 1x"),
         (lambda: client.list_aliases(unique("nope")), 100, "collection not found"),
     ]
     for call, code, message in cases:
