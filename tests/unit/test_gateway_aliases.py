@@ -135,3 +135,16 @@ def test_replicas_and_the_one_resource_group(client: MilvusClient) -> None:
     with pytest.raises(MilvusException, match="resource group not found"):
         client.load_collection(a, resource_groups=["rg1"])
     client.load_collection(a, replica_number=1, resource_groups=["__default_resource_group"])
+
+
+def test_writes_through_a_switched_alias_use_the_new_collections_schema(client: MilvusClient) -> None:
+    small, big = unique("small"), unique("big")
+    client.create_collection(big, dimension=3)  # the older one: its schema timestamp is lower
+    client.create_collection(small, dimension=2)
+    alias = unique("alias")
+    client.create_alias(small, alias)
+    client.insert(alias, [{"id": 1, "vector": [1.0, 0.0]}])  # pymilvus caches the schema under the alias
+    client.alter_alias(big, alias)
+    client.insert(alias, [{"id": 1, "vector": [1.0, 0.0, 0.0]}])  # refreshed after SchemaMismatch
+    assert client.get(big, ids=[1])[0]["vector"] == [1.0, 0.0, 0.0]
+    assert client.get(small, ids=[1])[0]["vector"] == [1.0, 0.0]
