@@ -93,7 +93,7 @@ class CatalogView:
         """Collections of every database, or of ``db_name``."""
         return [
             c
-            for c in self._by_name.values()
+            for c in list(self._by_name.values())  # a copy: the tail thread may apply a record meanwhile
             if (include_dropped or c.active) and (db_name is None or c.db_name == db_name)
         ]
 
@@ -103,9 +103,9 @@ class CatalogView:
     def aliases(self, collection_id: int | None = None) -> list[str]:
         """Alias names, sorted: those of one collection, or all of the current database."""
         if collection_id is not None:
-            return sorted(a.alias for a in self._aliases.values() if a.collection_id == collection_id)
+            return sorted(a.alias for a in list(self._aliases.values()) if a.collection_id == collection_id)
         db = current_db()
-        return sorted(a.alias for a in self._aliases.values() if a.db_name == db)
+        return sorted(a.alias for a in list(self._aliases.values()) if a.db_name == db)
 
     def database(self, name: str) -> DatabaseInfo | None:
         info = self._databases.get(name or DEFAULT_DB)
@@ -116,7 +116,7 @@ class CatalogView:
     def databases(self) -> list[DatabaseInfo]:
         """Every database, ``default`` first, then by creation."""
         others = sorted(
-            (d for d in self._databases.values() if d.active and d.name != DEFAULT_DB),
+            (d for d in list(self._databases.values()) if d.active and d.name != DEFAULT_DB),
             key=lambda d: d.created_ts,
         )
         default = self.database(DEFAULT_DB)
