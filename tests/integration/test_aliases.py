@@ -195,7 +195,8 @@ def test_rename_keeps_data_and_indexes_and_readers_through_an_alias_see_no_error
 
 
 def test_cdc_replicates_aliases_and_renames(kafka_bootstrap, tmp_path: Path) -> None:
-    """A task for one collection keeps replicating it after a rename, with its aliases."""
+    """A task for one collection keeps replicating it after a rename, with its aliases; databases
+    are replicated too."""
     uid = uuid.uuid4().hex[:8]
     ns_a, ns_b = f"ala{uid}", f"alb{uid}"
     a, b = namespace_api(kafka_bootstrap, ns_a), namespace_api(kafka_bootstrap, ns_b)
@@ -218,6 +219,7 @@ def test_cdc_replicates_aliases_and_renames(kafka_bootstrap, tmp_path: Path) -> 
                 "collections": ["docs"],
             }
         )
+        a.databases.create("sales", {"region": "eu"})
         a.aliases.create("docs", "live")
         a.rename_collection("docs", "papers")
         a.aliases.create("papers", "latest")
@@ -229,6 +231,7 @@ def test_cdc_replicates_aliases_and_renames(kafka_bootstrap, tmp_path: Path) -> 
         assert b.catalog.require("papers").collection_id == docs.collection_id
         assert b.catalog.get("docs") is None and b.catalog.get("other") is None
         assert b.catalog.require("live").name == "papers" and b.catalog.require("latest").name == "papers"
+        assert b.catalog.database("sales").properties == {"region": "eu"}  # type: ignore[union-attr]
         cdc.wait_caught_up(f"al-{uid}")
         assert sum(len(s) for s in wal_records(kafka_bootstrap, ns_b, docs.collection_id, 1)) == 1
     finally:
