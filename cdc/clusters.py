@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from cdc.exceptions import ClusterUnreachable, TopicMismatch
 from cdc.spec import Endpoint, TaskSpec
+from schemas.catalog import is_collection_key
 from walvus.log import MAX_MESSAGE_BYTES, drain
 from walvus.retention import WalRetention, hold_group
 
@@ -88,10 +89,12 @@ def read_to_end(
 
 
 def read_catalog(endpoint: Endpoint, topic: str, timeout: float = 60.0) -> dict[str, tuple[int, dict]]:
-    """The current state of a catalog topic: collection name -> (offset, record as a dict)."""
+    """The current collection states of a catalog topic: collection name -> (offset, record as a
+    dict). Alias and database records are left out; a renamed collection's old name has
+    ``state = "renamed"``; a collection outside the ``default`` database is keyed ``db/name``."""
     out: dict[str, tuple[int, dict]] = {}
     for m in read_to_end(endpoint, topic, timeout=timeout):
-        if m.key() is None:
+        if m.key() is None or not is_collection_key(m.key().decode()):
             continue
         name = m.key().decode()
         if m.value() is None:

@@ -196,9 +196,11 @@ class _Session:
         )
         with self.rep._lock:
             self.rep._tracked = {self.router.source_catalog: {0: max(cat_start, 0)}}
-        for name, (offset, d) in snapshot.items():
-            handled = cat_start != OFFSET_BEGINNING and offset < cat_start
-            if handled and self.spec.wants(name) and d.get("state", "active") == "active":
+        handled = {n: od for n, od in snapshot.items() if cat_start != OFFSET_BEGINNING and od[0] < cat_start}
+        for name, (_, d) in handled.items():  # ids first: a renamed collection is followed by id
+            self.router.wants(name, int(d["collection_id"]))
+        for name, (_, d) in handled.items():
+            if self.router.wants(name, int(d["collection_id"])) and d.get("state", "active") == "active":
                 cid = int(d["collection_id"])
                 self.versions[cid] = int(d.get("schema", {}).get("version", 1))
                 self._follow(cid, int(d.get("shards_num", 1)))

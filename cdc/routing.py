@@ -4,9 +4,19 @@ Pure functions of the task spec and the record, so the rules are unit-tested wit
 
 - A record whose origin is the target site is never sent (loop prevention).
 - A record with an empty origin gets the source site as its origin.
-- Collection names are mapped (catalog key, ``CollectionInfo.name``, ``WalHeader.collection``);
-  collection ids, partitions (shards) and the order within a partition are kept.
+- Collection names are mapped (catalog key, ``CollectionInfo.name``, ``WalHeader.collection``,
+  an alias's ``collection``); collection ids, partitions (shards) and the order within a
+  partition are kept.
+- Database records are always replicated (a replicated collection may live in one); a collection
+  outside the ``default`` database is keyed ``db/name``, which is how a task's ``collections``
+  would name it.
+- A task that replicates some collections follows them by id once it has seen them by name, so a
+  renamed collection (its state under the new name, then a ``renamed`` record under the old one)
+  and the aliases of a replicated collection are replicated too.
 - Anything else is copied byte for byte.
+
+The router remembers the ids it replicates (``note``); the replicator seeds them from the catalog
+snapshot when a session starts.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from cdc.spec import TaskSpec
+from schemas.catalog import is_alias_key, is_database_key, split_qualified
 from schemas.topics import catalog_topic, wal_prefix, wal_topic
 from schemas.wal import HEADER_KEY, WalHeader, WalRecord
 
@@ -62,6 +73,14 @@ class Router:
         self.source_catalog = catalog_topic(spec.source.namespace)
         self.target_catalog = catalog_topic(spec.target.namespace)
         self._wal_prefix = wal_prefix(spec.source.namespace)
+        self._ids: set[int] = set()  # collections replicated, by id (they keep it across renames)
+
+    def wants(self, name: str, collection_id: int) -> bool:
+        """Whether the task replicates this collection; remembers its id when it does."""
+        if self.spec.wants(name) or collection_id in self._ids:
+            self._ids.add(collection_id)
+            return True
+        return False
 
     def source_wal_topic(self, collection_id: int) -> str:
         return wal_topic(self.spec.source.namespace, collection_id)
@@ -77,13 +96,19 @@ class Router:
         if key is None:
             return Decision(None, SKIP_FILTERED)
         name = key.decode()
-        if not self.spec.wants(name):
-            return Decision(None, SKIP_FILTERED)
-        target_key = self.spec.target_name(name).encode()
+        if is_alias_key(name):
+            return self._alias(key, value)
+        if is_database_key(name):
+            return self._database(key, value)
         if value is None:  # a tombstone: compaction of a purged collection
-            return Decision(Outgoing(self.target_catalog, 0, None, target_key))
+            if not self.spec.wants(name):
+                return Decision(None, SKIP_FILTERED)
+            return Decision(Outgoing(self.target_catalog, 0, None, self.spec.target_name(name).encode()))
+        target_key = self.spec.target_name(name).encode()
         try:
             d = json.loads(value)
+            if not self.wants(name, int(d["collection_id"])):
+                return Decision(None, SKIP_FILTERED)
             event = CollectionEvent(
                 name=name,
                 collection_id=int(d["collection_id"]),
@@ -92,6 +117,8 @@ class Router:
                 schema_version=int(d.get("schema", {}).get("version", 1)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not self.spec.wants(name):
+                return Decision(None, SKIP_FILTERED)
             log.error("copying an unreadable catalog record unchanged key=%s error=%s", name, exc)
             return Decision(Outgoing(self.target_catalog, 0, value, target_key))
         origin = d.get("origin") or ""
@@ -100,9 +127,48 @@ class Router:
         target_name = self.spec.target_name(name)
         if not origin or target_name != name:
             d["origin"] = origin or self.source_site
-            d["name"] = target_name
+            d["name"] = split_qualified(target_name)[1]  # the key is db/name outside `default`
             value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
         return Decision(Outgoing(self.target_catalog, 0, value, target_key), None, event)
+
+    def _database(self, key: bytes, value: bytes | None) -> Decision:
+        """A database record: loop prevention and origin stamping, otherwise copied as is."""
+        if value is None:
+            return Decision(Outgoing(self.target_catalog, 0, None, key))
+        try:
+            d = json.loads(value)
+            origin = d.get("origin") or ""
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.error("copying an unreadable database record unchanged key=%s error=%s", key, exc)
+            return Decision(Outgoing(self.target_catalog, 0, value, key))
+        if origin == self.target_site:
+            return Decision(None, SKIP_ORIGIN)
+        if not origin:
+            d["origin"] = self.source_site
+            value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+        return Decision(Outgoing(self.target_catalog, 0, value, key))
+
+    def _alias(self, key: bytes, value: bytes | None) -> Decision:
+        """An alias record: replicated with its collection (all, or one the task replicates)."""
+        if value is None:
+            return Decision(Outgoing(self.target_catalog, 0, None, key))
+        try:
+            d = json.loads(value)
+            wanted = self.wants(str(d.get("collection", "")), int(d["collection_id"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("copying an unreadable alias record unchanged key=%s error=%s", key, exc)
+            return Decision(Outgoing(self.target_catalog, 0, value, key))
+        if not wanted:
+            return Decision(None, SKIP_FILTERED)
+        origin = d.get("origin") or ""
+        if origin == self.target_site:
+            return Decision(None, SKIP_ORIGIN)
+        mapped = self.spec.target_name(str(d.get("collection", "")))
+        if not origin or mapped != d.get("collection"):
+            d["origin"] = origin or self.source_site
+            d["collection"] = mapped
+            value = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+        return Decision(Outgoing(self.target_catalog, 0, value, key))
 
     # WAL ------------------------------------------------------------------------------------
     def wal(

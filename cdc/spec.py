@@ -208,8 +208,11 @@ def _no_extra(where: str, raw: dict[str, Any], allowed: set[str]) -> None:
 def _check_collection_name(what: str, name: Any) -> str:
     if not isinstance(name, str):
         raise InvalidTask(f"{what} must be a string, got {name!r}")
+    db, _, plain = name.rpartition("/")  # a collection outside `default` is named db/name
     try:
-        check_name("collection", name)
+        if db:
+            check_name("database", db)
+        check_name("collection", plain)
     except InvalidArgument as exc:
         raise InvalidTask(f"{what}: {exc.message}") from None
     return name

@@ -11,7 +11,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from gateway.errors import OK, NotSupported
+from gateway.errors import OK
 from gateway.params import COUNT
 from gateway.schema_convert import (
     field_from_proto,
@@ -32,6 +32,7 @@ from schemas.exceptions import (
 )
 from schemas.timestamps import physical_ms
 from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
+from walvus.databases import current_db
 
 log = logging.getLogger(__name__)
 TTL = TTL_PROPERTY
@@ -68,7 +69,7 @@ class CollectionRpcs:
                 f"collection name {req.collection_name!r} does not match the schema's name {proto.name!r}"
             )
         schema = schema_from_proto(proto)
-        existing = self.w.catalog.get(req.collection_name)
+        existing = self.w.catalog.get_collection(req.collection_name)
         if existing is not None:
             if same_schema(existing.schema, validate_schema(schema, max_dim=self.w.limits.max_dim)):
                 return OK  # Milvus: creating the same collection twice is a no-op
@@ -88,8 +89,9 @@ class CollectionRpcs:
         self, req: milvus_pb2.DescribeCollectionRequest
     ) -> milvus_pb2.DescribeCollectionResponse:
         info = self._lookup(req.collection_name, req.collectionID)
-        cached = self._described.get(info.name)
-        if cached is not None and cached[0] is info:
+        aliases = self.w.catalog.aliases(info.collection_id)
+        cached = self._described.get(info.qualified)
+        if cached is not None and cached[0] is info and list(cached[1].aliases) == aliases:
             return cached[1]
         resp = milvus_pb2.DescribeCollectionResponse(
             status=OK,
@@ -102,11 +104,12 @@ class CollectionRpcs:
             consistency_level=info.consistency_level,
             collection_name=info.name,
             properties=[common_pb2.KeyValuePair(key=k, value=v) for k, v in sorted(info.properties.items())],
-            db_name="default",
+            db_name=info.db_name,
             num_partitions=len(info.partitions),
             virtual_channel_names=[f"{info.name}_v{i}" for i in range(info.shards_num)],
+            aliases=aliases,
         )
-        self._described[info.name] = (info, resp)
+        self._described[info.qualified] = (info, resp)
         return resp
 
     def _lookup(self, name: str, collection_id: int = 0) -> CollectionInfo:
@@ -124,7 +127,7 @@ class CollectionRpcs:
         return milvus_pb2.BoolResponse(status=OK, value=self.w.catalog.get(req.collection_name) is not None)
 
     def show_collections(self, req: milvus_pb2.ShowCollectionsRequest) -> milvus_pb2.ShowCollectionsResponse:
-        infos = sorted(self.w.catalog.collections(), key=lambda c: c.name)
+        infos = sorted(self.w.catalog.collections(db_name=current_db()), key=lambda c: c.name)
         if req.collection_names:
             wanted = set(req.collection_names)
             missing = wanted - {c.name for c in infos}
@@ -145,8 +148,7 @@ class CollectionRpcs:
         )
 
     def drop_collection(self, req: milvus_pb2.DropCollectionRequest) -> common_pb2.Status:
-        check_name("collection", req.collection_name)
-        info = self.w.catalog.get(req.collection_name)
+        info = self.w.droppable(req.collection_name)
         if info is None:
             return OK  # Milvus: dropping a missing collection succeeds
         if info.loaded:
@@ -155,15 +157,17 @@ class CollectionRpcs:
             except WalvusError as exc:
                 log.warning("release before drop failed collection=%s error=%s", info.name, exc)
         self.w.drop_collection(info.name)
-        self._described.pop(info.name, None)
+        self._described.pop(info.qualified, None)
         log.info("collection dropped name=%s", info.name)
         return OK
 
     def rename_collection(self, req: milvus_pb2.RenameCollectionRequest) -> common_pb2.Status:
-        raise NotSupported(
-            f"rename_collection ({req.oldName} -> {req.newName}) is not supported by walvus: "
-            "create a new collection and copy the data, or use an alias in your application"
-        )
+        old = self.w.catalog.get_collection(req.oldName)
+        renamed = self.w.rename_collection(req.oldName, req.newName, req.newDBName)
+        if old is not None:
+            self._described.pop(old.qualified, None)
+        log.info("collection renamed old=%s new=%s db=%s", req.oldName, renamed.name, renamed.db_name)
+        return OK
 
     def alter_collection(self, req: milvus_pb2.AlterCollectionRequest) -> common_pb2.Status:
         info = self._lookup(req.collection_name, req.collectionID)

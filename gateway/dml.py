@@ -63,7 +63,8 @@ class WriteRpcs:
     def _write(self, req: Any, *, upsert: bool) -> milvus_pb2.MutationResult:
         check_request_size(self.w.limits, req)
         info = self.w.catalog.require(req.collection_name)
-        if req.schema_timestamp and req.schema_timestamp < update_timestamp(info):
+        # != rather than <: after alter_alias the client's cached schema may be another collection's
+        if req.schema_timestamp and req.schema_timestamp != update_timestamp(info):
             raise SchemaOutdated(
                 f"collection {info.name} schema changed: the client's cached schema is outdated"
             )
@@ -98,6 +99,7 @@ class WriteRpcs:
             table = self.searcher.query(
                 QueryRequest(
                     info.name,
+                    collection_id=info.collection_id,
                     filter=req.expr if keys is None else "",
                     filter_params=params if keys is None else {},
                     ids=None if keys is None else list(keys),

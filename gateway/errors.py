@@ -58,15 +58,6 @@ class PartitionNotLoaded(WalvusError):
         )
 
 
-class DatabaseNotFound(WalvusError, LookupError):
-    code = 800
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"database not found[database={name}]: walvus has one database, 'default'", database=name
-        )
-
-
 class SchemaOutdated(WalvusError):
     """The client built its request from an older schema; pymilvus refreshes it and retries."""
 

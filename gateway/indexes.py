@@ -19,6 +19,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.errors import OK, IndexMissing
 from gateway.params import kv_dict
+from gateway.replicas import check_replicas
 from indexer.spec import IndexSpec
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
@@ -180,6 +181,7 @@ class IndexRpcs:
 
     def load_collection(self, req: milvus_pb2.LoadCollectionRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
+        check_replicas(req)
         self._check_indexed(info)
         if not info.loaded or info.loaded_partitions:
             info = self.w.publish(info.evolve(CatalogEvent.LOAD, loaded=True, loaded_partitions=()))
@@ -204,6 +206,7 @@ class IndexRpcs:
 
     def load_partitions(self, req: milvus_pb2.LoadPartitionsRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
+        check_replicas(req)
         names = self._partitions(info, req.partition_names)
         self._check_indexed(info)
         if not info.loaded or (info.loaded_partitions and not set(names) <= set(info.loaded_partitions)):

@@ -81,6 +81,7 @@ class QueryRpcs:
             limit = max(limit, min(limit * ITERATOR_READ_AHEAD, ITERATOR_MAX_PAGE))
         q = QueryRequest(
             info.name,
+            collection_id=info.collection_id,
             filter=expr,
             filter_params=params,
             output_fields=plan.columns,

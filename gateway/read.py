@@ -151,6 +151,7 @@ class SearchRpcs:
                 raise InvalidArgument(f"group_by_field {group_by} must be a scalar field of the collection")
         return SearchRequest(
             collection=info.name,
+            collection_id=info.collection_id,
             anns_field=field.name,
             queries=queries,
             limit=topk,
@@ -183,7 +184,12 @@ class SearchRpcs:
         pk = info.schema.primary.name
         table = self.searcher.query(
             QueryRequest(
-                info.name, ids=keys, output_fields=[pk, field.name], partitions=parts, consistency=cons
+                info.name,
+                ids=keys,
+                output_fields=[pk, field.name],
+                partitions=parts,
+                consistency=cons,
+                collection_id=info.collection_id,
             )
         )
         where = {k: i for i, k in enumerate(table.column(pk).to_pylist())}

@@ -136,7 +136,10 @@ def serve(
         options=options,
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(
-        MilvusServicer(walvus, searcher, index_progress=index_progress), server
+        MilvusServicer(
+            walvus, searcher, index_progress=index_progress, address=f"{settings.host}:{settings.port}"
+        ),
+        server,
     )
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert and settings.tls_key:

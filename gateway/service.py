@@ -18,22 +18,25 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
+from gateway.aliases import AliasRpcs
 from gateway.compaction import CompactionRpcs
+from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, require_database
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
-from gateway.errors import OK, DatabaseNotFound, NotSupported, status_for
+from gateway.errors import OK, status_for
 from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
 from gateway.query import QueryRpcs
 from gateway.read import SearchRpcs
+from gateway.replicas import ReplicaRpcs
 from gateway.snapshots import SnapshotRpcs
 from searcher.types import Searcher
+from walvus.databases import using_db
 
 log = logging.getLogger(__name__)
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
 VERSION = "v2.5.0-walvus"
-DEFAULT_DB = "default"
 
 
 def response_class(method_name: str) -> type:
@@ -44,7 +47,12 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
     """Milvus's gRPC API over a ``Walvus`` (writes, catalog) and a ``Searcher`` (reads)."""
 
     def __init__(
-        self, walvus: Any, searcher: Searcher, *, index_progress: IndexProgress | None = None
+        self,
+        walvus: Any,
+        searcher: Searcher,
+        *,
+        index_progress: IndexProgress | None = None,
+        address: str = "",
     ) -> None:
         self.walvus = walvus
         self.searcher = searcher
@@ -55,6 +63,9 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         search = SearchRpcs(walvus, searcher)
         snaps = SnapshotRpcs(walvus)
         compaction = CompactionRpcs(walvus, searcher)
+        aliases = AliasRpcs(walvus)
+        dbs = DatabaseRpcs(walvus)
+        replicas = ReplicaRpcs(walvus, address)
         self._metrics = RpcMetrics()
         handlers: dict[str, Callable[[Any], Any]] = {
             "Connect": self._connect,
@@ -63,12 +74,11 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "AllocTimestamp": lambda r: milvus_pb2.AllocTimestampResponse(
                 status=OK, timestamp=walvus.clock.now()
             ),
-            "ListDatabases": lambda r: milvus_pb2.ListDatabasesResponse(
-                status=OK, db_names=[DEFAULT_DB], db_ids=[1]
-            ),
-            "DescribeDatabase": self._describe_database,
-            "CreateDatabase": self._no_databases,
-            "DropDatabase": self._no_databases,
+            "ListDatabases": dbs.list_databases,
+            "DescribeDatabase": dbs.describe_database,
+            "CreateDatabase": dbs.create_database,
+            "DropDatabase": dbs.drop_database,
+            "AlterDatabase": dbs.alter_database,
             "CreateCollection": colls.create_collection,
             "DescribeCollection": colls.describe_collection,
             "HasCollection": colls.has_collection,
@@ -110,6 +120,19 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "ManualCompaction": compaction.manual_compaction,
             "GetCompactionState": compaction.compaction_state,
             "GetCompactionStateWithPlans": compaction.compaction_plans,
+            "CreateAlias": aliases.create_alias,
+            "AlterAlias": aliases.alter_alias,
+            "DropAlias": aliases.drop_alias,
+            "DescribeAlias": aliases.describe_alias,
+            "ListAliases": aliases.list_aliases,
+            "GetReplicas": replicas.get_replicas,
+            "ListResourceGroups": replicas.list_resource_groups,
+            "DescribeResourceGroup": replicas.describe_resource_group,
+            "CreateResourceGroup": replicas.refuse("create_resource_group"),
+            "DropResourceGroup": replicas.refuse("drop_resource_group"),
+            "UpdateResourceGroups": replicas.refuse("update_resource_groups"),
+            "TransferNode": replicas.refuse("transfer_node"),
+            "TransferReplica": replicas.refuse("transfer_replica"),
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)
@@ -123,7 +146,10 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             try:
-                response = impl(request)
+                with using_db(request_database(name, request, context)) as db:
+                    if name not in DATABASE_RPCS:
+                        require_database(self.walvus, db)
+                    response = impl(request)
                 code = 0
             except Exception as exc:  # every failure becomes a Milvus status, in one place
                 status = status_for(exc, method=name)
@@ -153,16 +179,6 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             ),
             identifier=random.getrandbits(62),
         )
-
-    def _describe_database(
-        self, req: milvus_pb2.DescribeDatabaseRequest
-    ) -> milvus_pb2.DescribeDatabaseResponse:
-        if req.db_name not in ("", DEFAULT_DB):
-            raise DatabaseNotFound(req.db_name)
-        return milvus_pb2.DescribeDatabaseResponse(status=OK, db_name=DEFAULT_DB, dbID=1)
-
-    def _no_databases(self, req: Any) -> common_pb2.Status:
-        raise NotSupported(f"walvus has one database, {DEFAULT_DB!r}: databases cannot be created or dropped")
 
 
 def _unimplemented(name: str) -> Callable[[Any, grpc.ServicerContext], Any]:

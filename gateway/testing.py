@@ -25,7 +25,7 @@ from gateway.schema_convert import filter_schema
 from gateway.server import serve
 from indexer.ranges import in_range
 from indexer.spec import is_similarity
-from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
+from schemas.catalog import DEFAULT_PARTITION, CatalogRecord, CollectionInfo, record_key
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import CollectionNotLoaded
 from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
@@ -92,12 +92,16 @@ class MemoryCatalog(CatalogView):
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: list[CollectionInfo] = []
+        self.events: list[CatalogRecord] = []
 
     def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
-        self._by_name[info.name] = info
-        self.events.append(info)
+        self.publish_records([info])
         return info
+
+    def publish_records(self, records: list[CatalogRecord], timeout: float = 30.0) -> None:
+        for r in records:
+            self.apply(record_key(r), r)
+            self.events.append(r)
 
     def stop(self) -> None:
         pass
@@ -140,7 +144,7 @@ class MemorySearcher:
         self.w = walvus
         self.calls: list[tuple[str, Any]] = []
         self.writes: list[tuple[int, dict[int, int], int]] = []
-        self.loaded: set[str] = set()
+        self.loaded: set[int] = set()  # collection ids: a rename keeps a collection loaded
         self.progress = 100
         self.fail: Exception | None = None
         self._rows: dict[int, dict[Any, dict[str, Any]]] = defaultdict(dict)
@@ -174,18 +178,19 @@ class MemorySearcher:
     # the Searcher protocol ------------------------------------------------------------------
     def load(self, collection: str, partitions: list[str] | None = None) -> None:
         self.calls.append(("load", (collection, partitions)))
-        self.loaded.add(collection)
+        self.loaded.add(self.w.catalog.require(collection).collection_id)
 
     def release(self, collection: str, partitions: list[str] | None = None) -> None:
         self.calls.append(("release", (collection, partitions)))
         if partitions is None:
-            self.loaded.discard(collection)
+            self.loaded.discard(self.w.catalog.require(collection).collection_id)
 
     def loading_progress(self, collection: str) -> int:
         return self.progress
 
     def is_loaded(self, collection: str) -> bool:
-        return collection in self.loaded
+        info = self.w.catalog.get(collection)
+        return info is not None and info.collection_id in self.loaded
 
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:
         self.writes.append((collection_id, dict(positions), ts))
@@ -219,16 +224,17 @@ class MemorySearcher:
             )
         return table
 
-    def _check(self, name: str) -> CollectionInfo:
+    def _check(self, name: str, collection_id: int = 0) -> CollectionInfo:
         if self.fail is not None:
             raise self.fail
-        if name not in self.loaded:
+        info = self.w.catalog.by_id(collection_id) if collection_id else self.w.catalog.require(name)
+        if info is None or info.collection_id not in self.loaded:
             raise CollectionNotLoaded(name)
-        return self.w.catalog.require(name)
+        return info
 
     def search(self, req: SearchRequest) -> list[Hits]:
         self.calls.append(("search", req))
-        info = self._check(req.collection)
+        info = self._check(req.collection, req.collection_id)
         table = self._filtered(info, req.filter, req.filter_params, req.partitions)
         field = info.schema.field(req.anns_field) if req.anns_field else info.schema.vector_fields[0]
         index = info.indexes.get(field.name)
@@ -263,7 +269,7 @@ class MemorySearcher:
 
     def query(self, req: QueryRequest) -> pa.Table:
         self.calls.append(("query", req))
-        info = self._check(req.collection)
+        info = self._check(req.collection, req.collection_id)
         table = self._filtered(info, req.filter, req.filter_params, req.partitions)
         pk = info.schema.primary.name
         if req.ids is not None:

@@ -134,9 +134,9 @@ class IndexWorker:
                     continue
                 if index_file(self.store, info.collection_id, seg, field, index_id).exists():
                     continue
-                current = self.catalog.get(info.name)
+                current = self.catalog.by_id(info.collection_id)  # by id: a rename keeps the collection
                 idx = None if current is None else current.indexes.get(field)
-                if current is None or idx is None or idx.index_id != index_id:
+                if current is None or not current.active or idx is None or idx.index_id != index_id:
                     break  # dropped or recreated meanwhile: the next pass sees the new state
                 try:
                     self.build(current, seg, field)

@@ -1,9 +1,21 @@
-"""Catalog state: what the compacted catalog topic holds, one record per collection.
+"""Catalog state: what the compacted catalog topic holds, one record per collection or alias.
 
-The key is the collection name; the value is the collection's whole current state as
+A collection's key is its name; the value is the collection's whole current state as
 JSON (``CollectionInfo``), with the event that produced it. Compaction keeps the latest
-state per collection, so replaying the topic rebuilds the catalog after any restart.
+state per key, so replaying the topic rebuilds the catalog after any restart.
 A dropped collection keeps a record with ``state = "dropped"`` until its retention ends.
+A renamed collection's old name keeps a record with ``state = "renamed"`` (written after the
+state under the new name), which readers skip: the name is free again.
+
+An alias's key is ``alias:<name>`` (collection names cannot hold ``:``); the value is an
+``AliasInfo`` naming the collection by id, so a rename keeps its aliases. A dropped alias keeps
+a record with ``state = "dropped"`` (a value, not a tombstone, so CDC can tell where it came from).
+
+Databases: a collection or alias of the ``default`` database is keyed by its bare name (where
+walvus kept them before databases existed); one of database ``db`` by ``db/name`` (names cannot
+hold ``/``). A database's own record is keyed ``db:<name>`` (``DatabaseInfo``). WAL topics and
+Delta tables are named by collection id, which is unique across databases, so databases share
+one Kafka cluster and one storage root without meeting.
 """
 
 from __future__ import annotations
@@ -29,6 +41,27 @@ class CatalogEvent:
     ALTER = "alter_properties"
     ADD_FIELD = "add_field"
     RENAME = "rename_collection"
+    CREATE_ALIAS = "create_alias"
+    ALTER_ALIAS = "alter_alias"
+    DROP_ALIAS = "drop_alias"
+
+
+ACTIVE, DROPPED, RENAMED = "active", "dropped", "renamed"
+ALIAS_KEY_PREFIX = "alias:"
+DATABASE_KEY_PREFIX = "db:"
+DEFAULT_DB = "default"
+DEFAULT_DB_ID = 1
+
+
+def qualify(db_name: str, name: str) -> str:
+    """The catalog key of a collection or alias ``name`` of database ``db_name``."""
+    return name if db_name in ("", DEFAULT_DB) else f"{db_name}/{name}"
+
+
+def split_qualified(key: str) -> tuple[str, str]:
+    """``(database, name)`` of a key made by ``qualify``."""
+    db, sep, name = key.rpartition("/")
+    return (db, name) if sep else (DEFAULT_DB, key)
 
 
 TTL_PROPERTY = "collection.ttl.seconds"  # rows older than this stop being returned (0: never)
@@ -67,10 +100,16 @@ class CollectionInfo:
     dropped_ts: int = 0
     event: str = CatalogEvent.CREATE_COLLECTION
     origin: str = ""  # the site that made the last change (CDC loop prevention)
+    db_name: str = DEFAULT_DB
 
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+    @property
+    def qualified(self) -> str:
+        """The collection's catalog key: its name, prefixed by its database outside ``default``."""
+        return qualify(self.db_name, self.name)
 
     @property
     def ttl_seconds(self) -> int:
@@ -98,3 +137,105 @@ class CollectionInfo:
         d["loaded_partitions"] = tuple(d.get("loaded_partitions", ()))
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AliasInfo:
+    """One alias: another name for the collection with ``collection_id``."""
+
+    alias: str
+    collection_id: int
+    collection: str = ""  # the collection's name when the alias was written (for people and CDC)
+    state: str = ACTIVE
+    event: str = CatalogEvent.CREATE_ALIAS
+    created_ts: int = 0
+    origin: str = ""
+    db_name: str = DEFAULT_DB
+
+    kind = "alias"
+
+    @property
+    def active(self) -> bool:
+        return self.state == ACTIVE
+
+    @property
+    def key(self) -> str:
+        return alias_key(qualify(self.db_name, self.alias))
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> AliasInfo:
+        d = json.loads(raw)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """A database: a namespace of collections and aliases, with properties."""
+
+    name: str
+    db_id: int
+    properties: dict[str, str] = field(default_factory=dict)
+    state: str = ACTIVE
+    event: str = "create_database"
+    created_ts: int = 0
+    origin: str = ""
+
+    kind = "database"
+
+    @property
+    def active(self) -> bool:
+        return self.state == ACTIVE
+
+    @property
+    def key(self) -> str:
+        return DATABASE_KEY_PREFIX + self.name
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {**self.__dict__, "kind": self.kind}, separators=(",", ":"), sort_keys=True
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DatabaseInfo:
+        d = json.loads(raw)
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+CatalogRecord = CollectionInfo | AliasInfo | DatabaseInfo
+
+
+def alias_key(qualified_alias: str) -> str:
+    return ALIAS_KEY_PREFIX + qualified_alias
+
+
+def is_alias_key(key: str) -> bool:
+    return key.startswith(ALIAS_KEY_PREFIX)
+
+
+def is_database_key(key: str) -> bool:
+    return key.startswith(DATABASE_KEY_PREFIX)
+
+
+def is_collection_key(key: str) -> bool:
+    return not (is_alias_key(key) or is_database_key(key))
+
+
+def record_key(record: CatalogRecord) -> str:
+    """The catalog topic key a record is written under."""
+    return record.qualified if isinstance(record, CollectionInfo) else record.key
+
+
+def decode_record(key: str, raw: bytes) -> CatalogRecord:
+    """A catalog topic value, by its key: an alias, a database or a collection state."""
+    if is_alias_key(key):
+        return AliasInfo.from_json(raw)
+    if is_database_key(key):
+        return DatabaseInfo.from_json(raw)
+    return CollectionInfo.from_json(raw)

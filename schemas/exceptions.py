@@ -105,3 +105,47 @@ class RecordFormatError(WalvusError, ValueError):
     """A WAL or ingest record cannot be decoded."""
 
     code = 1100
+
+
+class AliasNotFound(WalvusError, LookupError):
+    """Milvus code 1600, "alias not found"."""
+
+    code = 1600
+
+    def __init__(self, alias: str, database: str = "default") -> None:
+        super().__init__(f"alias not found[database={database}][alias={alias}]", alias=alias)
+
+
+class AliasNameConflict(InvalidArgument):
+    """An alias and a collection cannot share a name (Milvus code 1601)."""
+
+    code = 1601
+
+
+class AliasExists(InvalidArgument):
+    """Milvus code 1602, "alias already exist"."""
+
+    code = 1602
+
+    def __init__(self, alias: str, collection: str, database: str = "default") -> None:
+        super().__init__(
+            f"{alias} is alias to another collection: {collection}: "
+            f"alias already exist[database={database}][alias={alias}]",
+            alias=alias,
+            collection=collection,
+        )
+
+
+class AliasInUse(WalvusError, ValueError):
+    """A collection dropped through an alias, or while aliases point to it (Milvus: 65535)."""
+
+    code = 65535
+
+
+class DatabaseNotFound(WalvusError, LookupError):
+    """Milvus code 800, "database not found"."""
+
+    code = 800
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"database not found[database={name}]", database=name)

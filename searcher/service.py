@@ -50,6 +50,7 @@ from searcher.types import (
     QueryRequest,
     SearchRequest,
 )
+from walvus.databases import using_db
 from walvus.log import KafkaLog
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
@@ -107,7 +108,8 @@ class SearcherService:
         svc = cls(walvus.kafka, walvus.catalog, walvus.store, walvus.ns)
         for info in walvus.catalog.collections():
             if info.loaded:  # the catalog remembers what was loaded: reload after a restart
-                svc.load(info.name)
+                with using_db(info.db_name):
+                    svc.load(info.name)
         return svc
 
     def close(self) -> None:
@@ -188,7 +190,7 @@ class SearcherService:
             coll = self._loaded.pop(collection_id, None)
             self._by_topic.pop(topic, None)
         if coll is not None:
-            self._consumed.forget(coll.info.name)
+            self._consumed.forget(coll.info.qualified)
 
     def loading_progress(self, collection: str) -> int:
         info = self.catalog.require(collection)
@@ -232,7 +234,7 @@ class SearcherService:
         coll = self._by_topic.get(topic)
         if coll is not None:
             coll.mark_applied(shard, offset)
-            self._consumed.set(coll.info.name, shard, offset)
+            self._consumed.set(coll.info.qualified, shard, offset)
 
     def _after_poll(self) -> None:
         for coll in list(self._loaded.values()):
@@ -273,6 +275,8 @@ class SearcherService:
         if not info.active or not info.loaded:
             self._drop(info.collection_id)
         else:
+            if coll.info.qualified != info.qualified:  # renamed: the gauge follows the new name
+                self._consumed.forget(coll.info.qualified)
             coll.update_info(info)
 
     # consistency -------------------------------------------------------------------------------------
@@ -331,16 +335,18 @@ class SearcherService:
                 f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s"
             )
 
-    def _collection(self, name: str) -> LoadedCollection:
-        info = self.catalog.require(name)
-        coll = self._loaded.get(info.collection_id)
+    def _collection(self, name: str, collection_id: int = 0) -> LoadedCollection:
+        """By the id the gateway resolved when it has one: a rename or an alias switch between
+        the gateway's lookup and this one cannot make the request miss or change collection."""
+        cid = collection_id or self.catalog.require(name).collection_id
+        coll = self._loaded.get(cid)
         if coll is None:
             raise CollectionNotLoaded(name)
         return coll
 
     # search ------------------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hits]:
-        coll = self._collection(req.collection)
+        coll = self._collection(req.collection, req.collection_id)
         info = coll.info
         field_name = req.anns_field or only_vector_field(info)
         f = info.schema.field(field_name)
@@ -382,7 +388,7 @@ class SearcherService:
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
-        coll = self._collection(req.collection)
+        coll = self._collection(req.collection, req.collection_id)
         info = coll.info
         flt = self._filter(info, req.filter, req.filter_params)
         requested = check_partitions(info, req.partitions, flt)

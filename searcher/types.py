@@ -48,6 +48,7 @@ class SearchRequest:
     group_size: int = 1
     strict_group_size: bool = False
     consistency: Consistency = field(default_factory=Consistency)
+    collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class QueryRequest:
     ignore_growing: bool = False
     group_by_fields: list[str] = field(default_factory=list)
     consistency: Consistency = field(default_factory=Consistency)
+    collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
 
 
 @dataclass

@@ -5,6 +5,8 @@ A record is one JSON object::
     {"op": "insert" | "upsert", "collection": "c", "partition": "p"?, "row": {...}}   # or "rows": [{...}, ...]
     {"op": "delete", "collection": "c", "ids": [1, 2, 3]}                            # or "id": 1
 
+``collection`` may be an alias; ``"db_name": "d"`` addresses a database other than ``default``.
+
 Good records are batched (consecutive records with the same collection, op and
 partition share one WAL record per shard); each bad one goes to the dead-letter topic
 with its original bytes and a readable reason in the ``walvus.reason`` header.
@@ -22,14 +24,15 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from schemas.catalog import CollectionInfo
+from schemas.catalog import DEFAULT_DB, CollectionInfo
 from schemas.collection import CollectionSchema
-from schemas.exceptions import WalvusError
+from schemas.exceptions import DatabaseNotFound, WalvusError
 from schemas.timestamps import HybridClock
 from schemas.topics import dead_letter_topic, ingest_topic
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op
 from walvus.catalog import Catalog
+from walvus.databases import using_db
 from walvus.log import LogMessage
 from walvus.partitions import assign_partitions
 from walvus.wal_writer import shard_messages
@@ -89,7 +92,11 @@ class IngestValidator:
         name = doc.get("collection")
         if not isinstance(name, str):
             raise ValueError("missing 'collection'")
-        info = self.catalog.require(name)
+        db = doc.get("db_name") or DEFAULT_DB
+        if not isinstance(db, str) or self.catalog.database(db) is None:
+            raise DatabaseNotFound(str(db))
+        with using_db(db):
+            info = self.catalog.require(name)
         part = doc.get("partition")
         if part is not None and part not in info.partitions:
             raise ValueError(f"partition not found[partition={part}] in collection {name}")

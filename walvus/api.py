@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from schemas.catalog import DEFAULT_PARTITION, CatalogEvent, CollectionInfo
+from schemas.catalog import DEFAULT_PARTITION, RENAMED, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, check_name, validate_schema
 from schemas.exceptions import (
+    AliasInUse,
+    AliasNameConflict,
     CapacityExceeded,
     CollectionExists,
+    DatabaseNotFound,
     InvalidArgument,
     LimitExceeded,
     PartitionNotFound,
@@ -34,7 +37,9 @@ from schemas.timestamps import HybridClock
 from schemas.topics import segments_topic, wal_topic
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op
+from walvus.aliases import AliasDdl
 from walvus.catalog import Catalog
+from walvus.databases import DatabaseDdl, current_db, using_db
 from walvus.exceptions import FlushTimeout
 from walvus.log import KafkaLog, LogMessage
 from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
@@ -77,6 +82,8 @@ class Walvus:
         self.site = site
         self.limits = limits or LimitSettings()
         self.clock = HybridClock()
+        self.databases = DatabaseDdl(self)
+        self.aliases = AliasDdl(self)
 
     @classmethod
     def connect(cls, bootstrap: str) -> Walvus:
@@ -111,8 +118,16 @@ class Walvus:
         properties: Mapping[str, str] | None = None,
     ) -> CollectionInfo:
         check_name("collection", name)
-        if self.catalog.get(name) is not None:
+        db = current_db()
+        if self.catalog.database(db) is None:
+            raise DatabaseNotFound(db)
+        if self.catalog.get_collection(name) is not None:
             raise CollectionExists(name)
+        if self.catalog.alias(name) is not None:
+            raise AliasNameConflict(
+                f"collection name [{name}] conflicts with an existing alias, please choose a unique name",
+                collection=name,
+            )
         if not 1 <= shards_num <= 16:
             raise InvalidArgument(f"shards_num must be between 1 and 16, got {shards_num}")
         schema = validate_schema(schema, max_dim=self.limits.max_dim)
@@ -141,12 +156,31 @@ class Walvus:
             properties=dict(properties or {}),
             created_ts=cid,
             origin=self.site,
+            db_name=db,
         )
         self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num)
         return self.catalog.publish(info)
 
+    def droppable(self, name: str) -> CollectionInfo | None:
+        """The collection ``drop_collection(name)`` would drop; None when there is none (Milvus:
+        dropping a missing collection succeeds). An alias, or a collection with aliases, is refused."""
+        info = self.catalog.get_collection(name)
+        if info is None:
+            if self.catalog.alias(name) is not None:
+                raise AliasInUse(f"cannot drop the collection via alias = {name}", alias=name)
+            check_name("collection", name)
+            return None
+        aliases = self.catalog.aliases(info.collection_id)
+        if aliases:
+            raise AliasInUse(
+                f"unable to drop the collection [{name}] because it has associated aliases {aliases}, "
+                "please remove all aliases before dropping the collection",
+                collection=name,
+            )
+        return info
+
     def drop_collection(self, name: str) -> None:
-        info = self.catalog.require(name)
+        info = self.droppable(name) or self.catalog.require(name)
         self.publish(info.evolve(CatalogEvent.DROP_COLLECTION, state="dropped", dropped_ts=self.clock.now()))
 
     def create_partition(self, name: str, partition: str) -> CollectionInfo:
@@ -188,6 +222,45 @@ class Walvus:
 
     def publish(self, info: CollectionInfo) -> CollectionInfo:
         return self.catalog.publish(replace(info, origin=self.site))
+
+    def rename_collection(self, old: str, new: str, new_db: str = "") -> CollectionInfo:
+        """Give a collection a new name, in its database or in ``new_db``: metadata only (its
+        topic and tables are named by id, unique across databases).
+
+        The state under the new name is written first, then the old name's ``renamed`` record:
+        a reader resolves the collection under the old name, then under both, then under the new
+        one, never under neither. Aliases point at the id, so they follow.
+        """
+        info = self.catalog.get_collection(old)
+        if info is None:
+            if self.catalog.alias(old) is not None:
+                raise InvalidArgument(
+                    f"unsupported use an alias to rename collection, alias:{old}", alias=old
+                )
+            info = self.catalog.require(old)
+        check_name("collection", new)
+        target_db = new_db or info.db_name
+        if self.catalog.database(target_db) is None:
+            raise DatabaseNotFound(target_db)
+        if new == old and target_db == info.db_name:
+            raise InvalidArgument(f"collection name or database name should be different, got {old!r} twice")
+        with using_db(target_db):
+            taken = self.catalog.get_collection(new) is not None or self.catalog.alias(new) is not None
+        if taken:
+            raise InvalidArgument(
+                f"duplicated new collection name {target_db}:{new} with other collection name or alias",
+                collection=new,
+            )
+        if target_db != info.db_name and self.catalog.aliases(info.collection_id):
+            raise InvalidArgument(
+                f"fail to rename collection {old}: must drop all aliases of this collection before "
+                f"moving it to another database",
+                collection=old,
+            )
+        renamed = replace(info.evolve(CatalogEvent.RENAME, name=new, db_name=target_db), origin=self.site)
+        gone = replace(info.evolve(CatalogEvent.RENAME, state=RENAMED), origin=self.site)
+        self.catalog.publish_records([renamed, gone])
+        return renamed
 
     # DML -------------------------------------------------------------------------------------
     def insert(self, name: str, data: Rows | Mapping[str, Any], partition: str | None = None) -> WriteResult:

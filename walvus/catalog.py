@@ -14,10 +14,26 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from schemas.catalog import CollectionInfo
+from schemas.catalog import (
+    ALIAS_KEY_PREFIX,
+    DATABASE_KEY_PREFIX,
+    DEFAULT_DB,
+    DEFAULT_DB_ID,
+    RENAMED,
+    AliasInfo,
+    CatalogRecord,
+    CollectionInfo,
+    DatabaseInfo,
+    decode_record,
+    is_alias_key,
+    is_database_key,
+    qualify,
+    record_key,
+)
 from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
 from schemas.topics import catalog_topic
+from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
 from walvus.log import KafkaLog, LogMessage, drain
 
@@ -26,13 +42,39 @@ Listener = Callable[[CollectionInfo], None]
 
 
 class CatalogView:
-    """Reading collection states by name or id; the states themselves come from a subclass."""
+    """Reading collection states by name, alias or id; the records themselves come from a subclass.
+
+    Names are looked up in the current database (``walvus.databases.current_db``; enter
+    another with ``walvus.databases.using_db``). ``apply`` is the one place where a catalog record
+    changes the view, so every reader (the Kafka-backed ``Catalog``, the in-memory one of the
+    tests) resolves names the same way.
+    """
 
     def __init__(self) -> None:
-        self._by_name: dict[str, CollectionInfo] = {}
+        self._by_name: dict[str, CollectionInfo] = {}  # by qualified name
+        self._by_id: dict[int, CollectionInfo] = {}
+        self._aliases: dict[str, AliasInfo] = {}  # by qualified alias
+        self._databases: dict[str, DatabaseInfo] = {}
+
+    @staticmethod
+    def key(name: str) -> str:
+        """The catalog key of ``name`` in the current database."""
+        return qualify(current_db(), name)
 
     def get(self, name: str) -> CollectionInfo | None:
-        info = self._by_name.get(name)
+        """The active collection called ``name``, or the one the alias ``name`` points to."""
+        info = self.get_collection(name)
+        if info is not None:
+            return info
+        alias = self.alias(name)
+        if alias is None:
+            return None
+        info = self._by_id.get(alias.collection_id)
+        return info if info is not None and info.active else None
+
+    def get_collection(self, name: str) -> CollectionInfo | None:
+        """The active collection called exactly ``name`` (aliases not followed)."""
+        info = self._by_name.get(self.key(name))
         return info if info is not None and info.active else None
 
     def require(self, name: str) -> CollectionInfo:
@@ -43,10 +85,74 @@ class CatalogView:
         return info
 
     def by_id(self, collection_id: int) -> CollectionInfo | None:
-        return next((c for c in self._by_name.values() if c.collection_id == collection_id), None)
+        return self._by_id.get(collection_id)
 
-    def collections(self, *, include_dropped: bool = False) -> list[CollectionInfo]:
-        return [c for c in self._by_name.values() if include_dropped or c.active]
+    def collections(
+        self, *, include_dropped: bool = False, db_name: str | None = None
+    ) -> list[CollectionInfo]:
+        """Collections of every database, or of ``db_name``."""
+        return [
+            c
+            for c in list(self._by_name.values())  # a copy: the tail thread may apply a record meanwhile
+            if (include_dropped or c.active) and (db_name is None or c.db_name == db_name)
+        ]
+
+    def alias(self, name: str) -> AliasInfo | None:
+        return self._aliases.get(self.key(name))
+
+    def aliases(self, collection_id: int | None = None) -> list[str]:
+        """Alias names, sorted: those of one collection, or all of the current database."""
+        if collection_id is not None:
+            return sorted(a.alias for a in list(self._aliases.values()) if a.collection_id == collection_id)
+        db = current_db()
+        return sorted(a.alias for a in list(self._aliases.values()) if a.db_name == db)
+
+    def database(self, name: str) -> DatabaseInfo | None:
+        info = self._databases.get(name or DEFAULT_DB)
+        if info is None and name in ("", DEFAULT_DB):
+            return DatabaseInfo(DEFAULT_DB, DEFAULT_DB_ID)
+        return info if info is not None and info.active else None
+
+    def databases(self) -> list[DatabaseInfo]:
+        """Every database, ``default`` first, then by creation."""
+        others = sorted(
+            (d for d in list(self._databases.values()) if d.active and d.name != DEFAULT_DB),
+            key=lambda d: d.created_ts,
+        )
+        default = self.database(DEFAULT_DB)
+        assert default is not None
+        return [default, *others]
+
+    def apply(self, key: str, record: CatalogRecord | None) -> CollectionInfo | None:
+        """Apply one catalog record (``None``: a tombstone). Returns the collection state that
+        listeners must hear about, or None (aliases, databases, tombstones, a renamed
+        collection's old name)."""
+        if record is None:
+            if is_alias_key(key):
+                self._aliases.pop(key[len(ALIAS_KEY_PREFIX) :], None)
+            elif is_database_key(key):
+                self._databases.pop(key[len(DATABASE_KEY_PREFIX) :], None)
+            else:
+                gone = self._by_name.pop(key, None)
+                if gone is not None and self._by_id.get(gone.collection_id) is gone:
+                    del self._by_id[gone.collection_id]
+            return None
+        if isinstance(record, DatabaseInfo):
+            self._databases[record.name] = record
+            return None
+        if isinstance(record, AliasInfo):
+            qualified = qualify(record.db_name, record.alias)
+            if record.active:
+                self._aliases[qualified] = record
+            else:
+                self._aliases.pop(qualified, None)
+            return None
+        if record.state == RENAMED:  # the name is free; the collection lives on under its new name
+            self._by_name.pop(key, None)
+            return None
+        self._by_name[key] = record
+        self._by_id[record.collection_id] = record
+        return record
 
 
 class Catalog(CatalogView):
@@ -79,9 +185,14 @@ class Catalog(CatalogView):
     # writing -------------------------------------------------------------------------------
     def publish(self, info: CollectionInfo, timeout: float = 30.0) -> CollectionInfo:
         """Write a collection's new state and wait until this catalog has applied it."""
-        (offset,) = self._kafka.append([LogMessage(self.topic, 0, info.to_json(), key=info.name.encode())])
-        self.wait_applied(offset, timeout)
+        self.publish_records([info], timeout)
         return info
+
+    def publish_records(self, records: list[CatalogRecord], timeout: float = 30.0) -> None:
+        """Write records in this order and wait until this catalog has applied them all."""
+        msgs = [LogMessage(self.topic, 0, r.to_json(), key=record_key(r).encode()) for r in records]
+        offsets = self._kafka.append(msgs)
+        self.wait_applied(max(offsets), timeout)
 
     def sync(self, timeout: float = 30.0) -> None:
         """Wait until everything on the topic at this moment has been applied."""
@@ -137,15 +248,14 @@ class Catalog(CatalogView):
         if key is None:
             return
         name = key.decode()
-        if value is None:
-            self._by_name.pop(name, None)
-            return
         try:
-            info = CollectionInfo.from_json(value)
+            record = None if value is None else decode_record(name, value)
         except (ValueError, KeyError, TypeError) as exc:
             log.error("bad catalog record key=%s error=%s", name, exc)
             return
-        self._by_name[name] = info
+        info = self.apply(name, record)
+        if info is None:
+            return
         for fn in self._listeners:
             try:
                 fn(info)

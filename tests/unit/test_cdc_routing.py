@@ -126,3 +126,43 @@ def test_lag_summary() -> None:
     ]
     assert summary(shards) == {"records": 8, "seconds": 2.5, "caught_up": False}
     assert summary(shards[:1])["caught_up"]
+
+
+def test_rename_and_aliases_follow_a_replicated_collection_by_id() -> None:
+    from dataclasses import replace
+
+    from schemas.catalog import RENAMED, AliasInfo, CatalogEvent
+
+    r = _router(collections=["docs", "other"], map={"docs": "docs_b"})
+    assert r.catalog(b"docs", _info().to_json()).out is not None
+    renamed = r.catalog(b"papers", _info(name="papers", event=CatalogEvent.RENAME).to_json())
+    assert renamed.out is not None and renamed.out.key == b"papers"  # not in the task's list: same id
+    assert renamed.collection is not None and renamed.collection.active
+    gone = r.catalog(b"docs", replace(_info(), state=RENAMED).to_json())
+    assert gone.out is not None and gone.out.key == b"docs_b"  # the mapped old name is freed there
+    assert gone.collection is not None and not gone.collection.active
+    alias = AliasInfo("live", 42, "docs", origin="A")
+    d = r.catalog(b"alias:live", alias.to_json())
+    assert d.out is not None and d.out.key == b"alias:live" and d.collection is None
+    assert json.loads(d.out.value)["collection"] == "docs_b"
+    foreign = AliasInfo("x", 7, "unreplicated", origin="A")
+    assert r.catalog(b"alias:x", foreign.to_json()).skipped == SKIP_FILTERED
+    back = AliasInfo("y", 42, "docs", origin="B")
+    assert r.catalog(b"alias:y", back.to_json()).skipped == SKIP_ORIGIN
+    stamped = _router().catalog(b"alias:z", AliasInfo("z", 42, "docs").to_json())
+    assert stamped.out is not None and json.loads(stamped.out.value)["origin"] == "A"
+
+
+def test_database_records_are_replicated_with_loop_prevention() -> None:
+    from schemas.catalog import DatabaseInfo
+
+    r = _router(collections=["docs"])
+    d = r.catalog(b"db:sales", DatabaseInfo("sales", 7, origin="A").to_json())
+    assert d.out is not None and d.out.key == b"db:sales" and d.collection is None
+    assert r.catalog(b"db:sales", DatabaseInfo("sales", 7, origin="B").to_json()).skipped == SKIP_ORIGIN
+    stamped = r.catalog(b"db:x", DatabaseInfo("x", 8).to_json())
+    assert stamped.out is not None and json.loads(stamped.out.value)["origin"] == "A"
+    # a collection of another database is keyed db/name, its alias alias:db/name
+    other = _router().catalog(b"sales/docs", _info(name="docs", db_name="sales", origin="").to_json()).out
+    assert other is not None and other.key == b"sales/docs"
+    assert CollectionInfo.from_json(other.value or b"").qualified == "sales/docs"

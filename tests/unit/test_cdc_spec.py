@@ -147,3 +147,15 @@ def test_cli_builds_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         build_request(_args(map=["nocolon"]))
     with pytest.raises(SystemExit, match="positions JSON"):
         build_request(_args(start="{bad"))
+
+
+def test_collections_outside_default_are_named_db_slash_name() -> None:
+    base = {
+        "name": "t",
+        "source": {"bootstrap": "a:1", "namespace": "a"},
+        "target": {"bootstrap": "b:1", "namespace": "b"},
+    }
+    spec = TaskSpec.parse({**base, "collections": ["sales/docs", "docs"]})
+    assert spec.wants("sales/docs") and spec.wants("docs") and not spec.wants("other/docs")
+    with pytest.raises(InvalidTask, match="Invalid database name"):
+        TaskSpec.parse({**base, "collections": ["bad-db/docs"]})

@@ -268,24 +268,23 @@ def test_statistics(client: MilvusClient) -> None:
     assert client.get_partition_stats(name, "p")["row_count"] == 1
 
 
-def test_unimplemented_rpcs_say_so(client: MilvusClient) -> None:
-    with pytest.raises(grpc.RpcError) as err:
-        client.list_aliases(unique())
+def test_unimplemented_rpcs_say_so(gw: RunningGateway) -> None:
+    from pymilvus.grpc_gen import milvus_pb2, milvus_pb2_grpc
+
+    with grpc.insecure_channel(gw.uri.removeprefix("http://")) as channel:
+        stub = milvus_pb2_grpc.MilvusServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Dummy(milvus_pb2.DummyRequest(request_type="ping"))
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "walvus does not implement the Milvus RPC ListAliases" in err.value.details()
+    assert "walvus does not implement the Milvus RPC Dummy" in err.value.details()
 
 
-def test_databases_and_rename(client: MilvusClient) -> None:
-    assert client.list_databases() == ["default"]
+def test_default_database(client: MilvusClient) -> None:
+    assert client.list_databases()[0] == "default"
     assert client.describe_database("default")["name"] == "default"
-    with pytest.raises(MilvusException, match="database not found"):
-        client.describe_database("other")
-    with pytest.raises(MilvusException, match="walvus has one database"):
-        client.create_database("other")
-    name = unique()
-    client.create_collection(name, dimension=2)
-    with pytest.raises(MilvusException, match="rename_collection .* is not supported"):
-        client.rename_collection(name, unique())
+    with pytest.raises(MilvusException, match="database not found") as err:
+        client.describe_database("nowhere")
+    assert err.value.code == 800
 
 
 def test_server_version_and_timestamp(client: MilvusClient) -> None:

@@ -43,6 +43,9 @@ class FakeCatalog:
     def get(self, name: str) -> CollectionInfo | None:
         return self.infos.get(name)
 
+    def by_id(self, collection_id: int) -> CollectionInfo | None:
+        return next((i for i in self.infos.values() if i.collection_id == collection_id), None)
+
     def add_listener(self, fn: object) -> None:
         pass
 

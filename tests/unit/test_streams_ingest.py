@@ -88,6 +88,9 @@ class FakeCatalog:
     def collections(self) -> list[CollectionInfo]:
         return list(self._by_name.values())
 
+    def database(self, name: str) -> object | None:
+        return object() if name == "default" else None
+
 
 def validator() -> IngestValidator:
     clock = HybridClock(now_ms=lambda: 1_000_000)
@@ -220,6 +223,10 @@ BAD = [
     (j({"op": "flush", "collection": "items"}), "flush is not accepted"),
     (j({"op": "insert", "row": item(1)}), "missing 'collection'"),
     (j({"op": "insert", "collection": "ghost", "row": item(1)}), "collection not found[collection=ghost]"),
+    (
+        j({"op": "insert", "collection": "items", "db_name": "nowhere", "row": item(1)}),
+        "database not found[database=nowhere]",
+    ),
     (j({"op": "insert", "collection": "items", "row": {"id": 1, "vec": [1.0, 2.0]}}), "'vec'"),
     (j({"op": "insert", "collection": "items", "row": {"id": 1}}), "missing field 'vec'"),
     (j({"op": "insert", "collection": "items", "row": {"vec": vec(1)}}), "missing primary key field 'id'"),
