@@ -345,6 +345,7 @@ SEARCH_PARAM_KEYS = SEARCH_KEYS | {
     "range_filter",
     "limit",
     "page_retain_order",  # walvus's pages always keep the order of the full result
+    "drop_ratio_search",  # sparse fields
 }
 QUERY_KEYS = _ROUTING | {
     "limit",

@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
+from gateway.analyzer_rpc import AnalyzerRpcs
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
 from gateway.errors import OK, DatabaseNotFound, NotSupported, status_for
@@ -96,6 +97,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "Search": search.search,
             "HybridSearch": search.hybrid_search,
             "Query": QueryRpcs(walvus, searcher, filters).query,
+            "RunAnalyzer": AnalyzerRpcs(walvus).run_analyzer,
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)

@@ -124,6 +124,12 @@ def only_vector_field(info: CollectionInfo) -> str:
 def check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
     from schemas.types import DataType
 
+    if f.dtype.is_sparse:
+        from indexer.sparse import SparseQueries
+
+        if not isinstance(queries, SparseQueries):
+            raise InvalidArgument(f"field {f.name} is SPARSE_FLOAT_VECTOR: search it with sparse vectors")
+        return queries
     width = int(f.dim) // 8 if f.dtype == DataType.BINARY_VECTOR else int(f.dim)
     if queries.ndim != 2 or queries.shape[1] != width:
         got = queries.shape[1] if queries.ndim == 2 else queries.shape

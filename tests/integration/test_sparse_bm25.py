@@ -1,0 +1,221 @@
+"""Sparse vectors and BM25 full-text search through pymilvus, on a real broker and real walvus processes.
+
+Scores are checked against computations done here, independently of walvus: exact inner
+products for sparse IP, and BM25 (Milvus's formula) over the live rows for full text.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, MilvusException, RRFRanker
+
+from tests.procs import Deployment
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def client(kafka_bootstrap, tmp_path_factory):
+    dep = Deployment(kafka_bootstrap, tmp_path_factory.mktemp("sparse"))
+    dep.start("streams", "indexer", "gateway")
+    c = MilvusClient(dep.uri)
+    yield c
+    c.close()
+    dep.close()
+
+
+def _ip(a: dict, b: dict) -> float:
+    return sum(float(np.float32(v)) * float(np.float32(b[k])) for k, v in a.items() if k in b)
+
+
+def _sparse_collection(client: MilvusClient, name: str, **index_params) -> None:
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("sv", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dv", DataType.FLOAT_VECTOR, dim=4)
+    schema.add_field("tag", DataType.INT64)
+    idx = client.prepare_index_params()
+    idx.add_index("sv", index_type="SPARSE_INVERTED_INDEX", metric_type="IP", params=index_params)
+    idx.add_index("dv", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+
+
+def _random_sparse(rng: np.random.Generator, n: int) -> list[dict[int, float]]:
+    out = []
+    for _ in range(n):
+        dims = rng.choice(50, size=int(rng.integers(1, 8)), replace=False)
+        out.append({int(d): float(rng.random()) for d in dims})
+    return out
+
+
+def test_sparse_ip_equals_exact_growing_and_sealed(client):
+    rng = np.random.default_rng(7)
+    _sparse_collection(client, "sp_exact")
+    vecs = _random_sparse(rng, 300)
+    rows = [
+        {"id": i, "sv": v if i % 2 else sorted(v.items()), "dv": rng.random(4).tolist(), "tag": i % 3}
+        for i, v in enumerate(vecs)
+    ]
+    client.insert("sp_exact", rows)
+    queries = _random_sparse(rng, 3)
+
+    def check(flt: str = "") -> None:
+        res = client.search(
+            "sp_exact", queries, anns_field="sv", limit=10, filter=flt, output_fields=["sv", "tag"]
+        )
+        for q, hits in zip(queries, res, strict=True):
+            allowed = [i for i in range(len(vecs)) if not flt or i % 3 == 1]
+            exact = sorted(((_ip(q, vecs[i]), i) for i in allowed if _ip(q, vecs[i]) > 0), key=lambda t: (-t[0], t[1]))
+            assert [h["id"] for h in hits] == [i for _, i in exact[:10]]
+            assert [h["distance"] for h in hits] == pytest.approx([s for s, _ in exact[:10]], rel=1e-5)
+            for h in hits:
+                assert h["entity"]["sv"] == pytest.approx(vecs[h["id"]], rel=1e-6)
+
+    check()
+    check("tag == 1")
+    client.flush("sp_exact")  # sealed segments searched the same way
+    check()
+    client.delete("sp_exact", ids=list(range(0, 300, 2)))
+    vecs_alive = {i: v for i, v in enumerate(vecs) if i % 2}
+    res = client.search("sp_exact", queries[:1], anns_field="sv", limit=300)
+    assert {h["id"] for h in res[0]} == {i for i, v in vecs_alive.items() if _ip(queries[0], v) > 0}
+
+
+def test_sparse_refusals_and_hybrid(client):
+    _sparse_collection(client, "sp_bad", drop_ratio_build=0.0)
+    with pytest.raises(MilvusException, match="twice|not a sparse"):
+        client.insert("sp_bad", [{"id": 1, "sv": [(3, 0.5), (3, 0.1)], "dv": [0, 0, 0, 0], "tag": 0}])
+    assert client.query("sp_bad", filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
+    client.insert("sp_bad", [{"id": i, "sv": {i: 1.0, 99: 0.1}, "dv": [i, 0, 0, 0], "tag": 0} for i in range(5)])
+    with pytest.raises(MilvusException, match="drop_ratio_search"):
+        client.search("sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"drop_ratio_search": 1.5}})
+    with pytest.raises(MilvusException, match="not supported"):
+        client.search("sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"dim_max_score_ratio": 1}})
+    reqs = [
+        AnnSearchRequest([{3: 1.0}], "sv", {"metric_type": "IP"}, limit=5),
+        AnnSearchRequest([[3, 0, 0, 0]], "dv", {"metric_type": "L2"}, limit=5),
+    ]
+    res = client.hybrid_search("sp_bad", reqs, RRFRanker(), limit=3)
+    assert res[0][0]["id"] == 3  # first in both lists
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())  # the standard analyzer, independently
+
+
+def _bm25(docs: dict[int, str], query: str, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
+    toks = {i: Counter(_tokens(t)) for i, t in docs.items()}
+    n = len(toks)
+    avgdl = sum(sum(c.values()) for c in toks.values()) / n
+    out = {}
+    for i, tf in toks.items():
+        dl = sum(tf.values())
+        score = 0.0
+        for term, qf in Counter(_tokens(query)).items():
+            if term not in tf:
+                continue
+            df = sum(1 for c in toks.values() if term in c)
+            idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            score += qf * idf * tf[term] * (k1 + 1) / (tf[term] + k1 * (1 - b + b * dl / avgdl))
+        if score > 0:
+            out[i] = score
+    return out
+
+
+def _bm25_collection(client: MilvusClient, name: str, analyzer: dict | None = None, **params) -> None:
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    kw = {"analyzer_params": analyzer} if analyzer else {}
+    schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True, **kw)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"])
+    )
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+
+
+DOCS = {
+    1: "the quick brown fox jumps over the lazy dog",
+    2: "a quick brown dog outpaces a quick fox",
+    3: "lazy afternoons are for sleeping dogs",
+    4: "vector databases store embeddings for search",
+    5: "full text search ranks documents with bm25",
+    6: "the fox and the hound",
+}
+
+
+def _check_bm25(client: MilvusClient, name: str, docs: dict[int, str], query: str, **kw) -> None:
+    expected = _bm25(docs, query, **kw)
+    res = client.search(name, [query], anns_field="sparse", limit=10, output_fields=["text"])
+    got = {h["id"]: h["distance"] for h in res[0]}
+    assert got.keys() == expected.keys()
+    for i, score in expected.items():
+        assert got[i] == pytest.approx(score, rel=1e-4)
+    scores = [h["distance"] for h in res[0]]
+    assert scores == sorted(scores, reverse=True)  # best first
+
+
+def test_bm25_scores_follow_deletes_and_upserts(client):
+    _bm25_collection(client, "bm25_live")
+    client.insert("bm25_live", [{"id": i, "text": t} for i, t in DOCS.items()])
+    docs = dict(DOCS)
+    _check_bm25(client, "bm25_live", docs, "quick fox")
+    _check_bm25(client, "bm25_live", docs, "lazy dog dog")
+    client.flush("bm25_live")
+    _check_bm25(client, "bm25_live", docs, "quick fox")
+    client.delete("bm25_live", ids=[2])
+    del docs[2]
+    _check_bm25(client, "bm25_live", docs, "quick fox")
+    client.upsert("bm25_live", [{"id": 4, "text": "a fox in a quick quick search"}])
+    docs[4] = "a fox in a quick quick search"
+    _check_bm25(client, "bm25_live", docs, "quick fox")
+    _check_bm25(client, "bm25_live", docs, "search")
+
+
+def test_bm25_index_params_function_rules_and_describe(client):
+    _bm25_collection(client, "bm25_k1", bm25_k1=2.0, bm25_b=0.3)
+    client.insert("bm25_k1", [{"id": i, "text": t} for i, t in DOCS.items()])
+    _check_bm25(client, "bm25_k1", DOCS, "the fox", k1=2.0, b=0.3)
+    with pytest.raises(MilvusException, match="function output"):  # pymilvus reads describe_collection
+        client.insert("bm25_k1", [{"id": 9, "text": "x", "sparse": {1: 1.0}}])
+    with pytest.raises(MilvusException, match="search it with text"):
+        client.search("bm25_k1", [{1: 1.0}], anns_field="sparse")
+    desc = client.describe_collection("bm25_k1")
+    fn = desc["functions"][0]
+    assert (fn["name"], fn["input_field_names"], fn["output_field_names"]) == ("bm25", ["text"], ["sparse"])
+    text = next(f for f in desc["fields"] if f["name"] == "text")
+    assert text["params"]["enable_analyzer"] in (True, "true")
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=100)  # no enable_analyzer
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(name="f", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"])
+    )
+    with pytest.raises(MilvusException, match="enable_analyzer"):
+        client.create_collection("bm25_bad", schema=schema)
+    with pytest.raises(MilvusException, match="not supported"):
+        client.run_analyzer("x", analyzer_params={"tokenizer": "icu"})
+
+
+def test_english_and_chinese_analyzers(client):
+    assert client.run_analyzer("The foxes are running", analyzer_params={"type": "english"}).tokens == [
+        "fox",
+        "run",
+    ]
+    _bm25_collection(client, "bm25_zh", analyzer={"type": "chinese"})
+    docs = {1: "我爱北京天安门", 2: "向量数据库支持全文检索", 3: "今天天气很好"}
+    client.insert("bm25_zh", [{"id": i, "text": t} for i, t in docs.items()])
+    res = client.search("bm25_zh", ["数据库"], anns_field="sparse", limit=3)
+    assert [h["id"] for h in res[0]] == [2]
+    res = client.search("bm25_zh", ["北京的天气"], anns_field="sparse", limit=3)
+    assert {h["id"] for h in res[0]} == {1, 3}
+    tokens = client.run_analyzer("向量数据库", collection_name="bm25_zh", field_name="text").tokens
+    assert "数据库" in tokens
