@@ -46,7 +46,8 @@ SKIPPED = {
     "external_collection_example.py": "reads an external table from object storage (S3/MinIO)",
     "orm_deprecated/bulk_import/data_gengerator.py": "a data generator, not an example",
 }
-INCLUDED_DIRS = ("", "orm_deprecated/")  # top-level examples/*.py and examples/orm_deprecated/**.py
+# top-level examples/*.py, examples/orm_deprecated/**.py and examples/full_text_search/*.py
+INCLUDED_DIRS = ("", "orm_deprecated/", "full_text_search/")
 
 
 def extract(repo: Path, into: Path) -> Path:
@@ -66,7 +67,7 @@ def discover(root: Path) -> tuple[list[str], dict[str, str]]:
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
         top = "/" not in name
-        if not (top or name.startswith("orm_deprecated/")):
+        if not (top or any(d and name.startswith(d) for d in INCLUDED_DIRS)):
             continue
         reason = next((why for key, why in SKIPPED.items() if name == key or name.startswith(key)), None)
         if reason:

@@ -263,8 +263,9 @@ def _vector_out(fd: schema_pb2.FieldData, arr: pa.Array, field: FieldSchema | No
         pairs = np.empty(len(idx), dtype=_PAIR)
         pairs["index"], pairs["value"] = idx, val
         raw = pairs.tobytes()
-        ends = np.cumsum(np.bincount(rows, minlength=len(arr))) * _PAIR.itemsize
-        starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+        sizes = np.bincount(rows, minlength=len(arr)) * _PAIR.itemsize
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
         out = fd.vectors.sparse_float_vector
         out.SetInParent()
         out.contents.extend(raw[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True))
