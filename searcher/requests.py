@@ -50,7 +50,13 @@ def filter_view(schema: CollectionSchema) -> FilterSchema:
     """The view of a collection schema that the filter compiler needs."""
     return FilterSchema.of(
         (
-            FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
+            FilterField(
+                f.name,
+                f.dtype.name,
+                f.element_type.name if f.element_type else None,
+                f.nullable,
+                f.analyzer_params if f.enable_match else None,
+            )
             for f in schema.fields
         ),
         dynamic=schema.enable_dynamic_field,

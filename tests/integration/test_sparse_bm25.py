@@ -12,7 +12,15 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from pymilvus import AnnSearchRequest, DataType, Function, FunctionType, MilvusClient, MilvusException, RRFRanker
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    MilvusException,
+    RRFRanker,
+)
 
 from tests.procs import Deployment
 
@@ -70,7 +78,9 @@ def test_sparse_ip_equals_exact_growing_and_sealed(client):
         )
         for q, hits in zip(queries, res, strict=True):
             allowed = [i for i in range(len(vecs)) if not flt or i % 3 == 1]
-            exact = sorted(((_ip(q, vecs[i]), i) for i in allowed if _ip(q, vecs[i]) > 0), key=lambda t: (-t[0], t[1]))
+            exact = sorted(
+                ((_ip(q, vecs[i]), i) for i in allowed if _ip(q, vecs[i]) > 0), key=lambda t: (-t[0], t[1])
+            )
             assert [h["id"] for h in hits] == [i for _, i in exact[:10]]
             assert [h["distance"] for h in hits] == pytest.approx([s for s, _ in exact[:10]], rel=1e-5)
             for h in hits:
@@ -91,11 +101,17 @@ def test_sparse_refusals_and_hybrid(client):
     with pytest.raises(MilvusException, match="twice|not a sparse"):
         client.insert("sp_bad", [{"id": 1, "sv": [(3, 0.5), (3, 0.1)], "dv": [0, 0, 0, 0], "tag": 0}])
     assert client.query("sp_bad", filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
-    client.insert("sp_bad", [{"id": i, "sv": {i: 1.0, 99: 0.1}, "dv": [i, 0, 0, 0], "tag": 0} for i in range(5)])
+    client.insert(
+        "sp_bad", [{"id": i, "sv": {i: 1.0, 99: 0.1}, "dv": [i, 0, 0, 0], "tag": 0} for i in range(5)]
+    )
     with pytest.raises(MilvusException, match="drop_ratio_search"):
-        client.search("sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"drop_ratio_search": 1.5}})
+        client.search(
+            "sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"drop_ratio_search": 1.5}}
+        )
     with pytest.raises(MilvusException, match="not supported"):
-        client.search("sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"dim_max_score_ratio": 1}})
+        client.search(
+            "sp_bad", [{1: 1.0}], anns_field="sv", search_params={"params": {"dim_max_score_ratio": 1}}
+        )
     reqs = [
         AnnSearchRequest([{3: 1.0}], "sv", {"metric_type": "IP"}, limit=5),
         AnnSearchRequest([[3, 0, 0, 0]], "dv", {"metric_type": "L2"}, limit=5),
@@ -134,7 +150,12 @@ def _bm25_collection(client: MilvusClient, name: str, analyzer: dict | None = No
     schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True, **kw)
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_function(
-        Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"])
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["sparse"],
+        )
     )
     idx = client.prepare_index_params()
     idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
@@ -197,7 +218,12 @@ def test_bm25_index_params_function_rules_and_describe(client):
     schema.add_field("text", DataType.VARCHAR, max_length=100)  # no enable_analyzer
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_function(
-        Function(name="f", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"])
+        Function(
+            name="f",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["sparse"],
+        )
     )
     with pytest.raises(MilvusException, match="enable_analyzer"):
         client.create_collection("bm25_bad", schema=schema)

@@ -30,9 +30,22 @@ D = DataType
 
 
 def test_builtin_analyzers() -> None:
-    assert build_analyzer(None).tokens("Hello, World! hello-again 42") == ["hello", "world", "hello", "again", "42"]
-    assert build_analyzer({"type": "english"}).tokens("The foxes are running quickly") == ["fox", "run", "quick"]
-    assert build_analyzer({"type": "standard", "stop_words": ["hello"]}).tokens("Hello big world") == ["big", "world"]
+    assert build_analyzer(None).tokens("Hello, World! hello-again 42") == [
+        "hello",
+        "world",
+        "hello",
+        "again",
+        "42",
+    ]
+    assert build_analyzer({"type": "english"}).tokens("The foxes are running quickly") == [
+        "fox",
+        "run",
+        "quick",
+    ]
+    assert build_analyzer({"type": "standard", "stop_words": ["hello"]}).tokens("Hello big world") == [
+        "big",
+        "world",
+    ]
     zh = build_analyzer({"type": "chinese"}).tokens("我爱北京天安门，向量数据库！")
     assert "北京" in zh and "数据库" in zh and "，" not in zh and "！" not in zh
 
@@ -43,7 +56,9 @@ def test_custom_analyzer_and_json_params() -> None:
         '"removepunct"]}'
     )
     assert a.tokens("Café LONGWORD short !!") == ["cafe", "short"]
-    jieba_exact = build_analyzer({"tokenizer": {"type": "jieba", "mode": "exact"}, "filter": ["cnalphanumonly"]})
+    jieba_exact = build_analyzer(
+        {"tokenizer": {"type": "jieba", "mode": "exact"}, "filter": ["cnalphanumonly"]}
+    )
     assert jieba_exact.tokens("向量数据库") == ["向量", "数据库"]
 
 
@@ -103,7 +118,9 @@ def test_field_data_round_trip() -> None:
     empty = field_data_from_column("sv", col.slice(0, 0), FieldSchema("sv", D.SPARSE_FLOAT_VECTOR))
     assert len(empty.vectors.sparse_float_vector.contents) == 0
     with pytest.raises(ValidationError, match="FLOAT_VECTOR|float_vector"):
-        sparse_from_proto("sv", schema_pb2.VectorField(dim=2, float_vector=schema_pb2.FloatArray(data=[1, 2])), 1)
+        sparse_from_proto(
+            "sv", schema_pb2.VectorField(dim=2, float_vector=schema_pb2.FloatArray(data=[1, 2])), 1
+        )
 
 
 # ------------------------------------------------------------------------------ schema, insert
@@ -136,7 +153,13 @@ def test_bm25_output_is_computed_at_insert_and_never_given() -> None:
     "text_field, fn, needle",
     [
         (FieldSchema("text", D.VARCHAR, max_length=10), None, "enable_analyzer"),
-        (FieldSchema("text", D.VARCHAR, max_length=10, enable_analyzer=True, analyzer_params='{"type": "x"}'), None, "analyzer type"),
+        (
+            FieldSchema(
+                "text", D.VARCHAR, max_length=10, enable_analyzer=True, analyzer_params='{"type": "x"}'
+            ),
+            None,
+            "analyzer type",
+        ),
         (None, FunctionSchema("f", "TextEmbedding", ("text",), ("sparse",)), "not supported"),
         (None, FunctionSchema("f", "BM25", ("text",), ("sparse",), params={"k": "1"}), "no params"),
         (None, FunctionSchema("f", "BM25", ("text",), ("id",)), "SPARSE_FLOAT_VECTOR"),
@@ -146,7 +169,11 @@ def test_bad_functions_are_refused(text_field, fn, needle) -> None:
     text = text_field or FieldSchema("text", D.VARCHAR, max_length=10, enable_analyzer=True)
     fn = fn or FunctionSchema("f", "BM25", ("text",), ("sparse",))
     schema = CollectionSchema(
-        fields=(FieldSchema("id", D.INT64, is_primary=True), text, FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR)),
+        fields=(
+            FieldSchema("id", D.INT64, is_primary=True),
+            text,
+            FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR),
+        ),
         functions=(fn,),
     )
     with pytest.raises(SchemaError, match=needle):
@@ -228,3 +255,48 @@ def test_drop_ratios() -> None:
     rows, scores = index.scores((np.array([1]), np.array([1.0])))
     assert rows.tolist() == [1]  # the smallest third of the values left the index
     assert index.doc_len.tolist() == pytest.approx([1.01, 0.5])  # lengths count every value
+
+
+# ------------------------------------------------------------------------------ TEXT_MATCH / PHRASE_MATCH
+
+
+def _match_rows(expr: str, texts: list[str | None], analyzer: str = "") -> list[int]:
+    from searcher.filters import FilterField, FilterSchema, compile_filter
+
+    schema = FilterSchema.of([FilterField("t", "VARCHAR", None, True, analyzer), FilterField("u", "VARCHAR")])
+    table = pa.table({"t": pa.array(texts, pa.string()), "u": pa.array(["x"] * len(texts))})
+    return np.flatnonzero(compile_filter(expr, schema).evaluate(table)).tolist()
+
+
+TEXTS = ["The quick brown fox", "a lazy dog sleeps", "quick dogs and a brown cat", None, "fox brown quick"]
+
+
+def test_text_match_is_any_token() -> None:
+    assert _match_rows('TEXT_MATCH(t, "fox dog")', TEXTS) == [0, 1, 4]
+    assert _match_rows('text_match(t, "QUICK") and not text_match(t, "cat")', TEXTS) == [0, 4]
+    assert _match_rows('TEXT_MATCH(t, "nothing here")', TEXTS) == []
+    assert _match_rows("TEXT_MATCH(t, 'dogs')", TEXTS, '{"type": "english"}') == [1, 2]  # stemmed
+
+
+def test_phrase_match_keeps_order_within_slop() -> None:
+    assert _match_rows('PHRASE_MATCH(t, "quick brown")', TEXTS) == [0]
+    assert _match_rows('PHRASE_MATCH(t, "quick brown", 0)', TEXTS) == [0]
+    assert _match_rows('PHRASE_MATCH(t, "quick brown", 3)', TEXTS) == [0, 2]
+    assert _match_rows('PHRASE_MATCH(t, "brown quick", 0)', TEXTS) == [4]
+    assert _match_rows('PHRASE_MATCH(t, "quick brown fox", 0)', TEXTS) == [0]
+
+
+@pytest.mark.parametrize(
+    "expr, needle",
+    [
+        ('TEXT_MATCH(u, "x")', "enable_match"),
+        ("TEXT_MATCH(t, 3)", "string"),
+        ('TEXT_MATCH(t, "a", 1)', "2 arguments"),
+        ('PHRASE_MATCH(t, "a", -1)', "slop"),
+    ],
+)
+def test_bad_text_match_is_refused(expr, needle) -> None:
+    from searcher.filters import FilterError
+
+    with pytest.raises(FilterError, match=needle):
+        _match_rows(expr, TEXTS)

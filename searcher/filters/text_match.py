@@ -1,0 +1,101 @@
+"""TEXT_MATCH and PHRASE_MATCH over VARCHAR fields with ``enable_match=True``.
+
+A column's texts are tokenised once by the field's analyzer into flat postings (row, term id,
+position), cached while the column lives; then both predicates are numpy set operations:
+
+- ``TEXT_MATCH(f, "a b")``: rows holding any of the query's tokens (Milvus's OR semantics);
+- ``PHRASE_MATCH(f, "a b c", slop)``: rows holding the query's tokens in order, where the gaps
+  between consecutive ones add up to at most ``slop`` (0: adjacent). A token's position is its
+  index among the analyzer's output tokens (after stop words are removed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from schemas.analyzer import build_analyzer, term_id
+
+_CACHE: OrderedDict[tuple[Any, ...], tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+_CACHE_SIZE = 256
+_lock = threading.Lock()
+
+
+def query_terms(analyzer_params: str, text: str) -> tuple[int, ...]:
+    return tuple(term_id(t) for t in build_analyzer(analyzer_params or None).tokens(text))
+
+
+def _postings(column: pa.Array, analyzer_params: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, term, position) of every token of the column, sorted by term; cached per column."""
+    bufs = tuple(b.address if b is not None else 0 for b in column.buffers())
+    key = (analyzer_params, bufs, column.offset, len(column))
+    with _lock:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit[1], hit[2], hit[3]
+    analyzer = build_analyzer(analyzer_params or None)
+    texts = column.to_pylist()
+    counts = np.zeros(len(texts), np.int64)
+    ids: list[int] = []
+    for i, text in enumerate(texts):
+        if text:
+            tokens = analyzer.tokens(text)
+            counts[i] = len(tokens)
+            ids.extend(term_id(t) for t in tokens)
+    rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    pos = np.arange(len(rows), dtype=np.int64) - starts
+    terms = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(terms, kind="stable")
+    out = (rows[order], terms[order], pos[order])
+    with _lock:
+        _CACHE[key] = (column, *out)  # the column keeps its buffers (and so the key) alive
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return out
+
+
+def _entries(terms_sorted: np.ndarray, term: int) -> slice:
+    return slice(
+        int(np.searchsorted(terms_sorted, term, "left")), int(np.searchsorted(terms_sorted, term, "right"))
+    )
+
+
+def text_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...]) -> np.ndarray:
+    rows, tsorted, _ = _postings(column, analyzer_params)
+    hit = np.zeros(len(column), bool)
+    if terms:
+        sel = np.isin(tsorted, np.asarray(terms, dtype=np.int64))
+        hit[rows[sel]] = True
+    return hit
+
+
+def phrase_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...], slop: int) -> np.ndarray:
+    rows, tsorted, pos = _postings(column, analyzer_params)
+    hit = np.zeros(len(column), bool)
+    if not terms:
+        return hit
+    first = _entries(tsorted, terms[0])
+    # partial matches: (row, position of the last matched token, gaps used so far)
+    state = pd.DataFrame(
+        {"row": rows[first], "end": pos[first], "gaps": np.zeros(first.stop - first.start, np.int64)}
+    )
+    for term in terms[1:]:
+        if state.empty:
+            return hit
+        sl = _entries(tsorted, term)
+        nxt = pd.DataFrame({"row": rows[sl], "pos": pos[sl]})
+        joined = state.merge(nxt, on="row")
+        gaps = joined["gaps"].to_numpy() + joined["pos"].to_numpy() - joined["end"].to_numpy() - 1
+        ok = (joined["pos"].to_numpy() > joined["end"].to_numpy()) & (gaps <= slop)
+        state = pd.DataFrame(
+            {"row": joined["row"].to_numpy()[ok], "end": joined["pos"].to_numpy()[ok], "gaps": gaps[ok]}
+        ).drop_duplicates()
+    hit[state["row"].to_numpy()] = True
+    return hit
