@@ -123,7 +123,9 @@ def sparse_rows_from_bytes(name: str, contents: Sequence[bytes], n: int) -> pa.S
     lengths = np.fromiter((len(b) for b in contents), dtype=np.int64, count=len(contents))
     if np.any(lengths % _PAIR.itemsize):
         row = int(np.flatnonzero(lengths % _PAIR.itemsize)[0])
-        raise ValidationError(f"field {name!r}: row {row} is not a list of (index, value) pairs", field=name, row=row)
+        raise ValidationError(
+            f"field {name!r}: row {row} is not a list of (index, value) pairs", field=name, row=row
+        )
     pairs = np.frombuffer(b"".join(contents), dtype=_PAIR)
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths // _PAIR.itemsize)
     return assemble(name, rows, pairs["index"].astype(np.int64), pairs["value"].astype(np.float64), n)

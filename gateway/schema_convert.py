@@ -63,7 +63,9 @@ def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
         elif kv.key == "analyzer_params":
             text[kv.key] = kv.value
         elif kv.key == "multi_analyzer_params":
-            raise SchemaError(f"field {f.name!r}: multi_analyzer_params (one analyzer per row) is not supported by walvus")
+            raise SchemaError(
+                f"field {f.name!r}: multi_analyzer_params (one analyzer per row) is not supported by walvus"
+            )
         elif kv.key in _INT_PARAMS:
             try:
                 params[kv.key] = int(json.loads(kv.value))

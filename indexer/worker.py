@@ -107,7 +107,9 @@ class IndexWorker:
         return built
 
     def _reconcile_collection(self, info: CollectionInfo) -> int:
-        fields = [f for f in info.indexes if (fd := info.schema.field(f)) is not None and fd.dtype.has_index_file]
+        fields = [
+            f for f in info.indexes if (fd := info.schema.field(f)) is not None and fd.dtype.has_index_file
+        ]
         key = (info.collection_id, "segments")
         if not fields or not self.failures.due(key):
             return 0

@@ -317,7 +317,9 @@ class SearcherService:
             raise LimitExceeded(f"nq must be at most {MAX_TOPK}, got {len(req.queries)}")
         queries = check_queries(req.queries, f)
         if not f.dtype.is_sparse and "drop_ratio_search" in req.params:
-            raise InvalidArgument(f"search param drop_ratio_search is for sparse vector fields, not {f.dtype.name}")
+            raise InvalidArgument(
+                f"search param drop_ratio_search is for sparse vector fields, not {f.dtype.name}"
+            )
         metric = resolve_metric(info, field_name, req.metric)
         flt = self._filter(info, req.filter, req.filter_params)
         requested = check_partitions(info, req.partitions, flt)

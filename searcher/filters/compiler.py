@@ -230,7 +230,9 @@ class Compiler:
         if len(args) == 3:
             slop_v = self.value(args[2])
             if not isinstance(slop_v, ir.Const) or slop_v.ctype != "int" or not 0 <= slop_v.value < 2**31:
-                raise self.error(f"phrase_match() slop must be a non-negative integer, got {describe(slop_v)}", args[2])
+                raise self.error(
+                    f"phrase_match() slop must be a non-negative integer, got {describe(slop_v)}", args[2]
+                )
             slop = int(slop_v.value)
         from .text_match import query_terms
 
