@@ -245,3 +245,29 @@ def test_english_and_chinese_analyzers(client):
     assert {h["id"] for h in res[0]} == {1, 3}
     tokens = client.run_analyzer("向量数据库", collection_name="bm25_zh", field_name="text").tokens
     assert "数据库" in tokens
+
+
+def test_text_and_phrase_match_in_filters(client):
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("doc", DataType.VARCHAR, max_length=200, enable_analyzer=True, enable_match=True)
+    schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+    idx = client.prepare_index_params()
+    idx.add_index("v", index_type="FLAT", metric_type="L2")
+    client.create_collection("tm", schema=schema, index_params=idx, consistency_level="Strong")
+    docs = {1: "Milvus supports text match", 2: "match the text exactly", 3: "nothing relevant", 4: "text then match"}
+    client.insert("tm", [{"id": i, "doc": d, "v": [i, 0]} for i, d in docs.items()])
+
+    def ids(flt: str) -> set[int]:
+        return {r["id"] for r in client.query("tm", filter=flt, output_fields=["id"])}
+
+    assert ids("TEXT_MATCH(doc, 'milvus exactly')") == {1, 2}
+    assert ids("PHRASE_MATCH(doc, 'text match')") == {1}
+    assert ids("PHRASE_MATCH(doc, 'text match', 1)") == {1, 4}
+    res = client.search("tm", [[0, 0]], filter="TEXT_MATCH(doc, 'match')", limit=10)
+    assert [h["id"] for h in res[0]] == [1, 2, 4]
+    client.flush("tm")
+    client.delete("tm", filter="TEXT_MATCH(doc, 'relevant')")
+    assert ids("id > 0") == {1, 2, 4}
+    with pytest.raises(MilvusException, match="needs a VARCHAR field"):
+        client.query("tm", filter="TEXT_MATCH(id, 'x')")
