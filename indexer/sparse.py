@@ -102,14 +102,21 @@ class SparseIndex:
         stats: list[Bm25Stats] | None = None,
         k1: float = 1.2,
         b: float = 0.75,
+        bounds: tuple[float, float | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, row labels) per query, larger is better; missing slots -inf / -1."""
+        """Top-k (scores, row labels) per query, larger is better; missing slots -inf / -1.
+
+        ``bounds`` (radius, range_filter) keeps only scores in ``(radius, range_filter]`` (range search).
+        """
         out_d = np.full((len(queries), k), -np.inf, np.float32)
         out_i = np.full((len(queries), k), -1, np.int64)
         for qi, query in enumerate(queries):
             rows, sc = self.scores(query, None if stats is None else stats[qi], k1, b)
             if allowed is not None and len(rows):
                 keep = allowed[rows]
+                rows, sc = rows[keep], sc[keep]
+            if bounds is not None and len(rows):
+                keep = sc > bounds[0] if bounds[1] is None else (sc > bounds[0]) & (sc <= bounds[1])
                 rows, sc = rows[keep], sc[keep]
             if not len(rows):
                 continue

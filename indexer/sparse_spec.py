@@ -81,10 +81,8 @@ def parse_sparse(
 def drop_ratio_search(params: Mapping[str, Any], error: type[Exception]) -> float:
     """The search's ``drop_ratio_search`` (default 0); any other index knob is refused."""
     for key in params:
-        if key in ("nprobe", "ef", "itopk_size", "reorder_k", "refine_k", "radius", "range_filter"):
-            raise error(
-                f"search param {key} is not valid for a SPARSE_FLOAT_VECTOR field (range search included)"
-            )
+        if key in ("nprobe", "ef", "itopk_size", "reorder_k", "refine_k"):
+            raise error(f"search param {key} is not valid for a SPARSE_FLOAT_VECTOR field")
     value = params.get("drop_ratio_search")
     if value is None:
         return 0.0

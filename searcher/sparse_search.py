@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.ranges import topk
+from indexer.ranges import check_range, topk
 from indexer.sparse import Bm25Stats, SparseQueries, drop_small
 from indexer.sparse_spec import drop_ratio_search
 from schemas.exceptions import InvalidArgument
@@ -37,6 +37,9 @@ def sparse_knn(
     drop_build = float(build.get("drop_ratio_build", 0.0) or 0.0)
     ratio = drop_ratio_search(params, InvalidArgument)
     qs = [drop_small(q, ratio) for q in queries.items]
+    bounds = None
+    if "radius" in params:  # range search: larger scores are better, as for IP
+        bounds = check_range("IP", params["radius"], params.get("range_filter"))
     stats = None
     k1, b = float(build.get("bm25_k1", 1.2)), float(build.get("bm25_b", 0.75))
     if metric == "BM25":
@@ -51,7 +54,7 @@ def sparse_knn(
         c_base, base = base, base + c.num_rows
         allowed = None if n_allowed == c.num_rows else mask
         d, labels = c.sparse_index(field_name, drop_build).search(
-            qs, min(k, n_allowed), allowed, stats, k1, b
+            qs, min(k, n_allowed), allowed, stats, k1, b, bounds
         )
         parts_d.append(d)
         parts_i.append(np.where(labels >= 0, labels + c_base, -1))

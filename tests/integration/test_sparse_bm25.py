@@ -204,6 +204,13 @@ def test_bm25_index_params_function_rules_and_describe(client):
     _bm25_collection(client, "bm25_k1", bm25_k1=2.0, bm25_b=0.3)
     client.insert("bm25_k1", [{"id": i, "text": t} for i, t in DOCS.items()])
     _check_bm25(client, "bm25_k1", DOCS, "the fox", k1=2.0, b=0.3)
+    it = client.search_iterator("bm25_k1", ["the fox"], batch_size=2, anns_field="sparse")
+    pages = []
+    while page := it.next():
+        pages.extend(h["id"] for h in page)
+    it.close()
+    expected = _bm25(DOCS, "the fox", k1=2.0, b=0.3)
+    assert sorted(pages) == sorted(expected)  # every match once, across pages
     with pytest.raises(MilvusException, match="function output"):  # pymilvus reads describe_collection
         client.insert("bm25_k1", [{"id": 9, "text": "x", "sparse": {1: 1.0}}])
     with pytest.raises(MilvusException, match="search it with text"):
@@ -255,7 +262,12 @@ def test_text_and_phrase_match_in_filters(client):
     idx = client.prepare_index_params()
     idx.add_index("v", index_type="FLAT", metric_type="L2")
     client.create_collection("tm", schema=schema, index_params=idx, consistency_level="Strong")
-    docs = {1: "Milvus supports text match", 2: "match the text exactly", 3: "nothing relevant", 4: "text then match"}
+    docs = {
+        1: "Milvus supports text match",
+        2: "match the text exactly",
+        3: "nothing relevant",
+        4: "text then match",
+    }
     client.insert("tm", [{"id": i, "doc": d, "v": [i, 0]} for i, d in docs.items()])
 
     def ids(flt: str) -> set[int]:

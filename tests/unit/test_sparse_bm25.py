@@ -300,3 +300,12 @@ def test_bad_text_match_is_refused(expr, needle) -> None:
 
     with pytest.raises(FilterError, match=needle):
         _match_rows(expr, TEXTS)
+
+
+def test_sparse_range_bounds() -> None:
+    index = SparseIndex(sparse_column("sv", [{1: 1.0}, {1: 2.0}, {1: 3.0}, {2: 9.0}]), 4)
+    q = [(np.array([1]), np.array([1.0]))]
+    d, labels = index.search(q, 10, None, bounds=(1.0, 2.0))
+    assert labels[0][labels[0] >= 0].tolist() == [1]  # (1, 2]: only the score 2
+    d, labels = index.search(q, 10, None, bounds=(1.5, None))
+    assert labels[0][labels[0] >= 0].tolist() == [2, 1]
