@@ -118,6 +118,8 @@ def test_sparse_refusals_and_hybrid(client):
     ]
     res = client.hybrid_search("sp_bad", reqs, RRFRanker(), limit=3)
     assert res[0][0]["id"] == 3  # first in both lists
+    res = client.search("sp_bad", [{3: 1.0, 99: 1.0}], anns_field="sv", group_by_field="tag", limit=2)
+    assert [(h["id"], h["distance"]) for h in res[0]] == [(3, pytest.approx(1.1))]  # one tag: one group
 
 
 def _tokens(text: str) -> list[str]:
