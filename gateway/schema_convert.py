@@ -215,8 +215,9 @@ def filter_schema(schema: CollectionSchema) -> FilterSchema:
 def same_schema(a: CollectionSchema, b: CollectionSchema) -> bool:
     """Equal apart from field ids and version: a repeated CreateCollection is then a no-op."""
 
-    def norm(s: CollectionSchema) -> tuple[list[dict[str, Any]], bool]:
-        return [{**f.to_dict(), "field_id": 0} for f in s.fields], s.enable_dynamic_field
+    def norm(s: CollectionSchema) -> tuple[list[dict[str, Any]], bool, list[dict[str, Any]]]:
+        fields = [{**f.to_dict(), "field_id": 0} for f in s.fields]
+        return fields, s.enable_dynamic_field, [fn.to_dict() for fn in s.functions]
 
     return norm(a) == norm(b)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.analyzer import analyzer_for_field
 from schemas.exceptions import FieldNameInvalid, SchemaError
 from schemas.functions import FunctionSchema, validate_functions
 from schemas.types import SCALAR_ARROW, DataType, vector_arrow_type
@@ -256,6 +257,8 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
             f"field {f.name!r}: enable_analyzer and enable_match are for VARCHAR fields, not {f.dtype.name}",
             field=f.name,
         )
+    if f.enable_analyzer or f.enable_match:
+        analyzer_for_field(f)  # a bad analyzer_params is refused when the field is created
     if f.dtype == DataType.VARCHAR and not (f.max_length and 1 <= f.max_length <= 65_535):
         raise SchemaError(
             f"field {f.name!r}: VARCHAR needs max_length between 1 and 65535, got {f.max_length}",

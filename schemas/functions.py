@@ -53,8 +53,6 @@ class FunctionSchema:
 
 def validate_functions(fields: list[FieldSchema], functions: tuple[FunctionSchema, ...]) -> list[FieldSchema]:
     """Milvus's checks on a schema's functions; returns the fields with outputs marked."""
-    from schemas.analyzer import analyzer_for_field
-
     by_name = {f.name: f for f in fields}
     names: set[str] = set()
     outputs: dict[str, str] = {}
@@ -98,8 +96,6 @@ def validate_functions(fields: list[FieldSchema], functions: tuple[FunctionSchem
         outputs[out.name] = fn.name
     result = []
     for f in fields:
-        if f.enable_analyzer or f.enable_match:
-            analyzer_for_field(f)  # a bad analyzer_params is refused when the collection is created
         if f.is_function_output and f.name not in outputs:
             raise SchemaError(f"field {f.name!r} is marked as a function output, but no function writes it")
         result.append(replace(f, is_function_output=True) if f.name in outputs else f)
