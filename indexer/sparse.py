@@ -91,6 +91,10 @@ class SparseIndex:
         else:
             norm = k1 * (1.0 - b + b * self.doc_len[rows] / max(stats.avgdl, 1e-12))
             contrib = (qvals[which] * stats.idf()[which]) * tf * (k1 + 1.0) / (tf + norm)
+        if len(rows) * 16 > self.num_rows:  # long posting lists: one pass over the rows, no sort
+            hits = np.bincount(rows, minlength=self.num_rows)
+            cand = np.flatnonzero(hits)
+            return cand, np.bincount(rows, weights=contrib, minlength=self.num_rows)[cand].astype(np.float32)
         cand, inverse = np.unique(rows, return_inverse=True)
         return cand, np.bincount(inverse, weights=contrib, minlength=len(cand)).astype(np.float32)
 
