@@ -6,12 +6,15 @@ products for sparse IP, and BM25 (Milvus's formula) over the live rows for full 
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
+from confluent_kafka import Consumer, Producer
 from pymilvus import (
     AnnSearchRequest,
     DataType,
@@ -22,19 +25,25 @@ from pymilvus import (
     RRFRanker,
 )
 
+from schemas.topics import dead_letter_topic, ingest_topic
 from tests.procs import Deployment
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def client(kafka_bootstrap, tmp_path_factory):
-    dep = Deployment(kafka_bootstrap, tmp_path_factory.mktemp("sparse"))
-    dep.start("streams", "indexer", "gateway")
+def dep(kafka_bootstrap, tmp_path_factory):
+    d = Deployment(kafka_bootstrap, tmp_path_factory.mktemp("sparse"))
+    d.start("streams", "indexer", "gateway")
+    yield d
+    d.close()
+
+
+@pytest.fixture(scope="module")
+def client(dep):
     c = MilvusClient(dep.uri)
     yield c
     c.close()
-    dep.close()
 
 
 def _ip(a: dict, b: dict) -> float:
@@ -285,3 +294,46 @@ def test_text_and_phrase_match_in_filters(client):
     assert ids("id > 0") == {1, 2, 4}
     with pytest.raises(MilvusException, match="needs a VARCHAR field"):
         client.query("tm", filter="TEXT_MATCH(id, 'x')")
+
+
+def test_ingest_topic_tokenises_and_takes_sparse_json(dep, client):
+    _bm25_collection(client, "bm25_ing")
+    _sparse_collection(client, "sp_ing")
+    topic = ingest_topic(dep.namespace)
+    p = Producer({"bootstrap.servers": dep.bootstrap})
+    p.produce(
+        topic,
+        json.dumps(
+            {
+                "op": "insert",
+                "collection": "bm25_ing",
+                "rows": [{"id": i, "text": t} for i, t in DOCS.items()],
+            }
+        ).encode(),
+    )
+    bad = {"op": "insert", "collection": "bm25_ing", "row": {"id": 99, "text": "x", "sparse": {"1": 1.0}}}
+    p.produce(topic, json.dumps(bad).encode())
+    rows = [
+        {"id": 1, "sv": {"3": 0.5, "7": 1.0}, "dv": [0, 0, 0, 0], "tag": 0},
+        {"id": 2, "sv": [[3, 2.0]], "dv": [0, 0, 0, 0], "tag": 0},
+    ]
+    p.produce(topic, json.dumps({"op": "insert", "collection": "sp_ing", "rows": rows}).encode())
+    p.flush(10)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        n_bm = client.query("bm25_ing", filter="", output_fields=["count(*)"])[0]["count(*)"]
+        n_sp = client.query("sp_ing", filter="", output_fields=["count(*)"])[0]["count(*)"]
+        if n_bm == len(DOCS) and n_sp == 2:
+            break
+        time.sleep(0.2)
+    _check_bm25(client, "bm25_ing", DOCS, "quick fox")
+    res = client.search("sp_ing", [{3: 1.0}], anns_field="sv", limit=5)
+    assert [(h["id"], h["distance"]) for h in res[0]] == [(2, 2.0), (1, 0.5)]
+    c = Consumer({"bootstrap.servers": dep.bootstrap, "group.id": "t", "auto.offset.reset": "earliest"})
+    c.subscribe([dead_letter_topic(dep.namespace)])
+    msg = None
+    while time.monotonic() < deadline and msg is None:
+        msg = c.poll(1.0)
+        msg = None if msg is None or msg.error() else msg
+    c.close()
+    assert msg is not None and "output of function" in dict(msg.headers())["walvus.reason"].decode()
