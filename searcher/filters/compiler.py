@@ -187,7 +187,9 @@ class Compiler:
     def _p_call(self, t: Tree) -> ir.Pred:
         name = str(t.children[0]).lower()
         if name in ("text_match", "phrase_match"):
-            return self._text_match(name, t)
+            from .text_match import compile_match
+
+            return compile_match(self, name, t)
         mode = _CONTAINS.get(name)
         if mode is None:
             return self._truth(self.value(t), t)
@@ -211,33 +213,6 @@ class Compiler:
             if target.elem_type == "FLOAT":
                 values = tuple(float(np.float32(v)) for v in values)
         return ir.Contains(mode, target, values)
-
-    def _text_match(self, name: str, t: Tree) -> ir.Pred:
-        args = t.children[1:]
-        want = "2 arguments" if name == "text_match" else "2 or 3 arguments"
-        if not (len(args) == 2 or (name == "phrase_match" and len(args) == 3)):
-            raise self.error(f"{name}() takes {want}, got {len(args)}", t)
-        target = self.value(args[0])
-        field = self.schema.fields.get(target.name) if isinstance(target, ir.Field) else None
-        if field is None or field.type.upper() != "VARCHAR":
-            raise self.error(f"{name}() needs a VARCHAR field, got {describe(target)}", args[0])
-        if field.match_analyzer is None:
-            raise self.error(f"{name}() needs field '{field.name}' to have enable_match=True", args[0])
-        text = self.value(args[1])
-        if not isinstance(text, ir.Const) or text.ctype != "str":
-            raise self.error(f"{name}() needs a string to match, got {describe(text)}", args[1])
-        slop = 0
-        if len(args) == 3:
-            slop_v = self.value(args[2])
-            if not isinstance(slop_v, ir.Const) or slop_v.ctype != "int" or not 0 <= slop_v.value < 2**31:
-                raise self.error(
-                    f"phrase_match() slop must be a non-negative integer, got {describe(slop_v)}", args[2]
-                )
-            slop = int(slop_v.value)
-        from .text_match import query_terms
-
-        terms = query_terms(field.match_analyzer, text.value)
-        return ir.TextMatch(target, field.match_analyzer, terms, name == "phrase_match", slop)
 
     # ---------------------------------------------------------------- values
     def value(self, t: Tree | Token) -> ir.Value:

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from schemas.analyzer import build_analyzer, term_id
+
+from . import ir
+
+if TYPE_CHECKING:
+    from lark import Tree
+
+    from .compiler import Compiler
 
 _CACHE: OrderedDict[tuple[Any, ...], tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
 _CACHE_SIZE = 256
@@ -99,3 +106,32 @@ def phrase_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...],
         ).drop_duplicates()
     hit[state["row"].to_numpy()] = True
     return hit
+
+
+def compile_match(compiler: Compiler, name: str, t: Tree) -> ir.Pred:
+    """TEXT_MATCH(field, text) / PHRASE_MATCH(field, text[, slop]) as IR; the text is tokenised now."""
+    from .compiler import describe
+
+    args = t.children[1:]
+    want = "2 arguments" if name == "text_match" else "2 or 3 arguments"
+    if not (len(args) == 2 or (name == "phrase_match" and len(args) == 3)):
+        raise compiler.error(f"{name}() takes {want}, got {len(args)}", t)
+    target = compiler.value(args[0])
+    field = compiler.schema.fields.get(target.name) if isinstance(target, ir.Field) else None
+    if field is None or field.type.upper() != "VARCHAR":
+        raise compiler.error(f"{name}() needs a VARCHAR field, got {describe(target)}", args[0])
+    if field.match_analyzer is None:
+        raise compiler.error(f"{name}() needs field '{field.name}' to have enable_match=True", args[0])
+    text = compiler.value(args[1])
+    if not isinstance(text, ir.Const) or text.ctype != "str":
+        raise compiler.error(f"{name}() needs a string to match, got {describe(text)}", args[1])
+    slop = 0
+    if len(args) == 3:
+        slop_v = compiler.value(args[2])
+        if not isinstance(slop_v, ir.Const) or slop_v.ctype != "int" or not 0 <= slop_v.value < 2**31:
+            raise compiler.error(
+                f"phrase_match() slop must be a non-negative integer, got {describe(slop_v)}", args[2]
+            )
+        slop = int(slop_v.value)
+    terms = query_terms(field.match_analyzer, text.value)
+    return ir.TextMatch(target, field.match_analyzer, terms, name == "phrase_match", slop)
