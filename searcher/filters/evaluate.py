@@ -156,7 +156,8 @@ def pred(node: ir.Pred, ctx: Context) -> Tri:
             return Tri(V.array_hits(v, node.values, node.mode, ctx.n), valid)
         return Tri(V.json_hits(v, node.values, node.mode, ctx.n), valid)
     if isinstance(node, ir.TextMatch):
-        col = ctx.column(node.operand.name, pa.string())
+        name = node.operand.name
+        col = ctx.table.column(name) if name in ctx.table.column_names else ctx.column(name, pa.string())
         if node.phrase:
             return Tri(phrase_match(col, node.analyzer, node.terms, node.slop), valid)
         return Tri(text_match(col, node.analyzer, node.terms), valid)

@@ -1,7 +1,8 @@
 """TEXT_MATCH and PHRASE_MATCH over VARCHAR fields with ``enable_match=True``.
 
 A column's texts are tokenised once by the field's analyzer into flat postings (row, term id,
-position), cached while the column lives; then both predicates are numpy set operations:
+position), cached while the column lives (keyed by its chunks' buffers, so a
+table's column is tokenised once, not at every search); then both predicates are numpy set operations:
 
 - ``TEXT_MATCH(f, "a b")``: rows holding any of the query's tokens (Milvus's OR semantics);
 - ``PHRASE_MATCH(f, "a b c", slop)``: rows holding the query's tokens in order, where the gaps
@@ -37,10 +38,17 @@ def query_terms(analyzer_params: str, text: str) -> tuple[int, ...]:
     return tuple(term_id(t) for t in build_analyzer(analyzer_params or None).tokens(text))
 
 
-def _postings(column: pa.Array, analyzer_params: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _postings(
+    column: pa.Array | pa.ChunkedArray, analyzer_params: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, term, position) of every token of the column, sorted by term; cached per column."""
-    bufs = tuple(b.address if b is not None else 0 for b in column.buffers())
-    key = (analyzer_params, bufs, column.offset, len(column))
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    key = (
+        analyzer_params,
+        tuple(
+            (tuple(b.address if b is not None else 0 for b in c.buffers()), c.offset, len(c)) for c in chunks
+        ),
+    )
     with _lock:
         hit = _CACHE.get(key)
         if hit is not None:
@@ -74,7 +82,9 @@ def _entries(terms_sorted: np.ndarray, term: int) -> slice:
     )
 
 
-def text_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...]) -> np.ndarray:
+def text_match(
+    column: pa.Array | pa.ChunkedArray, analyzer_params: str, terms: tuple[int, ...]
+) -> np.ndarray:
     rows, tsorted, _ = _postings(column, analyzer_params)
     hit = np.zeros(len(column), bool)
     if terms:
@@ -83,7 +93,9 @@ def text_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...]) -
     return hit
 
 
-def phrase_match(column: pa.Array, analyzer_params: str, terms: tuple[int, ...], slop: int) -> np.ndarray:
+def phrase_match(
+    column: pa.Array | pa.ChunkedArray, analyzer_params: str, terms: tuple[int, ...], slop: int
+) -> np.ndarray:
     rows, tsorted, pos = _postings(column, analyzer_params)
     hit = np.zeros(len(column), bool)
     if not terms:
