@@ -52,7 +52,8 @@ SKIPPED = {
     "orm_deprecated/resource_group_declarative_api.py": "creates resource groups and loads 2+ replicas: "
     "walvus has one group and one replica",
 }
-INCLUDED_DIRS = ("", "orm_deprecated/")  # top-level examples/*.py and examples/orm_deprecated/**.py
+# top-level examples/*.py, examples/orm_deprecated/**.py and examples/full_text_search/*.py
+INCLUDED_DIRS = ("", "orm_deprecated/", "full_text_search/")
 
 
 def extract(repo: Path, into: Path) -> Path:
@@ -72,7 +73,7 @@ def discover(root: Path) -> tuple[list[str], dict[str, str]]:
     for path in sorted(root.rglob("*.py")):
         name = path.relative_to(root).as_posix()
         top = "/" not in name
-        if not (top or name.startswith("orm_deprecated/")):
+        if not (top or any(d and name.startswith(d) for d in INCLUDED_DIRS)):
             continue
         reason = next((why for key, why in SKIPPED.items() if name == key or name.startswith(key)), None)
         if reason:

@@ -17,6 +17,7 @@ from pymilvus.grpc_gen import schema_pb2
 
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
+from schemas.sparse import assemble, flat_parts
 from schemas.types import DataType
 
 _SCALAR_ATTR: dict[DataType, tuple[str, Any]] = {
@@ -68,7 +69,9 @@ def columns_from_field_data(
                 f"field {name!r} is {field.dtype.name}, but the request carries {type_name(fd.type)} data",
                 field=name,
             )
-        if field.dtype.is_vector:
+        if field.dtype.is_sparse:
+            cols[name] = sparse_from_proto(field.name, fd.vectors, num_rows)
+        elif field.dtype.is_vector:
             cols[name] = _vectors(field, fd, num_rows)
         elif field.dtype == DataType.ARRAY:
             cells = [_array_cell(sf) for sf in fd.scalars.array_data.data]
@@ -108,6 +111,33 @@ def _with_valid(fd: schema_pb2.FieldData, values: Any, n: int, name: str) -> Any
         return [v if ok else None for v, ok in zip(values, valid.tolist(), strict=True)]
     it = iter(values)
     return [next(it) if ok else None for ok in valid.tolist()]
+
+
+_PAIR = np.dtype([("index", "<u4"), ("value", "<f4")])
+
+
+def sparse_rows_from_bytes(name: str, contents: Sequence[bytes], n: int) -> pa.StructArray:
+    """Milvus's sparse rows (each packed little-endian uint32 index + float32 value pairs)."""
+    if len(contents) != n:
+        raise ValidationError(f"field {name!r} has {len(contents)} sparse vectors for {n} rows", field=name)
+    lengths = np.fromiter((len(b) for b in contents), dtype=np.int64, count=len(contents))
+    if np.any(lengths % _PAIR.itemsize):
+        row = int(np.flatnonzero(lengths % _PAIR.itemsize)[0])
+        raise ValidationError(
+            f"field {name!r}: row {row} is not a list of (index, value) pairs", field=name, row=row
+        )
+    pairs = np.frombuffer(b"".join(contents), dtype=_PAIR)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths // _PAIR.itemsize)
+    return assemble(name, rows, pairs["index"].astype(np.int64), pairs["value"].astype(np.float64), n)
+
+
+def sparse_from_proto(name: str, vectors: schema_pb2.VectorField, n: int) -> pa.StructArray:
+    which = vectors.WhichOneof("data")
+    if which != "sparse_float_vector" and not (which is None and n == 0):
+        raise ValidationError(
+            f"field {name!r} is SPARSE_FLOAT_VECTOR, but the request carries {which} data", field=name
+        )
+    return sparse_rows_from_bytes(name, list(vectors.sparse_float_vector.contents), n)
 
 
 def _vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> np.ndarray:
@@ -230,6 +260,20 @@ def _dtype_of(typ: pa.DataType, name: str) -> DataType:
 
 def _vector_out(fd: schema_pb2.FieldData, arr: pa.Array, field: FieldSchema | None) -> None:
     assert field is not None
+    if field.dtype.is_sparse:
+        rows, idx, val = flat_parts(arr)
+        pairs = np.empty(len(idx), dtype=_PAIR)
+        pairs["index"], pairs["value"] = idx, val
+        raw = pairs.tobytes()
+        sizes = np.bincount(rows, minlength=len(arr)) * _PAIR.itemsize
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        out = fd.vectors.sparse_float_vector
+        out.SetInParent()
+        out.contents.extend(raw[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True))
+        out.dim = int(idx.max()) + 1 if len(idx) else 0
+        fd.vectors.dim = out.dim
+        return
     dim = int(field.dim or 0)
     fd.vectors.dim = dim
     if field.dtype == DataType.FLOAT_VECTOR:

@@ -72,6 +72,13 @@ class IndexRpcs:
         index_type = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX").strip().upper()
         metric = str(extra.get("metric_type") or nested.get("metric_type") or "").strip().upper() or None
         params = _build_params(extra)
+        if field.dtype.is_sparse:
+            metric = metric or ("BM25" if field.is_function_output else None)
+            if field.is_function_output != (metric == "BM25"):
+                raise InvalidArgument(
+                    f"field {field.name}: metric BM25 is for the output field of a BM25 function, and such a "
+                    f"field takes metric BM25 only (got {metric or 'IP'})"
+                )
         if field.dtype.is_vector:
             metric = IndexSpec.parse(index_type, metric, params, int(field.dim or 0), field.dtype.name).metric
         elif index_type not in SCALAR_INDEX_TYPES:
@@ -138,7 +145,7 @@ class IndexRpcs:
             index_name=index.index_name, indexID=index.index_id, field_name=index.field, params=params
         )
         field = info.schema.field(index.field)
-        if field is None or not field.dtype.is_vector:
+        if field is None or not field.dtype.has_index_file:  # scalar and sparse: nothing to build
             desc.state = common_pb2.Finished
             return desc
         try:

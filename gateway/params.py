@@ -307,7 +307,7 @@ _NOT_YET: dict[str, str] = {
     "json_path": "grouping by a JSON path is not supported yet",
     "json_type": "grouping by a JSON path is not supported yet",
     "strict_cast": "grouping by a JSON path is not supported yet",
-    "analyzer_name": "full-text search (analyzers) is not supported yet",
+    "analyzer_name": "choosing one of a field's multi-language analyzers (analyzer_name) is not supported yet",
     "timezone": "TIMESTAMPTZ fields (timezone) are not supported yet",
     "time_fields": "TIMESTAMPTZ fields (time_fields) are not supported yet",
     "query_iter_last_element_offset": "element-level query iterators are not supported yet",
@@ -345,6 +345,7 @@ SEARCH_PARAM_KEYS = SEARCH_KEYS | {
     "range_filter",
     "limit",
     "page_retain_order",  # walvus's pages always keep the order of the full result
+    "drop_ratio_search",  # sparse fields
 }
 QUERY_KEYS = _ROUTING | {
     "limit",

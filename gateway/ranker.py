@@ -3,7 +3,7 @@
 RRF scores a hit ``sum(1 / (k + rank))`` over the searches that found it (rank from 1).
 The weighted ranker scores ``sum(w_i * s_i)``; with ``norm_score`` each distance is first
 mapped into [0, 1] the way Milvus does: ``(1 + d) / 2`` for COSINE, ``0.5 + atan(d) / pi``
-for IP, and ``1 - 2 * atan(d) / pi`` for L2 (and the binary distances), so larger is better.
+for IP and BM25, and ``1 - 2 * atan(d) / pi`` for L2 (and the binary distances), so larger is better.
 """
 
 from __future__ import annotations
@@ -86,6 +86,6 @@ def _normalize(d: np.ndarray, metric: str, norm: bool) -> np.ndarray:
     metric = metric.upper()
     if metric == "COSINE":
         return (1.0 + d) / 2.0
-    if metric == "IP":
+    if metric in ("IP", "BM25"):
         return 0.5 + np.arctan(d) / math.pi
     return 1.0 - 2.0 * np.arctan(d) / math.pi

@@ -42,6 +42,8 @@ from gateway.params import (
     vector_field,
 )
 from gateway.ranker import Ranker
+from gateway.sparse_query import sparse_queries
+from indexer.sparse import SparseQueries
 from indexer.spec import is_similarity
 from schemas.catalog import CollectionInfo
 from schemas.collection import FieldSchema
@@ -135,7 +137,9 @@ class SearchRpcs:
                 f"metric type not match: invalid parameter[expected={index.metric_type}][actual={metric}]"
             )
         metric = metric or (index.metric_type.upper() if index is not None and index.metric_type else None)
-        if req.placeholder_group:
+        if req.placeholder_group and field.dtype.is_sparse:
+            queries = sparse_queries(info.schema, field, req.placeholder_group)
+        elif req.placeholder_group:
             queries = query_vectors(field, req.placeholder_group)
         else:
             queries = self._vectors_of(info, field, ids_list(req.ids), parts, cons)
@@ -197,6 +201,8 @@ class SearchRpcs:
         if missing:
             raise InvalidArgument(f"primary keys {missing[:10]} not found in collection {info.name}")
         rows = table.take(pa.array([where[k] for k in keys], type=pa.int64()))
+        if field.dtype.is_sparse:
+            return SparseQueries.from_column(rows.column(field.name).combine_chunks())
         return column_vectors(field, rows.column(field.name))
 
     def _results(

@@ -18,6 +18,7 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument, SchemaError
+from schemas.functions import FunctionSchema
 from schemas.types import DataType
 from searcher.filters import FilterSchema
 from searcher.requests import filter_view
@@ -25,7 +26,8 @@ from searcher.requests import filter_view
 log = logging.getLogger(__name__)
 
 _INT_PARAMS = ("dim", "max_length", "max_capacity")
-_IGNORED_PARAMS = {"mmap.enabled", "mmap_enabled", "enable_analyzer", "enable_match", "analyzer_params"}
+_IGNORED_PARAMS = {"mmap.enabled", "mmap_enabled"}
+_BOOL_PARAMS = ("enable_analyzer", "enable_match")
 _VALUE_ATTR = {
     DataType.BOOL: "bool_data",
     DataType.INT8: "int_data",
@@ -54,8 +56,17 @@ def data_type(code: int, what: str) -> DataType:
 def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
     dtype = data_type(f.data_type, f"field {f.name!r}")
     params: dict[str, int] = {}
+    text: dict[str, Any] = {}
     for kv in f.type_params:
-        if kv.key in _INT_PARAMS:
+        if kv.key in _BOOL_PARAMS:
+            text[kv.key] = kv.value.strip().lower() == "true"
+        elif kv.key == "analyzer_params":
+            text[kv.key] = kv.value
+        elif kv.key == "multi_analyzer_params":
+            raise SchemaError(
+                f"field {f.name!r}: multi_analyzer_params (one analyzer per row) is not supported by walvus"
+            )
+        elif kv.key in _INT_PARAMS:
             try:
                 params[kv.key] = int(json.loads(kv.value))
             except (ValueError, TypeError):
@@ -85,6 +96,39 @@ def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
         default_value=default,
         is_partition_key=f.is_partition_key,
         description=f.description,
+        is_function_output=f.is_function_output,
+        **text,
+    )
+
+
+def function_from_proto(fn: schema_pb2.FunctionSchema) -> FunctionSchema:
+    try:
+        kind = schema_pb2.FunctionType.Name(fn.type)
+    except ValueError:
+        kind = str(fn.type)
+    return FunctionSchema(
+        name=fn.name,
+        type=kind,
+        input_field_names=tuple(fn.input_field_names),
+        output_field_names=tuple(fn.output_field_names),
+        params={kv.key: kv.value for kv in fn.params},
+        description=fn.description,
+    )
+
+
+def function_to_proto(fn: FunctionSchema, schema: CollectionSchema) -> schema_pb2.FunctionSchema:
+    def ids(names: tuple[str, ...]) -> list[int]:
+        return [f.field_id for n in names if (f := schema.field(n)) is not None]
+
+    return schema_pb2.FunctionSchema(
+        name=fn.name,
+        description=fn.description,
+        type=schema_pb2.FunctionType.Value(fn.type),
+        input_field_names=list(fn.input_field_names),
+        input_field_ids=ids(fn.input_field_names),
+        output_field_names=list(fn.output_field_names),
+        output_field_ids=ids(fn.output_field_names),
+        params=[common_pb2.KeyValuePair(key=k, value=v) for k, v in fn.params.items()],
     )
 
 
@@ -94,18 +138,17 @@ def schema_from_proto(pb: schema_pb2.CollectionSchema) -> CollectionSchema:
     for f in pb.fields:
         if f.is_dynamic or f.name == META_FIELD:
             continue
-        if f.is_function_output:
-            raise SchemaError(f"field {f.name!r}: function output fields are not supported by walvus")
         field = field_from_proto(f)
         if pb.autoID and field.is_primary and not field.auto_id:
             field = replace(field, auto_id=True)
         fields.append(field)
     if len(pb.struct_array_fields):
         raise SchemaError("struct array fields are not supported by walvus")
-    if len(pb.functions):
-        raise SchemaError("schema functions (BM25, embeddings) are not supported by walvus")
     return CollectionSchema(
-        fields=tuple(fields), description=pb.description, enable_dynamic_field=pb.enable_dynamic_field
+        fields=tuple(fields),
+        description=pb.description,
+        enable_dynamic_field=pb.enable_dynamic_field,
+        functions=tuple(function_from_proto(fn) for fn in pb.functions),
     )
 
 
@@ -131,6 +174,7 @@ def field_to_proto(f: FieldSchema) -> schema_pb2.FieldSchema:
         autoID=f.auto_id,
         nullable=f.nullable,
         is_partition_key=f.is_partition_key,
+        is_function_output=f.is_function_output,
     )
     if f.element_type is not None:
         pb.element_type = int(f.element_type)
@@ -138,6 +182,11 @@ def field_to_proto(f: FieldSchema) -> schema_pb2.FieldSchema:
         value = getattr(f, key)
         if value is not None:
             pb.type_params.append(common_pb2.KeyValuePair(key=key, value=str(value)))
+    for key in _BOOL_PARAMS:
+        if getattr(f, key):
+            pb.type_params.append(common_pb2.KeyValuePair(key=key, value="true"))
+    if f.analyzer_params:
+        pb.type_params.append(common_pb2.KeyValuePair(key="analyzer_params", value=f.analyzer_params))
     default = _value_field(f)
     if default is not None:
         pb.default_value.CopyFrom(default)
@@ -154,6 +203,7 @@ def schema_to_proto(info: CollectionInfo) -> schema_pb2.CollectionSchema:
         enable_dynamic_field=schema.enable_dynamic_field,
         version=schema.version,
         dbName="default",
+        functions=[function_to_proto(fn, schema) for fn in schema.functions],
     )
 
 
@@ -165,8 +215,9 @@ def filter_schema(schema: CollectionSchema) -> FilterSchema:
 def same_schema(a: CollectionSchema, b: CollectionSchema) -> bool:
     """Equal apart from field ids and version: a repeated CreateCollection is then a no-op."""
 
-    def norm(s: CollectionSchema) -> tuple[list[dict[str, Any]], bool]:
-        return [{**f.to_dict(), "field_id": 0} for f in s.fields], s.enable_dynamic_field
+    def norm(s: CollectionSchema) -> tuple[list[dict[str, Any]], bool, list[dict[str, Any]]]:
+        fields = [{**f.to_dict(), "field_id": 0} for f in s.fields]
+        return fields, s.enable_dynamic_field, [fn.to_dict() for fn in s.functions]
 
     return norm(a) == norm(b)
 

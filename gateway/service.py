@@ -19,6 +19,7 @@ from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from gateway.aliases import AliasRpcs
+from gateway.analyzer_rpc import AnalyzerRpcs
 from gateway.compaction import CompactionRpcs
 from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, require_database
 from gateway.ddl import CollectionRpcs
@@ -133,6 +134,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "UpdateResourceGroups": replicas.refuse("update_resource_groups"),
             "TransferNode": replicas.refuse("transfer_node"),
             "TransferReplica": replicas.refuse("transfer_replica"),
+            "RunAnalyzer": AnalyzerRpcs(walvus).run_analyzer,
         }
         for method in SERVICE.methods:
             impl = handlers.get(method.name)

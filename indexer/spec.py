@@ -25,7 +25,7 @@ FLOAT_VECTOR_TYPES = ("FLOAT_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR")
 VECTOR_TYPES = (*FLOAT_VECTOR_TYPES, "BINARY_VECTOR")
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
-SIMILARITY_METRICS = frozenset({"IP", "COSINE"})  # larger is better
+SIMILARITY_METRICS = frozenset({"IP", "COSINE", "BM25"})  # larger is better
 
 FLOAT_INDEX_TYPES = ("FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "SCANN")
 BINARY_INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
@@ -196,6 +196,11 @@ class IndexSpec:
         GPU_* types raise GpuUnavailableError without a GPU unless `need_gpu` is False, as for a
         searcher loading a stored GPU index (kept as its CPU equivalent) on a CPU-only machine.
         """
+        if str(getattr(vector_type, "name", vector_type)).upper() in ("SPARSE_FLOAT_VECTOR", "104"):
+            from indexer.sparse_spec import parse_sparse
+
+            itype, mname, out, requested = parse_sparse(index_type, metric, _flatten(params), IndexSpecError)
+            return cls(itype, mname, out, 0, "SPARSE_FLOAT_VECTOR", requested)
         vtype = normalize_vector_type(vector_type)
         binary = vtype == "BINARY_VECTOR"
         dim = _as_int(dim, "dim")

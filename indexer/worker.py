@@ -113,7 +113,9 @@ class IndexWorker:
         return built
 
     def _reconcile_collection(self, info: CollectionInfo) -> int:
-        fields = [f for f in info.indexes if (fd := info.schema.field(f)) is not None and fd.dtype.is_vector]
+        fields = [
+            f for f in info.indexes if (fd := info.schema.field(f)) is not None and fd.dtype.has_index_file
+        ]
         key = (info.collection_id, "segments")
         if not fields or not self.failures.due(key):
             return 0
@@ -200,7 +202,7 @@ class IndexWorker:
     def build(self, info: CollectionInfo, segment_id: int, field: str) -> None:
         idx = info.indexes[field]
         f = info.schema.field(field)
-        if f is None or not f.dtype.is_vector:
+        if f is None or not f.dtype.has_index_file:
             raise ValueError(f"field {field!r} of collection {info.name} is not a vector field")
         table = self.store.read(
             info.collection_id, ROWS, filter=ds.field("_segment") == segment_id, columns=[field, "_seq"]

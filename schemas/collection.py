@@ -8,7 +8,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from schemas.analyzer import analyzer_for_field
 from schemas.exceptions import FieldNameInvalid, SchemaError
+from schemas.functions import FunctionSchema, validate_functions
 from schemas.types import SCALAR_ARROW, DataType, delta_vector_type, vector_arrow_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -41,6 +43,11 @@ class FieldSchema:
     is_partition_key: bool = False
     description: str = ""
     field_id: int = 0
+    # full text: the VARCHAR is tokenised (analyzer_params: Milvus's JSON shape, "" = standard)
+    enable_analyzer: bool = False
+    analyzer_params: str = ""
+    enable_match: bool = False
+    is_function_output: bool = False  # filled by a schema function (BM25), never by a client
 
     def arrow_type(self) -> pa.DataType:
         if self.dtype.is_vector:
@@ -70,6 +77,7 @@ class CollectionSchema:
     description: str = ""
     enable_dynamic_field: bool = False
     version: int = 1
+    functions: tuple[FunctionSchema, ...] = ()
     _by_name: dict[str, FieldSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +149,7 @@ class CollectionSchema:
             "description": self.description,
             "enable_dynamic_field": self.enable_dynamic_field,
             "version": self.version,
+            "functions": [fn.to_dict() for fn in self.functions],
         }
 
     @classmethod
@@ -150,6 +159,7 @@ class CollectionSchema:
             description=d.get("description", ""),
             enable_dynamic_field=bool(d.get("enable_dynamic_field", False)),
             version=int(d.get("version", 1)),
+            functions=tuple(FunctionSchema.from_dict(fn) for fn in d.get("functions", ())),
         )
 
 
@@ -236,13 +246,20 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
         raise SchemaError("schema has no vector field")
     if sum(f.is_partition_key for f in fields) > 1:
         raise SchemaError("a collection can have only one partition key field")
+    fields = validate_functions(fields, schema.functions)
     return replace(schema, fields=tuple(fields))
 
 
 def _validate_field(f: FieldSchema, max_dim: int) -> None:
-    if f.dtype in (DataType.NONE, DataType.STRING, DataType.SPARSE_FLOAT_VECTOR):
+    if f.dtype in (DataType.NONE, DataType.STRING):
         raise SchemaError(f"field {f.name!r}: data type {f.dtype.name} is not supported", field=f.name)
-    if f.dtype.is_vector:
+    if f.dtype.is_sparse:
+        if f.is_primary or f.is_partition_key or f.nullable:
+            raise SchemaError(
+                f"sparse vector field {f.name!r} cannot be the primary key, the partition key or nullable",
+                field=f.name,
+            )
+    elif f.dtype.is_vector:
         if f.dim is None or not 1 <= int(f.dim) <= max_dim:
             raise SchemaError(
                 f"field {f.name!r}: dim must be between 1 and {max_dim}, got {f.dim}", field=f.name
@@ -251,6 +268,13 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
             raise SchemaError(f"field {f.name!r}: binary vector dim must be a multiple of 8", field=f.name)
         if f.nullable:
             raise SchemaError(f"vector field {f.name!r} cannot be nullable", field=f.name)
+    if (f.enable_analyzer or f.enable_match) and f.dtype != DataType.VARCHAR:
+        raise SchemaError(
+            f"field {f.name!r}: enable_analyzer and enable_match are for VARCHAR fields, not {f.dtype.name}",
+            field=f.name,
+        )
+    if f.enable_analyzer or f.enable_match:
+        analyzer_for_field(f)  # a bad analyzer_params is refused when the field is created
     if f.dtype == DataType.VARCHAR and not (f.max_length and 1 <= f.max_length <= 65_535):
         raise SchemaError(
             f"field {f.name!r}: VARCHAR needs max_length between 1 and 65535, got {f.max_length}",

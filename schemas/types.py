@@ -33,6 +33,16 @@ class DataType(IntEnum):
         return self in VECTOR_TYPES
 
     @property
+    def is_sparse(self) -> bool:
+        return self == DataType.SPARSE_FLOAT_VECTOR
+
+    @property
+    def has_index_file(self) -> bool:
+        """Dense vectors get a FAISS file per sealed segment; sparse ones are searched through an
+        inverted index the searcher builds in memory (``indexer/sparse.py``)."""
+        return self in VECTOR_TYPES and self != DataType.SPARSE_FLOAT_VECTOR
+
+    @property
     def is_integer(self) -> bool:
         return self in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
 
@@ -42,7 +52,19 @@ class DataType(IntEnum):
 
 
 VECTOR_TYPES = frozenset(
-    {DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR}
+    {
+        DataType.FLOAT_VECTOR,
+        DataType.FLOAT16_VECTOR,
+        DataType.BFLOAT16_VECTOR,
+        DataType.BINARY_VECTOR,
+        DataType.SPARSE_FLOAT_VECTOR,
+    }
+)
+
+# A sparse row: its non-zero dimensions (ascending, unique, each < 2**32 - 1) and their values.
+# Delta Lake has no unsigned integers, so the indices are int64 (every uint32 fits exactly).
+SPARSE_ARROW = pa.struct(
+    [pa.field("indices", pa.list_(pa.int64())), pa.field("values", pa.list_(pa.float32()))]
 )
 
 SCALAR_ARROW: dict[DataType, pa.DataType] = {
@@ -75,6 +97,8 @@ def vector_arrow_type(dtype: DataType, dim: int) -> pa.DataType:
         return pa.binary(dim * 2)
     if dtype == DataType.BINARY_VECTOR:
         return pa.binary(dim // 8)
+    if dtype == DataType.SPARSE_FLOAT_VECTOR:
+        return SPARSE_ARROW
     raise ValueError(f"{dtype.name} is not a supported vector type")
 
 
@@ -89,4 +113,6 @@ def delta_vector_type(dtype: DataType) -> pa.DataType:
         return pa.list_(pa.float32())
     if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR):
         return pa.binary()
+    if dtype == DataType.SPARSE_FLOAT_VECTOR:
+        return SPARSE_ARROW  # a struct of variable-size lists already
     raise ValueError(f"{dtype.name} is not a supported vector type")

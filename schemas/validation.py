@@ -14,8 +14,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.analyzer import analyzer_for_field
+from schemas.bm25 import term_frequencies
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
+from schemas.sparse import sparse_column
 from schemas.types import INTEGER_RANGES, SCALAR_ARROW, DataType
 
 Columns = Mapping[str, Any]
@@ -86,9 +89,22 @@ def build_batch(
                 + ("" if schema.enable_dynamic_field else " and dynamic fields are disabled"),
                 field=name,
             )
+    outputs = {o: fn for fn in schema.functions for o in fn.output_field_names}
+    for name in outputs:
+        if columns.get(name) is not None:
+            raise ValidationError(
+                f"field {name!r} is the output of function {outputs[name].name!r}: the server fills it, "
+                "do not provide it",
+                field=name,
+            )
     arrays = []
     for f in schema.fields:
-        arrays.append(_column(f, columns.get(f.name), n, op))
+        arrays.append(None if f.name in outputs else _column(f, columns.get(f.name), n, op))
+    for i, f in enumerate(schema.fields):
+        if f.name in outputs:
+            src = outputs[f.name].input_field_names[0]
+            text = arrays[[g.name for g in schema.fields].index(src)]
+            arrays[i] = term_frequencies(analyzer_for_field(schema.field(src)), text.to_pylist())
     if schema.enable_dynamic_field:
         arrays.append(_meta_column(columns.get(META_FIELD), n))
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema.data_arrow_schema())
@@ -113,7 +129,11 @@ def check_unique_keys(keys: pa.Array, name: str) -> None:
 
 
 def _row_count(columns: Columns) -> int:
-    lengths = {name: len(col) for name, col in columns.items() if col is not None}
+    lengths = {
+        name: int(col.shape[0]) if hasattr(col, "shape") else len(col)
+        for name, col in columns.items()
+        if col is not None
+    }
     if not lengths:
         return 0
     if len(set(lengths.values())) > 1:
@@ -134,6 +154,8 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
         raise ValidationError(
             f"missing field {f.name!r}: it is not nullable and has no default", field=f.name
         )
+    if f.dtype.is_sparse:
+        return sparse_column(f.name, values)
     if f.dtype.is_vector:
         return _vector_column(f, values, n)
     arr = _to_arrow(f, values)

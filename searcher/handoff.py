@@ -38,7 +38,9 @@ class PreparedSeal:
     def indexed(self, info: CollectionInfo, failed: Callable[[Container, str], bool]) -> bool:
         """Every indexed vector field has its index attached on every container, or its build
         ``failed`` (indexes on scalar fields are not FAISS files)."""
-        vector_fields = [f.name for f in info.schema.vector_fields if f.name in info.indexes]
+        vector_fields = [
+            f.name for f in info.schema.vector_fields if f.name in info.indexes and f.dtype.has_index_file
+        ]
         return all(f in c.indexes or failed(c, f) for c in self.containers for f in vector_fields)
 
 

@@ -50,7 +50,13 @@ def filter_view(schema: CollectionSchema) -> FilterSchema:
     """The view of a collection schema that the filter compiler needs."""
     return FilterSchema.of(
         (
-            FilterField(f.name, f.dtype.name, f.element_type.name if f.element_type else None, f.nullable)
+            FilterField(
+                f.name,
+                f.dtype.name,
+                f.element_type.name if f.element_type else None,
+                f.nullable,
+                f.analyzer_params if f.enable_match else None,
+            )
             for f in schema.fields
         ),
         dynamic=schema.enable_dynamic_field,
@@ -124,6 +130,12 @@ def only_vector_field(info: CollectionInfo) -> str:
 def check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
     from schemas.types import DataType
 
+    if f.dtype.is_sparse:
+        from indexer.sparse import SparseQueries
+
+        if not isinstance(queries, SparseQueries):
+            raise InvalidArgument(f"field {f.name} is SPARSE_FLOAT_VECTOR: search it with sparse vectors")
+        return queries
     width = int(f.dim) // 8 if f.dtype == DataType.BINARY_VECTOR else int(f.dim)
     if queries.ndim != 2 or queries.shape[1] != width:
         got = queries.shape[1] if queries.ndim == 2 else queries.shape

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from indexer import VectorIndex
 from indexer.arrow_vectors import arrow_vectors
+from indexer.sparse import SparseIndex
 from schemas.collection import CollectionSchema
 from schemas.live import latest_alive
 
@@ -45,6 +46,7 @@ class Container:
     dead_ts: np.ndarray = field(default=None)  # type: ignore[assignment]
     indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
     _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
+    _sparse: dict[tuple[str, float], SparseIndex] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _alive_count: tuple[np.ndarray, int] | None = None
 
@@ -108,6 +110,17 @@ class Container:
                 x = normalize_rows(x)
             self._vectors[key] = x
             return x
+
+    def sparse_index(self, name: str, drop_ratio_build: float = 0.0) -> SparseIndex:
+        """The inverted index of a sparse field's rows; built on first use, then cached."""
+        key = (name, drop_ratio_build)
+        cached = self._sparse.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            if key not in self._sparse:
+                self._sparse[key] = SparseIndex(self.table.column(name), self.num_rows, drop_ratio_build)
+            return self._sparse[key]
 
     def killed(self, keys: pa.Array, ts: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
         """``(alive, dead_ts)`` after rows whose key is in ``keys`` are superseded at ``ts``, or None.

@@ -42,6 +42,7 @@ from searcher.requests import (
     without_dropped,
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric
+from searcher.sparse_search import sparse_knn
 from searcher.types import (
     CompactionStatus,
     Consistency,
@@ -358,6 +359,10 @@ class SearcherService:
         if len(req.queries) > MAX_TOPK:
             raise LimitExceeded(f"nq must be at most {MAX_TOPK}, got {len(req.queries)}")
         queries = check_queries(req.queries, f)
+        if not f.dtype.is_sparse and "drop_ratio_search" in req.params:
+            raise InvalidArgument(
+                f"search param drop_ratio_search is for sparse vector fields, not {f.dtype.name}"
+            )
         metric = resolve_metric(info, field_name, req.metric)
         flt = self._filter(info, req.filter, req.filter_params)
         requested = check_partitions(info, req.partitions, flt)
@@ -370,10 +375,13 @@ class SearcherService:
                 for c, alive in snapshot
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
+            everything = list(snapshot) if f.dtype.is_sparse and metric == "BM25" else []
             coll.scanned_rows += sum(c.num_rows for c, _ in view)
             interim = coll.interim.lookup(field_name)
 
             def neighbours(view: View, q: np.ndarray, kk: int) -> Neighbours:
+                if f.dtype.is_sparse:
+                    return sparse_knn(view, everything, info, field_name, q, kk, metric, req.params)
                 if "radius" in req.params:
                     return range_knn(view, info.schema, field_name, q, kk, metric, req.params)
                 ef = self._interim.ef_search

@@ -59,11 +59,13 @@ def _segments(api: Walvus, infos: list) -> Table:
             [("_offset", "min"), ("_offset", "max"), ("_offset", "count")]
         )
         for row in grouped.sort_by("_segment").to_pylist():
-            indexed = [
-                f
-                for f, x in info.indexes.items()
-                if index_file(api.store, info.collection_id, row["_segment"], f, x.index_id).exists()
-            ]
+            indexed = []
+            for f, x in info.indexes.items():
+                fd = info.schema.field(f)
+                if fd is not None and fd.dtype.is_sparse:  # searched through an in-memory inverted index
+                    indexed.append(f"{f} (in memory)")
+                elif index_file(api.store, info.collection_id, row["_segment"], f, x.index_id).exists():
+                    indexed.append(f)
             t.add_row(
                 info.name,
                 str(row["_segment"]),

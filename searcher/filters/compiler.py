@@ -186,6 +186,10 @@ class Compiler:
 
     def _p_call(self, t: Tree) -> ir.Pred:
         name = str(t.children[0]).lower()
+        if name in ("text_match", "phrase_match"):
+            from .text_match import compile_match
+
+            return compile_match(self, name, t)
         mode = _CONTAINS.get(name)
         if mode is None:
             return self._truth(self.value(t), t)

@@ -17,6 +17,7 @@ from . import ir, json_paths
 from . import values as V
 from .errors import FilterError
 from .schema import META
+from .text_match import phrase_match, text_match
 
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
 
@@ -154,6 +155,12 @@ def pred(node: ir.Pred, ctx: Context) -> Tri:
         if isinstance(v, V.ArrV):
             return Tri(V.array_hits(v, node.values, node.mode, ctx.n), valid)
         return Tri(V.json_hits(v, node.values, node.mode, ctx.n), valid)
+    if isinstance(node, ir.TextMatch):
+        name = node.operand.name
+        col = ctx.table.column(name) if name in ctx.table.column_names else ctx.column(name, pa.string())
+        if node.phrase:
+            return Tri(phrase_match(col, node.analyzer, node.terms, node.slop), valid)
+        return Tri(text_match(col, node.analyzer, node.terms), valid)
     if isinstance(node, ir.Truth):
         b = V.project(v, "bool")
         return Tri(b.values if b.present is None else b.values & b.present, valid)

@@ -129,6 +129,17 @@ class Contains(Pred):
 
 
 @dataclass(frozen=True)
+class TextMatch(Pred):
+    """TEXT_MATCH (any token) or PHRASE_MATCH (tokens in order within ``slop``) on a VARCHAR field."""
+
+    operand: Field
+    analyzer: str
+    terms: tuple[int, ...]
+    phrase: bool = False
+    slop: int = 0
+
+
+@dataclass(frozen=True)
 class Truth(Pred):
     """A boolean-valued field or JSON path used as a predicate."""
 
@@ -160,6 +171,6 @@ def children(node: Any) -> tuple[Any, ...]:
         return (node.left, node.right)
     if isinstance(node, ArrayElem):
         return (node.array,)
-    if isinstance(node, InList | Like | IsNull | Exists | Contains | Truth | ArrayLength | Neg):
+    if isinstance(node, InList | Like | IsNull | Exists | Contains | TextMatch | Truth | ArrayLength | Neg):
         return (node.operand,)
     return ()

@@ -31,6 +31,7 @@ class FilterField:
     type: str
     element_type: str | None = None
     nullable: bool = False
+    match_analyzer: str | None = None  # VARCHAR with enable_match: its analyzer_params ("" standard)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_autoindex_and_default_metric():
         (("FLAT", "MANHATTAN", {}, 8, "FLOAT_VECTOR"), "metric MANHATTAN is not valid"),
         (("BIN_FLAT", "HAMMING", {}, 12, "BINARY_VECTOR"), "multiple of 8"),
         (("FLAT", "L2", {}, 0, "FLOAT_VECTOR"), r"dim=0 must be in \[1, 32768\]"),
-        (("FLAT", "L2", {}, 8, "SPARSE_FLOAT_VECTOR"), "vector type 'SPARSE_FLOAT_VECTOR' cannot be indexed"),
+        (("FLAT", "L2", {}, 8, "SPARSE_FLOAT_VECTOR"), "FLAT cannot index a SPARSE_FLOAT_VECTOR field"),
     ],
 )
 def test_bad_specs(args, message):
