@@ -14,7 +14,8 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from gateway.errors import OK, DatabaseNotFound
+from gateway.databases import require_database
+from gateway.errors import OK, NotSupported
 from schemas.exceptions import InvalidArgument
 from schemas.snapshots import RestoreJob
 from walvus.restore import RestoreRunner
@@ -24,9 +25,13 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "default"
 
 
-def _check_db(name: str) -> None:
-    if name not in ("", DEFAULT_DB):
-        raise DatabaseNotFound(name)
+def _check_db(walvus: Any, name: str) -> None:
+    """Snapshots are of collections of the default database: another database is refused (code 800
+    when it does not exist)."""
+    if name in ("", DEFAULT_DB):
+        return
+    require_database(walvus, name)
+    raise NotSupported(f"snapshots are supported in the {DEFAULT_DB!r} database only, not in {name!r}")
 
 
 def _required(value: str, what: str) -> str:
@@ -47,7 +52,7 @@ class SnapshotRpcs:
         return self._runner
 
     def create_snapshot(self, req: milvus_pb2.CreateSnapshotRequest) -> common_pb2.Status:
-        _check_db(req.db_name)
+        _check_db(self.w, req.db_name)
         rec = take_snapshot(
             self.w,
             _required(req.collection_name, "collection_name"),
@@ -59,7 +64,7 @@ class SnapshotRpcs:
         return OK
 
     def drop_snapshot(self, req: milvus_pb2.DropSnapshotRequest) -> common_pb2.Status:
-        _check_db(req.db_name)
+        _check_db(self.w, req.db_name)
         book = require_book(self.w)
         rec = book.require(
             _required(req.collection_name, "collection_name"), _required(req.name, "snapshot_name")
@@ -75,14 +80,14 @@ class SnapshotRpcs:
         return OK
 
     def list_snapshots(self, req: milvus_pb2.ListSnapshotsRequest) -> milvus_pb2.ListSnapshotsResponse:
-        _check_db(req.db_name)
+        _check_db(self.w, req.db_name)
         recs = require_book(self.w).snapshots(req.collection_name or None)
         return milvus_pb2.ListSnapshotsResponse(status=OK, snapshots=[r.name for r in recs])
 
     def describe_snapshot(
         self, req: milvus_pb2.DescribeSnapshotRequest
     ) -> milvus_pb2.DescribeSnapshotResponse:
-        _check_db(req.db_name)
+        _check_db(self.w, req.db_name)
         rec = require_book(self.w).require(
             _required(req.collection_name, "collection_name"), _required(req.name, "snapshot_name")
         )
@@ -97,8 +102,8 @@ class SnapshotRpcs:
         )
 
     def restore_snapshot(self, req: milvus_pb2.RestoreSnapshotRequest) -> milvus_pb2.RestoreSnapshotResponse:
-        _check_db(req.db_name)
-        _check_db(req.target_db_name)
+        _check_db(self.w, req.db_name)
+        _check_db(self.w, req.target_db_name)
         # rewrite_data: walvus always writes the rows anew (the WAL, then new segments), so either
         # value gives the same collection
         rec = require_book(self.w).require(
@@ -116,7 +121,7 @@ class SnapshotRpcs:
     def list_restore_jobs(
         self, req: milvus_pb2.ListRestoreSnapshotJobsRequest
     ) -> milvus_pb2.ListRestoreSnapshotJobsResponse:
-        _check_db(req.db_name)
+        _check_db(self.w, req.db_name)
         jobs = [self.runner.checked(j) for j in require_book(self.w).jobs(req.collection_name or None)]
         return milvus_pb2.ListRestoreSnapshotJobsResponse(status=OK, jobs=[_job_info(j) for j in jobs])
 
