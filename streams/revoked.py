@@ -14,6 +14,10 @@ and a generation id of -1, so Faust's stream skips it as a record of an older ge
 neither processed nor acknowledged. After the rebalance Faust seeks every assigned partition to
 its committed offset (table recovery's ``perform_seek``), so the record is read again by whoever
 owns the partition; Delta's application transaction keeps that replay exactly once.
+
+Likewise a record of a topic just unsubscribed (a dropped collection's WAL) can still be handed
+out after the conductor forgot the topic, and its lookup of the topic's callback raised KeyError,
+which crashed the fetcher. Such a record is skipped: its collection is gone.
 """
 
 from __future__ import annotations
@@ -60,4 +64,31 @@ def install() -> None:
 
     thread_cls.highwater = guarded_highwater
     consumer_cls._to_message = guarded_to_message
+    _guard_unsubscribed()
     _installed = True
+
+
+def _guard_unsubscribed() -> None:
+    from faust.transport.conductor import Conductor
+
+    compile_handler = Conductor._compile_message_handler
+
+    def guarded_compile(self: Any) -> Any:
+        handler = compile_handler(self)
+
+        async def on_message(message: Any) -> Any:
+            try:
+                return await handler(message)
+            except KeyError:
+                if message.tp in self._tp_to_callback:
+                    raise  # not the lookup: a real failure
+                log.info(
+                    "skipping a record of a topic no longer subscribed topic=%s offset=%s",
+                    message.topic,
+                    message.offset,
+                )
+                return None
+
+        return on_message
+
+    Conductor._compile_message_handler = guarded_compile

@@ -84,3 +84,30 @@ def test_faust_skips_messages_of_another_generation() -> None:
     from faust import streams
 
     assert "message.generation_id != self.app.consumer_generation_id" in inspect.getsource(streams.Stream)
+
+
+def test_a_record_of_a_topic_no_longer_subscribed_is_skipped_not_a_crash() -> None:
+    """A dropped collection's WAL topic is unsubscribed while records of it are still handed out."""
+    from faust.transport.conductor import Conductor
+
+    revoked.install()
+    called: list[int] = []
+
+    async def callback(message: SimpleNamespace) -> None:
+        called.append(message.offset)
+
+    async def scenario() -> None:
+        mine, gone = TP("ns.wal.1", 0), TP("ns.wal.2", 0)
+        conductor = SimpleNamespace(
+            app=SimpleNamespace(client_only=False),
+            _tp_to_callback={mine: callback},
+            _tp_to_callback_lock=asyncio.Lock(),
+        )
+        on_message = Conductor._compile_message_handler(conductor)
+        await on_message(SimpleNamespace(tp=mine, topic=mine.topic, offset=1))
+        assert await on_message(SimpleNamespace(tp=gone, topic=gone.topic, offset=7)) is None
+        conductor._tp_to_callback[gone] = callback
+        await on_message(SimpleNamespace(tp=gone, topic=gone.topic, offset=8))
+
+    asyncio.run(scenario())
+    assert called == [1, 8]
