@@ -18,6 +18,12 @@ owns the partition; Delta's application transaction keeps that replay exactly on
 Likewise a record of a topic just unsubscribed (a dropped collection's WAL) can still be handed
 out after the conductor forgot the topic, and its lookup of the topic's callback raised KeyError,
 which crashed the fetcher. Such a record is skipped: its collection is gone.
+
+And a commit of offsets while aiokafka holds no assignment (a re-subscription is under way)
+raised ``IllegalStateError('No partitions assigned')``, which Faust turns into a crash. Only the
+offsets of partitions aiokafka holds are committed; with none, the commit waits for the next one
+(a later commit, or the replay from the committed offset after the rebalance, which Delta keeps
+exactly once).
 """
 
 from __future__ import annotations
@@ -36,6 +42,17 @@ def is_assigned(thread: Any, tp: Any) -> bool:
         return bool(thread._ensure_consumer()._subscription.is_assigned(tp))
     except Exception:  # no consumer yet, or aiokafka changed: keep Faust's own behaviour
         return True
+
+
+def commitable(thread: Any, offsets: Any) -> Any:
+    """The offsets of partitions the aiokafka consumer holds now (all of them when it cannot tell)."""
+    try:
+        held = {
+            (tp.topic, tp.partition) for tp in thread._ensure_consumer()._subscription.assigned_partitions()
+        }
+    except Exception:
+        return offsets
+    return {tp: off for tp, off in offsets.items() if (tp.topic, tp.partition) in held}
 
 
 def install() -> None:
@@ -62,8 +79,18 @@ def install() -> None:
             message.generation_id = STALE_GENERATION
         return message
 
+    commit = thread_cls._commit
+
+    async def guarded_commit(self: Any, offsets: Any) -> bool:
+        mine = commitable(self, offsets)
+        if not mine:
+            log.info("commit deferred: no partition of it is assigned now offsets=%s", len(offsets))
+            return False
+        return bool(await commit(self, mine))
+
     thread_cls.highwater = guarded_highwater
     consumer_cls._to_message = guarded_to_message
+    thread_cls._commit = guarded_commit
     _guard_unsubscribed()
     _installed = True
 

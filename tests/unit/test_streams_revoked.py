@@ -111,3 +111,20 @@ def test_a_record_of_a_topic_no_longer_subscribed_is_skipped_not_a_crash() -> No
 
     asyncio.run(scenario())
     assert called == [1, 8]
+
+
+def test_only_offsets_of_held_partitions_are_committed() -> None:
+    """During a re-subscription aiokafka holds no assignment: committing then crashed the worker."""
+    mine, other = TP("ns.wal.1", 0), TP("ns.wal.2", 0)
+
+    async def scenario() -> None:
+        consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        thread = SimpleNamespace(_ensure_consumer=lambda: consumer)
+        consumer._subscription.subscribe(topics={mine.topic, other.topic})
+        assert revoked.commitable(thread, {mine: 5, other: 9}) == {}  # subscribed, nothing assigned yet
+        consumer._subscription.assign_from_subscribed({aiokafka.TopicPartition(mine.topic, 0)})
+        assert revoked.commitable(thread, {mine: 5, other: 9}) == {mine: 5}
+
+    asyncio.run(scenario())
+    broken = SimpleNamespace(_ensure_consumer=lambda: None)
+    assert revoked.commitable(broken, {mine: 5}) == {mine: 5}  # cannot tell: Faust's own behaviour
