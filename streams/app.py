@@ -156,10 +156,18 @@ class StreamsWorker:
 
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            # Buffered records of partitions still ours are kept: aiokafka does not always read a
+            # partition again from its committed offset after a rebalance, so dropping them lost
+            # them (churn test: a collection's first insert missing from Delta). What is read again
+            # is deduplicated by offset, and cached positions are re-read from Delta (another worker
+            # may have written meanwhile). Buffers of partitions no longer ours are sealed and let go.
+            mine = {(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")}
             async with self.lock:  # not while a record is being added
-                mat.drop(
-                    [(tp.topic, tp.partition) for tp in assigned if tp.topic.startswith(f"{self.ns}.wal.")]
-                )
+                others = [k for k in mat.buffers if k not in mine]
+                tokens = await asyncio.to_thread(mat.seal_all, others) if others else []
+                mat.drop(others)
+                mat.refresh(mine)
+            await ack(tokens)
 
         return app
 

@@ -121,6 +121,13 @@ class Materializer:
             results = list(pool.map(lambda k: self.seal(*k), todo))
         return [t for r in results for t in r]
 
+    def refresh(self, shards: Iterable[Shard]) -> None:
+        """Re-read these shards' committed positions from Delta at their next commit; keep their buffers."""
+        for key in shards:
+            cid = collection_id_of(key[0])
+            if cid is not None:
+                self.writer.forget(cid, key[1])
+
     def drop(self, shards: Iterable[Shard]) -> None:
         for key in shards:
             self.buffers.pop(key, None)
