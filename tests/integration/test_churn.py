@@ -332,6 +332,8 @@ def test_hundreds_of_collections_churn_while_a_steady_writer_runs(deployment) ->
         "steady", filter=f"id in {sample.tolist()}", output_fields=["id"], consistency_level="Strong"
     )
     assert sorted(r["id"] for r in got) == sorted(sample.tolist())
+    admin.release_collection("steady")  # and in Delta, what a restarted searcher would load
+    assert admin.get_collection_stats("steady")["row_count"] == len(writer.acked)
     for name in outcome.kept:
         admin.flush(name)
         assert admin.get_collection_stats(name)["row_count"] == ROWS - DELETED, name
