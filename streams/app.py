@@ -15,6 +15,7 @@ from streams.materializer import Materializer
 from streams.seal_policy import SealPolicy
 from streams.segment_writer import SegmentWriter
 from streams.subscription import DynamicSubscription
+from streams.wal_range import WalRangeReader
 from walvus.catalog import Catalog
 from walvus.log import MAX_MESSAGE_BYTES, KafkaLog, LogMessage
 from walvus.once_log import OnceLog
@@ -48,7 +49,8 @@ class StreamsWorker:
             self.settings.seal_max_rows,
             self.settings.seal_max_age_seconds,
         )
-        self.materializer = Materializer(writer, policy, self.announce)
+        self._gap_reader = WalRangeReader(kafka_settings.client_config(bootstrap))
+        self.materializer = Materializer(writer, policy, self.announce, read_range=self._gap_reader.read)
         self.validator = IngestValidator(self.catalog, self.settings.site)
         self.lock = asyncio.Lock()
         self.app = self._build_app(bootstrap)

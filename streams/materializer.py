@@ -12,15 +12,21 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from schemas.exceptions import RecordFormatError
 from schemas.segments import SegmentSealed
 from schemas.wal import Op, WalRecord
 from streams.growing import GrowingBuffer
 from streams.seal_policy import SealPolicy
 from streams.segment_writer import SegmentWriter
+from walvus.storage import DELETES, ROWS
 
 log = logging.getLogger(__name__)
 Shard = tuple[str, int]
+# (topic, shard, first, last) -> the records at offsets first..last that the log holds, as
+# (offset, raw value); offsets of transaction markers or truncated records are simply absent
+RangeReader = Callable[[str, int, int, int], list[tuple[int, bytes]]]
 
 
 def collection_id_of(topic: str) -> int | None:
@@ -36,8 +42,12 @@ class Materializer:
         writer: SegmentWriter,
         policy: SealPolicy,
         announce: Callable[[SegmentSealed], None] = lambda s: None,
+        read_range: RangeReader | None = None,
     ) -> None:
+        """``read_range``: reads offsets the buffer lacks straight from the log before a commit (see
+        ``fill_gaps``); without it, gaps are committed past, as before."""
         self.writer = writer
+        self.read_range = read_range
         self.policy = policy
         self.announce = announce
         self.buffers: dict[Shard, GrowingBuffer] = {}
@@ -95,8 +105,10 @@ class Materializer:
         buf = self.buffers.get((topic, partition))
         if buf is None or not buf.records:
             return []
-        records = buf.records
         cid = collection_id_of(topic)
+        if cid is not None:
+            self.fill_gaps(buf, cid)
+        records = buf.records
         if cid is not None:
             sealed = self.writer.commit(cid, partition, records, self._reason(buf))  # raises: nothing acked
             if sealed is not None:
@@ -104,6 +116,43 @@ class Materializer:
                 self.announce(sealed)
         buf.drain()
         return list(_flatten(r.token for r in records))
+
+    def fill_gaps(self, buf: GrowingBuffer, cid: int) -> int:
+        """Add the records between the shard's committed offset and the buffer's last one that the
+        buffer lacks, read from the log. Faust can hand out a later record of a partition while an
+        earlier one was skipped around a rebalance and is only read again after the commit went
+        past it, which lost it: a commit covers every offset up to its last. Returns records added."""
+        if self.read_range is None or not buf.records:
+            return 0
+        done = min(
+            self.writer.committed(cid, ROWS, buf.shard), self.writer.committed(cid, DELETES, buf.shard)
+        )
+        have = np.fromiter((r.offset for r in buf.records), dtype=np.int64, count=len(buf.records))
+        have = have[have > done]
+        if not len(have):
+            return 0
+        expected = np.arange(done + 1, have[-1] + 1, dtype=np.int64)
+        missing = np.setdiff1d(expected, have, assume_unique=True)
+        if not len(missing):
+            return 0
+        runs = np.split(missing, np.flatnonzero(np.diff(missing) > 1) + 1)
+        added = 0
+        for run in runs:
+            for offset, raw in self.read_range(buf.topic, buf.shard, int(run[0]), int(run[-1])):
+                try:
+                    record = WalRecord.decode(raw)
+                except RecordFormatError:
+                    continue  # skipped when it was first read, and skipped again
+                added += buf.add(offset, record)
+        if added:
+            log.warning(
+                "read %s records the stream had not handed out before committing topic=%s shard=%s gaps=%s",
+                added,
+                buf.topic,
+                buf.shard,
+                len(runs),
+            )
+        return added
 
     def _reason(self, buf: GrowingBuffer) -> str:
         """Why a buffer is sealed: the policy's reason, a flush, or a hand-over (rebalance, stop)."""
