@@ -85,6 +85,7 @@ class GarbageCollector:
         wal_retention_seconds: float = 0.0,
         keep: Keep = keep_nothing,
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        orphan_grace_seconds: float = 300.0,
     ) -> None:
         self.kafka, self.retention, self.catalog, self.store, self.ns = (
             kafka,
@@ -98,6 +99,10 @@ class GarbageCollector:
         self.wal_retention_ms = int(wal_retention_seconds * 1000)
         self.keep = keep
         self.now_ms = now_ms
+        # an index file of a segment no longer in the table stays this long after it was first seen
+        # so: a searcher that loaded the table just before a compaction still finds the index
+        self.orphan_grace_ms = int(orphan_grace_seconds * 1000)
+        self._orphans: dict[str, int] = {}  # path -> when first seen without its segment (ms)
         self._failing = OnceLog(log)
 
     def collect(self) -> GcPass:
@@ -241,9 +246,15 @@ class GarbageCollector:
             return 0
         segments = sealed_segments(self.store, info.collection_id)
         removed = 0
+        now = self.now_ms()
         for path, (segment, _, _) in files:
-            if segment not in segments:
+            if segment in segments:
+                self._orphans.pop(str(path), None)
+                continue
+            seen = self._orphans.setdefault(str(path), now)
+            if now - seen >= self.orphan_grace_ms:
                 path.unlink(missing_ok=True)
+                self._orphans.pop(str(path), None)
                 removed += 1
         if removed:
             log.info("index files of removed segments deleted collection=%s files=%d", info.name, removed)

@@ -190,8 +190,14 @@ def test_index_files_of_dropped_indexes_go(store: SegmentStore) -> None:
     ]  # 3: no rows
     for name in keep + gone:
         (d / name).write_text("x")
-    done = gc(kafka, Catalog(c), store).collect()
-    assert done.index_files_removed == len(gone)
+    clock = [NOW_MS]
+    collector = gc(kafka, Catalog(c), store)
+    collector.now_ms = lambda: clock[0]
+    done = collector.collect()
+    assert done.index_files_removed == len(gone) - 1  # 3's segment left the table: kept a while
+    assert sorted(p.name for p in d.iterdir()) == sorted([*keep, "3_v_9.faiss"])
+    clock[0] += 300_000  # the grace a searcher loading at the compaction gets
+    assert collector.collect().index_files_removed == 1
     assert sorted(p.name for p in d.iterdir()) == sorted(keep)
 
 
@@ -292,7 +298,7 @@ def test_rows_of_a_dropped_partition_are_deleted_and_their_segments_index_files_
     d.mkdir(parents=True)
     for seg in (5, 6, 7):
         (d / f"{seg}_v_9.faiss").write_text("x")
-    done = gc(kafka, Catalog(c), store).collect()
+    done = gc(kafka, Catalog(c), store, orphan_grace_seconds=0).collect()
     assert done.partition_rows_removed == 2 and not done.failed
     left = store.read(c.collection_id, ROWS)
     assert sorted(left.column("id").to_pylist()) == [3, 4]
