@@ -158,7 +158,7 @@ class Walvus:
             origin=self.site,
             db_name=db,
         )
-        self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num)
+        self.kafka.ensure_topic(wal_topic(self.ns, cid), shards_num, config=wal_topic_config())
         return self.catalog.publish(info)
 
     def droppable(self, name: str) -> CollectionInfo | None:
@@ -371,3 +371,13 @@ class Walvus:
 
 def _num_rows(columns: Mapping[str, Any]) -> int:
     return max((len(v) for v in columns.values() if v is not None), default=0)
+
+
+def wal_topic_config() -> dict[str, str]:
+    """A WAL partition rolls a log segment at least every WAL retention (1 min to 1 hour): Kafka frees
+    disk only by deleting closed segments, so without this a slow collection's truncated WAL kept its
+    bytes until 64 MB were written (soak bench)."""
+    from walvus.settings import GcSettings
+
+    seconds = min(3600.0, max(60.0, GcSettings().gc_wal_retention_seconds))
+    return {"segment.ms": str(int(seconds * 1000))}
