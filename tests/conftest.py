@@ -22,7 +22,8 @@ def kafka_bootstrap() -> Iterator[str]:
     if given:
         yield given
         return
-    from walvus.kafka import LocalKafka, free_port
+    from tests.ports import free_port
+    from walvus.kafka import LocalKafka
 
     root = Path(tempfile.mkdtemp(prefix="walvus-kafka-"))
     broker = LocalKafka(root, port=free_port(), controller_port=free_port())

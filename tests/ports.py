@@ -1,9 +1,21 @@
-"""A free TCP port on 127.0.0.1."""
+"""A free TCP port on 127.0.0.1, never one this test process handed out before.
+
+The kernel may give the same ephemeral port to two binds in a row once the first is closed, and
+a deployment asks for several ports (gateway, metrics, indexer metrics) before any is in use: two
+of them came out equal once, and the gateway could not bind.
+"""
 
 import socket
 
+_given: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _given:
+            _given.add(port)
+            return port
+    raise RuntimeError("no fresh free port after 100 tries")

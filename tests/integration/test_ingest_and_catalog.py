@@ -118,8 +118,9 @@ def test_good_records_reach_delta_and_bad_ones_go_to_dead_letter(deployment):
 
 
 def test_catalog_survives_restart_of_every_process_and_the_broker(tmp_path: Path, monkeypatch):
+    from tests.ports import free_port
     from tests.procs import Deployment
-    from walvus.kafka import LocalKafka, free_port
+    from walvus.kafka import LocalKafka
 
     broker = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port())
     bootstrap = broker.start(timeout=120)
