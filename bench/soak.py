@@ -26,8 +26,9 @@ Settings (each can be overridden with ``--env``): ``WALVUS_COMPACTION_CHECK_SECO
 policy is checked often enough to act several times a minute), ``WALVUS_VACUUM_RETENTION_SECONDS=0``
 (files a compaction removed leave the disk at once instead of after 7 days of time travel),
 ``WALVUS_GC_INTERVAL_SECONDS=30`` and ``WALVUS_GC_WAL_RETENTION_SECONDS=120`` (WAL records
-older than 2 minutes that Delta holds are deleted every 30 s, instead of keeping 7 days). Seal
-settings stay at their defaults (a growing segment seals 300 s after its first row).
+older than 2 minutes that Delta holds are deleted every 30 s, instead of keeping 7 days) and
+``WALVUS_SEAL_MAX_AGE_SECONDS=120`` (a growing segment seals 2 minutes after its first row instead
+of 5: the WAL must keep every record since the last seal, so the seal age is the WAL's floor).
 
 ``--wal-segment-ms N`` sets ``segment.ms`` on the WAL topic: Kafka frees disk only by deleting whole
 closed segments, and the local broker closes a segment at 64 MB or after 7 days.
@@ -60,6 +61,7 @@ SETTINGS = {
     "WALVUS_VACUUM_RETENTION_SECONDS": "0",
     "WALVUS_GC_INTERVAL_SECONDS": "30",
     "WALVUS_GC_WAL_RETENTION_SECONDS": "120",
+    "WALVUS_SEAL_MAX_AGE_SECONDS": "120",
 }
 TICK = 0.5
 

@@ -196,6 +196,8 @@ class LocalKafka:
             "message.max.bytes": "68157440",
             "replica.fetch.max.bytes": "68157440",
             "log.segment.bytes": "67108864",
+            # Kafka frees a truncated WAL's disk at its next retention check: every minute, not 5
+            "log.retention.check.interval.ms": "60000",
             "log.retention.ms": "-1",  # the WAL is the source of truth: never delete it
         }
         conf.update(self.overrides)
