@@ -39,7 +39,6 @@ from walvus.exceptions import CommitConflict, StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
-INDEX_GRACE_SECONDS = 300.0  # a searcher loads a sealed segment's index well within this
 HISTORY_LOOKBACK = 50  # recent commits searched for a compaction already committed
 SYSTEM = ["_shard", "_offset", "_seq", "_ts", "_segment", PARTITION_COLUMN]
 
@@ -53,6 +52,7 @@ class CompactionPolicy:
     small_segments: int = 8
     max_segment_rows: int = 1_000_000
     retention_seconds: float = 7 * 24 * 3600.0
+    index_grace_seconds: float = 300.0  # a searcher loads a sealed segment's index well within this
     attempts: int = 8
 
 
@@ -200,7 +200,7 @@ def compact(
         # Files an earlier compaction removed go at a later one once the retention has passed.
         result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
         result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
-    retire_index_files(store, info, max(policy.retention_seconds, INDEX_GRACE_SECONDS))
+    retire_index_files(store, info, max(policy.retention_seconds, policy.index_grace_seconds))
     return result
 
 

@@ -319,6 +319,7 @@ def _start_gc(
         dropped_retention_seconds=settings.gc_dropped_retention_seconds,
         truncate_wal=settings.gc_truncate_wal,
         wal_retention_seconds=settings.gc_wal_retention_seconds,
+        orphan_grace_seconds=settings.gc_index_grace_seconds,
         keep=keep or keep_nothing,
     )
     log.info(

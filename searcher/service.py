@@ -1,19 +1,14 @@
 """The searcher service: loads collections, keeps them current, answers search and query.
 
 It runs inside the gateway process (the gateway talks to it through ``searcher.types.Searcher``).
-Consistency is a read barrier on WAL positions: Strong waits until the tail has applied
-the positions the broker reported when the request arrived; Session waits for the writes this
-process made; Bounded does too, and when the tail last held the whole log longer ago than the
-bound (``WALVUS_BOUNDED_STALENESS_SECONDS``) it waits as Strong does; Eventually never waits.
+Each read goes through ``searcher.consistency.ReadBarrier`` for its consistency level.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,11 +21,10 @@ from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.compacted import CompactionStates
+from searcher.consistency import ReadBarrier, Snapshot
 from searcher.filters import CompiledFilter
 from searcher.grouping import Neighbours, View, grouped_hits
-from searcher.list_offsets import DirectEndPositions
 from searcher.metrics import ConsumedGauge
-from searcher.positions import EndPositions
 from searcher.query import COUNT, distinct, output_columns, query_rows
 from searcher.requests import (
     check_partitions,
@@ -45,8 +39,6 @@ from searcher.search import container_mask, knn, pruned, range_knn, resolve_metr
 from searcher.sparse_search import sparse_knn
 from searcher.types import (
     CompactionStatus,
-    Consistency,
-    ConsistencyLevel,
     Hits,
     QueryRequest,
     SearchRequest,
@@ -58,9 +50,6 @@ from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
 MAX_TOPK = 16_384
-T = TypeVar("T")
-Snapshot = list[tuple[Any, np.ndarray]]
-BARRIER_TIMEOUT = 30.0
 
 
 class SearcherService:
@@ -77,21 +66,17 @@ class SearcherService:
         self.settings = settings or SearcherSettings()
         self._interim = self.settings.interim()
         self.kafka = kafka
-        self.ends: EndPositions | DirectEndPositions = EndPositions(kafka.end_offsets)
-        if str(kafka.conf.get("security.protocol", "plaintext")).lower() == "plaintext":
-            self.ends = DirectEndPositions(kafka.leaders, self.ends)  # one loopback round trip, no hand-offs
         self.catalog = catalog
         self.store = store
         self.ns = namespace
         self._loaded: dict[int, LoadedCollection] = {}  # by collection id
         self._by_topic: dict[str, LoadedCollection] = {}
         self._loading: dict[int, threading.Thread] = {}
-        self._local_writes: dict[int, dict[int, int]] = {}
         self._lock = threading.Lock()
         self._consumed = ConsumedGauge()
-        self.session_is_local = True  # False when a client's writes may have gone through another process
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         self.wal_tail = WalTail(kafka.conf, self._apply, self._after_poll, self._advance, self._reload)
+        self.barrier = ReadBarrier(kafka, namespace, self.settings, self.wal_tail)
         self.ann_tail = AnnouncementTail(
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index, self._on_compaction
         )
@@ -282,59 +267,15 @@ class SearcherService:
 
     # consistency -------------------------------------------------------------------------------------
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:
-        with self._lock:
-            known = self._local_writes.setdefault(collection_id, {})
-            for s, off in positions.items():
-                known[s] = max(known.get(s, -1), off)
+        self.barrier.note_write(collection_id, positions)
 
-    def _read(self, coll: LoadedCollection, consistency: Consistency, run: Callable[[Snapshot], T]) -> T:
-        """``run`` over a snapshot that satisfies the request's consistency level.
+    @property
+    def session_is_local(self) -> bool:
+        return self.barrier.session_is_local
 
-        Strong asks the broker where the WAL ends and, when this searcher already holds every
-        position it last saw, searches while the answer travels: if the snapshot turns out to
-        cover those ends the result stands, otherwise it waits for the tail and runs again.
-        """
-        level = consistency.level
-        if level == ConsistencyLevel.SESSION and not self.session_is_local:
-            level = ConsistencyLevel.STRONG
-        pinned = pinned_ts(consistency)
-        if level != ConsistencyLevel.STRONG or pinned is not None:
-            self._barrier(coll, level)
-            return run(coll.snapshot(pinned))
-        topic = wal_topic(self.ns, coll.info.collection_id)
-        pending = self.ends.request(topic, coll.info.shards_num)
-        if _covers(coll.applied(), self.ends.last_known(topic)):
-            snapshot, applied = coll.snapshot_applied()
-            result = run(snapshot)
-            if _covers(applied, pending.result()):
-                return result
-        self._wait(coll, {s: end - 1 for s, end in enumerate(pending.result())})
-        return run(coll.snapshot())
-
-    def _barrier(self, coll: LoadedCollection, level: ConsistencyLevel) -> None:
-        cid = coll.info.collection_id
-        if level == ConsistencyLevel.EVENTUALLY:
-            return
-        topic = wal_topic(self.ns, cid)
-        if level == ConsistencyLevel.BOUNDED and not self._within_bound(topic):
-            level = ConsistencyLevel.STRONG  # behind the log by more than the bound: catch up first
-        if level == ConsistencyLevel.STRONG:
-            ends = self.ends.after_now(topic, coll.info.shards_num)
-            target = {s: end - 1 for s, end in enumerate(ends)}
-        else:
-            target = dict(self._local_writes.get(cid, {}))
-        self._wait(coll, target)
-
-    def _within_bound(self, topic: str) -> bool:
-        """The tail held every record of ``topic`` within the Bounded staleness bound."""
-        held = self.wal_tail.caught_up_at(topic)
-        return held is not None and time.monotonic() - held <= self.settings.bounded_staleness_seconds
-
-    def _wait(self, coll: LoadedCollection, target: dict[int, int]) -> None:
-        if target and not coll.wait_applied(target, BARRIER_TIMEOUT):
-            raise TimeoutError(
-                f"searcher did not catch up with the log of {coll.info.name} in {BARRIER_TIMEOUT}s"
-            )
+    @session_is_local.setter
+    def session_is_local(self, value: bool) -> None:
+        self.barrier.session_is_local = value
 
     def _collection(self, name: str, collection_id: int = 0) -> LoadedCollection:
         """By the id the gateway resolved when it has one: a rename or an alias switch between
@@ -392,7 +333,7 @@ class SearcherService:
             d, refs, used = neighbours(view, queries, k)
             return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
 
-        return self._read(coll, req.consistency, run)
+        return self.barrier.read(coll, req.consistency, run)
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
@@ -419,7 +360,7 @@ class SearcherService:
             limit = None if req.group_by_fields else req.limit
             return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count)
 
-        result, scanned = self._read(coll, req.consistency, run)
+        result, scanned = self.barrier.read(coll, req.consistency, run)
         coll.scanned_rows += scanned
         if wants_count:
             return pa.table({COUNT: pa.array([result], pa.int64())})
@@ -452,16 +393,6 @@ class SearcherService:
 
     def _filter(self, info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
         return compiled_filter(info, expr, params)
-
-
-def _covers(applied: dict[int, int], ends: list[int] | None) -> bool:
-    """True when every shard has applied everything below ``ends`` (end offsets per shard)."""
-    return ends is not None and all(applied.get(s, -1) >= end - 1 for s, end in enumerate(ends))
-
-
-def pinned_ts(consistency: Consistency) -> int | None:
-    """An iterator's later pages read at the snapshot its first page returned."""
-    return consistency.guarantee_ts if consistency.snapshot and consistency.guarantee_ts > 2 else None
 
 
 __all__ = ["SearcherService"]

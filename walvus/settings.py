@@ -204,6 +204,7 @@ class IndexerSettings(WalvusSettings):
             small_segments=self.compaction_small_segments,
             max_segment_rows=self.compaction_max_segment_rows,
             retention_seconds=self.vacuum_retention_seconds,
+            index_grace_seconds=GcSettings().gc_index_grace_seconds,
         )
 
     def build_threads(self) -> int:
@@ -227,6 +228,12 @@ class GcSettings(WalvusSettings):
         ge=0,
         description="WAL records stay at least this long (Kafka's usual 7 days), so a CDC task started "
         "from the earliest position still finds them; older ones go once Delta holds them.",
+    )
+    gc_index_grace_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Index files of a segment that left the rows table (compacted away) stay this long, "
+        "so a searcher that listed the segment just before can still load its index.",
     )
     gc_truncate_wal: bool = Field(
         True,
