@@ -28,7 +28,9 @@ policy is checked often enough to act several times a minute), ``WALVUS_VACUUM_R
 ``WALVUS_GC_INTERVAL_SECONDS=30`` and ``WALVUS_GC_WAL_RETENTION_SECONDS=120`` (WAL records
 older than 2 minutes that Delta holds are deleted every 30 s, instead of keeping 7 days) and
 ``WALVUS_SEAL_MAX_AGE_SECONDS=120`` (a growing segment seals 2 minutes after its first row instead
-of 5: the WAL must keep every record since the last seal, so the seal age is the WAL's floor).
+of 5: the WAL must keep every record since the last seal, so the seal age is the WAL's floor),
+``WALVUS_GC_INDEX_GRACE_SECONDS=60`` (a compacted-away segment's index file stays 1 minute, not 5,
+for a searcher that listed the segment just before the compaction).
 
 ``--wal-segment-ms N`` sets ``segment.ms`` on the WAL topic: Kafka frees disk only by deleting whole
 closed segments, and the local broker closes a segment at 64 MB or after 7 days.
@@ -62,6 +64,7 @@ SETTINGS = {
     "WALVUS_GC_INTERVAL_SECONDS": "30",
     "WALVUS_GC_WAL_RETENTION_SECONDS": "120",
     "WALVUS_SEAL_MAX_AGE_SECONDS": "120",
+    "WALVUS_GC_INDEX_GRACE_SECONDS": "60",
 }
 TICK = 0.5
 
@@ -368,8 +371,9 @@ def main() -> None:
     out["verdict"] = verdict(out, min(10.0, args.minutes / 3))
     report(out)
     RESULTS.mkdir(exist_ok=True)
+    console.print(f"saved {save(args.out, out)}")  # before the plot: a missing matplotlib loses no run
     plot(out, RESULTS / f"{args.out}.png")
-    console.print(f"saved {save(args.out, out)} and {RESULTS / f'{args.out}.png'}")
+    console.print(f"saved {RESULTS / f'{args.out}.png'}")
 
 
 if __name__ == "__main__":
