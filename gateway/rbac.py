@@ -49,7 +49,9 @@ class RbacRpcs:
     def update_credential(self, req: milvus_pb2.UpdateCredentialRequest) -> common_pb2.Status:
         skip = self.enforced and self.state.is_superuser(caller())  # Milvus: a superuser may reset
         old = _password(req.oldPassword, "old password") if req.oldPassword else ""
-        self.ddl.update_password(req.username, old, _password(req.newPassword, "new password"), skip_old_check=skip)
+        self.ddl.update_password(
+            req.username, old, _password(req.newPassword, "new password"), skip_old_check=skip
+        )
         log.info("password updated user=%s", req.username)
         return OK
 

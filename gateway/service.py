@@ -145,6 +145,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "RunAnalyzer": AnalyzerRpcs(walvus).run_analyzer,
             **RbacRpcs(rbac, enforced=guard is not None).handlers(),
         }
+        self.implemented = frozenset(handlers)
         for method in SERVICE.methods:
             impl = handlers.get(method.name)
             setattr(self, method.name, self._wrap(method.name, impl) if impl else _unimplemented(method.name))

@@ -16,7 +16,7 @@ which site it came from), as aliases do. Names cannot hold ``/`` or ``:``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 ACTIVE, DROPPED = "active", "dropped"
@@ -44,7 +44,7 @@ class _Record:
     @classmethod
     def from_json(cls, raw: bytes) -> Any:
         d = json.loads(raw)
-        known = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in known})
 
 

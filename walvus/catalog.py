@@ -31,8 +31,8 @@ from schemas.catalog import (
     record_key,
 )
 from schemas.collection import check_name
-from schemas.rbac import is_rbac_key
 from schemas.exceptions import CollectionNotFound
+from schemas.rbac import is_rbac_key
 from schemas.topics import catalog_topic
 from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable

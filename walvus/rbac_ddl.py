@@ -131,7 +131,9 @@ class RbacDdl:
             self._publish(replace(member, state=DROPPED))
 
     # grants ----------------------------------------------------------------------------------
-    def v1_grant(self, role: str, object_type: str, object_name: str, privilege: str, db: str, grantor: str) -> Grant:
+    def v1_grant(
+        self, role: str, object_type: str, object_name: str, privilege: str, db: str, grantor: str
+    ) -> Grant:
         self._require_role(role)
         if object_type not in OBJECT_TYPES:
             raise InvalidArgument(
@@ -205,7 +207,9 @@ class RbacDdl:
             raise InvalidArgument(f"privilege group [{name}] does not exist")
         for p in privileges:
             if p not in PRIVILEGES:
-                raise InvalidArgument(f"privilege name [{p}] is not a valid privilege (groups cannot be nested)")
+                raise InvalidArgument(
+                    f"privilege name [{p}] is not a valid privilege (groups cannot be nested)"
+                )
         if add:
             merged = tuple(dict.fromkeys([*group.privileges, *privileges]))
         else:
