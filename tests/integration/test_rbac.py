@@ -4,11 +4,16 @@ at once, and everything survives a gateway restart."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
 from tests.integration.search_support import create_flat_collection
+from tests.integration.test_cdc_support import namespace_api, new_cdc
 from tests.procs import Deployment
+from walvus.rbac_ddl import RbacDdl
 
 pytestmark = pytest.mark.integration
 ROOT_PASSWORD = "r00t-secret"
@@ -188,3 +193,41 @@ def test_users_roles_and_grants_survive_a_restart_and_every_process_sees_them(si
         MilvusClient(dep.uri, user="dave", password="wrong-pass").list_collections()
     dave.close()
     root2.close()
+
+
+def test_cdc_replicates_users_and_grants_only_when_asked(kafka_bootstrap, tmp_path) -> None:
+    uid = uuid.uuid4().hex[:8]
+    ns_a, ns_b, ns_c = f"rba{uid}", f"rbb{uid}", f"rbc{uid}"
+    a, b, c = (namespace_api(kafka_bootstrap, ns) for ns in (ns_a, ns_b, ns_c))
+    cdc = new_cdc(tmp_path / "cdc")
+    try:
+        rbac = RbacDdl(a, "Milvus")
+        rbac.create_user("alice", "pass-word1")
+        rbac.create_role("reader")
+        rbac.grant_role("alice", "reader")
+        rbac.grant(rbac.v2_grant("reader", "CollectionReadOnly", "default", "*", "root"))
+        a.databases.create("sales")
+        ep = {"bootstrap": kafka_bootstrap}
+        for target, extra in ((ns_b, {"rbac": True}), (ns_c, {})):
+            cdc.client.create(
+                {
+                    "name": f"{target}-task",
+                    "source": {**ep, "namespace": ns_a, "site": ns_a},
+                    "target": {**ep, "namespace": target, "site": target},
+                    **extra,
+                }
+            )
+        cdc.wait_caught_up(f"{ns_b}-task")
+        cdc.wait_caught_up(f"{ns_c}-task")
+        deadline = time.monotonic() + 60
+        while b.catalog.rbac.user("alice") is None or c.catalog.database("sales") is None:
+            assert time.monotonic() < deadline, f"not replicated:\n{cdc.log_tail()}"
+            time.sleep(0.1)
+        assert b.catalog.rbac.roles_of("alice") == ["reader"]
+        assert b.catalog.rbac.allowed("alice", "Search", "docs", "default")
+        assert RbacDdl(b, "Milvus").authenticate("alice", "pass-word1")
+        assert c.catalog.rbac.user("alice") is None and c.catalog.rbac.role("reader") is None
+    finally:
+        cdc.stop()
+        for api in (a, b, c):
+            api.close()
