@@ -33,14 +33,12 @@ class RbacState:
 
     def __init__(self) -> None:
         self._records: dict[str, RbacRecord] = {r.key: r for r in PUBLIC_DEFAULTS}
-        self.version = 0  # bumped on every change (cache invalidation)
 
     def apply(self, key: str, record: RbacRecord | None) -> None:
         if record is None:
             self._records.pop(key, None)
         else:
             self._records[key] = record
-        self.version += 1
 
     def _active(self, cls: type) -> list:
         return [r for r in list(self._records.values()) if isinstance(r, cls) and r.active]
