@@ -141,6 +141,7 @@ class RbacDdl:
             )
         if not object_name:
             raise InvalidArgument("the object name in the grant entity is empty")
+        _check_object(object_name, db)
         if privilege not in OBJECT_PRIVILEGES[object_type] and self.state.group(privilege) is None:
             raise InvalidArgument(
                 f"not found the privilege name[{privilege}] in object[{object_type}]", privilege=privilege
@@ -154,6 +155,7 @@ class RbacDdl:
         if not is_builtin(privilege) and custom is None:
             raise InvalidArgument(f"not found the privilege name[{privilege}]", privilege=privilege)
         db, collection = db or current_db(), collection or ANY
+        _check_object(collection, db)
         lvl = level(privilege)
         if privilege in BUILTIN_GROUPS and lvl == CLUSTER_LEVEL and (db != ANY or collection != ANY):
             raise InvalidArgument(
@@ -252,6 +254,13 @@ def _check_role(name: str, what: str = "role") -> None:
             f"invalid {what} name {name!r}: the first character must be a letter or '_', the rest letters, "
             "digits, '_' or '-', at most 32 characters"
         )
+
+
+def _check_object(name: str, db: str) -> None:
+    """Object and database names of a grant: no ``/`` or ``:`` (they separate a grant's key)."""
+    for what, value in (("object name", name), ("database name", db)):
+        if "/" in value or ":" in value:
+            raise InvalidArgument(f"invalid {what} in the grant: {value!r} (no '/' or ':')")
 
 
 def _check_password(password: str) -> None:
