@@ -1,11 +1,15 @@
 """Run the pymilvus repository's example programs, unchanged but for the address, against a fresh walvus.
 
     python -m bench.pymilvus_examples [--repo PATH] [--only name,...] [--timeout 120] [--extra-path DIR]
+        [--authorization]
 
 `--repo` is a clone of https://github.com/milvus-io/pymilvus (a bare git directory works too): the
 examples are extracted from its HEAD at run time with `git archive`, into a temporary directory.
 Each example runs as its own subprocess, in its own folder, after every alias, collection and
-database other than `default` was dropped;
+database other than `default`, user other than `root`, role other than `admin` and `public`, and
+privilege group was dropped; `--authorization` runs the deployment with authorization enabled
+(`WALVUS_AUTHORIZATION_ENABLED`: logins as stored users, every call checked), which examples that
+log in as `root` (rbac.py) pass and those that connect without credentials do not;
 its address (`localhost:19530`, `MilvusClient()`, `MILVUS_URI`, pymilvus's default port) is
 rewritten to the deployment's.
 Prints a table and writes bench/results/pymilvus_examples.json: per example, passed or failed, the
@@ -103,11 +107,20 @@ else:
 """
 
 
-def drop_everything(uri: str) -> None:
+def drop_everything(uri: str, token: str = "") -> None:
+    """Every alias, collection, database, user, role and privilege group an example may have left."""
     from pymilvus import MilvusClient
 
-    client = MilvusClient(uri)
+    client = MilvusClient(uri, token=token)
     try:
+        for role in client.list_roles():
+            if role not in ("admin", "public"):
+                client.drop_role(role, force_drop=True)  # with its grants
+        for user in client.list_users():
+            if user != "root":
+                client.drop_user(user)
+        for group in client.list_privilege_groups():
+            client.drop_privilege_group(group["privilege_group"])
         for db in reversed(client.list_databases()):  # `default` last: it stays
             client.use_database(db)
             for alias in client.list_aliases()["aliases"]:  # a collection with aliases cannot be dropped
@@ -203,29 +216,41 @@ def main() -> None:
         default="",
         help="a folder of client-only packages some examples import (e.g. `pip install --target DIR ml_dtypes`)",
     )
+    ap.add_argument(
+        "--authorization",
+        action="store_true",
+        help="enable authorization (WALVUS_AUTHORIZATION_ENABLED; root's password stays Milvus)",
+    )
     args = ap.parse_args()
+    env = {"WALVUS_SEAL_IDLE_SECONDS": "3"}
+    token = ""
+    if args.authorization:
+        env.update(WALVUS_AUTHORIZATION_ENABLED="true", WALVUS_ROOT_PASSWORD="Milvus")
+        token = "root:Milvus"
 
     work = Path(tempfile.mkdtemp(prefix="pymilvus-examples-"))
     root = extract(Path(args.repo), work)
     names, skipped = discover(root)
     if args.only:
+        # named examples run even when skipped by default or outside the usual folders
         wanted = {n.strip() for n in args.only.split(",") if n.strip()}
-        names = [n for n in names if n in wanted or Path(n).stem in wanted]
+        every = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py"))
+        names = [n for n in every if wanted & {n, Path(n).name, Path(n).stem}]
         skipped = {}
     rows: list[dict[str, Any]] = []
-    with local_deployment(("streams", "indexer", "gateway"), WALVUS_SEAL_IDLE_SECONDS="3") as settings:
+    with local_deployment(("streams", "indexer", "gateway"), **env) as settings:
         port = int(settings["WALVUS_PORT"])
         uri = f"http://127.0.0.1:{port}"
         log = Path(settings["WALVUS_DATA_DIR"]).parent / "gateway.log"
         wait_port(port)
         for name in names:
-            drop_everything(uri)
+            drop_everything(uri, token)
             start = log.stat().st_size if log.exists() else 0
             row = run_one(root, name, port, args.timeout, args.extra_path)
             row["gateway_errors"] = gateway_errors(log, start)
             rows.append(row)
             print(f"{row['result']:4} {row['seconds']:6.1f}s {name}  {row['error']}", flush=True)
-        drop_everything(uri)
+        drop_everything(uri, token)
     rows += [{"example": n, "result": "skipped", "error": why} for n, why in skipped.items()]
     rows.sort(key=lambda r: r["example"])
     print_table(

@@ -58,6 +58,9 @@ def add_parser(subparsers: Any) -> None:
         "--map", action="append", default=[], help="source:target name mapping (repeat or a,b list)"
     )
     c.add_argument("--start", default="earliest", help="earliest | latest | saved positions: a JSON or @file")
+    c.add_argument(
+        "--rbac", action="store_true", help="also replicate users, roles, grants and privilege groups"
+    )
     c.set_defaults(fn=cmd_create)
     sub.add_parser("list", help="list tasks with state and lag").set_defaults(fn=cmd_list)
     for name, what in (
@@ -107,6 +110,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         mapping[src.strip()] = dst.strip()
     if mapping:
         body["map"] = mapping
+    if getattr(args, "rbac", False):
+        body["rbac"] = True
     start = args.start
     if start not in ("earliest", "latest"):
         text = Path(start[1:]).read_text() if start.startswith("@") else start

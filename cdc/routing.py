@@ -7,6 +7,8 @@ Pure functions of the task spec and the record, so the rules are unit-tested wit
 - Collection names are mapped (catalog key, ``CollectionInfo.name``, ``WalHeader.collection``,
   an alias's ``collection``); collection ids, partitions (shards) and the order within a
   partition are kept.
+- Users, roles, role members, grants and privilege groups are replicated only by a task created
+  with ``"rbac": true`` (password hashes travel with them), byte for byte but for the origin.
 - Database records are always replicated (a replicated collection may live in one); a collection
   outside the ``default`` database is keyed ``db/name``, which is how a task's ``collections``
   would name it.
@@ -29,6 +31,7 @@ import pyarrow as pa
 
 from cdc.spec import TaskSpec
 from schemas.catalog import is_alias_key, is_database_key, split_qualified
+from schemas.rbac import is_rbac_key
 from schemas.topics import catalog_topic, wal_prefix, wal_topic
 from schemas.wal import HEADER_KEY, WalHeader, WalRecord
 
@@ -100,6 +103,8 @@ class Router:
             return self._alias(key, value)
         if is_database_key(name):
             return self._database(key, value)
+        if is_rbac_key(name):
+            return self._database(key, value) if self.spec.rbac else Decision(None, SKIP_FILTERED)
         if value is None:  # a tombstone: compaction of a purged collection
             if not self.spec.wants(name):
                 return Decision(None, SKIP_FILTERED)
@@ -132,7 +137,8 @@ class Router:
         return Decision(Outgoing(self.target_catalog, 0, value, target_key), None, event)
 
     def _database(self, key: bytes, value: bytes | None) -> Decision:
-        """A database record: loop prevention and origin stamping, otherwise copied as is."""
+        """A database (or access-control) record: loop prevention and origin stamping, otherwise
+        copied as is."""
         if value is None:
             return Decision(Outgoing(self.target_catalog, 0, None, key))
         try:

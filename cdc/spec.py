@@ -99,6 +99,7 @@ class TaskSpec:
     task_id: str = ""
     state: str = RUNNING
     created_at: float = 0.0
+    rbac: bool = False  # also replicate users, roles, grants and privilege groups
 
     @property
     def transactional_id(self) -> str:
@@ -118,7 +119,7 @@ class TaskSpec:
         """Validate a create request. Raises ``InvalidTask``; never returns a half-valid task."""
         if not isinstance(raw, dict):
             raise InvalidTask("the request body must be a JSON object")
-        _no_extra("task", raw, {"name", "source", "target", "collections", "map", "start"})
+        _no_extra("task", raw, {"name", "source", "target", "collections", "map", "start", "rbac"})
         name = raw.get("name")
         if not isinstance(name, str) or not _TASK_NAME.fullmatch(name):
             raise InvalidTask(f"name must match {_TASK_NAME.pattern}, got {name!r}")
@@ -136,7 +137,10 @@ class TaskSpec:
         collections = _collections(raw.get("collections"))
         name_map = _name_map(raw.get("map"), collections)
         start, positions = _start(raw.get("start", "earliest"))
-        return cls(name, source, target, collections, name_map, start, positions)
+        rbac = raw.get("rbac", False)
+        if not isinstance(rbac, bool):
+            raise InvalidTask(f"rbac must be true or false (replicate users, roles and grants), got {rbac!r}")
+        return cls(name, source, target, collections, name_map, start, positions, rbac=rbac)
 
     def to_dict(self, *, secrets: bool = False) -> dict[str, Any]:
         return {
@@ -150,6 +154,7 @@ class TaskSpec:
             "start": self.start,
             "start_positions": positions_to_json(self.start_positions),
             "created_at": self.created_at,
+            "rbac": self.rbac,
         }
 
     @classmethod
@@ -167,6 +172,7 @@ class TaskSpec:
             task_id=d["id"],
             state=d.get("state", RUNNING),
             created_at=float(d.get("created_at", 0.0)),
+            rbac=bool(d.get("rbac", False)),
         )
 
     def created(self) -> TaskSpec:

@@ -22,8 +22,11 @@ from schemas.exceptions import DatabaseNotFound
 from schemas.timestamps import physical_ms
 
 log = logging.getLogger(__name__)
-# RPCs whose db_name names the database they act on, not the one they work in
-DATABASE_RPCS = {"CreateDatabase", "DropDatabase", "DescribeDatabase", "AlterDatabase", "ListDatabases"}
+# RPCs whose db_name names the database they act on, not the one they work in (a v2 grant may
+# name a database that does not exist yet, or every database: "*")
+DATABASE_RPCS = {
+    "CreateDatabase", "DropDatabase", "DescribeDatabase", "AlterDatabase", "ListDatabases", "OperatePrivilegeV2"
+}  # fmt: skip
 
 
 def request_database(method: str, request: Any, context: grpc.ServicerContext | None) -> str:

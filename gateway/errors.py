@@ -23,6 +23,7 @@ INVALID_PARAMETER = 1100
 COLLECTION_NOT_FOUND = 100
 INDEX_NOT_FOUND = 700
 NOT_AUTHENTICATED = 1800
+PRIVILEGE_NOT_PERMITTED = 1401
 PARTITION_NOT_LOADED = 201  # Milvus's ErrPartitionNotLoaded (202 is "not fully loaded", retriable)
 
 # New-style Milvus code -> legacy ErrorCode, for clients that only read ``error_code``.
@@ -31,6 +32,7 @@ _LEGACY: dict[int, int] = {
     INDEX_NOT_FOUND: common_pb2.IndexNotExist,
     INVALID_PARAMETER: common_pb2.IllegalArgument,
     NOT_AUTHENTICATED: common_pb2.PermissionDenied,
+    PRIVILEGE_NOT_PERMITTED: common_pb2.PermissionDenied,
     2: common_pb2.ConnectFailed,
 }
 

@@ -1,5 +1,9 @@
 """The gRPC server: thread pool, message-size limits, user/password authentication, TLS.
 
+Logins: without authorization, the fixed ``WALVUS_USERS`` list (or none); with
+``WALVUS_AUTHORIZATION_ENABLED``, the stored users (``gateway.auth``) and every call checked
+against their grants (``gateway.authz``).
+
 walvus gateway            # runs ``run(bootstrap)`` until SIGTERM
 server = serve(walvus, searcher, GatewaySettings(port=0))   # tests: server.port
 """
@@ -21,12 +25,15 @@ from typing import Any
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2_grpc
 
+from gateway.auth import RbacAuthInterceptor
+from gateway.authz import Guard
 from gateway.errors import auth_failure_status
 from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
 from searcher.types import Searcher
 from walvus.processes import die_with_parent, on_stop_signal, stop_processes
+from walvus.rbac_ddl import RbacDdl
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -90,6 +97,16 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return handler
 
 
+_REFUSALS: dict[str, grpc.RpcMethodHandler] = {}
+
+
+def _refusal_for(method: str) -> grpc.RpcMethodHandler:
+    handler = _REFUSALS.get(method)
+    if handler is None:
+        handler = _REFUSALS[method] = _refusal(method)
+    return handler
+
+
 def _refusal(method: str) -> grpc.RpcMethodHandler:
     name = method.rsplit("/", 1)[-1]
     try:
@@ -129,7 +146,15 @@ def serve(
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
     users = parse_users(settings.users)
-    interceptors = [AuthInterceptor(users)] if users else []
+    rbac = RbacDdl(walvus, settings.root_password.get_secret_value())
+    interceptors: list[grpc.ServerInterceptor] = [AuthInterceptor(users)] if users else []
+    if settings.authorization_enabled:
+        if users:
+            raise ValueError(
+                "WALVUS_USERS is the fixed login list used without authorization; with "
+                "WALVUS_AUTHORIZATION_ENABLED=true create users with create_user() and leave WALVUS_USERS empty"
+            )
+        interceptors = [RbacAuthInterceptor(rbac, _refusal_for)]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="gateway"),
         interceptors=interceptors,
@@ -137,7 +162,12 @@ def serve(
     )
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(
         MilvusServicer(
-            walvus, searcher, index_progress=index_progress, address=f"{settings.host}:{settings.port}"
+            walvus,
+            searcher,
+            index_progress=index_progress,
+            address=f"{settings.host}:{settings.port}",
+            rbac=rbac,
+            guard=Guard(walvus) if settings.authorization_enabled else None,
         ),
         server,
     )
@@ -162,9 +192,9 @@ def serve(
             log.error("metrics endpoint not started port=%d error=%s", mport, exc)
     log.info(
         "gateway listening uri=%s workers=%d auth=%s",
-        server.uri,
-        settings.grpc_workers,  # type: ignore[attr-defined]
-        "on" if users else "off",
+        server.uri,  # type: ignore[attr-defined]
+        settings.grpc_workers,
+        "rbac" if settings.authorization_enabled else "users" if users else "off",
     )
     return server
 

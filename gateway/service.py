@@ -20,6 +20,8 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from gateway.aliases import AliasRpcs
 from gateway.analyzer_rpc import AnalyzerRpcs
+from gateway.auth import as_caller, header_user
+from gateway.authz import Guard
 from gateway.compaction import CompactionRpcs
 from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, require_database
 from gateway.ddl import CollectionRpcs
@@ -29,11 +31,13 @@ from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
 from gateway.query import QueryRpcs
+from gateway.rbac import RbacRpcs
 from gateway.read import SearchRpcs
 from gateway.replicas import ReplicaRpcs
 from gateway.snapshots import SnapshotRpcs
 from searcher.types import Searcher
 from walvus.databases import using_db
+from walvus.rbac_ddl import RbacDdl
 
 log = logging.getLogger(__name__)
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
@@ -54,9 +58,13 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         *,
         index_progress: IndexProgress | None = None,
         address: str = "",
+        rbac: RbacDdl | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.walvus = walvus
         self.searcher = searcher
+        self._guard = guard
+        rbac = rbac or RbacDdl(walvus, "Milvus")
         filters = PkFilters()
         colls = CollectionRpcs(walvus, searcher)
         idx = IndexRpcs(walvus, searcher, index_progress)
@@ -135,7 +143,9 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "TransferNode": replicas.refuse("transfer_node"),
             "TransferReplica": replicas.refuse("transfer_replica"),
             "RunAnalyzer": AnalyzerRpcs(walvus).run_analyzer,
+            **RbacRpcs(rbac, enforced=guard is not None).handlers(),
         }
+        self.implemented = frozenset(handlers)
         for method in SERVICE.methods:
             impl = handlers.get(method.name)
             setattr(self, method.name, self._wrap(method.name, impl) if impl else _unimplemented(method.name))
@@ -144,14 +154,20 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         cls = response_class(name)
         status_only = cls is common_pb2.Status
         observe = self._metrics.observe
+        guard = self._guard
 
         def handler(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             try:
-                with using_db(request_database(name, request, context)) as db:
+                user = header_user(context.invocation_metadata())
+                with using_db(request_database(name, request, context)) as db, as_caller(user):
+                    if guard is not None:  # before anything is read or written
+                        guard.check(name, request, user, db)
                     if name not in DATABASE_RPCS:
                         require_database(self.walvus, db)
                     response = impl(request)
+                    if guard is not None:
+                        response = guard.filter(name, response, user, db)
                 code = 0
             except Exception as exc:  # every failure becomes a Milvus status, in one place
                 status = status_for(exc, method=name)

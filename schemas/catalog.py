@@ -16,6 +16,9 @@ walvus kept them before databases existed); one of database ``db`` by ``db/name`
 hold ``/``). A database's own record is keyed ``db:<name>`` (``DatabaseInfo``). WAL topics and
 Delta tables are named by collection id, which is unique across databases, so databases share
 one Kafka cluster and one storage root without meeting.
+
+Users, roles, role members, grants and privilege groups have keys of their own (``user:``,
+``role:``, ``member:``, ``grant:``, ``privgroup:``; see ``schemas.rbac``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.collection import CollectionSchema
+from schemas.rbac import RbacRecord, decode_rbac, is_rbac_key
 
 DEFAULT_PARTITION = "_default"
 
@@ -208,7 +212,7 @@ class DatabaseInfo:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-CatalogRecord = CollectionInfo | AliasInfo | DatabaseInfo
+CatalogRecord = CollectionInfo | AliasInfo | DatabaseInfo | RbacRecord
 
 
 def alias_key(qualified_alias: str) -> str:
@@ -224,7 +228,7 @@ def is_database_key(key: str) -> bool:
 
 
 def is_collection_key(key: str) -> bool:
-    return not (is_alias_key(key) or is_database_key(key))
+    return not (is_alias_key(key) or is_database_key(key) or is_rbac_key(key))
 
 
 def record_key(record: CatalogRecord) -> str:
@@ -233,7 +237,10 @@ def record_key(record: CatalogRecord) -> str:
 
 
 def decode_record(key: str, raw: bytes) -> CatalogRecord:
-    """A catalog topic value, by its key: an alias, a database or a collection state."""
+    """A catalog topic value, by its key: an alias, a database, an access-control record
+    (``schemas.rbac``) or a collection state."""
+    if is_rbac_key(key):
+        return decode_rbac(key, raw)
     if is_alias_key(key):
         return AliasInfo.from_json(raw)
     if is_database_key(key):

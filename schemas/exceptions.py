@@ -149,3 +149,17 @@ class DatabaseNotFound(WalvusError, LookupError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"database not found[database={name}]", database=name)
+
+
+class PermissionDenied(WalvusError, PermissionError):
+    """The caller lacks the privilege (Milvus code 1401, "privilege not permitted")."""
+
+    code = 1401
+
+    def __init__(self, privilege: str, user: str, database: str) -> None:
+        super().__init__(
+            f"Privilege{privilege}: permission deny to {user} in the `{database}` database",
+            privilege=privilege,
+            user=user,
+            database=database,
+        )

@@ -32,10 +32,12 @@ from schemas.catalog import (
 )
 from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
+from schemas.rbac import is_rbac_key
 from schemas.topics import catalog_topic
 from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
 from walvus.log import KafkaLog, LogMessage, drain
+from walvus.rbac import RbacState
 
 log = logging.getLogger(__name__)
 Listener = Callable[[CollectionInfo], None]
@@ -55,6 +57,7 @@ class CatalogView:
         self._by_id: dict[int, CollectionInfo] = {}
         self._aliases: dict[str, AliasInfo] = {}  # by qualified alias
         self._databases: dict[str, DatabaseInfo] = {}
+        self.rbac = RbacState()  # users, roles, grants (walvus.rbac)
 
     @staticmethod
     def key(name: str) -> str:
@@ -125,8 +128,11 @@ class CatalogView:
 
     def apply(self, key: str, record: CatalogRecord | None) -> CollectionInfo | None:
         """Apply one catalog record (``None``: a tombstone). Returns the collection state that
-        listeners must hear about, or None (aliases, databases, tombstones, a renamed
-        collection's old name)."""
+        listeners must hear about, or None (aliases, databases, access control, tombstones, a
+        renamed collection's old name)."""
+        if is_rbac_key(key):
+            self.rbac.apply(key, record)  # type: ignore[arg-type]
+            return None
         if record is None:
             if is_alias_key(key):
                 self._aliases.pop(key[len(ALIAS_KEY_PREFIX) :], None)

@@ -263,7 +263,19 @@ class SnapshotSettings(WalvusSettings):
 class GatewaySettings(WalvusSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds.")
     port: int = Field(19530, description="Port of the Milvus-compatible gRPC server.")
-    users: str = Field("", description="user:password pairs, comma separated; empty disables authentication.")
+    users: str = Field(
+        "",
+        description="user:password pairs, comma separated, accepted when authorization is disabled; "
+        "empty disables authentication.",
+    )
+    authorization_enabled: bool = Field(
+        False,
+        description="Milvus's common.security.authorizationEnabled: log in as a stored user (create_user) "
+        "and check every call against the user's roles and grants.",
+    )
+    root_password: SecretStr = Field(
+        SecretStr("Milvus"), description="Initial password of the root user (until update_password)."
+    )
     tls_cert: Path | None = Field(None, description="PEM certificate: enables TLS on the gRPC port.")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
     grpc_workers: int = Field(16, description="gRPC server worker threads.")

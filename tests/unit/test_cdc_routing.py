@@ -166,3 +166,20 @@ def test_database_records_are_replicated_with_loop_prevention() -> None:
     other = _router().catalog(b"sales/docs", _info(name="docs", db_name="sales", origin="").to_json()).out
     assert other is not None and other.key == b"sales/docs"
     assert CollectionInfo.from_json(other.value or b"").qualified == "sales/docs"
+
+
+def test_access_control_records_are_replicated_only_when_asked() -> None:
+    from schemas.rbac import Grant, RbacUser
+
+    user = RbacUser("alice", "$argon2id$hash", origin="A")
+    skipped = _router().catalog(user.key.encode(), user.to_json())
+    assert skipped.out is None and skipped.skipped == SKIP_FILTERED and skipped.collection is None
+    r = _router(rbac=True)
+    d = r.catalog(user.key.encode(), user.to_json())
+    assert d.out is not None and d.out.key == b"user:alice" and d.out.value == user.to_json()
+    grant = Grant("r", "Collection", "docs", "default", "Search")
+    stamped = r.catalog(grant.key.encode(), grant.to_json())
+    assert stamped.out is not None and json.loads(stamped.out.value)["origin"] == "A"
+    back = Grant("r", "Collection", "docs", "default", "Search", origin="B")
+    assert r.catalog(back.key.encode(), back.to_json()).skipped == SKIP_ORIGIN
+    assert TaskSpec.from_dict(r.spec.to_dict(secrets=True)).rbac is True

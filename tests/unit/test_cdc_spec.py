@@ -78,6 +78,7 @@ def test_saved_positions_are_a_start() -> None:
         (_req(start={"t": {"x": 1}}), "not an integer"),
         (_req(start={"t": {"0": -1}}), "non-negative"),
         (_req(start={"t": 5}), "must be an object"),
+        (_req(rbac="yes"), "rbac must be true or false"),
     ],
 )
 def test_malformed_requests_are_rejected_with_the_reason(request_body: object, words: str) -> None:
