@@ -50,11 +50,8 @@ SKIPPED = {
     "xgboost_function_chain.py": "needs xgboost, a MinIO server and a model upload",
     "external_collection_example.py": "reads an external table from object storage (S3/MinIO)",
     "orm_deprecated/bulk_import/data_gengerator.py": "a data generator, not an example",
-    "resource_group.py": "creates resource groups and moves nodes and replicas: walvus has one group (its "
-    "list/describe answers are tested in tests/integration/test_aliases.py)",
-    "orm_deprecated/resource_group.py": "creates resource groups and transfers nodes: walvus has one group",
-    "orm_deprecated/resource_group_declarative_api.py": "creates resource groups and loads 2+ replicas: "
-    "walvus has one group and one replica",
+    "orm_deprecated/resource_group_declarative_api.py": "loads 2+ replicas: "
+    "walvus serves one replica of each collection",
 }
 # top-level examples/*.py, examples/orm_deprecated/**.py and examples/full_text_search/*.py
 INCLUDED_DIRS = ("", "orm_deprecated/", "full_text_search/")

@@ -32,6 +32,7 @@ import pyarrow as pa
 from cdc.spec import TaskSpec
 from schemas.catalog import is_alias_key, is_database_key, split_qualified
 from schemas.rbac import is_rbac_key
+from schemas.resource_groups import is_resource_group_key
 from schemas.topics import catalog_topic, wal_prefix, wal_topic
 from schemas.wal import HEADER_KEY, WalHeader, WalRecord
 
@@ -105,6 +106,8 @@ class Router:
             return self._database(key, value)
         if is_rbac_key(name):
             return self._database(key, value) if self.spec.rbac else Decision(None, SKIP_FILTERED)
+        if is_resource_group_key(name):  # a site's own searchers: never replicated
+            return Decision(None, SKIP_FILTERED)
         if value is None:  # a tombstone: compaction of a purged collection
             if not self.spec.wants(name):
                 return Decision(None, SKIP_FILTERED)

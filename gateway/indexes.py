@@ -19,7 +19,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.errors import OK, IndexMissing
 from gateway.params import kv_dict
-from gateway.replicas import check_replicas
+from gateway.replicas import load_group
 from indexer.spec import IndexSpec
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
@@ -188,8 +188,10 @@ class IndexRpcs:
 
     def load_collection(self, req: milvus_pb2.LoadCollectionRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
-        check_replicas(req)
+        placement = load_group(self.w.catalog, info, req)
         self._check_indexed(info)
+        if placement is not None:
+            self.w.catalog.publish_records([placement])
         if not info.loaded or info.loaded_partitions:
             info = self.w.publish(info.evolve(CatalogEvent.LOAD, loaded=True, loaded_partitions=()))
         self.searcher.load(info.name)
@@ -213,9 +215,11 @@ class IndexRpcs:
 
     def load_partitions(self, req: milvus_pb2.LoadPartitionsRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
-        check_replicas(req)
+        placement = load_group(self.w.catalog, info, req)
         names = self._partitions(info, req.partition_names)
         self._check_indexed(info)
+        if placement is not None:
+            self.w.catalog.publish_records([placement])
         if not info.loaded or (info.loaded_partitions and not set(names) <= set(info.loaded_partitions)):
             loaded = set(info.loaded_partitions) | set(names)
             order = [p for p in info.partitions if p in loaded]

@@ -29,6 +29,7 @@ from typing import Any
 
 from schemas.collection import CollectionSchema
 from schemas.rbac import RbacRecord, decode_rbac, is_rbac_key
+from schemas.resource_groups import ResourceGroupRecord, decode_resource_group, is_resource_group_key
 
 DEFAULT_PARTITION = "_default"
 
@@ -212,7 +213,7 @@ class DatabaseInfo:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-CatalogRecord = CollectionInfo | AliasInfo | DatabaseInfo | RbacRecord
+CatalogRecord = CollectionInfo | AliasInfo | DatabaseInfo | RbacRecord | ResourceGroupRecord
 
 
 def alias_key(qualified_alias: str) -> str:
@@ -228,7 +229,7 @@ def is_database_key(key: str) -> bool:
 
 
 def is_collection_key(key: str) -> bool:
-    return not (is_alias_key(key) or is_database_key(key) or is_rbac_key(key))
+    return not (is_alias_key(key) or is_database_key(key) or is_rbac_key(key) or is_resource_group_key(key))
 
 
 def record_key(record: CatalogRecord) -> str:
@@ -238,9 +239,11 @@ def record_key(record: CatalogRecord) -> str:
 
 def decode_record(key: str, raw: bytes) -> CatalogRecord:
     """A catalog topic value, by its key: an alias, a database, an access-control record
-    (``schemas.rbac``) or a collection state."""
+    (``schemas.rbac``), a resource-group record (``schemas.resource_groups``) or a collection state."""
     if is_rbac_key(key):
         return decode_rbac(key, raw)
+    if is_resource_group_key(key):
+        return decode_resource_group(key, raw)
     if is_alias_key(key):
         return AliasInfo.from_json(raw)
     if is_database_key(key):

@@ -27,7 +27,7 @@ def is_rbac_key(key: str) -> bool:
     return key.startswith(RBAC_KEY_PREFIXES)
 
 
-class _Record:
+class JsonRecord:
     """JSON round trip and the active flag, shared by every access-control record."""
 
     kind: ClassVar[str] = ""
@@ -49,7 +49,7 @@ class _Record:
 
 
 @dataclass(frozen=True)
-class RbacUser(_Record):
+class RbacUser(JsonRecord):
     name: str
     password_hash: str  # argon2id, never the password
     description: str = ""
@@ -65,7 +65,7 @@ class RbacUser(_Record):
 
 
 @dataclass(frozen=True)
-class RbacRole(_Record):
+class RbacRole(JsonRecord):
     name: str
     description: str = ""
     created_ts: int = 0
@@ -80,7 +80,7 @@ class RbacRole(_Record):
 
 
 @dataclass(frozen=True)
-class RoleMember(_Record):
+class RoleMember(JsonRecord):
     user: str
     role: str
     state: str = ACTIVE
@@ -94,7 +94,7 @@ class RoleMember(_Record):
 
 
 @dataclass(frozen=True)
-class Grant(_Record):
+class Grant(JsonRecord):
     """``privilege`` (a privilege or a group) on ``object_type``/``object_name`` in ``db_name``
     (``*``: every database) to ``role``."""
 
@@ -115,7 +115,7 @@ class Grant(_Record):
 
 
 @dataclass(frozen=True)
-class PrivilegeGroup(_Record):
+class PrivilegeGroup(JsonRecord):
     name: str
     privileges: tuple[str, ...] = field(default_factory=tuple)
     state: str = ACTIVE

@@ -33,11 +33,13 @@ from schemas.catalog import (
 from schemas.collection import check_name
 from schemas.exceptions import CollectionNotFound
 from schemas.rbac import is_rbac_key
+from schemas.resource_groups import is_resource_group_key
 from schemas.topics import catalog_topic
 from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
 from walvus.log import KafkaLog, LogMessage, drain
 from walvus.rbac import RbacState
+from walvus.resource_groups import ResourceGroups
 
 log = logging.getLogger(__name__)
 Listener = Callable[[CollectionInfo], None]
@@ -58,6 +60,7 @@ class CatalogView:
         self._aliases: dict[str, AliasInfo] = {}  # by qualified alias
         self._databases: dict[str, DatabaseInfo] = {}
         self.rbac = RbacState()  # users, roles, grants (walvus.rbac)
+        self.resource_groups = ResourceGroups()  # groups and replica placements (walvus.resource_groups)
 
     @staticmethod
     def key(name: str) -> str:
@@ -132,6 +135,9 @@ class CatalogView:
         renamed collection's old name)."""
         if is_rbac_key(key):
             self.rbac.apply(key, record)  # type: ignore[arg-type]
+            return None
+        if is_resource_group_key(key):
+            self.resource_groups.apply(key, record)  # type: ignore[arg-type]
             return None
         if record is None:
             if is_alias_key(key):
