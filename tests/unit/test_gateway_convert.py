@@ -186,6 +186,39 @@ def test_rrf_and_weighted_rankers() -> None:
         Ranker.parse("weighted", {"weights": [1.0]}, 2)
 
 
+def test_rerank_functions_rrf_and_weighted() -> None:
+    """Function(type=RERANK) params arrive as strings; rrf and weighted map onto the same rankers."""
+    assert Ranker.from_function({"reranker": "rrf", "k": "10"}, [], 2) == Ranker("rrf", k=10.0)
+    assert Ranker.from_function({"reranker": "RRF"}, [], 3) == Ranker("rrf", k=60.0)
+    weighted = Ranker.from_function({"reranker": "weighted", "weights": "[0.3, 0.7]"}, [], 2)
+    assert weighted == Ranker("weighted", weights=(0.3, 0.7), norm_score=False)  # Milvus: off by default
+    normed = Ranker.from_function({"reranker": "weighted", "weights": "[1, 0]", "norm_score": "True"}, [], 2)
+    assert normed.norm_score is True
+    results = [([1, 2], np.array([0.9, 0.1])), ([2], np.array([3.0]))]
+    ids, scores, _ = weighted.fuse(results, ["COSINE", "BM25"], limit=2, offset=0)
+    assert ids == [2, 1] and scores[0] == pytest.approx(0.3 * 0.1 + 0.7 * 3.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "inputs", "message"),
+    [
+        ({"reranker": "decay", "function": "gauss"}, [], "reranker='decay' is not supported"),
+        ({"reranker": "model", "provider": "tei"}, [], "reranker='model' is not supported"),
+        ({}, [], "reranker=None is not supported"),
+        ({"reranker": "rrf"}, ["ts"], "reads no input fields"),
+        ({"reranker": "rrf", "k": "0"}, [], "should be in range"),
+        ({"reranker": "rrf", "kk": "3"}, [], "unknown params"),
+        ({"reranker": "weighted", "weights": "[0.5]"}, [], "length of weights"),
+        ({"reranker": "weighted", "weights": "[2.0, 0.5]"}, [], "range \\[0, 1\\]"),
+        ({"reranker": "weighted", "weights": "[0.5, 0.5]", "norm_score": "maybe"}, [], "should be a bool"),
+        ({"reranker": "weighted", "weights": "[0.5, 0.5"}, [], "not a number/list"),
+    ],
+)
+def test_rerank_functions_refused(params: dict, inputs: list, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        Ranker.from_function(params, inputs, 2)
+
+
 @pytest.mark.parametrize(
     ("exc", "code", "legacy", "text"),
     [
