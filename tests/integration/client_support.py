@@ -114,20 +114,27 @@ def assert_ranked(got: Sequence[tuple[str, float]], expected: Mapping[str, float
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Python sockets may reach only this machine: a client library that tried to download a model,
-    a tokenizer or NLTK data fails the test. (gRPC's own sockets are not Python's; they reach walvus.)"""
+    """Python sockets may resolve and reach only this machine: a client library that tried to
+    download a model, a tokenizer or NLTK data fails the test. (gRPC's sockets are not Python's.)"""
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def refuse_remote(host: object, what: object) -> None:
+        name = "" if host is None else host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            local = ipaddress.ip_address(name.split("%")[0]).is_loopback
+        except ValueError:
+            local = name in ("", "localhost")
+        if not local:
+            raise OSError(f"test guard: no network access outside this machine (tried {what!r})")
 
     def check(sock: socket.socket, address: object) -> None:
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return
-        host = str(address[0]) if isinstance(address, tuple) else str(address)
-        try:
-            local = ipaddress.ip_address(host.split("%")[0]).is_loopback
-        except ValueError:
-            local = host == "localhost"
-        if not local:
-            raise OSError(f"test guard: no network access outside this machine (tried {address!r})")
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            refuse_remote(address[0] if isinstance(address, tuple) else address, address)
+
+    def getaddrinfo(host: object, *args: object, **kw: object) -> list:
+        refuse_remote(host, host)
+        return real_getaddrinfo(host, *args, **kw)
 
     def connect(sock: socket.socket, address: object) -> None:
         check(sock, address)
@@ -139,4 +146,5 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield

@@ -37,7 +37,12 @@ from tests.integration.client_support import (
 )
 from tests.procs import Deployment
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_network")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("no_network"),
+    # ranker_type= is deprecated in langchain-milvus but still what most code calls: it is tested
+    pytest.mark.filterwarnings("ignore:The 'ranker_type' and 'ranker_params':DeprecationWarning"),
+]
 
 TEXTS = [t for t, _, _ in CORPUS]
 METAS = [{"topic": topic, "n": n} for _, topic, n in CORPUS]

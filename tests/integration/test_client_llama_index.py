@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import uuid
 from collections import Counter
 
@@ -214,3 +215,11 @@ def test_enable_sparse_with_client_side_sparse_function(dep):
     assert_ranked(
         _retrieve(index, "quantum physics", "default", 2), _dense_scores(docs, "quantum physics"), 2
     )
+
+
+def test_the_network_guard_holds():
+    """The guard these tests run under refuses any address off this machine."""
+    with pytest.raises(OSError, match="test guard"):
+        socket.create_connection(("198.51.100.7", 443), timeout=1)
+    with pytest.raises(OSError, match="test guard"):
+        socket.create_connection(("openaipublic.blob.core.windows.net", 443), timeout=1)
