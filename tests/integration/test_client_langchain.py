@@ -16,6 +16,7 @@ second search on and is refused ("the length of weights param mismatch").
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 
 import pytest
@@ -133,6 +134,20 @@ def test_bm25_hybrid_store(dep):
         ("doc6", pytest.approx(expected["doc6"])),
         ("doc3", pytest.approx(expected["doc3"])),
     ]
+    # both routes: as in Milvus 2.6, L2 beside BM25 turns larger-is-better (1 - 2 atan(d) / pi); the
+    # function form leaves BM25 raw by default, the classic ranker normalises it (2 atan(s) / pi)
+    query = "apple cake"
+    near = {k: 1 - 2 * math.atan(l2(embed(t), embed(query))) / math.pi for k, t in DOCS.items()}
+    scores = bm25(DOCS, query)
+    got = store.similarity_search_with_score(
+        query, k=4, fetch_k=8, reranker=_rerank(reranker="weighted", weights=[0.5, 0.5])
+    )
+    assert_ranked(_keyed(got), {k: 0.5 * near[k] + 0.5 * scores.get(k, 0.0) for k in DOCS}, 4)
+    got = store.similarity_search_with_score(
+        query, k=4, fetch_k=8, ranker_type="weighted", ranker_params={"weights": [0.5, 0.5]}
+    )
+    normed = {k: 0.5 * near[k] + 0.5 * 2 * math.atan(scores.get(k, 0.0)) / math.pi for k in DOCS}
+    assert_ranked(_keyed(got), normed, 4)
     # all weight on the dense field (classic ranker, normalised): the L2 order
     got = store.similarity_search_with_score(
         "apple cake", k=4, fetch_k=8, ranker_type="weighted", ranker_params={"weights": [1.0, 0.0]}
