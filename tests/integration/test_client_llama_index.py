@@ -22,7 +22,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import Document
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.vector_stores.milvus import MilvusVectorStore
-from llama_index.vector_stores.milvus.utils import BaseSparseEmbeddingFunction
+from llama_index.vector_stores.milvus.utils import BaseSparseEmbeddingFunction, BM25BuiltInFunction
 from pymilvus import DataType, FunctionType, MilvusClient
 
 from tests.integration.client_support import (
@@ -215,6 +215,22 @@ def test_enable_sparse_with_client_side_sparse_function(dep):
     assert_ranked(
         _retrieve(index, "quantum physics", "default", 2), _dense_scores(docs, "quantum physics"), 2
     )
+
+
+def test_bm25_with_the_english_analyzer_and_a_reopened_store(dep):
+    """``BM25BuiltInFunction(analyzer_params={"type": "english"})``: walvus stems and drops stop words;
+    a second store opened on the existing collection finds its BM25 function and searches it."""
+    name = f"li_english_{uuid.uuid4().hex[:8]}"
+    bm25_fn = BM25BuiltInFunction(analyzer_params={"type": "english"}, enable_match=True)
+    _index(dep, name, enable_sparse=True, sparse_embedding_function=bm25_fn)
+    fields = {f["name"]: f for f in MilvusClient(dep.uri).describe_collection(name)["fields"]}
+    assert fields["text"]["params"]["enable_match"] == "true"
+    reopened = MilvusVectorStore(uri=dep.uri, dim=DIM, collection_name=name, enable_sparse=True)
+    index = VectorStoreIndex.from_vector_store(reopened, embed_model=WordEmbedding())
+    got = _retrieve(index, "cat", "sparse", 5)  # "cats" stems to "cat"; "the"/"and" are stop words
+    assert {k for k, _ in got} == {"doc0", "doc1", "doc5"}
+    assert got[0][0] == "doc0"  # the same one occurrence in the shortest document ("cat sat mat")
+    assert _retrieve(index, "the and", "sparse", 5) == []  # stop words only: no hits
 
 
 def test_the_network_guard_holds():
