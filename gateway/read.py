@@ -302,8 +302,8 @@ class SearchRpcs:
     def hybrid_search(self, req: milvus_pb2.HybridSearchRequest) -> milvus_pb2.SearchResults:
         check_request_size(self.w.limits, req)
         info = self.w.catalog.require(req.collection_name)
-        if req.function_score.functions or len(req.function_chains):
-            raise NotSupported("function rerankers are not supported: use RRFRanker or WeightedRanker")
+        if len(req.function_chains):
+            raise NotSupported("function chains in hybrid search are not supported")
         if not req.requests:
             raise InvalidArgument("hybrid search needs at least one search request")
         rank = kv_dict(req.rank_params)
@@ -316,9 +316,7 @@ class SearchRpcs:
         if rank.get("group_by_field"):
             raise NotSupported("grouping hybrid search is not supported")
         check_known(rank, RANK_KEYS, "hybrid search rank params")
-        ranker = Ranker.parse(
-            rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
-        )
+        ranker = _ranker(req, rank)
         plan = output_plan(info.schema, req.output_fields)
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
         parts = readable_partitions(info, partitions(info, req.partition_names))
@@ -347,6 +345,28 @@ class SearchRpcs:
         return milvus_pb2.SearchResults(
             status=OK, results=self._results(info, fused, limit, plan), collection_name=info.name
         )
+
+
+def _ranker(req: milvus_pb2.HybridSearchRequest, rank: dict[str, Any]) -> Ranker:
+    """The classic ranker from the rank params, or a ``Function(type=RERANK)`` (one, rrf or weighted)."""
+    score = req.function_score
+    if not score.functions:
+        return Ranker.parse(
+            rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
+        )
+    if len(score.functions) > 1 or score.params or rank.get("strategy") or rank.get("params"):
+        raise NotSupported(
+            "hybrid search takes one rerank function (rrf or weighted) and no other ranker; "
+            f"got {len(score.functions)} functions"
+            + (", function score params" if score.params else "")
+            + (", a classic ranker" if rank.get("strategy") or rank.get("params") else "")
+        )
+    fn = score.functions[0]
+    if fn.type != schema_pb2.FunctionType.Rerank:
+        raise InvalidArgument(f"hybrid search ranker {fn.name!r} is not a rerank function (type {fn.type})")
+    return Ranker.from_function(
+        {kv.key: kv.value for kv in fn.params}, list(fn.input_field_names), len(req.requests)
+    )
 
 
 def _take_rows(tables: list[pa.Table], origin: list[tuple[int, int]], plan: OutputPlan) -> pa.Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -184,6 +185,66 @@ def test_rrf_and_weighted_rankers() -> None:
     assert ids == [2, 1, 4] and scores[0] == pytest.approx((1 + 0.2) / 2)  # COSINE: (1 + d) / 2
     with pytest.raises(InvalidArgument, match="length of weights"):
         Ranker.parse("weighted", {"weights": [1.0]}, 2)
+
+
+def test_weighted_scores_follow_milvus_per_metric_and_direction() -> None:
+    """Milvus 2.6: BM25 normalises as 2 atan(d) / pi; without norm_score a mix of similarity and
+    distance metrics turns distances into 1 - 2 atan(d) / pi, and all-distance fusions rank ascending."""
+    l2 = ([1, 2], np.array([0.5, 2.0]))
+    bm = ([2, 3], np.array([4.0, 1.0]))
+    normed = Ranker("weighted", weights=(0.5, 0.5), norm_score=True)
+    ids, scores, _ = normed.fuse([l2, bm], ["L2", "BM25"], limit=3, offset=0)
+    ref = {
+        1: 0.5 * (1 - 2 * math.atan(0.5) / math.pi),
+        2: 0.5 * (1 - 2 * math.atan(2.0) / math.pi) + 0.5 * 2 * math.atan(4.0) / math.pi,
+        3: 0.5 * 2 * math.atan(1.0) / math.pi,
+    }
+    assert ids == sorted(ref, key=lambda k: -ref[k]) and scores == pytest.approx([ref[k] for k in ids])
+    raw = Ranker("weighted", weights=(0.5, 0.5), norm_score=False)
+    ids, scores, _ = raw.fuse([l2, bm], ["L2", "BM25"], limit=3, offset=0)
+    ref = {
+        1: 0.5 * (1 - 2 * math.atan(0.5) / math.pi),
+        2: 0.5 * (1 - 2 * math.atan(2.0) / math.pi) + 2.0,
+        3: 0.5,
+    }
+    assert ids == [2, 3, 1] and scores == pytest.approx([ref[k] for k in ids])  # mixed: larger is better
+    ids, scores, _ = raw.fuse([l2, ([3, 1], np.array([0.1, 3.0]))], ["L2", "L2"], limit=3, offset=0)
+    assert ids == [3, 2, 1] and scores == pytest.approx([0.05, 1.0, 1.75])  # all distances: ascending
+    ids, _, _ = raw.fuse([([1, 2], np.array([0.9, 0.1])), bm], ["IP", "BM25"], limit=3, offset=0)
+    assert ids == [2, 3, 1]  # all similarities: raw, descending
+
+
+def test_rerank_functions_rrf_and_weighted() -> None:
+    """Function(type=RERANK) params arrive as strings; rrf and weighted map onto the same rankers."""
+    assert Ranker.from_function({"reranker": "rrf", "k": "10"}, [], 2) == Ranker("rrf", k=10.0)
+    assert Ranker.from_function({"reranker": "RRF"}, [], 3) == Ranker("rrf", k=60.0)
+    weighted = Ranker.from_function({"reranker": "weighted", "weights": "[0.3, 0.7]"}, [], 2)
+    assert weighted == Ranker("weighted", weights=(0.3, 0.7), norm_score=False)  # Milvus: off by default
+    normed = Ranker.from_function({"reranker": "weighted", "weights": "[1, 0]", "norm_score": "True"}, [], 2)
+    assert normed.norm_score is True
+    results = [([1, 2], np.array([0.9, 0.1])), ([2], np.array([3.0]))]
+    ids, scores, _ = weighted.fuse(results, ["COSINE", "BM25"], limit=2, offset=0)
+    assert ids == [2, 1] and scores[0] == pytest.approx(0.3 * 0.1 + 0.7 * 3.0)
+
+
+@pytest.mark.parametrize(
+    ("params", "inputs", "message"),
+    [
+        ({"reranker": "decay", "function": "gauss"}, [], "reranker='decay' is not supported"),
+        ({"reranker": "model", "provider": "tei"}, [], "reranker='model' is not supported"),
+        ({}, [], "reranker=None is not supported"),
+        ({"reranker": "rrf"}, ["ts"], "reads no input fields"),
+        ({"reranker": "rrf", "k": "0"}, [], "should be in range"),
+        ({"reranker": "rrf", "kk": "3"}, [], "unknown params"),
+        ({"reranker": "weighted", "weights": "[0.5]"}, [], "length of weights"),
+        ({"reranker": "weighted", "weights": "[2.0, 0.5]"}, [], "range \\[0, 1\\]"),
+        ({"reranker": "weighted", "weights": "[0.5, 0.5]", "norm_score": "maybe"}, [], "should be a bool"),
+        ({"reranker": "weighted", "weights": "[0.5, 0.5"}, [], "not a number/list"),
+    ],
+)
+def test_rerank_functions_refused(params: dict, inputs: list, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        Ranker.from_function(params, inputs, 2)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,16 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from pymilvus import AnnSearchRequest, DataType, MilvusClient, MilvusException, RRFRanker, WeightedRanker
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    MilvusException,
+    RRFRanker,
+    WeightedRanker,
+)
 from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
@@ -195,6 +204,35 @@ def test_hybrid_search(client: MilvusClient, coll: str) -> None:
     assert hits[0]["id"] == 4 and hits[0]["distance"] == pytest.approx(1.0)  # L2 0 -> normalised 1
     with pytest.raises(MilvusException, match="length of weights param mismatch"):
         client.hybrid_search(coll, reqs, WeightedRanker(1.0), limit=2)
+
+
+def test_hybrid_search_with_rerank_functions(client: MilvusClient, coll: str) -> None:
+    """Function(type=RERANK) rrf/weighted rank as the classic rankers; other rerankers are refused."""
+    reqs = [
+        AnnSearchRequest([vec(4)], "vec", {}, limit=5),
+        AnnSearchRequest([np.array([1, 3.9, 0, 0], dtype=np.float16)], "half", {}, limit=5),
+    ]
+
+    def rerank(**params: object) -> Function:
+        return Function(name="r", input_field_names=[], function_type=FunctionType.RERANK, params=params)
+
+    classic = client.hybrid_search(coll, reqs, RRFRanker(20), limit=3)[0]
+    fn = client.hybrid_search(coll, reqs, rerank(reranker="rrf", k=20), limit=3)[0]
+    assert [h["id"] for h in fn] == [h["id"] for h in classic]
+    assert [h["distance"] for h in fn] == pytest.approx([h["distance"] for h in classic])
+    normed = client.hybrid_search(
+        coll, reqs, rerank(reranker="weighted", weights=[1.0, 0.0], norm_score=True), limit=2
+    )
+    assert normed[0][0]["id"] == 4 and normed[0][0]["distance"] == pytest.approx(1.0)  # L2 0 -> 1
+    raw = client.hybrid_search(coll, reqs, rerank(reranker="weighted", weights=[0.0, 1.0]), limit=1)
+    ip = client.search(coll, [[1, 3.9, 0, 0]], anns_field="half", limit=1)[0][0]
+    assert raw[0][0]["id"] == ip["id"] and raw[0][0]["distance"] == pytest.approx(ip["distance"], rel=1e-3)
+    with pytest.raises(MilvusException, match="reranker='decay' is not supported"):
+        client.hybrid_search(
+            coll, reqs, rerank(reranker="decay", function="gauss", origin=0, scale=1), limit=2
+        )
+    with pytest.raises(MilvusException, match="length of weights param mismatch"):
+        client.hybrid_search(coll, reqs, rerank(reranker="weighted", weights=[1.0]), limit=2)
 
 
 def test_query_fields_limit_offset_and_dynamic(client: MilvusClient, coll: str) -> None:
