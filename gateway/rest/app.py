@@ -47,6 +47,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
         "release": collections.release,
         "get_load_state": collections.load_state,
         "get_stats": collections.stats,
+        "alter_properties": collections.alter_properties,
+        "drop_properties": collections.drop_properties,
         "flush": collections.flush,
     },
     "entities": {
@@ -135,11 +137,7 @@ def build_app(servicer: Any, authenticate: Callable[[str], bool] | None = None) 
         action = request.path_params["action"]
         handler = ROUTES.get(category, {}).get(action)
         if handler is None:
-            return _error(
-                RestError(
-                    OPERATION_NOT_SUPPORTED, f"unsupported operation: no endpoint {request.url.path}", 404
-                )
-            )
+            return await no_endpoint(request)
         if authenticate is not None:
             given = credentials(request.headers.get("authorization", ""))
             if given is None or not authenticate(given):
@@ -160,4 +158,14 @@ def build_app(servicer: Any, authenticate: Callable[[str], bool] | None = None) 
         except RestError as exc:
             return _error(exc)
 
-    return Starlette(routes=[Route(PREFIX + "/{category}/{action}", endpoint, methods=["POST"])])
+    async def no_endpoint(request: Request) -> Response:
+        return _error(
+            RestError(OPERATION_NOT_SUPPORTED, f"unsupported operation: no endpoint {request.url.path}", 404)
+        )
+
+    return Starlette(
+        routes=[
+            Route(PREFIX + "/{category}/{action}", endpoint, methods=["POST"]),
+            Route("/{path:path}", no_endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        ]
+    )

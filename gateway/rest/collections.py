@@ -1,5 +1,5 @@
 """``/v2/vectordb/collections/*``: create (quick setup or full schema), describe, list, has, drop,
-rename, load, release, get_load_state, get_stats, flush."""
+rename, load, release, get_load_state, get_stats, alter_properties, drop_properties, flush."""
 
 from __future__ import annotations
 
@@ -288,6 +288,25 @@ def stats(rpc: Rpc, body: Body) -> dict[str, Any]:
         "GetCollectionStatistics", milvus_pb2.GetCollectionStatisticsRequest(collection_name=_name(body))
     )
     return ok({"rowCount": _row_count(response.stats)})
+
+
+def alter_properties(rpc: Rpc, body: Body) -> dict[str, Any]:
+    properties = [
+        common_pb2.KeyValuePair(key=str(k), value=str(v)) for k, v in body.dict("properties").items()
+    ]
+    if not properties:
+        raise missing("properties")
+    rpc(
+        "AlterCollection",
+        milvus_pb2.AlterCollectionRequest(collection_name=_name(body), properties=properties),
+    )
+    return ok()
+
+
+def drop_properties(rpc: Rpc, body: Body) -> dict[str, Any]:
+    keys = body.strs("propertyKeys", required=True)
+    rpc("AlterCollection", milvus_pb2.AlterCollectionRequest(collection_name=_name(body), delete_keys=keys))
+    return ok()
 
 
 def flush(rpc: Rpc, body: Body) -> dict[str, Any]:

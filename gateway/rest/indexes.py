@@ -12,6 +12,13 @@ from gateway.errors import INDEX_NOT_FOUND
 from gateway.rest.calls import Body, RestError, Rpc, client_side, ok
 
 
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
 def _index_request(name: str, raw: Any) -> milvus_pb2.CreateIndexRequest:
     """One ``indexParams`` entry: ``fieldName``, ``indexName``, ``metricType``, ``indexType`` or
     ``params.index_type``, and the index's own ``params``."""
@@ -44,12 +51,10 @@ def describe_indexes(rpc: Rpc, name: str, index_name: str) -> list[dict[str, Any
         return []  # a collection without an index
     out = []
     for d in response.index_descriptions:
-        params = {kv.key: kv.value for kv in d.params}
-        extra = params.pop("params", "")
-        try:
-            extra_params = json.loads(extra) if extra else {}
-        except ValueError:
-            extra_params = {"params": extra}
+        params = {kv.key: _decode(kv.value) for kv in d.params}
+        extra_params = params.pop("params", {})
+        if not isinstance(extra_params, dict):
+            extra_params = {"params": extra_params}
         out.append(
             {
                 "fieldName": d.field_name,

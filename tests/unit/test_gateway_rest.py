@@ -1,0 +1,118 @@
+"""The REST API's translation layer over the in-memory gateway (no Kafka): shapes, errors, auth,
+and that REST and gRPC share one servicer (what one writes, the other reads)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pymilvus import MilvusClient
+
+from gateway.rest.app import credentials
+from gateway.testing import RunningGateway, running_gateway
+
+_names = itertools.count()
+
+
+def unique(prefix: str = "c") -> str:
+    return f"{prefix}_{next(_names)}"
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[RunningGateway]:
+    with running_gateway(rest=True) as gw:
+        yield gw
+
+
+def post(gw: RunningGateway, path: str, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{gw.rest_uri}/v2/vectordb{path}", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_credentials_from_bearer_and_basic() -> None:
+    assert credentials("Bearer root:Milvus") == "root:Milvus"
+    assert credentials("Basic cm9vdDpNaWx2dXM=") == "root:Milvus"
+    assert credentials("Basic !!!") is None
+    assert credentials("") is None
+
+
+def test_rest_writes_are_grpc_reads_and_back(gw: RunningGateway) -> None:
+    name = unique()
+    assert post(gw, "/collections/create", collectionName=name, dimension=2) == {"code": 0, "data": {}}
+    rows = [{"id": i, "vector": [1.0, float(i)], "tag": f"t{i}"} for i in range(4)]
+    assert post(gw, "/entities/insert", collectionName=name, data=rows)["data"]["insertCount"] == 4
+    client = MilvusClient(gw.uri)
+    assert sorted(r["id"] for r in client.query(name, filter="id >= 0", consistency_level="Strong")) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    client.insert(name, [{"id": 10, "vector": [0.0, 1.0], "tag": "grpc"}])
+    got = post(gw, "/entities/get", collectionName=name, id=10, outputFields=["tag"])
+    assert got == {"code": 0, "data": [{"id": 10, "tag": "grpc"}]}
+    client.close()
+
+
+def test_search_shape_offset_and_topks(gw: RunningGateway) -> None:
+    name = unique()
+    post(gw, "/collections/create", collectionName=name, dimension=2, metricType="L2")
+    post(
+        gw,
+        "/entities/insert",
+        collectionName=name,
+        data=[{"id": i, "vector": [float(i), 0.0]} for i in range(6)],
+    )
+    answer = post(
+        gw,
+        "/entities/search",
+        collectionName=name,
+        data=[[0.0, 0.0], [5.0, 0.0]],
+        limit=2,
+        offset=1,
+        consistencyLevel="Strong",
+    )
+    assert answer["topks"] == [2, 2]
+    assert [(h["id"], h["distance"]) for h in answer["data"]] == [(1, 1.0), (2, 4.0), (4, 1.0), (3, 4.0)]
+
+
+def test_errors_name_the_problem(gw: RunningGateway) -> None:
+    name = unique()
+    assert post(gw, "/collections/describe", collectionName=name)["code"] == 100
+    assert post(gw, "/collections/create")["code"] == 1802
+    assert post(gw, "/collections/create", collectionName=name, dimension="4")["code"] == 1801
+    assert post(gw, "/entities/query", collectionName=name, consistencyLevel="Sometimes")["code"] == 1100
+    post(gw, "/collections/create", collectionName=name, dimension=2)
+    assert post(gw, "/entities/insert", collectionName=name, data=[{"vector": [0.0, 1.0]}])["code"] == 1804
+    assert post(gw, "/entities/get", collectionName=name, id="one")["code"] == 1806
+    bad_rerank = post(
+        gw,
+        "/entities/hybrid_search",
+        collectionName=name,
+        search=[{"data": [[0.0, 1.0]]}],
+        rerank={"strategy": "best"},
+    )
+    assert bad_rerank["code"] == 1100 and "rrf or weighted" in bad_rerank["message"]
+    not_found = httpx.post(f"{gw.rest_uri}/v2/vectordb/collections/teleport", json={})
+    assert not_found.status_code == 404 and not_found.json()["code"] == 3000
+    assert post(gw, "/roles/create", roleName="r")["code"] == 3000
+
+
+def test_auth_uses_the_gateway_users() -> None:
+    with running_gateway(rest=True, users="alice:secret") as gw:
+        url = f"{gw.rest_uri}/v2/vectordb/collections/list"
+        refused = httpx.post(url, json={})
+        assert refused.status_code == 401 and refused.json() == {
+            "code": 1800,
+            "message": "user hasn't authenticated",
+        }
+        assert httpx.post(url, json={}, headers={"Authorization": "Bearer alice:wrong"}).status_code == 401
+        assert httpx.post(url, json={}, headers={"Authorization": "Bearer alice:secret"}).json() == {
+            "code": 0,
+            "data": [],
+        }
+        assert httpx.post(url, json={}, auth=("alice", "secret")).json()["code"] == 0
