@@ -145,7 +145,8 @@ def build_app(servicer: Any, authenticate: Callable[[str], bool] | None = None) 
                 return _error(RestError(NEED_AUTHENTICATE, "user hasn't authenticated", 401))
         raw = await request.body()
         try:
-            body = Body(orjson.loads(raw) if raw.strip() else {})
+            allow_int64 = request.headers.get("accept-type-allow-int64", "true").strip().lower() != "false"
+            body = Body(orjson.loads(raw) if raw.strip() else {}, int64_as_str=not allow_int64)
         except orjson.JSONDecodeError as exc:
             return _error(
                 RestError(INCORRECT_PARAMETER_FORMAT, f"can only accept json format request, error: {exc}")

@@ -59,7 +59,8 @@ class _Context:
 class Body:
     """The JSON body of one request, with the typed getters every handler uses."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, *, int64_as_str: bool = False) -> None:
+        self.int64_as_str = int64_as_str  # Accept-Type-Allow-Int64: false
         if not isinstance(raw, dict):
             raise RestError(
                 INCORRECT_PARAMETER_FORMAT,

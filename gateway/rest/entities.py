@@ -22,7 +22,7 @@ from gateway.rest.calls import (
     missing,
     ok,
 )
-from gateway.rest.rows import collection_schema, primary_field, rows_from_fields_data, search_rows
+from gateway.rest.rows import collection_schema, ids_list, primary_field, rows_from_fields_data, search_rows
 
 DEFAULT_LIMIT = 100  # Milvus's REST default for query and search
 VECTOR_TYPES = {
@@ -57,10 +57,6 @@ def _encode(build: Any, *args: Any, **kwargs: Any) -> Any:
         raise RestError(INVALID_INSERT_DATA, f"fail to deal the insert data, error: {exc}") from exc
 
 
-def _ids(ids: Any) -> list[Any]:
-    return list(ids.int_id.data) if ids.HasField("int_id") else list(ids.str_id.data)
-
-
 def insert(rpc: Rpc, body: Body) -> dict[str, Any]:
     name = body.str("collectionName", required=True)
     rows = _rows(body)
@@ -76,7 +72,12 @@ def insert(rpc: Rpc, body: Body) -> dict[str, Any]:
         schema_timestamp=schema.get("update_timestamp", 0),
     )
     response = rpc("Insert", request)
-    return ok({"insertCount": response.insert_cnt, "insertIds": _ids(response.IDs)})
+    return ok(
+        {
+            "insertCount": response.insert_cnt,
+            "insertIds": ids_list(response.IDs, int64_as_str=body.int64_as_str),
+        }
+    )
 
 
 def upsert(rpc: Rpc, body: Body) -> dict[str, Any]:
@@ -95,7 +96,12 @@ def upsert(rpc: Rpc, body: Body) -> dict[str, Any]:
         partial_update=body.bool("partialUpdate"),
     )
     response = rpc("Upsert", request)
-    return ok({"upsertCount": response.upsert_cnt, "upsertIds": _ids(response.IDs)})
+    return ok(
+        {
+            "upsertCount": response.upsert_cnt,
+            "upsertIds": ids_list(response.IDs, int64_as_str=body.int64_as_str),
+        }
+    )
 
 
 def _pk_filter(rpc: Rpc, name: str, ids: Any) -> str:
@@ -160,7 +166,7 @@ def _query(rpc: Rpc, body: Body, name: str, expr: str, limit: int | None) -> dic
     )
     response = rpc("Query", request)
     count = len_of(response.fields_data[0]) if response.fields_data else 0
-    return ok(rows_from_fields_data(response, count))
+    return ok(rows_from_fields_data(response, count, int64_as_str=body.int64_as_str))
 
 
 def query(rpc: Rpc, body: Body) -> dict[str, Any]:
@@ -236,7 +242,7 @@ def search(rpc: Rpc, body: Body) -> dict[str, Any]:
         **_consistency(body),
     )
     response = rpc("Search", request)
-    rows, topks = search_rows(response.results)
+    rows, topks = search_rows(response.results, int64_as_str=body.int64_as_str)
     return ok(rows, topks=topks)
 
 
@@ -295,5 +301,5 @@ def hybrid_search(rpc: Rpc, body: Body) -> dict[str, Any]:
         **_consistency(body),
     )
     response = rpc("HybridSearch", request)
-    rows, topks = search_rows(response.results)
+    rows, topks = search_rows(response.results, int64_as_str=body.int64_as_str)
     return ok(rows, topks=topks)

@@ -48,26 +48,41 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def rows_from_fields_data(response: Any, count: int) -> list[dict[str, Any]]:
-    """``count`` rows from a response's ``fields_data`` (QueryResults or SearchResultData)."""
+def rows_from_fields_data(response: Any, count: int, *, int64_as_str: bool = False) -> list[dict[str, Any]]:
+    """``count`` rows from a response's ``fields_data`` (QueryResults or SearchResultData); with
+    ``int64_as_str`` (``Accept-Type-Allow-Int64: false``) Int64 values are strings, as Milvus's."""
     if count == 0 or not response.fields_data:
         return [{} for _ in range(count)]
     _, dynamic_fields = entity_helper.extract_dynamic_field_from_result(response)
     names = [fd.field_name for fd in response.fields_data if fd.field_name != "$meta"]
     rows = [dict.fromkeys(names) for _ in range(count)]
     lazy = [fd for fd in response.fields_data if entity_helper.extract_row_data_from_fields_data_v2(fd, rows)]
-    return [dict(row) for row in HybridExtraList(lazy, rows, dynamic_fields=dynamic_fields)]
+    out = [dict(row) for row in HybridExtraList(lazy, rows, dynamic_fields=dynamic_fields)]
+    if int64_as_str:
+        for name in [fd.field_name for fd in response.fields_data if fd.type == schema_pb2.DataType.Int64]:
+            for row in out:
+                if row.get(name) is not None:
+                    row[name] = str(row[name])
+    return out
 
 
-def search_rows(data: schema_pb2.SearchResultData) -> tuple[list[dict[str, Any]], list[int]]:
+def ids_list(ids: schema_pb2.IDs, *, int64_as_str: bool = False) -> list[Any]:
+    if ids.HasField("int_id"):
+        return [str(i) for i in ids.int_id.data] if int64_as_str else list(ids.int_id.data)
+    return list(ids.str_id.data)
+
+
+def search_rows(
+    data: schema_pb2.SearchResultData, *, int64_as_str: bool = False
+) -> tuple[list[dict[str, Any]], list[int]]:
     """Milvus's REST shape: every hit of every query in one list, each row its output fields plus
     the primary key and ``distance``; ``topks`` says how many belong to each query."""
     topks = list(data.topks)
-    total = sum(topks)
-    ids = list(data.ids.int_id.data) if data.ids.HasField("int_id") else list(data.ids.str_id.data)
-    rows = rows_from_fields_data(data, total)
+    rows = rows_from_fields_data(data, sum(topks), int64_as_str=int64_as_str)
     pk = data.primary_field_name or "id"
-    for row, key, score in zip(rows, ids, data.scores, strict=False):
+    for row, key, score in zip(
+        rows, ids_list(data.ids, int64_as_str=int64_as_str), data.scores, strict=False
+    ):
         row[pk] = key
         row["distance"] = score
     return rows, topks

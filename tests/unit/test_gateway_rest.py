@@ -116,3 +116,26 @@ def test_auth_uses_the_gateway_users() -> None:
             "data": [],
         }
         assert httpx.post(url, json={}, auth=("alice", "secret")).json()["code"] == 0
+
+
+def test_int64_as_strings_when_the_client_cannot_take_them(gw: RunningGateway) -> None:
+    name = unique()
+    url = f"{gw.rest_uri}/v2/vectordb"
+    no_int64 = {"Accept-Type-Allow-Int64": "false"}
+    post(gw, "/collections/create", collectionName=name, dimension=2)
+    big = 2**62 + 1  # not a double
+    inserted = httpx.post(
+        f"{url}/entities/insert",
+        json={"collectionName": name, "data": [{"id": big, "vector": [1.0, 0.0]}]},
+        headers=no_int64,
+    ).json()
+    assert inserted["data"]["insertIds"] == [str(big)]
+    got = httpx.post(f"{url}/entities/get", json={"collectionName": name, "id": big}, headers=no_int64).json()
+    assert got["data"][0]["id"] == str(big)
+    hits = httpx.post(
+        f"{url}/entities/search",
+        json={"collectionName": name, "data": [[1.0, 0.0]], "limit": 1, "consistencyLevel": "Strong"},
+        headers=no_int64,
+    ).json()
+    assert hits["data"][0]["id"] == str(big)
+    assert post(gw, "/entities/get", collectionName=name, id=big)["data"][0]["id"] == big  # default: numbers
