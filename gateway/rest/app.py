@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.errors import UNEXPECTED
-from gateway.rest import catalog, collections, entities, indexes
+from gateway.rest import catalog, collections, entities, indexes, users
 from gateway.rest.calls import (
     INCORRECT_PARAMETER_FORMAT,
     NEED_AUTHENTICATE,
@@ -31,9 +31,6 @@ from schemas.catalog import DEFAULT_DB
 log = logging.getLogger(__name__)
 Handler = Callable[[Rpc, Body], dict[str, Any]]
 PREFIX = "/v2/vectordb"
-
-_USERS = ("list", "describe", "create", "update_password", "drop", "grant_role", "revoke_role")
-_ROLES = ("list", "describe", "create", "drop", "grant_privilege", "revoke_privilege")
 
 ROUTES: dict[str, dict[str, Handler]] = {
     "collections": {
@@ -90,8 +87,25 @@ ROUTES: dict[str, dict[str, Handler]] = {
         "alter": catalog.alter_database,
         "drop_properties": catalog.drop_database_properties,
     },
-    "users": dict.fromkeys(_USERS, catalog.not_served),
-    "roles": dict.fromkeys(_ROLES, catalog.not_served),
+    "users": {
+        "list": users.list_users,
+        "describe": users.describe_user,
+        "create": users.create_user,
+        "update_password": users.update_password,
+        "drop": users.drop_user,
+        "grant_role": users.grant_role,
+        "revoke_role": users.revoke_role,
+    },
+    "roles": {
+        "list": users.list_roles,
+        "describe": users.describe_role,
+        "create": users.create_role,
+        "drop": users.drop_role,
+        "grant_privilege": users.grant_privilege,
+        "revoke_privilege": users.revoke_privilege,
+        "grant_privilege_v2": users.grant_privilege_v2,
+        "revoke_privilege_v2": users.revoke_privilege_v2,
+    },
 }
 
 
@@ -117,9 +131,9 @@ def credentials(header: str) -> str | None:
     return None
 
 
-def _run(handler: Handler, servicer: Any, db: str, body: Body) -> dict[str, Any]:
+def _run(handler: Handler, servicer: Any, db: str, login: str | None, body: Body) -> dict[str, Any]:
     try:
-        return handler(Rpc(servicer, db), body)
+        return handler(Rpc(servicer, db, login), body)
     except RestError:
         raise
     except Exception as exc:  # answered like the gRPC path's unexpected errors
@@ -138,8 +152,8 @@ def build_app(servicer: Any, authenticate: Callable[[str], bool] | None = None) 
         handler = ROUTES.get(category, {}).get(action)
         if handler is None:
             return await no_endpoint(request)
+        given = credentials(request.headers.get("authorization", ""))
         if authenticate is not None:
-            given = credentials(request.headers.get("authorization", ""))
             if given is None or not authenticate(given):
                 log.warning("rest authentication failed path=%s", request.url.path)
                 return _error(RestError(NEED_AUTHENTICATE, "user hasn't authenticated", 401))
@@ -155,7 +169,7 @@ def build_app(servicer: Any, authenticate: Callable[[str], bool] | None = None) 
             return _error(exc)
         try:
             db = DEFAULT_DB if category == "databases" else body.str("dbName", DEFAULT_DB)
-            return _json(await run_in_threadpool(_run, handler, servicer, db, body))
+            return _json(await run_in_threadpool(_run, handler, servicer, db, given, body))
         except RestError as exc:
             return _error(exc)
 

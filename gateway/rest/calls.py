@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -44,10 +45,14 @@ def wrong_type(name: str, expected: str) -> RestError:
 
 
 class _Context:
-    """The little of ``grpc.ServicerContext`` the servicer reads: the database, and abort."""
+    """The little of ``grpc.ServicerContext`` the servicer reads: the metadata pymilvus sends (the
+    database, and the caller's ``user:password`` as base64 ``authorization``), and abort."""
 
-    def __init__(self, db: str) -> None:
-        self._metadata = (("dbname", db),)
+    def __init__(self, db: str, login: str | None) -> None:
+        metadata = [("dbname", db)]
+        if login:
+            metadata.append(("authorization", base64.b64encode(login.encode()).decode("ascii")))
+        self._metadata = tuple(metadata)
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -138,10 +143,10 @@ class Rpc:
     A response whose status is not Success raises ``RestError`` with the servicer's own code and
     message, so a REST client sees what a pymilvus client would."""
 
-    def __init__(self, servicer: Any, db: str) -> None:
+    def __init__(self, servicer: Any, db: str, login: str | None = None) -> None:
         self.servicer = servicer
         self.db = db
-        self._context = _Context(db)
+        self._context = _Context(db, login)
 
     def __call__(self, method: str, request: Any) -> Any:
         response = getattr(self.servicer, method)(request, self._context)

@@ -1,4 +1,4 @@
-"""``/v2/vectordb/{partitions,aliases,databases}/*``, and users/roles (not served yet)."""
+"""``/v2/vectordb/{partitions,aliases,databases}/*``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from gateway.rest.calls import OPERATION_NOT_SUPPORTED, Body, RestError, Rpc, ok
+from gateway.rest.calls import Body, Rpc, ok
 
 
 def _collection(body: Body) -> str:
@@ -151,12 +151,3 @@ def drop_database_properties(rpc: Rpc, body: Body) -> dict[str, Any]:
     )
     rpc("AlterDatabase", request)
     return ok()
-
-
-# users and roles --------------------------------------------------------------------------------
-def not_served(rpc: Rpc, body: Body) -> dict[str, Any]:
-    raise RestError(
-        OPERATION_NOT_SUPPORTED,
-        "unsupported operation: walvus's REST API does not serve users and roles; "
-        "authentication uses the gateway's WALVUS_USERS list",
-    )

@@ -7,9 +7,10 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 
 from gateway.rest.app import credentials
 from gateway.testing import RunningGateway, running_gateway
@@ -99,7 +100,6 @@ def test_errors_name_the_problem(gw: RunningGateway) -> None:
     assert bad_rerank["code"] == 1100 and "rrf or weighted" in bad_rerank["message"]
     not_found = httpx.post(f"{gw.rest_uri}/v2/vectordb/collections/teleport", json={})
     assert not_found.status_code == 404 and not_found.json()["code"] == 3000
-    assert post(gw, "/roles/create", roleName="r")["code"] == 3000
 
 
 def test_auth_uses_the_gateway_users() -> None:
@@ -139,3 +139,25 @@ def test_int64_as_strings_when_the_client_cannot_take_them(gw: RunningGateway) -
     ).json()
     assert hits["data"][0]["id"] == str(big)
     assert post(gw, "/entities/get", collectionName=name, id=big)["data"][0]["id"] == big  # default: numbers
+
+
+def test_users_and_roles_answer_what_the_grpc_api_answers(gw: RunningGateway) -> None:
+    """Translated to the RBAC RPCs: where the servicer does not implement them, REST says so
+    (code 3000, the RPC's name) and creates nothing; where it does, REST and gRPC agree."""
+    client = MilvusClient(gw.uri)
+    try:
+        users = client.list_users()
+    except (MilvusException, grpc.RpcError):  # pymilvus lets UNIMPLEMENTED through as is
+        answer = post(gw, "/users/list")
+        assert answer["code"] == 3000 and "ListCredUsers" in answer["message"]
+        created = post(gw, "/roles/create", roleName=unique("role"))
+        assert created["code"] == 3000 and "CreateRole" in created["message"]
+    else:
+        assert post(gw, "/users/list") == {"code": 0, "data": users}
+        role = unique("role")
+        assert post(gw, "/roles/create", roleName=role)["code"] == 0
+        assert role in client.list_roles()
+        assert role in post(gw, "/roles/list")["data"]
+        assert post(gw, "/roles/drop", roleName=role)["code"] == 0
+    finally:
+        client.close()
