@@ -190,7 +190,8 @@ def serve(
             server.metrics = start_http_server(settings.host, mport, lambda: True)  # type: ignore[attr-defined]
         except OSError as exc:  # metrics are not worth refusing service for
             log.error("metrics endpoint not started port=%d error=%s", mport, exc)
-    server.rest = None if rest_port is None else _start_rest(servicer, settings, users, rest_port)  # type: ignore[attr-defined]
+    login = users.__contains__ if users else None  # REST logins: the same users as the gRPC port
+    server.rest = None if rest_port is None else _start_rest(servicer, settings, login, rest_port)  # type: ignore[attr-defined]
     log.info(
         "gateway listening uri=%s workers=%d auth=%s",
         server.uri,  # type: ignore[attr-defined]
@@ -200,9 +201,12 @@ def serve(
     return server
 
 
-def _start_rest(servicer: MilvusServicer, settings: GatewaySettings, users: set[str], port: int) -> Any:
-    """Milvus's RESTful API v2, calling the same servicer in this process, with the same users as
-    the gRPC port. None when the port cannot be bound (the gRPC service is not refused for it)."""
+def _start_rest(
+    servicer: MilvusServicer, settings: GatewaySettings, login: Callable[[str], bool] | None, port: int
+) -> Any:
+    """Milvus's RESTful API v2, calling the same servicer in this process; ``login("user:password")``
+    checks a caller (None: no authentication). None when the port cannot be bound (the gRPC
+    service is not refused for it)."""
     from gateway.rest.server import RestServer
 
     try:
@@ -210,7 +214,7 @@ def _start_rest(servicer: MilvusServicer, settings: GatewaySettings, users: set[
             servicer,
             settings.host,
             port,
-            authenticate=users.__contains__ if users else None,
+            authenticate=login,
             tls_cert=settings.tls_cert,
             tls_key=settings.tls_key,
         ).start()
