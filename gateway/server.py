@@ -181,6 +181,9 @@ def serve(
         scheme = "http"
     if not port:
         raise OSError(f"cannot bind the gateway to {address}")
+    # REST before gRPC: a client that found the gRPC port open finds the REST port open too
+    login = users.__contains__ if users else None  # REST logins: the same users as the gRPC port
+    server.rest = None if rest_port is None else _start_rest(servicer, settings, login, rest_port)  # type: ignore[attr-defined]
     server.start()
     server.port = port  # type: ignore[attr-defined]
     server.uri = f"{scheme}://{settings.host}:{port}"  # type: ignore[attr-defined]
@@ -190,8 +193,6 @@ def serve(
             server.metrics = start_http_server(settings.host, mport, lambda: True)  # type: ignore[attr-defined]
         except OSError as exc:  # metrics are not worth refusing service for
             log.error("metrics endpoint not started port=%d error=%s", mport, exc)
-    login = users.__contains__ if users else None  # REST logins: the same users as the gRPC port
-    server.rest = None if rest_port is None else _start_rest(servicer, settings, login, rest_port)  # type: ignore[attr-defined]
     log.info(
         "gateway listening uri=%s workers=%d auth=%s",
         server.uri,  # type: ignore[attr-defined]
