@@ -111,7 +111,7 @@ def _quick_schema(body: Body, params: Body) -> tuple[CollectionSchema, list[dict
         raise RestError(INVALID_PARAMETER, "invalid parameter: idType must be Int64 or VarChar")
     pk_kwargs: dict[str, Any] = {}
     if id_type == DataType.VARCHAR:
-        pk_kwargs["max_length"] = int(params.get("max_length", 65535))
+        pk_kwargs["max_length"] = _int_param(params, "max_length") if "max_length" in params else 65535
     pk_name = body.str("primaryFieldName", "id")
     vector_name = body.str("vectorFieldName", "vector")
     fields = [
@@ -132,17 +132,46 @@ def _quick_schema(body: Body, params: Body) -> tuple[CollectionSchema, list[dict
     return schema, [index]
 
 
+CREATE_PARAMS = (
+    "max_length",
+    "enableDynamicField",
+    "shardsNum",
+    "consistencyLevel",
+    "partitionsNum",
+    "ttlSeconds",
+    "mmap.enabled",
+)
+
+
+def _int_param(params: Body, key: str) -> int:
+    value = params.get(key)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise RestError(
+            INVALID_PARAMETER, f"invalid parameter: params.{key} must be an integer, got {value!r}"
+        ) from None
+
+
 def _create_kwargs(params: Body) -> dict[str, Any]:
+    unknown = sorted(set(params.raw) - set(CREATE_PARAMS))
+    if unknown:
+        raise RestError(
+            INVALID_PARAMETER,
+            f"invalid parameter: params {', '.join(unknown)} not supported by walvus; it takes {', '.join(CREATE_PARAMS)}",
+        )
     kwargs: dict[str, Any] = {"consistency_level": params.str("consistencyLevel", "Bounded")}
     if "shardsNum" in params:
-        kwargs["shards_num"] = int(params.get("shardsNum"))
+        kwargs["shards_num"] = _int_param(params, "shardsNum")
     if "partitionsNum" in params:
-        kwargs["num_partitions"] = int(params.get("partitionsNum"))
-    properties = {}
+        kwargs["num_partitions"] = _int_param(params, "partitionsNum")
+    properties: dict[str, Any] = {}
     if "ttlSeconds" in params:
-        properties["collection.ttl.seconds"] = int(params.get("ttlSeconds"))
+        properties["collection.ttl.seconds"] = _int_param(params, "ttlSeconds")
     if "mmap.enabled" in params:
-        properties["mmap.enabled"] = params.get("mmap.enabled")
+        properties["mmap.enabled"] = str(params.get("mmap.enabled")).lower()
     if properties:
         kwargs["properties"] = properties
     return kwargs

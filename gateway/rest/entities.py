@@ -15,6 +15,7 @@ from gateway.errors import INVALID_PARAMETER
 from gateway.rest.calls import (
     CHECK_PRIMARY_KEY,
     INVALID_INSERT_DATA,
+    OPERATION_NOT_SUPPORTED,
     Body,
     RestError,
     Rpc,
@@ -219,17 +220,31 @@ def _grouping(body: Body) -> dict[str, Any]:
     return kwargs
 
 
+def _refuse_function_score(body: Body) -> None:
+    if body.get("functionScore"):
+        raise RestError(
+            OPERATION_NOT_SUPPORTED,
+            "unsupported operation: functionScore (rerank functions) is not supported by walvus; "
+            "hybrid_search takes rerank rrf or weighted",
+        )
+
+
 def search(rpc: Rpc, body: Body) -> dict[str, Any]:
     name = body.str("collectionName", required=True)
     data = body.list("data", required=True)
+    _refuse_function_score(body)
     schema = collection_schema(rpc, name)
     anns = _anns_field(schema, body.str("annsField"))
     offset = body.int("offset", 0)
+    param = _search_param(body.dict("searchParams"))
+    for key in ("radius", "range_filter"):  # the older top-level ``params`` of range search
+        if key in body.dict("params"):
+            param["params"].setdefault(key, body.dict("params")[key])
     request = client_side(
         Prepare.search_requests_with_expr,
         name,
         anns,
-        _search_param(body.dict("searchParams")),
+        param,
         body.int("limit", DEFAULT_LIMIT),
         data=data,
         expr=body.str("filter"),
@@ -266,6 +281,7 @@ def _ranker(rerank: dict[str, Any]) -> Any:
 def hybrid_search(rpc: Rpc, body: Body) -> dict[str, Any]:
     name = body.str("collectionName", required=True)
     subs = body.list("search", required=True)
+    _refuse_function_score(body)
     schema = collection_schema(rpc, name)
     limit = body.int("limit", DEFAULT_LIMIT)
     partitions = body.strs("partitionNames")

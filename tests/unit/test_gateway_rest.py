@@ -98,6 +98,24 @@ def test_errors_name_the_problem(gw: RunningGateway) -> None:
         rerank={"strategy": "best"},
     )
     assert bad_rerank["code"] == 1100 and "rrf or weighted" in bad_rerank["message"]
+    refused = post(
+        gw,
+        "/collections/create",
+        collectionName=unique(),
+        dimension=2,
+        params={"partitionKeyIsolation": True},
+    )
+    assert refused["code"] == 1100 and "partitionKeyIsolation" in refused["message"]
+    assert (
+        post(gw, "/collections/create", collectionName=unique(), dimension=2, params={"shardsNum": "x"})[
+            "code"
+        ]
+        == 1100
+    )
+    scored = post(
+        gw, "/entities/search", collectionName=name, data=[[0.0, 1.0]], functionScore={"functions": [{}]}
+    )
+    assert scored["code"] == 3000 and "functionScore" in scored["message"]
     not_found = httpx.post(f"{gw.rest_uri}/v2/vectordb/collections/teleport", json={})
     assert not_found.status_code == 404 and not_found.json()["code"] == 3000
 
