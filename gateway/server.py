@@ -157,6 +157,10 @@ def serve(
                 "WALVUS_AUTHORIZATION_ENABLED=true create users with create_user() and leave WALVUS_USERS empty"
             )
         interceptors = [RbacAuthInterceptor(rbac, _refusal_for)]
+    # REST logins: the same users as the gRPC port (the fixed list, or the stored users)
+    login: Callable[[str], bool] | None = users.__contains__ if users else None
+    if settings.authorization_enabled:
+        login = interceptors[0].verify  # type: ignore[attr-defined]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="gateway"),
         interceptors=interceptors,
@@ -182,7 +186,6 @@ def serve(
     if not port:
         raise OSError(f"cannot bind the gateway to {address}")
     # REST before gRPC: a client that found the gRPC port open finds the REST port open too
-    login = users.__contains__ if users else None  # REST logins: the same users as the gRPC port
     server.rest = None if rest_port is None else _start_rest(servicer, settings, login, rest_port)  # type: ignore[attr-defined]
     server.start()
     server.port = port  # type: ignore[attr-defined]

@@ -179,3 +179,37 @@ def test_users_and_roles_answer_what_the_grpc_api_answers(gw: RunningGateway) ->
         assert post(gw, "/roles/drop", roleName=role)["code"] == 0
     finally:
         client.close()
+
+
+def test_rest_callers_are_checked_against_their_grants() -> None:
+    """With authorization on, a REST login is a stored user, and every call is checked against that
+    user's privileges exactly as over gRPC: a reader can query, not search or insert."""
+    with running_gateway(rest=True, authorization_enabled=True) as gw:
+        url = f"{gw.rest_uri}/v2/vectordb"
+
+        def call(path: str, login: str = "root:Milvus", **body: Any) -> dict[str, Any]:
+            return httpx.post(f"{url}{path}", json=body, headers={"Authorization": f"Bearer {login}"}).json()
+
+        name, role = unique(), unique("reader")
+        assert call("/collections/create", collectionName=name, dimension=2)["code"] == 0
+        assert (
+            call("/entities/insert", collectionName=name, data=[{"id": 1, "vector": [1.0, 0.0]}])["code"] == 0
+        )
+        assert call("/users/create", userName="bob", password="bob-secret-1")["code"] == 0
+        assert call("/roles/create", roleName=role)["code"] == 0
+        grant = {"roleName": role, "privilege": "Query", "dbName": "default", "collectionName": name}
+        assert call("/roles/grant_privilege_v2", **grant)["code"] == 0
+        assert call("/users/grant_role", userName="bob", roleName=role)["code"] == 0
+        assert call("/users/describe", userName="bob")["data"] == [role]
+        assert "bob" in call("/users/list")["data"]
+
+        bob = "bob:bob-secret-1"
+        rows = call("/entities/query", bob, collectionName=name, filter="id > 0", outputFields=["id"])
+        assert rows == {"code": 0, "data": [{"id": 1}]}
+        denied = call("/entities/insert", bob, collectionName=name, data=[{"id": 2, "vector": [0.0, 1.0]}])
+        assert denied["code"] == 1401 and "PrivilegeInsert" in denied["message"]
+        assert call("/entities/search", bob, collectionName=name, data=[[1.0, 0.0]])["code"] == 1401
+        count = call("/entities/query", collectionName=name, filter="", outputFields=["count(*)"])
+        assert count["data"] == [{"count(*)": 1}]  # the refused insert wrote nothing
+        wrong = httpx.post(f"{url}/collections/list", json={}, headers={"Authorization": "Bearer bob:nope"})
+        assert wrong.status_code == 401 and wrong.json()["code"] == 1800
