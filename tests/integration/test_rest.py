@@ -315,3 +315,5 @@ def test_partitions_aliases_and_databases(walvus: tuple[Rest, MilvusClient, str]
     assert db not in rest.ok("/databases/list")
     assert count(rest, name) == 2  # the default database's collection is untouched
     rest.ok("/collections/drop", collectionName=name)
+    assert rest.ok("/users/list") == client.list_users()  # users and roles: what gRPC answers
+    assert rest.ok("/roles/list") == client.list_roles()
