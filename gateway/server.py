@@ -156,11 +156,12 @@ def serve(
                 "WALVUS_USERS is the fixed login list used without authorization; with "
                 "WALVUS_AUTHORIZATION_ENABLED=true create users with create_user() and leave WALVUS_USERS empty"
             )
-        interceptors = [RbacAuthInterceptor(rbac, _refusal_for)]
+        stored_users = RbacAuthInterceptor(rbac, _refusal_for)
+        interceptors = [stored_users]
     # REST logins: the same users as the gRPC port (the fixed list, or the stored users)
     login: Callable[[str], bool] | None = users.__contains__ if users else None
     if settings.authorization_enabled:
-        login = interceptors[0].verify  # type: ignore[attr-defined]
+        login = stored_users.verify
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="gateway"),
         interceptors=interceptors,
