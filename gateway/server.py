@@ -133,9 +133,11 @@ def serve(
     *,
     index_progress: IndexProgress | None = None,
     metrics_port: int | None = None,
+    rest_port: int | None = None,
 ) -> grpc.Server:
     """Start the gateway. The port actually bound is ``server.port`` (useful with ``port=0``);
-    ``metrics_port`` None means no metrics endpoint, -1 the default 9091."""
+    ``metrics_port`` None means no metrics endpoint, -1 the default 9091; ``rest_port`` None means
+    no REST API, 0 any free port (``server.rest.port``)."""
     settings = settings or GatewaySettings()
     limit = int(walvus.limits.max_request_mb * 1024 * 1024)
     options = [
@@ -154,23 +156,26 @@ def serve(
                 "WALVUS_USERS is the fixed login list used without authorization; with "
                 "WALVUS_AUTHORIZATION_ENABLED=true create users with create_user() and leave WALVUS_USERS empty"
             )
-        interceptors = [RbacAuthInterceptor(rbac, _refusal_for)]
+        stored_users = RbacAuthInterceptor(rbac, _refusal_for)
+        interceptors = [stored_users]
+    # REST logins: the same users as the gRPC port (the fixed list, or the stored users)
+    login: Callable[[str], bool] | None = users.__contains__ if users else None
+    if settings.authorization_enabled:
+        login = stored_users.verify
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="gateway"),
         interceptors=interceptors,
         options=options,
     )
-    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(
-        MilvusServicer(
-            walvus,
-            searcher,
-            index_progress=index_progress,
-            address=f"{settings.host}:{settings.port}",
-            rbac=rbac,
-            guard=Guard(walvus) if settings.authorization_enabled else None,
-        ),
-        server,
+    servicer = MilvusServicer(
+        walvus,
+        searcher,
+        index_progress=index_progress,
+        address=f"{settings.host}:{settings.port}",
+        rbac=rbac,
+        guard=Guard(walvus) if settings.authorization_enabled else None,
     )
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(servicer, server)
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert and settings.tls_key:
         creds = grpc.ssl_server_credentials([(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())])
@@ -181,6 +186,8 @@ def serve(
         scheme = "http"
     if not port:
         raise OSError(f"cannot bind the gateway to {address}")
+    # REST before gRPC: a client that found the gRPC port open finds the REST port open too
+    server.rest = None if rest_port is None else _start_rest(servicer, settings, login, rest_port)  # type: ignore[attr-defined]
     server.start()
     server.port = port  # type: ignore[attr-defined]
     server.uri = f"{scheme}://{settings.host}:{port}"  # type: ignore[attr-defined]
@@ -199,6 +206,28 @@ def serve(
     return server
 
 
+def _start_rest(
+    servicer: MilvusServicer, settings: GatewaySettings, login: Callable[[str], bool] | None, port: int
+) -> Any:
+    """Milvus's RESTful API v2, calling the same servicer in this process; ``login("user:password")``
+    checks a caller (None: no authentication). None when the port cannot be bound (the gRPC
+    service is not refused for it)."""
+    from gateway.rest.server import RestServer
+
+    try:
+        return RestServer(
+            servicer,
+            settings.host,
+            port,
+            authenticate=login,
+            tls_cert=settings.tls_cert,
+            tls_key=settings.tls_key,
+        ).start()
+    except OSError as exc:
+        log.error("rest api not started port=%d error=%s", port, exc)
+        return None
+
+
 class Siblings:
     """The extra gateway processes of ``gateway_processes``: same port (SO_REUSEPORT), no metrics
     endpoint of their own, restarted if they die, stopped with this one."""
@@ -210,6 +239,7 @@ class Siblings:
             "WALVUS_GATEWAY_REUSE_PORT": "true",
             "WALVUS_PORT": str(port),
             "WALVUS_METRICS_PORT": "0",
+            "WALVUS_REST_PORT": "0",  # the REST API is served by the first process only
         }
         self._procs = [self._start() for _ in range(count)]
 
@@ -250,7 +280,14 @@ def run(bootstrap: str) -> None:
             return index_progress(walvus.store, info, field)
 
     metrics_port = int(getattr(settings, "metrics_port", DEFAULT_METRICS_PORT))
-    server = serve(walvus, searcher, settings, index_progress=progress, metrics_port=metrics_port)
+    server = serve(
+        walvus,
+        searcher,
+        settings,
+        index_progress=progress,
+        metrics_port=metrics_port,
+        rest_port=settings.rest_port or None,
+    )
     siblings = Siblings(settings.gateway_processes - 1, server.port)  # type: ignore[attr-defined]
     stop = threading.Event()
     previous = on_stop_signal(stop.set)  # kept while stopping: a second SIGTERM does not cut that short
@@ -261,6 +298,9 @@ def run(bootstrap: str) -> None:
         log.info("gateway stopping")
         siblings.stop()
         server.stop(grace=5).wait()
+        rest = getattr(server, "rest", None)
+        if rest is not None:
+            rest.stop()
         http = getattr(server, "metrics", None)
         if http is not None:
             http.shutdown()

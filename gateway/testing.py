@@ -323,6 +323,11 @@ class RunningGateway:
     uri: str
 
     @property
+    def rest_uri(self) -> str:
+        """The REST API's base URI (``running_gateway(rest=True)``)."""
+        return self.server.rest.uri
+
+    @property
     def log(self) -> MemoryLog:
         return self.walvus.kafka  # type: ignore[return-value]
 
@@ -333,17 +338,21 @@ def running_gateway(
     users: str = "",
     limits: LimitSettings | None = None,
     index_progress: IndexProgress | None = None,
+    rest: bool = False,
     **settings: Any,
 ) -> Iterator[RunningGateway]:
-    """A gateway on a free local port over memory fakes; stopped on exit."""
+    """A gateway on a free local port over memory fakes (and its REST API on another, with
+    ``rest``); stopped on exit."""
     walvus = memory_walvus(limits)
     searcher = MemorySearcher(walvus)
     conf = GatewaySettings(host="127.0.0.1", port=0, users=users, grpc_workers=8, **settings)
-    server = serve(walvus, searcher, conf, index_progress=index_progress)
+    server = serve(walvus, searcher, conf, index_progress=index_progress, rest_port=0 if rest else None)
     try:
         yield RunningGateway(walvus, searcher, server, server.uri)
     finally:
         server.stop(0)
+        if server.rest is not None:
+            server.rest.stop()
 
 
 __all__ = [

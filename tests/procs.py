@@ -27,6 +27,7 @@ class Deployment:
             "WALVUS_DATA_DIR": str(root / "data"),
             "WALVUS_PORT": str(self.port),
             "WALVUS_METRICS_PORT": str(free_port()),
+            "WALVUS_REST_PORT": str(free_port()),
             "WALVUS_INDEXER_METRICS_PORT": str(free_port()),
             "WALVUS_SEAL_IDLE_SECONDS": "3",
             # segments change under a test only where it asks for compaction (test_compaction.py)

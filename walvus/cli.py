@@ -105,6 +105,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     for name, p in procs.items():
         print(f"  {name:<8} pid {p.pid}, log {data_dir / 'logs' / (name + '.log')}", flush=True)
     print(f'connect with: MilvusClient("http://{gw.host}:{gw.port}")', flush=True)
+    if gw.rest_port:
+        print(f"REST API (Milvus v2): http://{gw.host}:{gw.rest_port}/v2/vectordb/...", flush=True)
     try:
         while True:
             if broker is not None and not broker.is_running and not _STOPPING.is_set():

@@ -291,3 +291,7 @@ class GatewaySettings(WalvusSettings):
     metrics_port: int = Field(
         9091, description="HTTP port of /metrics (Prometheus) and /healthz; 0 disables."
     )
+    rest_port: int = Field(
+        19531,
+        description="HTTP port of Milvus's RESTful API v2 (/v2/vectordb/...), beside the gRPC port; 0 disables.",
+    )

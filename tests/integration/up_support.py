@@ -102,6 +102,7 @@ def up_env(gateway_port: int, **extra: str) -> dict[str, str]:
         "WALVUS_KAFKA_PORT": str(_kafka_port()),
         "WALVUS_PORT": str(gateway_port),
         "WALVUS_METRICS_PORT": "0",
+        "WALVUS_REST_PORT": "0",  # several ups at once must not all want 19531
         "WALVUS_NAMESPACE": f"up{uuid.uuid4().hex[:8]}",
         **extra,
     }
