@@ -36,7 +36,7 @@ from schemas.exceptions import InvalidArgument
 
 DECAY_FUNCTIONS = ("gauss", "exp", "linear")
 _SIMILARITY_METRICS = ("IP", "COSINE", "BM25")
-_DECAY_KEYS = {"reranker", "function", "origin", "scale", "offset", "decay", "norm_score"}
+_DECAY_KEYS = {"reranker", "function", "origin", "scale", "offset", "decay"}
 
 # one request's hits: ids, distances (best first), and the hits' rows of output fields
 RequestHits = tuple[Sequence[Any], np.ndarray, pa.Table]
