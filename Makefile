@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/pip install -q -r requirements-bench.lock
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.search
+	$(BIN)/python -m bench.fulltext
 
 clean:
 	rm -rf $(VENV) .walvus

@@ -20,6 +20,8 @@ from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from gateway.errors import OK, NotSupported
 from gateway.field_data import empty_column, extend_floats, field_data_from_column
+from gateway.function_chain import FunctionChain
+from gateway.function_rerank import FunctionRanker, FusionRanker, parse_function_score
 from gateway.params import (
     RANK_KEYS,
     SEARCH_PARAM_KEYS,
@@ -76,10 +78,9 @@ class SearchRpcs:
     def search(self, req: milvus_pb2.SearchRequest) -> milvus_pb2.SearchResults:
         check_request_size(self.w.limits, req)
         info = self.w.catalog.require(req.collection_name)
-        if len(req.sub_reqs) or req.function_score.functions or len(req.function_chains):
-            raise NotSupported(
-                "search with sub-requests, function scores or function chains is not supported"
-            )
+        if len(req.sub_reqs):
+            raise NotSupported("search with sub-requests is not supported")
+        rerank = _function_ranker(info, req, 1)
         if req.HasField("search_aggregation"):
             raise NotSupported("search aggregation is not supported yet")
         if req.HasField("highlighter"):
@@ -100,12 +101,46 @@ class SearchRpcs:
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
         cons = iterator_consistency(cons, as_bool(kv.get("iterator")), req.guarantee_timestamp)
         parts = readable_partitions(info, partitions(info, req.partition_names))
+        if rerank is not None:
+            if group_by or as_bool(kv.get("search_iter_v2")) or as_bool(kv.get("iterator")):
+                raise NotSupported(
+                    "a rerank function cannot be used with grouping search or search iterators"
+                )
+            return self._reranked_search(info, req, kv, plan, parts, cons, rerank)
         s = self._request(info, req, kv, plan.columns, parts, cons)
         if as_bool(kv.get("search_iter_v2")):
             return self._iterate(info, s, kv, plan)
         hits = self.searcher.search(s)
         return milvus_pb2.SearchResults(
             status=OK, results=self._results(info, hits, s.limit, plan), collection_name=info.name
+        )
+
+    def _reranked_search(
+        self,
+        info: CollectionInfo,
+        req: milvus_pb2.SearchRequest,
+        kv: dict[str, str],
+        plan: OutputPlan,
+        parts: list[str] | None,
+        cons: Consistency,
+        rerank: FunctionRanker | FunctionChain,
+    ) -> milvus_pb2.SearchResults:
+        """Search ``topk + offset`` candidates with their rerank inputs, rerank, then page."""
+        columns = plan.columns + [f for f in rerank.input_fields if f not in plan.columns]
+        s = self._request(info, req, kv, columns, parts, cons)
+        limit, offset, rounding = s.limit, s.offset, s.round_decimal
+        s = replace(s, limit=limit + offset, offset=0, round_decimal=-1)
+        fused = []
+        for h in self.searcher.search(s):
+            ids = h.ids.tolist() if isinstance(h.ids, np.ndarray) else list(h.ids)
+            out, scores, origin = rerank.fuse(
+                [(ids, h.distances, h.fields)], [s.metric or "COSINE"], limit, offset
+            )
+            if rounding >= 0:
+                scores = np.round(scores, rounding)
+            fused.append(Hits(out, scores, _take_rows([h.fields], origin, plan)))
+        return milvus_pb2.SearchResults(
+            status=OK, results=self._results(info, fused, limit, plan), collection_name=info.name
         )
 
     def _request(
@@ -306,6 +341,7 @@ class SearchRpcs:
             raise NotSupported("function chains in hybrid search are not supported")
         if not req.requests:
             raise InvalidArgument("hybrid search needs at least one search request")
+        function = _function_ranker(info, req, len(req.requests))
         rank = kv_dict(req.rank_params)
         limit = as_int(rank, "limit")
         offset = as_int(rank, "offset", 0)
@@ -316,13 +352,21 @@ class SearchRpcs:
         if rank.get("group_by_field"):
             raise NotSupported("grouping hybrid search is not supported")
         check_known(rank, RANK_KEYS, "hybrid search rank params")
-        ranker = _ranker(req, rank)
+        ranker: FunctionRanker | FunctionChain = function or FusionRanker(
+            Ranker.parse(
+                rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
+            )
+        )
+        if function is not None and (rank.get("strategy") or rank.get("params")):
+            raise NotSupported(
+                "hybrid search takes one ranker: a rerank function or a classic ranker, not both"
+            )
         plan = output_plan(info.schema, req.output_fields)
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
         parts = readable_partitions(info, partitions(info, req.partition_names))
+        columns = plan.columns + [f for f in ranker.input_fields if f not in plan.columns]
         subs = [
-            self._request(info, sub, kv_dict(sub.search_params), plan.columns, parts, cons)
-            for sub in req.requests
+            self._request(info, sub, kv_dict(sub.search_params), columns, parts, cons) for sub in req.requests
         ]
         nq = len(subs[0].queries)
         if any(len(s.queries) != nq for s in subs):
@@ -335,7 +379,11 @@ class SearchRpcs:
         fused = []
         for q in range(nq):
             per = [
-                (r[q].ids.tolist() if isinstance(r[q].ids, np.ndarray) else r[q].ids, r[q].distances)
+                (
+                    r[q].ids.tolist() if isinstance(r[q].ids, np.ndarray) else r[q].ids,
+                    r[q].distances,
+                    r[q].fields,
+                )
                 for r in results
             ]
             ids, scores, origin = ranker.fuse(per, metrics, limit, offset)
@@ -347,26 +395,20 @@ class SearchRpcs:
         )
 
 
-def _ranker(req: milvus_pb2.HybridSearchRequest, rank: dict[str, Any]) -> Ranker:
-    """The classic ranker from the rank params, or a ``Function(type=RERANK)`` (one, rrf or weighted)."""
-    score = req.function_score
-    if not score.functions:
-        return Ranker.parse(
-            rank.get("strategy", "rrf"), json_params(rank.get("params"), "rank params"), len(req.requests)
-        )
-    if len(score.functions) > 1 or score.params or rank.get("strategy") or rank.get("params"):
-        raise NotSupported(
-            "hybrid search takes one rerank function (rrf or weighted) and no other ranker; "
-            f"got {len(score.functions)} functions"
-            + (", function score params" if score.params else "")
-            + (", a classic ranker" if rank.get("strategy") or rank.get("params") else "")
-        )
-    fn = score.functions[0]
-    if fn.type != schema_pb2.FunctionType.Rerank:
-        raise InvalidArgument(f"hybrid search ranker {fn.name!r} is not a rerank function (type {fn.type})")
-    return Ranker.from_function(
-        {kv.key: kv.value for kv in fn.params}, list(fn.input_field_names), len(req.requests)
-    )
+def _function_ranker(
+    info: CollectionInfo, req: milvus_pb2.SearchRequest | milvus_pb2.HybridSearchRequest, n_requests: int
+) -> FunctionRanker | FunctionChain | None:
+    """The request's rerank function (``function_score``) or function chain, if it has one."""
+    chains = list(getattr(req, "function_chains", []))
+    if req.function_score.functions and chains:
+        raise InvalidArgument("function_chains and a ranker cannot be used together")
+    if chains:
+        if n_requests > 1:
+            raise NotSupported("function chains are not supported in hybrid search")
+        return FunctionChain.parse(chains, info.schema)
+    if req.function_score.functions:
+        return parse_function_score(req.function_score, info.schema, n_requests)
+    return None
 
 
 def _take_rows(tables: list[pa.Table], origin: list[tuple[int, int]], plan: OutputPlan) -> pa.Table:

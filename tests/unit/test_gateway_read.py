@@ -207,7 +207,7 @@ def test_hybrid_search(client: MilvusClient, coll: str) -> None:
 
 
 def test_hybrid_search_with_rerank_functions(client: MilvusClient, coll: str) -> None:
-    """Function(type=RERANK) rrf/weighted rank as the classic rankers; other rerankers are refused."""
+    """Function(type=RERANK) rrf/weighted rank as the classic rankers; model and boost rerankers are refused."""
     reqs = [
         AnnSearchRequest([vec(4)], "vec", {}, limit=5),
         AnnSearchRequest([np.array([1, 3.9, 0, 0], dtype=np.float16)], "half", {}, limit=5),
@@ -227,10 +227,14 @@ def test_hybrid_search_with_rerank_functions(client: MilvusClient, coll: str) ->
     raw = client.hybrid_search(coll, reqs, rerank(reranker="weighted", weights=[0.0, 1.0]), limit=1)
     ip = client.search(coll, [[1, 3.9, 0, 0]], anns_field="half", limit=1)[0][0]
     assert raw[0][0]["id"] == ip["id"] and raw[0][0]["distance"] == pytest.approx(ip["distance"], rel=1e-3)
-    with pytest.raises(MilvusException, match="reranker='decay' is not supported"):
+    with pytest.raises(MilvusException, match="decay reranker needs exactly one input field"):
         client.hybrid_search(
             coll, reqs, rerank(reranker="decay", function="gauss", origin=0, scale=1), limit=2
         )
+    with pytest.raises(MilvusException, match="network"):
+        client.hybrid_search(coll, reqs, rerank(reranker="model", provider="tei", queries=["q"]), limit=2)
+    with pytest.raises(MilvusException, match="reranker 'boost' is not supported"):
+        client.hybrid_search(coll, reqs, rerank(reranker="boost", weight=2.0), limit=2)
     with pytest.raises(MilvusException, match="length of weights param mismatch"):
         client.hybrid_search(coll, reqs, rerank(reranker="weighted", weights=[1.0]), limit=2)
 
