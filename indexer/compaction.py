@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
-from indexer.segments import retire_index_files
 from indexer.tombstones import purge_tombstones
 from schemas.catalog import CollectionInfo
 from schemas.collection import PARTITION_COLUMN
@@ -52,7 +51,6 @@ class CompactionPolicy:
     small_segments: int = 8
     max_segment_rows: int = 1_000_000
     retention_seconds: float = 7 * 24 * 3600.0
-    index_grace_seconds: float = 300.0  # a searcher loads a sealed segment's index well within this
     attempts: int = 8
 
 
@@ -200,7 +198,8 @@ def compact(
         # Files an earlier compaction removed go at a later one once the retention has passed.
         result.freed_files = len(store.vacuum(cid, ROWS, policy.retention_seconds))
         result.freed_files += len(store.vacuum(cid, DELETES, policy.retention_seconds))
-    retire_index_files(store, info, max(policy.retention_seconds, policy.index_grace_seconds))
+    # the removed segments' index files are the collector's (walvus.gc): it deletes them a grace
+    # period after it first finds their segment gone, for searchers that listed it just before
     return result
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -112,35 +110,3 @@ def index_progress(store: SegmentStore, info: CollectionInfo, field: str) -> Ind
     indexed = sum(segs[s] for s in built)
     unbuilt = sorted(set(segs) - set(built))
     return IndexProgress(indexed, total, total - indexed, _fail_reason(store, info, idx, unbuilt, len(segs)))
-
-
-def retire_index_files(store: SegmentStore, info: CollectionInfo, retention_seconds: float) -> int:
-    """Delete index (and failure) files of segments no longer in the rows table, once older than the
-    retention. Listed before the table is read: a segment new since is in the table by then."""
-    directory = store.index_dir(info.collection_id)
-    if not directory.is_dir():
-        return 0
-    files = [p for p in directory.iterdir() if p.name.endswith((".faiss", ".failed.json"))]
-    rows = store.read(info.collection_id, ROWS, columns=["_segment"])
-    live = (
-        set(pc.unique(rows.column("_segment")).to_pylist()) if rows is not None and rows.num_rows else set()
-    )
-    cutoff = time.time() - retention_seconds
-    retired = 0
-    for p in _retired(files, live):
-        try:
-            if p.stat().st_mtime <= cutoff:
-                p.unlink()
-                retired += 1
-        except FileNotFoundError:
-            continue
-    return retired
-
-
-def _retired(files: Iterable[Path], live: set[int]) -> list[Path]:
-    out = []
-    for p in files:
-        head = p.name.split("_", 1)[0]
-        if head.isdigit() and int(head) not in live:
-            out.append(p)
-    return out

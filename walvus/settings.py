@@ -204,7 +204,6 @@ class IndexerSettings(WalvusSettings):
             small_segments=self.compaction_small_segments,
             max_segment_rows=self.compaction_max_segment_rows,
             retention_seconds=self.vacuum_retention_seconds,
-            index_grace_seconds=GcSettings().gc_index_grace_seconds,
         )
 
     def build_threads(self) -> int:

@@ -3,7 +3,6 @@ needless tombstones go, small segments merge, live rows and the shards' position
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -240,29 +239,6 @@ def test_merged_segments_stay_under_the_row_limit(tmp_path: Path) -> None:
     assert env.live() == before
     counts = env.table(ROWS).group_by("_segment").aggregate([("id", "count")])
     assert sorted(counts.column("id_count").to_pylist()) == [4, 4]
-
-
-def test_index_files_of_removed_segments_retire_after_the_retention(env: Env) -> None:
-    import os
-
-    from indexer.segments import retire_index_files
-
-    env.seal(0, (Op.INSERT, [0], None))
-    env.seal(0, (Op.INSERT, [2], None))
-    old_ids = pc.unique(env.table(ROWS).column("_segment")).to_pylist()
-    directory = env.store.index_dir(CID)
-    directory.mkdir(parents=True)
-    for seg in old_ids:
-        (directory / f"{seg}_vec_1.faiss").write_bytes(b"x")
-    compact(env.store, env.info, 1, FORCE, force=True, now_ms=NOW_MS)
-    (new_id,) = pc.unique(env.table(ROWS).column("_segment")).to_pylist()
-    (directory / f"{new_id}_vec_1.faiss").write_bytes(b"x")
-    assert len(list(directory.iterdir())) == 3  # young files stay (a searcher may be loading them)
-    hour_ago = time.time() - 3600
-    for p in directory.iterdir():
-        os.utime(p, (hour_ago, hour_ago))
-    assert retire_index_files(env.store, env.info, retention_seconds=60) == 2
-    assert [p.name for p in directory.iterdir()] == [f"{new_id}_vec_1.faiss"]
 
 
 def test_a_target_size_bounds_the_stored_bytes_of_each_new_segment(tmp_path: Path) -> None:
