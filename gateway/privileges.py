@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "DescribeCollection": _g("DescribeCollection"),
     "RenameCollection": _g("RenameCollection"),
     "AlterCollection": _g("CreateCollection"),
+    "AlterCollectionField": _g("CreateCollection"),
     "AddCollectionField": _c("AddCollectionField"),
     "GetCollectionStatistics": _c("GetStatistics"),
     "LoadCollection": _c("Load"),

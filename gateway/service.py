@@ -27,6 +27,7 @@ from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, req
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
 from gateway.errors import OK, status_for
+from gateway.field_alter import alter_collection_field
 from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
@@ -96,6 +97,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "RenameCollection": colls.rename_collection,
             "AlterCollection": colls.alter_collection,
             "AddCollectionField": colls.add_collection_field,
+            "AlterCollectionField": lambda req: alter_collection_field(walvus, req),
             "GetCollectionStatistics": colls.collection_statistics,
             "CreatePartition": colls.create_partition,
             "DropPartition": colls.drop_partition,

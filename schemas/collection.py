@@ -143,6 +143,17 @@ class CollectionSchema:
         fid = max(f.field_id for f in self.fields) + 1
         return replace(self, fields=(*self.fields, replace(new, field_id=fid)), version=self.version + 1)
 
+    def with_field_params(self, name: str, **changes: Any) -> CollectionSchema:
+        """A new schema version with ``changes`` (max_length, max_capacity) on field ``name``:
+        Milvus's alter-collection-field. Rows already stored keep their values."""
+        old = self.field(name)
+        if old is None:
+            raise SchemaError(f"field {name!r} does not exist", field=name)
+        new = replace(old, **changes)
+        _validate_field(new, DEFAULT_MAX_DIM)
+        fields = tuple(new if f.name == name else f for f in self.fields)
+        return replace(self, fields=fields, version=self.version + 1)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "fields": [f.to_dict() for f in self.fields],
