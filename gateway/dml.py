@@ -14,7 +14,7 @@ import pyarrow as pa
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from gateway.ddl import check_loaded_partition, update_timestamp
-from gateway.errors import OK, SchemaOutdated
+from gateway.errors import OK, SchemaOutdated, ok_with_cost
 from gateway.field_data import columns_from_field_data
 from gateway.metrics import ROWS_WRITTEN
 from gateway.params import check_request_size, partitions, readable_partitions, template_values
@@ -81,7 +81,10 @@ class WriteRpcs:
         n = len(result.ids)
         ROWS_WRITTEN.labels("upsert" if upsert else "insert").inc(n)
         out = milvus_pb2.MutationResult(
-            status=OK, IDs=ids_message(info, result.ids), succ_index=range(n), timestamp=result.ts
+            status=ok_with_cost(result.nbytes),
+            IDs=ids_message(info, result.ids),
+            succ_index=range(n),
+            timestamp=result.ts,
         )
         if upsert:
             out.upsert_cnt = n
@@ -117,7 +120,9 @@ class WriteRpcs:
         result = self.w.delete(info.name, keys, partition)
         self._note(result)
         ROWS_WRITTEN.labels("delete").inc(len(result.ids))
-        return milvus_pb2.MutationResult(status=OK, delete_cnt=len(result.ids), timestamp=result.ts)
+        return milvus_pb2.MutationResult(
+            status=ok_with_cost(result.nbytes), delete_cnt=len(result.ids), timestamp=result.ts
+        )
 
     def flush(self, req: milvus_pb2.FlushRequest) -> milvus_pb2.FlushResponse:
         names = list(dict.fromkeys(req.collection_names))

@@ -302,7 +302,6 @@ def finite_or_none(value: Any) -> float | None:
 # Every key of a request's parameter lists that walvus reads (or that changes nothing walvus
 # returns); anything else is refused, so a feature walvus lacks is never accepted and dropped.
 _NOT_YET: dict[str, str] = {
-    "order_by_fields": "order_by is not supported yet: walvus cannot sort results by a field",
     "search_aggregation": "search aggregation is not supported yet",
     "json_path": "grouping by a JSON path is not supported yet",
     "json_type": "grouping by a JSON path is not supported yet",
@@ -332,6 +331,7 @@ SEARCH_KEYS = _ROUTING | {
     "group_size",
     "strict_group_size",
     "hints",
+    "order_by_fields",
 }
 # index knobs walvus uses. pymilvus copies the top-level keys into ``params`` and the Node SDK
 # copies ``params`` to the top level, so both levels accept both sets
@@ -355,6 +355,7 @@ QUERY_KEYS = _ROUTING | {
     "reduce_stop_for_best",
     "group_by_fields",
     "query_iter_last_pk",  # pymilvus also puts the cursor in the filter, which walvus reads
+    "order_by_fields",
 }
 RANK_KEYS = _ROUTING | {"strategy", "params", "limit", "offset", "round_decimal"}
 HINTS = frozenset({"", "iterative_filter"})  # walvus picks pre-filter or brute force by selectivity

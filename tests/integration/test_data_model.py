@@ -117,3 +117,111 @@ def test_partial_update_merges_given_fields(live):
     # searches see the merged row: its vector and fields
     hits = client.search(name, data=[v.tolist()], limit=1, output_fields=["price", "note"], **_strong())
     assert hits[0][0]["id"] == 1 and hits[0][0]["entity"]["note"] is None
+
+
+# ---------------------------------------------------------------------------------- ordering
+
+
+def _order_ref(rows: list[dict], keys: list[tuple[str, bool]]) -> list[int]:
+    """Row ids ordered by ``keys`` (value getter name, descending): nulls last, ties keep order."""
+    out = list(rows)
+    for name, desc in reversed(keys):
+        present = [r for r in out if r[name] is not None]
+        absent = [r for r in out if r[name] is None]
+        out = sorted(present, key=lambda r: r[name], reverse=desc) + absent
+        # sorted is stable, and reverse=True keeps ties in order too
+    return [r["id"] for r in out]
+
+
+def test_order_by_in_query_and_search(live):
+    _, client = live
+    name = "ordering"
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("price", DataType.DOUBLE)
+    schema.add_field("rating", DataType.INT64, nullable=True)
+    schema.add_field("name", DataType.VARCHAR, max_length=16)
+    schema.add_field("meta", DataType.JSON)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(11)
+    n = 120
+    vecs = rng.random((n, DIM), dtype=np.float32)
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "id": i,
+                "vec": vecs[i],
+                "price": float(i % 13),  # many ties
+                "rating": None if i % 7 == 0 else int(i % 5),
+                "name": f"n{(i * 37) % 101:03d}",
+                "meta": {"age": i % 11} if i % 4 else {"other": 1},
+                "views": int((i * 53) % 97),
+            }
+        )
+    client.insert(name, [dict(r) for r in rows[:60]])
+    client.flush(name)  # half sealed, half growing
+    client.insert(name, [dict(r) for r in rows[60:]])
+    ref = [
+        {**r, "age": r["meta"].get("age")} for r in sorted(rows, key=lambda r: r["id"])
+    ]  # ties: primary key ascending
+
+    def q(order, **kw):
+        res = client.query(name, output_fields=["id"], order_by=order, **_strong(**kw))
+        return [r["id"] for r in res]
+
+    assert (
+        q(["price:desc"], filter="id > 5", limit=7, offset=3)
+        == _order_ref([r for r in ref if r["id"] > 5], [("price", True)])[3:10]
+    )
+    assert (
+        q(["rating:asc", "price:desc"], filter="", limit=40)
+        == _order_ref(ref, [("rating", False), ("price", True)])[:40]
+    )
+    assert q(["name"], filter="id < 50", limit=100) == _order_ref(
+        [r for r in ref if r["id"] < 50], [("name", False)]
+    )
+    assert q(['meta["age"]:desc'], filter="", limit=30) == _order_ref(ref, [("age", True)])[:30]
+    assert q(["views:desc"], filter="id >= 100", limit=50) == _order_ref(
+        [r for r in ref if r["id"] >= 100], [("views", True)]
+    )
+    with pytest.raises(MilvusException, match="cannot order by"):
+        q(["vec:asc"], filter="", limit=5)
+    with pytest.raises(MilvusException, match="asc or desc"):
+        q(["price:up"], filter="", limit=5)
+
+    # search: the offset + limit nearest rows, ordered by the keys, then the page
+    qv = rng.random((2, DIM), dtype=np.float32)
+    d = ((qv.astype(np.float64)[:, None, :] - vecs.astype(np.float64)[None]) ** 2).sum(axis=2)
+    res = client.search(
+        name,
+        data=qv.tolist(),
+        limit=8,
+        offset=2,
+        output_fields=["price", "rating"],
+        order_by_fields=[{"field": "price", "order": "desc"}, {"field": "rating", "order": "asc"}],
+        **_strong(),
+    )
+    for qi in range(2):
+        near = [ref[j] for j in np.argsort(d[qi], kind="stable")[:10]]  # best first
+        want = _order_ref(near, [("price", True), ("rating", False)])[2:10]
+        assert [h["id"] for h in res[qi]] == want
+        for h in res[qi]:
+            assert h["distance"] == pytest.approx(d[qi][h["id"]], rel=1e-5)
+
+
+def test_cost_in_results(live):
+    _, client = live
+    name = "cost"
+    client.create_collection(name, dimension=DIM, consistency_level="Strong", metric_type="L2")
+    ins = client.insert(name, [{"id": i, "vector": [float(i)] * DIM} for i in range(5)])
+    assert ins["cost"] > 0
+    assert client.upsert(name, [{"id": 1, "vector": [9.0] * DIM}])["cost"] > 0
+    got = client.query(name, ids=[1, 2], **_strong())
+    assert got.extra["cost"] > 0
+    hits = client.search(name, data=[[0.0] * DIM], limit=3, **_strong())
+    assert hits.extra["cost"] > 0 and [h["id"] for h in hits[0]] == [0, 2, 3]
+    assert client.delete(name, ids=[4])["cost"] > 0
