@@ -35,6 +35,7 @@ _BYTE_VECTOR_ATTR = {
     DataType.BINARY_VECTOR: "binary_vector",
     DataType.FLOAT16_VECTOR: "float16_vector",
     DataType.BFLOAT16_VECTOR: "bfloat16_vector",
+    DataType.INT8_VECTOR: "int8_vector",
 }
 
 
@@ -147,8 +148,9 @@ def _vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> np.ndarray
         flat = np.array(fd.vectors.float_vector.data, dtype=np.float32)
         width = dim
     elif which is not None and which == _BYTE_VECTOR_ATTR.get(field.dtype):
-        flat = np.frombuffer(getattr(fd.vectors, which), dtype=np.uint8)
-        width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim * 2
+        raw_type = np.int8 if field.dtype == DataType.INT8_VECTOR else np.uint8
+        flat = np.frombuffer(getattr(fd.vectors, which), dtype=raw_type)
+        width = {DataType.BINARY_VECTOR: dim // 8, DataType.INT8_VECTOR: dim}.get(field.dtype, dim * 2)
     elif which is None:
         if n:
             raise ValidationError(f"vector field {field.name!r} has no data", field=field.name)

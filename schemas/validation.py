@@ -325,6 +325,8 @@ def _vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
     if isinstance(values, np.ndarray) and values.ndim == 2:
         if f.dtype == DataType.BINARY_VECTOR:
             values = values.astype(np.uint8, copy=False)
+        elif f.dtype == DataType.INT8_VECTOR:
+            values = _int8_matrix(f, values)
         elif values.dtype.kind == "f":
             values = values.astype(np.float16 if f.dtype == DataType.FLOAT16_VECTOR else np.float32)
             if f.dtype == DataType.BFLOAT16_VECTOR:
@@ -337,6 +339,14 @@ def _vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
             )
         return pa.FixedSizeBinaryArray.from_buffers(target, n, [None, pa.py_buffer(buf.tobytes())])
     out = list(values)
+    if f.dtype == DataType.INT8_VECTOR and out and not isinstance(out[0], (bytes, bytearray)):
+        try:
+            mat = np.asarray([np.asarray(v) for v in out])
+        except ValueError as exc:
+            raise ValidationError(f"field {f.name!r}: rows of different lengths", field=f.name) from exc
+        if mat.ndim != 2:
+            raise ValidationError(f"field {f.name!r} expects rows of {dim} int8 values", field=f.name)
+        return _vector_column(f, mat, n)
     for i, v in enumerate(out):
         if not isinstance(v, (bytes, bytearray)) or len(v) != width:
             got = len(v) if isinstance(v, (bytes, bytearray)) else type(v).__name__
@@ -346,6 +356,25 @@ def _vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
                 row=i,
             )
     return pa.array(out, type=target)
+
+
+def _int8_matrix(f: FieldSchema, values: np.ndarray) -> np.ndarray:
+    """INT8_VECTOR rows given as numbers: every value must be an integer in [-128, 127]."""
+    if values.dtype == np.int8:
+        return values
+    if values.dtype.kind not in "iuf" or (
+        values.size
+        and (
+            not np.isfinite(values).all()
+            or (values != np.round(values)).any()
+            or values.min() < -128
+            or values.max() > 127
+        )
+    ):
+        raise ValidationError(
+            f"field {f.name!r} holds INT8_VECTOR: values must be integers in [-128, 127]", field=f.name
+        )
+    return values.astype(np.int8)
 
 
 def _float_matrix(f: FieldSchema, values: Any, n: int, dim: int) -> np.ndarray:

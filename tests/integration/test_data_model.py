@@ -5,6 +5,8 @@ after creation and INT8 vectors. Each is checked against a reference computed he
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pymilvus import DataType, FieldOp, MilvusException
 
@@ -225,3 +227,71 @@ def test_cost_in_results(live):
     hits = client.search(name, data=[[0.0] * DIM], limit=3, **_strong())
     assert hits.extra["cost"] > 0 and [h["id"] for h in hits[0]] == [0, 2, 3]
     assert client.delete(name, ids=[4])["cost"] > 0
+
+
+# ---------------------------------------------------------------------------------- INT8 vectors
+
+
+@pytest.mark.parametrize(("metric", "index"), [("L2", "HNSW"), ("IP", "FLAT"), ("COSINE", "HNSW")])
+def test_int8_vectors(live, metric, index):
+    import pyarrow.parquet as pq
+
+    from tests.integration.test_cdc_support import store_of
+
+    dep, client = live
+    name = f"int8_{metric.lower()}"
+    dim = 16
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.INT8_VECTOR, dim=dim)
+    idx = client.prepare_index_params()
+    params = {"M": 16, "efConstruction": 200} if index == "HNSW" else {}
+    idx.add_index("v", index_type=index, metric_type=metric, params=params)
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, size=(300, dim), dtype=np.int8)
+    client.insert(name, [{"id": i, "v": x[i]} for i in range(200)])
+    client.flush(name)  # sealed, with a FAISS index
+    client.insert(name, [{"id": i, "v": x[i]} for i in range(200, 300)])  # growing
+    q = rng.integers(-128, 128, size=(3, dim), dtype=np.int8)
+    xf, qf = x.astype(np.float64), q.astype(np.float64)
+    if metric == "L2":
+        ref = ((qf[:, None, :] - xf[None]) ** 2).sum(axis=2)
+    elif metric == "IP":
+        ref = qf @ xf.T
+    else:
+        ref = (qf / np.linalg.norm(qf, axis=1, keepdims=True)) @ (
+            xf / np.linalg.norm(xf, axis=1, keepdims=True)
+        ).T
+    res = client.search(
+        name, data=list(q), limit=5, output_fields=["v"], search_params={"params": {"ef": 200}}, **_strong()
+    )
+    for i in range(3):
+        want = np.sort(ref[i])[:5] if metric == "L2" else -np.sort(-ref[i])[:5]
+        got = [h["distance"] for h in res[i]]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+        for h in res[i]:
+            assert h["distance"] == pytest.approx(ref[i][h["id"]], rel=1e-5, abs=1e-3)
+            stored = np.frombuffer(h["entity"]["v"], dtype=np.int8)
+            np.testing.assert_array_equal(stored, x[h["id"]])
+    got = client.query(name, filter="id in [3, 250]", output_fields=["v"], **_strong())
+    for r in got:
+        np.testing.assert_array_equal(np.frombuffer(r["v"], dtype=np.int8), x[r["id"]])
+    # stored compactly: one byte per dimension in the Delta table's Parquet files
+    cid = client.describe_collection(name)["collection_id"]
+    files = store_of(dep).open(cid, "rows").file_uris()
+    assert files
+    for uri in files:
+        col = pq.read_table(uri.removeprefix("file://"), columns=["v"]).column("v")
+        assert pa.types.is_binary(col.type) or pa.types.is_fixed_size_binary(col.type)
+        assert set(pc.binary_length(col).to_pylist()) == {dim}
+    # a wrong dim is refused
+    with pytest.raises(MilvusException):
+        client.search(name, data=[np.zeros(dim + 1, dtype=np.int8)], limit=1, **_strong())
+    # an index type Milvus does not offer for INT8_VECTOR is refused
+    client.release_collection(name)
+    client.drop_index(name, "v")
+    bad = client.prepare_index_params()
+    bad.add_index("v", index_type="IVF_PQ", metric_type=metric, params={"nlist": 4, "m": 4})
+    with pytest.raises(MilvusException, match="INT8_VECTOR"):
+        client.create_index(name, bad)
