@@ -297,3 +297,38 @@ def test_int8_vectors(live, metric, index):
     bad.add_index("v", index_type="IVF_PQ", metric_type=metric, params={"nlist": 4, "m": 4})
     with pytest.raises(MilvusException, match="INT8_VECTOR"):
         client.create_index(name, bad)
+
+
+# ---------------------------------------------------------------------------------- restart
+
+
+def test_partial_updates_and_int8_survive_restart(live):
+    """Run last in this module: kills every walvus process of the module's deployment
+    (``kill -9``) and starts them again on the same data."""
+    dep, client = live
+    name = "restart_dm"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.INT8_VECTOR, dim=8)
+    schema.add_field("price", DataType.DOUBLE)
+    idx = client.prepare_index_params()
+    idx.add_index("v", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 100})
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, size=(40, 8), dtype=np.int8)
+    client.insert(name, [{"id": i, "v": x[i], "price": float(i)} for i in range(40)])
+    client.flush(name)
+    client.upsert(name, [{"id": i, "price": -1.0} for i in range(0, 40, 3)], partial_update=True)  # growing
+    want = {i: (-1.0 if i % 3 == 0 else float(i)) for i in range(40)}
+    for proc in ("gateway", "streams", "indexer"):
+        dep.kill(proc)
+    dep.start("streams", "indexer", "gateway")
+    from pymilvus import MilvusClient
+
+    c = MilvusClient(dep.uri)
+    c.load_collection(name)
+    got = c.query(name, filter="id >= 0", output_fields=["price"], **_strong())
+    assert {r["id"]: r["price"] for r in got} == want
+    hits = c.search(name, data=[x[7]], limit=1, output_fields=["price"], **_strong())
+    assert hits[0][0]["id"] == 7 and hits[0][0]["distance"] == 0.0
+    c.close()
