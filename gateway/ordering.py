@@ -85,16 +85,16 @@ def order_indices(table: pa.Table, keys: list[OrderKey]) -> np.ndarray:
     """Row positions of ``table`` in the order of ``keys``; ties keep the table's order."""
     n = table.num_rows
     arrays: list[pa.Array] = []
-    sort_keys: list[tuple[str, str]] = []
+    sort_keys: list[tuple[str, str, str]] = []
     for i, k in enumerate(keys):
         col = table.column(k.column).combine_chunks()
         arr = _json_values(col, k) if k.path else col
         arrays.append(arr)
-        sort_keys.append((f"k{i}", "descending" if k.descending else "ascending"))
+        sort_keys.append((f"k{i}", "descending" if k.descending else "ascending", "at_end"))
     arrays.append(pa.array(np.arange(n, dtype=np.int64)))
-    sort_keys.append(("k_row", "ascending"))
+    sort_keys.append(("k_row", "ascending", "at_end"))
     keyed = pa.table(arrays, names=[f"k{i}" for i in range(len(keys))] + ["k_row"])
-    return pc.sort_indices(keyed, sort_keys=sort_keys, null_placement="at_end").to_numpy()
+    return pc.sort_indices(keyed, sort_keys=sort_keys).to_numpy()
 
 
 def _json_values(col: pa.Array, key: OrderKey) -> pa.Array:
