@@ -187,8 +187,6 @@ class CollectionRpcs:
         except Exception as exc:
             raise InvalidArgument(f"the new field's schema cannot be decoded: {exc}") from exc
         new = field_from_proto(proto)
-        if new.dtype.is_vector:
-            raise InvalidArgument(f"field {new.name!r}: adding vector fields is not supported")
         self.w.add_field(info.name, new)
         return OK
 

@@ -12,6 +12,14 @@ def arrow_vectors(col: pa.Array | pa.ChunkedArray, vector_type: str, dim: int) -
     """float32 (n, dim) for float vector types; packed uint8 (n, dim / 8) for BINARY_VECTOR."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
+    if col.null_count:  # a nullable (added) vector field: null rows index as zeros, never searched
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        width = dim // 8 if vector_type == "BINARY_VECTOR" else dim
+        kind = np.uint8 if vector_type == "BINARY_VECTOR" else np.float32
+        out = np.zeros((len(col), width), dtype=kind)
+        if valid.any():
+            out[valid] = arrow_vectors(col.filter(pa.array(valid)), vector_type, dim)
+        return out
     n = len(col)
     if vector_type == "FLOAT_VECTOR":
         if pa.types.is_fixed_size_list(col.type):

@@ -135,11 +135,15 @@ class CollectionSchema:
             raise SchemaError(f"field {new.name!r} already exists", field=new.name)
         if new.is_primary or new.is_partition_key:
             raise SchemaError(f"added field {new.name!r} cannot be the primary key or the partition key")
-        _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets: types, lengths
+        _validate_field(new, DEFAULT_MAX_DIM, added=True)  # the checks a created schema gets
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
+        if new.dtype.is_vector and (new.dtype.is_sparse or not new.nullable):
+            raise SchemaError(
+                f"added vector field {new.name!r} must be a nullable dense vector: its existing rows have none",
+                field=new.name,
+            )
         check_field_name(new.name)
-        _validate_field(new, DEFAULT_MAX_DIM)
         fid = max(f.field_id for f in self.fields) + 1
         return replace(self, fields=(*self.fields, replace(new, field_id=fid)), version=self.version + 1)
 
@@ -250,7 +254,7 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     return replace(schema, fields=tuple(fields))
 
 
-def _validate_field(f: FieldSchema, max_dim: int) -> None:
+def _validate_field(f: FieldSchema, max_dim: int, *, added: bool = False) -> None:
     if f.dtype in (DataType.NONE, DataType.STRING):
         raise SchemaError(f"field {f.name!r}: data type {f.dtype.name} is not supported", field=f.name)
     if f.dtype.is_sparse:
@@ -266,7 +270,7 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
             )
         if f.dtype == DataType.BINARY_VECTOR and int(f.dim) % 8:
             raise SchemaError(f"field {f.name!r}: binary vector dim must be a multiple of 8", field=f.name)
-        if f.nullable:
+        if f.nullable and not added:  # a vector field added to a collection must be nullable
             raise SchemaError(f"vector field {f.name!r} cannot be nullable", field=f.name)
     if (f.enable_analyzer or f.enable_match) and f.dtype != DataType.VARCHAR:
         raise SchemaError(

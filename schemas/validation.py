@@ -156,6 +156,8 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
         )
     if f.dtype.is_sparse:
         return sparse_column(f.name, values)
+    if f.dtype.is_vector and f.nullable:
+        return _nullable_vector_column(f, values, n)
     if f.dtype.is_vector:
         return _vector_column(f, values, n)
     arr = _to_arrow(f, values)
@@ -312,6 +314,46 @@ def _meta_column(values: Any, n: int) -> pa.Array:
     fake = FieldSchema(name=META_FIELD, dtype=DataType.JSON, nullable=True)
     arr = _json_column(fake, values)
     return arr
+
+
+def _nullable_vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
+    """A nullable (added) vector field: null rows are checked as zero vectors, then made null."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if not values.null_count:
+            return _vector_column(f, values, n)
+        valid = values.is_valid()
+        if pa.types.is_fixed_size_list(values.type):
+            dense: Any = pa.FixedSizeListArray.from_arrays(
+                values.values.slice(values.offset * values.type.list_size, n * values.type.list_size),
+                values.type.list_size,
+            )
+            dense = pc.if_else(valid, dense, _zero_vectors(f, n))
+        elif pa.types.is_fixed_size_binary(values.type):
+            dense = pc.if_else(valid, values, _zero_vectors(f, n))
+        else:
+            dense = values.to_pylist()
+            zero = _zero_vectors(f, 1).to_pylist()[0]
+            dense = [zero if v is None else v for v in dense]
+    else:
+        rows = list(values)
+        valid = pa.array([v is not None for v in rows])
+        if not rows or all(v is not None for v in rows):
+            return _vector_column(f, values, n)
+        zero = _zero_vectors(f, 1).to_pylist()[0]
+        dense = [zero if v is None else v for v in rows]
+    arr = _vector_column(f, dense, n)
+    return pc.if_else(valid, arr, pa.nulls(n, arr.type))
+
+
+def _zero_vectors(f: FieldSchema, n: int) -> pa.Array:
+    target = f.arrow_type()
+    if pa.types.is_fixed_size_list(target):
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(np.zeros(n * int(f.dim or 0), np.float32)), int(f.dim or 0)
+        )
+    return pa.array([bytes(target.byte_width)] * n, type=target)
 
 
 def _vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:

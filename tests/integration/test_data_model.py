@@ -332,3 +332,62 @@ def test_partial_updates_and_int8_survive_restart(live):
     hits = c.search(name, data=[x[7]], limit=1, output_fields=["price"], **_strong())
     assert hits[0][0]["id"] == 7 and hits[0][0]["distance"] == 0.0
     c.close()
+
+
+# ---------------------------------------------------------------------------------- added vector field
+
+
+def test_added_vector_field_is_nullable_and_searched_where_set(live):
+    _, client = live
+    name = "added_vec"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(21)
+    base = rng.random((60, DIM), dtype=np.float32)
+    extra = rng.random((60, DIM), dtype=np.float32)
+    client.insert(name, [{"id": i, "vec": base[i]} for i in range(30)])
+    client.flush(name)  # sealed rows from before the field existed
+    client.insert(name, [{"id": i, "vec": base[i]} for i in range(30, 40)])  # growing ones
+    with pytest.raises(MilvusException):  # an added vector field must be nullable
+        client.add_collection_field(name, "bad", DataType.FLOAT_VECTOR, dim=DIM)
+    client.add_collection_field(name, "vec2", DataType.FLOAT_VECTOR, dim=DIM, nullable=True)
+    client.insert(
+        name, [{"id": i, "vec": base[i], "vec2": extra[i] if i % 2 == 0 else None} for i in range(40, 60)]
+    )
+    client.upsert(name, [{"id": 3, "vec2": extra[3]}], partial_update=True)  # an old row gets one
+    has = {3} | {i for i in range(40, 60) if i % 2 == 0}
+    idx2 = client.prepare_index_params()
+    idx2.add_index("vec2", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx2)
+    client.release_collection(name)
+    client.load_collection(name)
+
+    def check() -> None:
+        q = rng.random((2, DIM), dtype=np.float32)
+        res = client.search(
+            name, data=q.tolist(), anns_field="vec2", limit=50, output_fields=["vec2"], **_strong()
+        )
+        for qi in range(2):
+            assert sorted(h["id"] for h in res[qi]) == sorted(has)
+            for h in res[qi]:
+                want = float(((q[qi].astype(np.float64) - extra[h["id"]]) ** 2).sum())
+                assert h["distance"] == pytest.approx(want, rel=1e-5, abs=1e-6)
+                np.testing.assert_allclose(h["entity"]["vec2"], extra[h["id"]], rtol=1e-6)
+        rows = client.query(name, filter="id in [1, 3, 35, 41, 42]", output_fields=["vec2"], **_strong())
+        got = {r["id"]: r["vec2"] for r in rows}
+        assert got[1] is None and got[35] is None and got[41] is None
+        np.testing.assert_allclose(got[42], extra[42], rtol=1e-6)
+        np.testing.assert_allclose(got[3], extra[3], rtol=1e-6)
+        # the first vector field still finds every row
+        assert (
+            len(client.search(name, data=[base[0].tolist()], anns_field="vec", limit=100, **_strong())[0])
+            == 60
+        )
+
+    check()  # growing and sealed rows
+    client.flush(name)
+    check()  # all sealed, with the new field's index built over rows with and without a vector
