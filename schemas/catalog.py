@@ -40,6 +40,7 @@ class CatalogEvent:
     RELEASE = "release"
     ALTER = "alter_properties"
     ADD_FIELD = "add_field"
+    DROP_FIELD = "drop_field"
     RENAME = "rename_collection"
     CREATE_ALIAS = "create_alias"
     ALTER_ALIAS = "alter_alias"

@@ -221,6 +221,12 @@ class Walvus:
         info = self.catalog.require(name)
         return self.publish(info.evolve(CatalogEvent.ADD_FIELD, schema=info.schema.with_field(new)))
 
+    def drop_field(self, name: str, field_name: str) -> CollectionInfo:
+        info = self.catalog.require(name)
+        schema = info.schema.without_field(field_name)
+        indexes = {f: i for f, i in info.indexes.items() if f != field_name}
+        return self.publish(info.evolve(CatalogEvent.DROP_FIELD, schema=schema, indexes=indexes))
+
     def publish(self, info: CollectionInfo) -> CollectionInfo:
         return self.catalog.publish(replace(info, origin=self.site))
 

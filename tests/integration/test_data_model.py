@@ -391,3 +391,34 @@ def test_added_vector_field_is_nullable_and_searched_where_set(live):
     check()  # growing and sealed rows
     client.flush(name)
     check()  # all sealed, with the new field's index built over rows with and without a vector
+
+
+def test_drop_collection_field(live):
+    _, client = live
+    name = "drop_field"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("color", DataType.VARCHAR, max_length=8)
+    schema.add_field("n", DataType.INT64)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    client.insert(name, [{"id": i, "vec": [float(i)] * DIM, "color": "red", "n": i} for i in range(10)])
+    client.flush(name)
+    client.drop_collection_field(name, field_name="color")
+    assert [f["name"] for f in client.describe_collection(name)["fields"]] == ["id", "vec", "n"]
+    rows = client.query(name, filter="id < 3", output_fields=["*"], **_strong())
+    assert sorted(rows[0]) == ["id", "n", "vec"]
+    with pytest.raises(MilvusException):
+        client.query(name, filter='color == "red"', output_fields=["n"], **_strong())
+    with pytest.raises(MilvusException, match="primary key"):
+        client.drop_collection_field(name, field_name="id")
+    with pytest.raises(MilvusException, match="only vector field"):
+        client.drop_collection_field(name, field_name="vec")
+    with pytest.raises(MilvusException, match="dropped field"):  # its old values are still stored
+        client.add_collection_field(name, "color", DataType.INT64, nullable=True)
+    client.insert(name, [{"id": 20, "vec": [1.0] * DIM, "n": 20}])  # writes without the field
+    assert client.query(name, filter="id == 20", output_fields=["n"], **_strong())[0]["n"] == 20
+    client.add_collection_field(name, "colour", DataType.VARCHAR, max_length=8, nullable=True)
+    assert client.query(name, filter="id == 1", output_fields=["colour"], **_strong())[0]["colour"] is None
