@@ -320,6 +320,14 @@ def test_partial_updates_and_int8_survive_restart(live):
     client.flush(name)
     client.upsert(name, [{"id": i, "price": -1.0} for i in range(0, 40, 3)], partial_update=True)  # growing
     want = {i: (-1.0 if i % 3 == 0 else float(i)) for i in range(40)}
+    # schema changes too: a vector field added (set on one row), a scalar field added then dropped
+    client.add_collection_field(name, "w", DataType.FLOAT_VECTOR, dim=4, nullable=True)
+    client.add_collection_field(name, "tmp", DataType.INT64, nullable=True)
+    client.drop_collection_field(name, field_name="tmp")
+    client.upsert(name, [{"id": 5, "w": [1.0, 2.0, 3.0, 4.0]}], partial_update=True)
+    idx_w = client.prepare_index_params()
+    idx_w.add_index("w", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx_w)
     for proc in ("gateway", "streams", "indexer"):
         dep.kill(proc)
     dep.start("streams", "indexer", "gateway")
@@ -329,8 +337,11 @@ def test_partial_updates_and_int8_survive_restart(live):
     c.load_collection(name)
     got = c.query(name, filter="id >= 0", output_fields=["price"], **_strong())
     assert {r["id"]: r["price"] for r in got} == want
-    hits = c.search(name, data=[x[7]], limit=1, output_fields=["price"], **_strong())
+    hits = c.search(name, data=[x[7]], anns_field="v", limit=1, output_fields=["price"], **_strong())
     assert hits[0][0]["id"] == 7 and hits[0][0]["distance"] == 0.0
+    hits = c.search(name, data=[[1.0, 2.0, 3.0, 4.0]], anns_field="w", limit=10, **_strong())
+    assert [h["id"] for h in hits[0]] == [5]
+    assert [f["name"] for f in c.describe_collection(name)["fields"]] == ["id", "v", "price", "w"]
     c.close()
 
 

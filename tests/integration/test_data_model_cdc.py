@@ -43,6 +43,13 @@ def test_partial_updates_and_int8_replicate(site_a, site_b, cdc) -> None:  # noq
     price = {i: (100.0 + i if i % 2 == 0 else float(i)) for i in range(20)}
     tags = {i: [i, 7, 8] if i % 5 == 0 else [i] for i in range(20)}
 
+    # schema changes replicate too: a vector field added, a scalar field added then dropped
+    a.add_collection_field(name, "extra", DataType.FLOAT_VECTOR, dim=4, nullable=True)
+    a.add_collection_field(name, "tmp", DataType.INT64, nullable=True)
+    a.drop_collection_field(name, field_name="tmp")
+    a.insert(name, [{"id": 50, "v": x[0], "price": 5.0, "tags": [], "extra": [0.5, 1.0, 1.5, 2.0]}])
+    price[50], tags[50] = 5.0, []
+
     cdc.wait_caught_up(task, after=time.time())
     info = catalog_state(site_b.bootstrap, site_b.namespace)[name]
     MilvusClient(site_b.uri).flush(name)
@@ -51,6 +58,9 @@ def test_partial_updates_and_int8_replicate(site_a, site_b, cdc) -> None:  # noq
     assert live(store, info, "tags") == tags
     vectors = live(store, info, "v")
     assert {k: np.frombuffer(v, dtype=np.int8).tolist() for k, v in vectors.items()} == {
-        i: x[i].tolist() for i in range(20)
-    }
+        i: x[i].tolist() for i in [*range(20), 0]
+    } | {50: x[0].tolist()}
+    extra = info.schema.field("extra")
+    assert extra is not None and extra.nullable and info.schema.field("tmp") is None
+    assert live(store, info, "extra") == {i: None for i in range(20)} | {50: [0.5, 1.0, 1.5, 2.0]}
     cdc.client.delete(task)
