@@ -299,52 +299,6 @@ def test_int8_vectors(live, metric, index):
         client.create_index(name, bad)
 
 
-# ---------------------------------------------------------------------------------- restart
-
-
-def test_partial_updates_and_int8_survive_restart(live):
-    """Run last in this module: kills every walvus process of the module's deployment
-    (``kill -9``) and starts them again on the same data."""
-    dep, client = live
-    name = "restart_dm"
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("v", DataType.INT8_VECTOR, dim=8)
-    schema.add_field("price", DataType.DOUBLE)
-    idx = client.prepare_index_params()
-    idx.add_index("v", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 100})
-    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
-    rng = np.random.default_rng(9)
-    x = rng.integers(-128, 128, size=(40, 8), dtype=np.int8)
-    client.insert(name, [{"id": i, "v": x[i], "price": float(i)} for i in range(40)])
-    client.flush(name)
-    client.upsert(name, [{"id": i, "price": -1.0} for i in range(0, 40, 3)], partial_update=True)  # growing
-    want = {i: (-1.0 if i % 3 == 0 else float(i)) for i in range(40)}
-    # schema changes too: a vector field added (set on one row), a scalar field added then dropped
-    client.add_collection_field(name, "w", DataType.FLOAT_VECTOR, dim=4, nullable=True)
-    client.add_collection_field(name, "tmp", DataType.INT64, nullable=True)
-    client.drop_collection_field(name, field_name="tmp")
-    client.upsert(name, [{"id": 5, "w": [1.0, 2.0, 3.0, 4.0]}], partial_update=True)
-    idx_w = client.prepare_index_params()
-    idx_w.add_index("w", index_type="FLAT", metric_type="L2")
-    client.create_index(name, idx_w)
-    for proc in ("gateway", "streams", "indexer"):
-        dep.kill(proc)
-    dep.start("streams", "indexer", "gateway")
-    from pymilvus import MilvusClient
-
-    c = MilvusClient(dep.uri)
-    c.load_collection(name)
-    got = c.query(name, filter="id >= 0", output_fields=["price"], **_strong())
-    assert {r["id"]: r["price"] for r in got} == want
-    hits = c.search(name, data=[x[7]], anns_field="v", limit=1, output_fields=["price"], **_strong())
-    assert hits[0][0]["id"] == 7 and hits[0][0]["distance"] == 0.0
-    hits = c.search(name, data=[[1.0, 2.0, 3.0, 4.0]], anns_field="w", limit=10, **_strong())
-    assert [h["id"] for h in hits[0]] == [5]
-    assert [f["name"] for f in c.describe_collection(name)["fields"]] == ["id", "v", "price", "w"]
-    c.close()
-
-
 # ---------------------------------------------------------------------------------- added vector field
 
 
@@ -433,3 +387,49 @@ def test_drop_collection_field(live):
     assert client.query(name, filter="id == 20", output_fields=["n"], **_strong())[0]["n"] == 20
     client.add_collection_field(name, "colour", DataType.VARCHAR, max_length=8, nullable=True)
     assert client.query(name, filter="id == 1", output_fields=["colour"], **_strong())[0]["colour"] is None
+
+
+# ---------------------------------------------------------------------------------- restart
+
+
+def test_partial_updates_and_int8_survive_restart(live):
+    """Run last in this module: kills every walvus process of the module's deployment
+    (``kill -9``) and starts them again on the same data."""
+    dep, client = live
+    name = "restart_dm"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("v", DataType.INT8_VECTOR, dim=8)
+    schema.add_field("price", DataType.DOUBLE)
+    idx = client.prepare_index_params()
+    idx.add_index("v", index_type="HNSW", metric_type="L2", params={"M": 16, "efConstruction": 100})
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(9)
+    x = rng.integers(-128, 128, size=(40, 8), dtype=np.int8)
+    client.insert(name, [{"id": i, "v": x[i], "price": float(i)} for i in range(40)])
+    client.flush(name)
+    client.upsert(name, [{"id": i, "price": -1.0} for i in range(0, 40, 3)], partial_update=True)  # growing
+    want = {i: (-1.0 if i % 3 == 0 else float(i)) for i in range(40)}
+    # schema changes too: a vector field added (set on one row), a scalar field added then dropped
+    client.add_collection_field(name, "w", DataType.FLOAT_VECTOR, dim=4, nullable=True)
+    client.add_collection_field(name, "tmp", DataType.INT64, nullable=True)
+    client.drop_collection_field(name, field_name="tmp")
+    client.upsert(name, [{"id": 5, "w": [1.0, 2.0, 3.0, 4.0]}], partial_update=True)
+    idx_w = client.prepare_index_params()
+    idx_w.add_index("w", index_type="FLAT", metric_type="L2")
+    client.create_index(name, idx_w)
+    for proc in ("gateway", "streams", "indexer"):
+        dep.kill(proc)
+    dep.start("streams", "indexer", "gateway")
+    from pymilvus import MilvusClient
+
+    c = MilvusClient(dep.uri)
+    c.load_collection(name)
+    got = c.query(name, filter="id >= 0", output_fields=["price"], **_strong())
+    assert {r["id"]: r["price"] for r in got} == want
+    hits = c.search(name, data=[x[7]], anns_field="v", limit=1, output_fields=["price"], **_strong())
+    assert hits[0][0]["id"] == 7 and hits[0][0]["distance"] == 0.0
+    hits = c.search(name, data=[[1.0, 2.0, 3.0, 4.0]], anns_field="w", limit=10, **_strong())
+    assert [h["id"] for h in hits[0]] == [5]
+    assert [f["name"] for f in c.describe_collection(name)["fields"]] == ["id", "v", "price", "w"]
+    c.close()
