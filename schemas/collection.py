@@ -138,7 +138,7 @@ class CollectionSchema:
             raise SchemaError(f"field {new.name!r} already exists", field=new.name)
         if new.is_primary or new.is_partition_key:
             raise SchemaError(f"added field {new.name!r} cannot be the primary key or the partition key")
-        _validate_field(new, DEFAULT_MAX_DIM, added=True)  # the checks a created schema gets
+        _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
         if new.dtype.is_vector and (new.dtype.is_sparse or not new.nullable):
@@ -285,7 +285,7 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     return replace(schema, fields=tuple(fields))
 
 
-def _validate_field(f: FieldSchema, max_dim: int, *, added: bool = False) -> None:
+def _validate_field(f: FieldSchema, max_dim: int) -> None:
     if f.dtype in (DataType.NONE, DataType.STRING):
         raise SchemaError(f"field {f.name!r}: data type {f.dtype.name} is not supported", field=f.name)
     if f.dtype.is_sparse:
@@ -301,8 +301,6 @@ def _validate_field(f: FieldSchema, max_dim: int, *, added: bool = False) -> Non
             )
         if f.dtype == DataType.BINARY_VECTOR and int(f.dim) % 8:
             raise SchemaError(f"field {f.name!r}: binary vector dim must be a multiple of 8", field=f.name)
-        if f.nullable and not added:  # a vector field added to a collection must be nullable
-            raise SchemaError(f"vector field {f.name!r} cannot be nullable", field=f.name)
     if (f.enable_analyzer or f.enable_match) and f.dtype != DataType.VARCHAR:
         raise SchemaError(
             f"field {f.name!r}: enable_analyzer and enable_match are for VARCHAR fields, not {f.dtype.name}",

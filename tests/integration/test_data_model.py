@@ -357,6 +357,19 @@ def test_added_vector_field_is_nullable_and_searched_where_set(live):
     client.flush(name)
     check()  # all sealed, with the new field's index built over rows with and without a vector
 
+    # a dense vector field may be nullable from the start too
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("e", DataType.INT8_VECTOR, dim=DIM, nullable=True)
+    idx = client.prepare_index_params()
+    idx.add_index("e", index_type="HNSW", metric_type="L2", params={"M": 8, "efConstruction": 64})
+    client.create_collection("nullable_e", schema=schema, index_params=idx, consistency_level="Strong")
+    e = rng.integers(-128, 128, size=(10, DIM), dtype=np.int8)
+    client.insert("nullable_e", [{"id": i, "e": e[i] if i % 3 else None} for i in range(10)])
+    hits = client.search("nullable_e", data=[e[1]], limit=10, **_strong())
+    assert sorted(h["id"] for h in hits[0]) == [i for i in range(10) if i % 3]
+    assert hits[0][0]["id"] == 1 and hits[0][0]["distance"] == 0.0
+
 
 def test_drop_collection_field(live):
     _, client = live

@@ -129,7 +129,17 @@ def test_binary_vector_dim_must_be_a_multiple_of_8(dim: int) -> None:
 
 
 def test_nullable_vector() -> None:
-    refused(schema_of(PK, FieldSchema("emb", D.FLOAT_VECTOR, dim=4, nullable=True)), "'emb'", "nullable")
+    # dense vectors may be nullable (rows without one are never search results); sparse ones not
+    validate_schema(schema_of(PK, FieldSchema("emb", D.FLOAT_VECTOR, dim=4, nullable=True)))
+    refused(
+        schema_of(
+            PK,
+            FieldSchema("emb", D.FLOAT_VECTOR, dim=4),
+            FieldSchema("s", D.SPARSE_FLOAT_VECTOR, nullable=True),
+        ),
+        "'s'",
+        "nullable",
+    )
 
 
 def test_no_vector_field() -> None:
