@@ -341,8 +341,20 @@ def _nullable_vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
         valid = pa.array([v is not None for v in rows])
         if not rows or all(v is not None for v in rows):
             return _vector_column(f, values, n)
-        zero = _zero_vectors(f, 1).to_pylist()[0]
+        first = next(v for v in rows if v is not None)
+        zero = (
+            bytes(len(first)) if isinstance(first, (bytes, bytearray)) else np.zeros_like(np.asarray(first))
+        )
         dense = [zero if v is None else v for v in rows]
+        if not isinstance(first, (bytes, bytearray)):
+            kind = np.asarray(first).dtype
+            mats = [
+                np.frombuffer(v, dtype=kind) if isinstance(v, (bytes, bytearray)) else np.asarray(v)
+                for v in dense
+            ]
+            if len({m.shape for m in mats}) != 1:
+                raise ValidationError(f"field {f.name!r}: vectors of different lengths", field=f.name)
+            dense = np.stack(mats)
     arr = _vector_column(f, dense, n)
     return pc.if_else(valid, arr, pa.nulls(n, arr.type))
 
