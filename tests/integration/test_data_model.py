@@ -121,6 +121,49 @@ def test_partial_update_merges_given_fields(live):
     assert hits[0][0]["id"] == 1 and hits[0][0]["entity"]["note"] is None
 
 
+def test_concurrent_partial_updates_lose_nothing(live):
+    """Two clients append to the same rows' array at once through one gateway: each append is a
+    read-merge-write, serialised per collection, so every row ends with every appended element."""
+    import threading
+
+    from pymilvus import MilvusClient
+
+    dep, client = live
+    name = "pu_concurrent"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("tags", DataType.ARRAY, element_type=DataType.INT64, max_capacity=64)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    keys = list(range(8))
+    client.insert(name, [{"id": i, "vec": [float(i)] * DIM, "tags": []} for i in keys])
+    rounds = 15
+
+    def writer(base: int) -> None:
+        c = MilvusClient(dep.uri)
+        try:
+            for r in range(rounds):
+                c.upsert(
+                    name, [{"id": i, "tags": [base + r]} for i in keys], field_ops={"tags": "array_append"}
+                )
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=writer, args=(b,)) for b in (1000, 2000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = {
+        r["id"]: sorted(r["tags"])
+        for r in client.query(name, filter="id >= 0", output_fields=["tags"], **_strong())
+    }
+    want = sorted([1000 + r for r in range(rounds)] + [2000 + r for r in range(rounds)])
+    assert got == {i: want for i in keys}
+
+
 # ---------------------------------------------------------------------------------- ordering
 
 
