@@ -11,7 +11,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from gateway.errors import OK
+from gateway.errors import OK, NotSupported
 from gateway.params import COUNT
 from gateway.schema_convert import (
     field_from_proto,
@@ -187,10 +187,37 @@ class CollectionRpcs:
         except Exception as exc:
             raise InvalidArgument(f"the new field's schema cannot be decoded: {exc}") from exc
         new = field_from_proto(proto)
-        if new.dtype.is_vector:
-            raise InvalidArgument(f"field {new.name!r}: adding vector fields is not supported")
         self.w.add_field(info.name, new)
         return OK
+
+    def alter_collection_schema(
+        self, req: milvus_pb2.AlterCollectionSchemaRequest
+    ) -> milvus_pb2.AlterCollectionSchemaResponse:
+        """pymilvus 3.0's ``drop_collection_field`` (and ``add_collection_field`` through this RPC)."""
+        info = self._lookup(req.collection_name, req.collectionID)
+        op = req.action.WhichOneof("op")
+        if op == "drop_request":
+            drop = req.action.drop_request
+            if drop.function_name:
+                raise NotSupported("dropping a function is not supported yet")
+            name = drop.field_name or next(
+                (f.name for f in info.schema.fields if drop.field_id and f.field_id == drop.field_id), ""
+            )
+            if not name:
+                raise InvalidArgument(f"field id {drop.field_id} does not exist in collection {info.name}")
+            self.w.drop_field(info.name, name)
+        elif op == "add_request":
+            add = req.action.add_request
+            if len(add.func_schema) or any(fi.index_name or len(fi.extra_params) for fi in add.field_infos):
+                raise NotSupported(
+                    "adding functions or indexes with alter_collection_schema is not supported yet"
+                )
+            if len(add.field_infos) != 1:
+                raise InvalidArgument("alter_collection_schema adds one field at a time")
+            self.w.add_field(info.name, field_from_proto(add.field_infos[0].field_schema))
+        else:
+            raise InvalidArgument("alter_collection_schema needs an add or a drop action")
+        return milvus_pb2.AlterCollectionSchemaResponse(alter_status=OK)
 
     def collection_statistics(
         self, req: milvus_pb2.GetCollectionStatisticsRequest

@@ -14,10 +14,11 @@ import pyarrow as pa
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
 from gateway.ddl import check_loaded_partition, update_timestamp
-from gateway.errors import OK, SchemaOutdated
+from gateway.errors import OK, SchemaOutdated, ok_with_cost
 from gateway.field_data import columns_from_field_data
 from gateway.metrics import ROWS_WRITTEN
 from gateway.params import check_request_size, partitions, readable_partitions, template_values
+from gateway.partial_update import PartialUpdater
 from gateway.pk_filter import PkFilters
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import InvalidArgument
@@ -41,6 +42,7 @@ class WriteRpcs:
         self.w = walvus
         self.searcher = searcher
         self.filters = filters
+        self.partial = PartialUpdater(searcher)
 
     def _note(self, result: Any) -> None:
         """Tell the searcher where a write landed. The write is durable already, so a failure here
@@ -54,13 +56,9 @@ class WriteRpcs:
         return self._write(req, upsert=False)
 
     def upsert(self, req: milvus_pb2.UpsertRequest) -> milvus_pb2.MutationResult:
-        if req.partial_update or len(req.field_ops):
-            raise InvalidArgument(
-                "partial update (upsert with partial_update or field_ops) is not supported by walvus"
-            )
-        return self._write(req, upsert=True)
+        return self._write(req, upsert=True, partial=bool(req.partial_update or len(req.field_ops)))
 
-    def _write(self, req: Any, *, upsert: bool) -> milvus_pb2.MutationResult:
+    def _write(self, req: Any, *, upsert: bool, partial: bool = False) -> milvus_pb2.MutationResult:
         check_request_size(self.w.limits, req)
         info = self.w.catalog.require(req.collection_name)
         # != rather than <: after alter_alias the client's cached schema may be another collection's
@@ -70,13 +68,23 @@ class WriteRpcs:
             )
         columns = columns_from_field_data(info.schema, req.fields_data, int(req.num_rows))
         partition = req.partition_name or None
-        write = self.w.upsert if upsert else self.w.insert
-        result = write(info.name, columns, partition)
-        self._note(result)
+        if partial:
+            # read, merge and write under the collection's lock: see gateway/partial_update.py
+            with self.partial.lock(info):
+                columns = self.partial.merge(info, columns, int(req.num_rows), req.field_ops)
+                result = self.w.upsert(info.name, columns, partition)
+                self._note(result)
+        else:
+            write = self.w.upsert if upsert else self.w.insert
+            result = write(info.name, columns, partition)
+            self._note(result)
         n = len(result.ids)
         ROWS_WRITTEN.labels("upsert" if upsert else "insert").inc(n)
         out = milvus_pb2.MutationResult(
-            status=OK, IDs=ids_message(info, result.ids), succ_index=range(n), timestamp=result.ts
+            status=ok_with_cost(result.nbytes),
+            IDs=ids_message(info, result.ids),
+            succ_index=range(n),
+            timestamp=result.ts,
         )
         if upsert:
             out.upsert_cnt = n
@@ -112,7 +120,9 @@ class WriteRpcs:
         result = self.w.delete(info.name, keys, partition)
         self._note(result)
         ROWS_WRITTEN.labels("delete").inc(len(result.ids))
-        return milvus_pb2.MutationResult(status=OK, delete_cnt=len(result.ids), timestamp=result.ts)
+        return milvus_pb2.MutationResult(
+            status=ok_with_cost(result.nbytes), delete_cnt=len(result.ids), timestamp=result.ts
+        )
 
     def flush(self, req: milvus_pb2.FlushRequest) -> milvus_pb2.FlushResponse:
         names = list(dict.fromkeys(req.collection_names))

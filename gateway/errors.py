@@ -39,6 +39,13 @@ _LEGACY: dict[int, int] = {
 OK = common_pb2.Status()
 
 
+def ok_with_cost(nbytes: int) -> common_pb2.Status:
+    """A success status carrying Milvus's ``cost`` (``extra_info["report_value"]``), which pymilvus
+    shows as ``result["cost"]`` / ``result.extra["cost"]``. walvus's unit is bytes: what a write
+    appended to the WAL, or what a search or query returned (never 0, as pymilvus hides a 0)."""
+    return common_pb2.Status(extra_info={"report_value": str(max(1, int(nbytes)))})
+
+
 class NotSupported(InvalidArgument):
     """A Milvus feature walvus deliberately does not offer."""
 

@@ -35,6 +35,7 @@ _BYTE_VECTOR_ATTR = {
     DataType.BINARY_VECTOR: "binary_vector",
     DataType.FLOAT16_VECTOR: "float16_vector",
     DataType.BFLOAT16_VECTOR: "bfloat16_vector",
+    DataType.INT8_VECTOR: "int8_vector",
 }
 
 
@@ -71,6 +72,8 @@ def columns_from_field_data(
             )
         if field.dtype.is_sparse:
             cols[name] = sparse_from_proto(field.name, fd.vectors, num_rows)
+        elif field.dtype.is_vector and len(fd.valid_data):
+            cols[name] = _nullable_vectors(field, fd, num_rows)
         elif field.dtype.is_vector:
             cols[name] = _vectors(field, fd, num_rows)
         elif field.dtype == DataType.ARRAY:
@@ -140,6 +143,33 @@ def sparse_from_proto(name: str, vectors: schema_pb2.VectorField, n: int) -> pa.
     return sparse_rows_from_bytes(name, list(vectors.sparse_float_vector.contents), n)
 
 
+def _nullable_vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> list[Any]:
+    """A nullable vector field: ``valid_data`` per row, vectors only for the valid rows (as
+    pymilvus sends them; vectors for every row are accepted too)."""
+    valid = np.array(fd.valid_data, dtype=bool)
+    if len(valid) != n:
+        raise ValidationError(
+            f"field {field.name!r}: valid_data has {len(valid)} entries for {n} rows", field=field.name
+        )
+    count = int(valid.sum())
+    rows = _vectors(field, fd, count if _given_rows(field, fd) == count else n)
+    if len(rows) == n:
+        rows = rows[valid]
+    it = iter(rows)
+    return [next(it) if ok else None for ok in valid.tolist()]
+
+
+def _given_rows(field: FieldSchema, fd: schema_pb2.FieldData) -> int:
+    dim = int(field.dim or 0)
+    which = fd.vectors.WhichOneof("data")
+    if which is None:
+        return 0
+    if which == "float_vector":
+        return len(fd.vectors.float_vector.data) // max(dim, 1)
+    width = {DataType.BINARY_VECTOR: dim // 8, DataType.INT8_VECTOR: dim}.get(field.dtype, dim * 2)
+    return len(getattr(fd.vectors, which)) // max(width, 1)
+
+
 def _vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> np.ndarray:
     dim = int(field.dim or 0)
     which = fd.vectors.WhichOneof("data")
@@ -147,8 +177,9 @@ def _vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> np.ndarray
         flat = np.array(fd.vectors.float_vector.data, dtype=np.float32)
         width = dim
     elif which is not None and which == _BYTE_VECTOR_ATTR.get(field.dtype):
-        flat = np.frombuffer(getattr(fd.vectors, which), dtype=np.uint8)
-        width = dim // 8 if field.dtype == DataType.BINARY_VECTOR else dim * 2
+        raw_type = np.int8 if field.dtype == DataType.INT8_VECTOR else np.uint8
+        flat = np.frombuffer(getattr(fd.vectors, which), dtype=raw_type)
+        width = {DataType.BINARY_VECTOR: dim // 8, DataType.INT8_VECTOR: dim}.get(field.dtype, dim * 2)
     elif which is None:
         if n:
             raise ValidationError(f"vector field {field.name!r} has no data", field=field.name)
@@ -215,6 +246,10 @@ def field_data_from_column(
     if field is not None:
         fd.field_id = field.field_id
     if dtype.is_vector:
+        if arr.null_count:  # nullable vectors: valid_data per row, vectors of the valid rows only
+            valid = arr.is_valid()
+            fd.valid_data.extend(valid.to_numpy(zero_copy_only=False).tolist())
+            arr = arr.filter(valid)
         _vector_out(fd, arr, field)
         return fd
     if arr.null_count:

@@ -37,6 +37,7 @@ _FLOAT_DECODERS: dict[int, tuple[Any, int]] = {
     _PH.FloatVector: (np.float32, 1),
     _PH.Float16Vector: (np.float16, 1),
     _PH.BFloat16Vector: (None, 1),
+    _PH.Int8Vector: (np.int8, 1),
 }
 
 
@@ -257,6 +258,10 @@ def query_vectors(f: FieldSchema, raw: bytes) -> np.ndarray:
         kind = _PH.Name(ph.type) if ph.type in _PH.values() else str(ph.type)
         raise InvalidArgument(f"field {f.name} is {f.dtype.name}: search vectors of type {kind} do not match")
     np_type, per_byte = decoders[ph.type]
+    if (np_type is np.int8) != (f.dtype == DataType.INT8_VECTOR) and ph.type != _PH.FloatVector:
+        raise InvalidArgument(
+            f"field {f.name} is {f.dtype.name}: search vectors of type {_PH.Name(ph.type)} do not match"
+        )
     item = 2 if np_type is None else np.dtype(np_type).itemsize
     width = dim // per_byte if binary else dim
     joined = b"".join(ph.values)
@@ -282,6 +287,8 @@ def column_vectors(f: FieldSchema, column: pa.Array | pa.ChunkedArray) -> np.nda
         return raw.reshape(n, dim // 8)
     if f.dtype == DataType.FLOAT16_VECTOR:
         return raw.view(np.float16).astype(np.float32).reshape(n, dim)
+    if f.dtype == DataType.INT8_VECTOR:
+        return raw.view(np.int8).astype(np.float32).reshape(n, dim)
     return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(n, dim)
 
 
@@ -302,7 +309,6 @@ def finite_or_none(value: Any) -> float | None:
 # Every key of a request's parameter lists that walvus reads (or that changes nothing walvus
 # returns); anything else is refused, so a feature walvus lacks is never accepted and dropped.
 _NOT_YET: dict[str, str] = {
-    "order_by_fields": "order_by is not supported yet: walvus cannot sort results by a field",
     "search_aggregation": "search aggregation is not supported yet",
     "json_path": "grouping by a JSON path is not supported yet",
     "json_type": "grouping by a JSON path is not supported yet",
@@ -332,6 +338,7 @@ SEARCH_KEYS = _ROUTING | {
     "group_size",
     "strict_group_size",
     "hints",
+    "order_by_fields",
 }
 # index knobs walvus uses. pymilvus copies the top-level keys into ``params`` and the Node SDK
 # copies ``params`` to the top level, so both levels accept both sets
@@ -355,6 +362,7 @@ QUERY_KEYS = _ROUTING | {
     "reduce_stop_for_best",
     "group_by_fields",
     "query_iter_last_pk",  # pymilvus also puts the cursor in the filter, which walvus reads
+    "order_by_fields",
 }
 RANK_KEYS = _ROUTING | {"strategy", "params", "limit", "offset", "round_decimal"}
 HINTS = frozenset({"", "iterative_filter"})  # walvus picks pre-filter or brute force by selectivity

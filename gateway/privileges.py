@@ -54,6 +54,7 @@ RULES: dict[str, Rule] = {
     "RenameCollection": _g("RenameCollection"),
     "AlterCollection": _g("CreateCollection"),
     "AlterCollectionField": _g("CreateCollection"),
+    "AlterCollectionSchema": _c("AlterCollectionSchema"),
     "AddCollectionField": _c("AddCollectionField"),
     "GetCollectionStatistics": _c("GetStatistics"),
     "LoadCollection": _c("Load"),

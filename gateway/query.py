@@ -12,8 +12,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pymilvus.grpc_gen import milvus_pb2
 
-from gateway.errors import OK
+from gateway.errors import OK, NotSupported, ok_with_cost
 from gateway.field_data import empty_column, field_data_from_column
+from gateway.ordering import columns as order_columns
+from gateway.ordering import order_indices, parse_order
 from gateway.params import (
     COUNT,
     QUERY_KEYS,
@@ -61,6 +63,11 @@ class QueryRpcs:
         if not count and not group_by:
             plan = output_plan(info.schema, req.output_fields, include=[pk])
         iterator = as_bool(kv.get("iterator"))
+        order = parse_order(info.schema, kv.get("order_by_fields", ""))
+        if order and (count or group_by or iterator):
+            raise NotSupported(
+                "order_by cannot be combined with count(*), group_by_fields or a query iterator"
+            )
         limit = as_int(kv, "limit", -1)
         offset = as_int(kv, "offset", 0)
         if limit < 0 and limit != -1 or offset < 0:
@@ -104,7 +111,19 @@ class QueryRpcs:
         keys = None if count or group_by else self.filters.pk_values(info, expr, params)
         if keys is not None:
             q = replace(q, filter="", filter_params={}, ids=keys)
-        table = self._page(q, pk) if iterator else self.searcher.query(q)
+        if order:
+            # every matching row, ordered, then the page (gateway/ordering.py)
+            extra = [c for c in order_columns(order) if c not in q.output_fields]
+            rows = self.searcher.query(
+                replace(q, output_fields=q.output_fields + extra, limit=None, offset=0)
+            )
+            if rows.num_rows:
+                rows = rows.take(pc.sort_indices(rows.column(pk)))
+                idx = order_indices(rows, order)[offset : None if limit < 0 else offset + limit]
+                rows = rows.take(pa.array(idx, type=pa.int64()))
+            table = rows
+        else:
+            table = self._page(q, pk) if iterator else self.searcher.query(q)
         resp = milvus_pb2.QueryResults(
             status=OK, collection_name=info.name, output_fields=plan.names, primary_field_name=pk
         )
@@ -114,6 +133,7 @@ class QueryRpcs:
             resp.fields_data.append(field_data_from_column(name, column, field))
         if iterator:
             resp.session_ts = q.consistency.guarantee_ts
+        resp.status.CopyFrom(ok_with_cost(resp.ByteSize()))
         return resp
 
     def _page(self, q: QueryRequest, pk: str) -> pa.Table:

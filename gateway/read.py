@@ -18,10 +18,12 @@ import numpy as np
 import pyarrow as pa
 from pymilvus.grpc_gen import milvus_pb2, schema_pb2
 
-from gateway.errors import OK, NotSupported
+from gateway.errors import NotSupported, ok_with_cost
 from gateway.field_data import empty_column, extend_floats, field_data_from_column
 from gateway.function_chain import FunctionChain
 from gateway.function_rerank import FunctionRanker, FusionRanker, parse_function_score
+from gateway.ordering import columns as order_columns
+from gateway.ordering import order_indices, parse_order
 from gateway.params import (
     RANK_KEYS,
     SEARCH_PARAM_KEYS,
@@ -98,6 +100,9 @@ class SearchRpcs:
         group_by = kv.get("group_by_field") or None
         if group_by:
             plan.add(group_by)
+        order = parse_order(info.schema, kv.pop("order_by_fields", ""))
+        if order and (as_bool(kv.get("iterator")) or as_bool(kv.get("search_iter_v2"))):
+            raise NotSupported("order_by_fields with a search iterator is not supported")
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
         cons = iterator_consistency(cons, as_bool(kv.get("iterator")), req.guarantee_timestamp)
         parts = readable_partitions(info, partitions(info, req.partition_names))
@@ -106,13 +111,22 @@ class SearchRpcs:
                 raise NotSupported(
                     "a rerank function cannot be used with grouping search or search iterators"
                 )
+            if order:
+                raise NotSupported("a rerank function cannot be used with order_by_fields")
             return self._reranked_search(info, req, kv, plan, parts, cons, rerank)
-        s = self._request(info, req, kv, plan.columns, parts, cons)
+        fetch = plan.columns + [c for c in order_columns(order) if c not in plan.columns]
+        s = self._request(info, req, kv, fetch, parts, cons)
         if as_bool(kv.get("search_iter_v2")):
             return self._iterate(info, s, kv, plan)
-        hits = self.searcher.search(s)
+        if order:
+            # the offset + limit nearest rows, then ordered by the keys (gateway/ordering.py)
+            hits = self.searcher.search(replace(s, limit=s.limit + s.offset, offset=0))
+            hits = [_ordered(h, order, s.offset, s.limit) for h in hits]
+        else:
+            hits = self.searcher.search(s)
+        results = self._results(info, hits, s.limit, plan)
         return milvus_pb2.SearchResults(
-            status=OK, results=self._results(info, hits, s.limit, plan), collection_name=info.name
+            status=ok_with_cost(results.ByteSize()), results=results, collection_name=info.name
         )
 
     def _reranked_search(
@@ -139,8 +153,9 @@ class SearchRpcs:
             if rounding >= 0:
                 scores = np.round(scores, rounding)
             fused.append(Hits(out, scores, _take_rows([h.fields], origin, plan)))
+        results = self._results(info, fused, limit, plan)
         return milvus_pb2.SearchResults(
-            status=OK, results=self._results(info, fused, limit, plan), collection_name=info.name
+            status=ok_with_cost(results.ByteSize()), results=results, collection_name=info.name
         )
 
     def _request(
@@ -331,7 +346,9 @@ class SearchRpcs:
         results.search_iterator_v2_results.token = token
         results.search_iterator_v2_results.last_bound = last
         ts = s.consistency.guarantee_ts if s.consistency.guarantee_ts > 2 else self.w.clock.now()
-        return milvus_pb2.SearchResults(status=OK, results=results, collection_name=info.name, session_ts=ts)
+        return milvus_pb2.SearchResults(
+            status=ok_with_cost(results.ByteSize()), results=results, collection_name=info.name, session_ts=ts
+        )
 
     # hybrid search --------------------------------------------------------------------------
     def hybrid_search(self, req: milvus_pb2.HybridSearchRequest) -> milvus_pb2.SearchResults:
@@ -390,8 +407,9 @@ class SearchRpcs:
             if round_decimal >= 0:
                 scores = np.round(scores, round_decimal)
             fused.append(Hits(ids, scores, _take_rows([r[q].fields for r in results], origin, plan)))
+        results = self._results(info, fused, limit, plan)
         return milvus_pb2.SearchResults(
-            status=OK, results=self._results(info, fused, limit, plan), collection_name=info.name
+            status=ok_with_cost(results.ByteSize()), results=results, collection_name=info.name
         )
 
 
@@ -409,6 +427,15 @@ def _function_ranker(
     if req.function_score.functions:
         return parse_function_score(req.function_score, info.schema, n_requests)
     return None
+
+
+def _ordered(h: Hits, order: list, offset: int, limit: int) -> Hits:
+    if not len(h.ids):
+        return h
+    idx = order_indices(h.fields, order)[offset : offset + limit]
+    ids = h.ids.tolist() if isinstance(h.ids, np.ndarray) else list(h.ids)
+    take = pa.array(idx, type=pa.int64())
+    return Hits([ids[i] for i in idx], np.asarray(h.distances)[idx], h.fields.take(take))
 
 
 def _take_rows(tables: list[pa.Table], origin: list[tuple[int, int]], plan: OutputPlan) -> pa.Table:

@@ -98,6 +98,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "AlterCollection": colls.alter_collection,
             "AddCollectionField": colls.add_collection_field,
             "AlterCollectionField": lambda req: alter_collection_field(walvus, req),
+            "AlterCollectionSchema": colls.alter_collection_schema,
             "GetCollectionStatistics": colls.collection_statistics,
             "CreatePartition": colls.create_partition,
             "DropPartition": colls.drop_partition,
@@ -174,7 +175,12 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             except Exception as exc:  # every failure becomes a Milvus status, in one place
                 status = status_for(exc, method=name)
                 log.debug("rpc failed method=%s code=%d reason=%s", name, status.code, status.reason)
-                response = status if status_only else cls(status=status)
+                if status_only:
+                    response = status
+                elif "status" in cls.DESCRIPTOR.fields_by_name:
+                    response = cls(status=status)
+                else:  # AlterCollectionSchemaResponse names its status alter_status
+                    response = cls(alter_status=status)
                 code = status.code
             observe(name, code, time.perf_counter() - start)
             return response

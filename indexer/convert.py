@@ -52,13 +52,17 @@ def convert_vectors(raw: Any, vector_type: Any, dim: int) -> np.ndarray:
             out = np.frombuffer(blob, dtype="<f4")
         elif vtype == "FLOAT16_VECTOR":
             out = np.frombuffer(blob, dtype="<f2")
+        elif vtype == "INT8_VECTOR":
+            out = np.frombuffer(blob, dtype=np.int8)
         else:
             out = _bf16_bits_to_f32(np.frombuffer(blob, dtype="<u2"))
     else:
         arr = np.asarray(raw)
         if vtype == "BFLOAT16_VECTOR" and arr.dtype.name == "bfloat16":  # ml_dtypes arrays
             arr = arr.view(np.uint16)
-        if arr.dtype == np.uint8 and vtype != "FLOAT_VECTOR":
+        if vtype == "INT8_VECTOR" and arr.dtype == np.uint8:
+            arr = arr.view(np.int8)
+        elif arr.dtype == np.uint8 and vtype != "FLOAT_VECTOR":
             arr = arr.reshape(-1).view("<f2" if vtype == "FLOAT16_VECTOR" else "<u2")
         if vtype == "FLOAT16_VECTOR" and arr.dtype == np.uint16:
             arr = arr.view("<f2")

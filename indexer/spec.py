@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-FLOAT_VECTOR_TYPES = ("FLOAT_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR")
+FLOAT_VECTOR_TYPES = ("FLOAT_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR", "INT8_VECTOR")
+INT8_INDEX_TYPES = ("HNSW", "FLAT", "AUTOINDEX")  # as Milvus 2.6 offers for INT8_VECTOR
 VECTOR_TYPES = (*FLOAT_VECTOR_TYPES, "BINARY_VECTOR")
 FLOAT_METRICS = ("L2", "IP", "COSINE")
 BINARY_METRICS = ("HAMMING", "JACCARD")
@@ -71,7 +72,13 @@ _SCHEMAS: dict[str, dict[str, tuple[str, Any, Any, Any]]] = {
     "GPU_BRUTE_FORCE": {},
 }
 _IGNORED_KEYS = frozenset({"index_type", "metric_type", "dim", "params"})
-_DATA_TYPE_CODES = {100: "BINARY_VECTOR", 101: "FLOAT_VECTOR", 102: "FLOAT16_VECTOR", 103: "BFLOAT16_VECTOR"}
+_DATA_TYPE_CODES = {
+    100: "BINARY_VECTOR",
+    101: "FLOAT_VECTOR",
+    102: "FLOAT16_VECTOR",
+    103: "BFLOAT16_VECTOR",
+    105: "INT8_VECTOR",
+}
 
 
 class IndexSpecError(ValueError):
@@ -212,6 +219,10 @@ class IndexSpec:
         itype = (index_type or "AUTOINDEX").strip().upper()
         if itype not in INDEX_TYPES:
             raise IndexSpecError(f"index type {itype} is not supported; supported: {', '.join(INDEX_TYPES)}")
+        if vtype == "INT8_VECTOR" and itype not in INT8_INDEX_TYPES:
+            raise IndexSpecError(
+                f"index type {itype} cannot index an INT8_VECTOR field; use one of {', '.join(INT8_INDEX_TYPES)}"
+            )
         mname = (metric or ("HAMMING" if binary else "COSINE")).strip().upper()
         allowed_metrics = BINARY_METRICS if binary else FLOAT_METRICS
         if mname not in allowed_metrics:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import faiss
+import pyarrow as pa
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -204,11 +205,19 @@ class IndexWorker:
         f = info.schema.field(field)
         if f is None or not f.dtype.has_index_file:
             raise ValueError(f"field {field!r} of collection {info.name} is not a vector field")
+        rows = self.store.dataset(info.collection_id, ROWS)
+        # a vector field added after these rows were written: the table may not know it yet
+        stored = rows is not None and field in rows.schema.names
         table = self.store.read(
-            info.collection_id, ROWS, filter=ds.field("_segment") == segment_id, columns=[field, "_seq"]
+            info.collection_id,
+            ROWS,
+            filter=ds.field("_segment") == segment_id,
+            columns=[field, "_seq"] if stored else ["_seq"],
         )
         if table is None or table.num_rows == 0:
             return
+        if not stored:
+            table = table.append_column(field, pa.nulls(table.num_rows, f.arrow_type()))
         table = table.sort_by("_seq")
         vectors = arrow_vectors(table.column(field), f.dtype.name, int(f.dim or 0))
         spec = IndexSpec.parse(idx.index_type, idx.metric_type, idx.params, int(f.dim or 0), f.dtype.name)

@@ -46,6 +46,7 @@ class CatalogEvent:
     ALTER = "alter_properties"
     ADD_FIELD = "add_field"
     ALTER_FIELD = "alter_field"
+    DROP_FIELD = "drop_field"
     RENAME = "rename_collection"
     CREATE_ALIAS = "create_alias"
     ALTER_ALIAS = "alter_alias"

@@ -78,6 +78,9 @@ class CollectionSchema:
     enable_dynamic_field: bool = False
     version: int = 1
     functions: tuple[FunctionSchema, ...] = ()
+    # (name, field id) of dropped fields: their stored columns stay in old files, so neither the
+    # name nor the id is used again
+    dropped_fields: tuple[tuple[str, int], ...] = ()
     _by_name: dict[str, FieldSchema] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -135,12 +138,22 @@ class CollectionSchema:
             raise SchemaError(f"field {new.name!r} already exists", field=new.name)
         if new.is_primary or new.is_partition_key:
             raise SchemaError(f"added field {new.name!r} cannot be the primary key or the partition key")
-        _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets: types, lengths
+        _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
+        if new.dtype.is_vector and (new.dtype.is_sparse or not new.nullable):
+            raise SchemaError(
+                f"added vector field {new.name!r} must be a nullable dense vector: its existing rows have none",
+                field=new.name,
+            )
         check_field_name(new.name)
-        _validate_field(new, DEFAULT_MAX_DIM)
-        fid = max(f.field_id for f in self.fields) + 1
+        if new.name in {n for n, _ in self.dropped_fields}:
+            raise SchemaError(
+                f"field name {new.name!r} belonged to a dropped field: its old values are still stored, "
+                "so the name cannot be used again; choose another name",
+                field=new.name,
+            )
+        fid = max([f.field_id for f in self.fields] + [i for _, i in self.dropped_fields]) + 1
         return replace(self, fields=(*self.fields, replace(new, field_id=fid)), version=self.version + 1)
 
     def with_field_params(self, name: str, **changes: Any) -> CollectionSchema:
@@ -154,6 +167,26 @@ class CollectionSchema:
         fields = tuple(new if f.name == name else f for f in self.fields)
         return replace(self, fields=fields, version=self.version + 1)
 
+    def without_field(self, name: str) -> CollectionSchema:
+        """A new schema version without the field: Milvus's drop-field. The stored values stay in
+        the files written before (readers ignore them) until compaction rewrites those files."""
+        f = self.field(name)
+        if f is None:
+            raise SchemaError(f"field {name!r} does not exist", field=name)
+        if f.is_primary or f.is_partition_key:
+            raise SchemaError(f"field {name!r} is the primary key or the partition key: it cannot be dropped")
+        used = {n for fn in self.functions for n in (*fn.input_field_names, *fn.output_field_names)}
+        if name in used:
+            raise SchemaError(f"field {name!r} is an input or output of a function: it cannot be dropped")
+        if f.dtype.is_vector and len(self.vector_fields) == 1:
+            raise SchemaError(f"field {name!r} is the collection's only vector field: it cannot be dropped")
+        return replace(
+            self,
+            fields=tuple(g for g in self.fields if g.name != name),
+            dropped_fields=(*self.dropped_fields, (name, f.field_id)),
+            version=self.version + 1,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "fields": [f.to_dict() for f in self.fields],
@@ -161,6 +194,7 @@ class CollectionSchema:
             "enable_dynamic_field": self.enable_dynamic_field,
             "version": self.version,
             "functions": [fn.to_dict() for fn in self.functions],
+            "dropped_fields": [list(d) for d in self.dropped_fields],
         }
 
     @classmethod
@@ -171,6 +205,7 @@ class CollectionSchema:
             enable_dynamic_field=bool(d.get("enable_dynamic_field", False)),
             version=int(d.get("version", 1)),
             functions=tuple(FunctionSchema.from_dict(fn) for fn in d.get("functions", ())),
+            dropped_fields=tuple((str(n), int(i)) for n, i in d.get("dropped_fields", ())),
         )
 
 
@@ -277,8 +312,6 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
             )
         if f.dtype == DataType.BINARY_VECTOR and int(f.dim) % 8:
             raise SchemaError(f"field {f.name!r}: binary vector dim must be a multiple of 8", field=f.name)
-        if f.nullable:
-            raise SchemaError(f"vector field {f.name!r} cannot be nullable", field=f.name)
     if (f.enable_analyzer or f.enable_match) and f.dtype != DataType.VARCHAR:
         raise SchemaError(
             f"field {f.name!r}: enable_analyzer and enable_match are for VARCHAR fields, not {f.dtype.name}",

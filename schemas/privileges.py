@@ -110,6 +110,7 @@ OBJECT_PRIVILEGES: dict[str, frozenset[str]] = {
             "ReadOnly",
             "ReadWrite",
             "AddCollectionField",
+            "AlterCollectionSchema",
             "CreateSnapshot",
             "DropSnapshot",
             "ListSnapshots",

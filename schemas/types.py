@@ -27,6 +27,7 @@ class DataType(IntEnum):
     FLOAT16_VECTOR = 102
     BFLOAT16_VECTOR = 103
     SPARSE_FLOAT_VECTOR = 104
+    INT8_VECTOR = 105
 
     @property
     def is_vector(self) -> bool:
@@ -56,6 +57,7 @@ VECTOR_TYPES = frozenset(
         DataType.FLOAT_VECTOR,
         DataType.FLOAT16_VECTOR,
         DataType.BFLOAT16_VECTOR,
+        DataType.INT8_VECTOR,
         DataType.BINARY_VECTOR,
         DataType.SPARSE_FLOAT_VECTOR,
     }
@@ -95,6 +97,8 @@ def vector_arrow_type(dtype: DataType, dim: int) -> pa.DataType:
         return pa.list_(pa.float32(), dim)
     if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR):
         return pa.binary(dim * 2)
+    if dtype == DataType.INT8_VECTOR:  # one signed byte per dimension, stored as such
+        return pa.binary(dim)
     if dtype == DataType.BINARY_VECTOR:
         return pa.binary(dim // 8)
     if dtype == DataType.SPARSE_FLOAT_VECTOR:
@@ -111,7 +115,12 @@ def delta_vector_type(dtype: DataType) -> pa.DataType:
     """
     if dtype == DataType.FLOAT_VECTOR:
         return pa.list_(pa.float32())
-    if dtype in (DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR):
+    if dtype in (
+        DataType.FLOAT16_VECTOR,
+        DataType.BFLOAT16_VECTOR,
+        DataType.INT8_VECTOR,
+        DataType.BINARY_VECTOR,
+    ):
         return pa.binary()
     if dtype == DataType.SPARSE_FLOAT_VECTOR:
         return SPARSE_ARROW  # a struct of variable-size lists already

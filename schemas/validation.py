@@ -20,6 +20,8 @@ from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
 from schemas.sparse import sparse_column
 from schemas.types import INTEGER_RANGES, SCALAR_ARROW, DataType
+from schemas.vector_columns import first_null as _first_null
+from schemas.vector_columns import vector_column
 
 Columns = Mapping[str, Any]
 
@@ -157,7 +159,7 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
     if f.dtype.is_sparse:
         return sparse_column(f.name, values)
     if f.dtype.is_vector:
-        return _vector_column(f, values, n)
+        return vector_column(f, values, n)
     arr = _to_arrow(f, values)
     if arr.null_count:
         if f.is_primary:
@@ -175,10 +177,6 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
             )
     _check_limits(f, arr)
     return arr
-
-
-def _first_null(arr: pa.Array) -> int:
-    return int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
 
 
 def _to_arrow(f: FieldSchema, values: Any) -> pa.Array:
@@ -312,86 +310,6 @@ def _meta_column(values: Any, n: int) -> pa.Array:
     fake = FieldSchema(name=META_FIELD, dtype=DataType.JSON, nullable=True)
     arr = _json_column(fake, values)
     return arr
-
-
-def _vector_column(f: FieldSchema, values: Any, n: int) -> pa.Array:
-    dim = int(f.dim or 0)
-    target = f.arrow_type()
-    if f.dtype == DataType.FLOAT_VECTOR:
-        mat = _float_matrix(f, values, n, dim)
-        flat = pa.array(mat.reshape(-1), type=pa.float32())
-        return pa.FixedSizeListArray.from_arrays(flat, dim)
-    width = target.byte_width
-    if isinstance(values, np.ndarray) and values.ndim == 2:
-        if f.dtype == DataType.BINARY_VECTOR:
-            values = values.astype(np.uint8, copy=False)
-        elif values.dtype.kind == "f":
-            values = values.astype(np.float16 if f.dtype == DataType.FLOAT16_VECTOR else np.float32)
-            if f.dtype == DataType.BFLOAT16_VECTOR:
-                values = (values.view(np.uint32) >> 16).astype(np.uint16)
-        buf = np.ascontiguousarray(values).view(np.uint8).reshape(n, -1)
-        if buf.shape[1] != width:
-            raise ValidationError(
-                f"field {f.name!r} expects vectors of dim {dim} ({width} bytes), got {buf.shape[1]} bytes",
-                field=f.name,
-            )
-        return pa.FixedSizeBinaryArray.from_buffers(target, n, [None, pa.py_buffer(buf.tobytes())])
-    out = list(values)
-    for i, v in enumerate(out):
-        if not isinstance(v, (bytes, bytearray)) or len(v) != width:
-            got = len(v) if isinstance(v, (bytes, bytearray)) else type(v).__name__
-            raise ValidationError(
-                f"field {f.name!r} expects {width}-byte vectors (dim {dim}), row {i} has {got}",
-                field=f.name,
-                row=i,
-            )
-    return pa.array(out, type=target)
-
-
-def _float_matrix(f: FieldSchema, values: Any, n: int, dim: int) -> np.ndarray:
-    if isinstance(values, pa.FixedSizeListArray):
-        if values.type.list_size != dim:
-            raise ValidationError(
-                f"field {f.name!r} expects dim {dim}, got vectors of dim {values.type.list_size}",
-                field=f.name,
-            )
-        if values.null_count:
-            raise ValidationError(f"field {f.name!r}: row {_first_null(values)} is null", field=f.name)
-        return values.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(n, dim)
-    if isinstance(values, np.ndarray) and values.ndim == 2 and values.dtype.kind in "iuf":
-        if values.shape[1] != dim:
-            raise ValidationError(
-                f"field {f.name!r} expects dim {dim}, got vectors of dim {values.shape[1]}", field=f.name
-            )
-        mat = values.astype(np.float32, copy=False)
-    else:
-        try:
-            mat = np.asarray(values, dtype=np.float32)
-        except (ValueError, TypeError) as exc:
-            row, why = _bad_vector_row(values, dim)
-            raise ValidationError(f"field {f.name!r}: row {row} {why}", field=f.name, row=row) from exc
-        if mat.ndim != 2 or mat.shape[1] != dim:
-            row, why = _bad_vector_row(values, dim)
-            raise ValidationError(f"field {f.name!r}: row {row} {why}", field=f.name, row=row)
-    if not np.isfinite(mat).all():
-        row = int(np.flatnonzero(~np.isfinite(mat).all(axis=1))[0])
-        raise ValidationError(
-            f"field {f.name!r}: row {row} has NaN or infinite values", field=f.name, row=row
-        )
-    return mat
-
-
-def _bad_vector_row(values: Any, dim: int) -> tuple[int, str]:
-    for i, v in enumerate(values):
-        if v is None:
-            return i, "is null; vectors cannot be null"
-        try:
-            arr = np.asarray(v, dtype=np.float32)
-        except (ValueError, TypeError):
-            return i, f"is not a list of numbers: {str(v)[:60]!r}"
-        if arr.ndim != 1 or arr.shape[0] != dim:
-            return i, f"has dim {arr.shape[0] if arr.ndim == 1 else arr.shape}, expected dim {dim}"
-    return 0, f"does not have dim {dim}"
 
 
 __all__ = ["build_batch", "rows_to_columns", "check_unique_keys", "SCALAR_ARROW"]

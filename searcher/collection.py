@@ -324,12 +324,20 @@ class LoadedCollection:
             for f in self.info.indexes
             if f not in info.indexes or info.indexes[f].index_id != self.info.indexes[f].index_id
         }
+        added = [f for f in info.schema.fields if self.info.schema.field(f.name) is None]
         self.info = info
         self.interim.configure(info)
         with self.cond:
             prepared = [c for p in self._prepared.values() for c in p.containers] + [
                 *self.compactions.containers()
             ]
+            # rows loaded before add_collection_field: the new field reads as null
+            for c in [*self.containers, *prepared]:
+                for f in added:
+                    if f.name not in c.table.column_names:
+                        c.table = c.table.append_column(
+                            pa.field(f.name, f.arrow_type()), pa.nulls(c.num_rows, f.arrow_type())
+                        )
         for c in [*self.containers, *prepared]:
             for f in dropped:
                 c.indexes.pop(f, None)

@@ -59,6 +59,14 @@ def container_mask(
     return mask
 
 
+def with_vectors(c: Container, mask: np.ndarray, f: Any) -> np.ndarray:
+    """A nullable (added) vector field: rows without a vector are never search results."""
+    if not getattr(f, "nullable", False) or f.name not in c.table.column_names or not mask.any():
+        return mask
+    col = c.table.column(f.name)
+    return mask & col.is_valid().to_numpy(zero_copy_only=False) if col.null_count else mask
+
+
 def knn(
     view: list[tuple[Container, np.ndarray]],
     schema: Any,

@@ -35,7 +35,7 @@ from searcher.requests import (
     split_hits,
     without_dropped,
 )
-from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric
+from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric, with_vectors
 from searcher.sparse_search import sparse_knn
 from searcher.types import (
     CompactionStatus,
@@ -312,7 +312,7 @@ class SearcherService:
         def run(snapshot: Snapshot) -> list[Hits]:
             partitions = without_dropped(info, requested, snapshot)
             view = [
-                (c, container_mask(c, alive, flt, partitions))
+                (c, with_vectors(c, container_mask(c, alive, flt, partitions), f))
                 for c, alive in snapshot
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]

@@ -60,6 +60,7 @@ class WriteResult:
     ts: int
     positions: dict[int, int] = field(default_factory=dict)  # shard -> offset of the last record
     collection_id: int = 0
+    nbytes: int = 0  # bytes of the records appended to the WAL (reported as Milvus's ``cost``)
 
 
 class Walvus:
@@ -220,6 +221,12 @@ class Walvus:
         info = self.catalog.require(name)
         return self.publish(info.evolve(CatalogEvent.ADD_FIELD, schema=info.schema.with_field(new)))
 
+    def drop_field(self, name: str, field_name: str) -> CollectionInfo:
+        info = self.catalog.require(name)
+        schema = info.schema.without_field(field_name)
+        indexes = {f: i for f, i in info.indexes.items() if f != field_name}
+        return self.publish(info.evolve(CatalogEvent.DROP_FIELD, schema=schema, indexes=indexes))
+
     def publish(self, info: CollectionInfo) -> CollectionInfo:
         return self.catalog.publish(replace(info, origin=self.site))
 
@@ -299,7 +306,8 @@ class Walvus:
     def _append(self, info: CollectionInfo, msgs: list, keys: pa.Array, ts: int) -> WriteResult:
         offsets = self.kafka.append(msgs)
         positions = {m.partition: off for m, off in zip(msgs, offsets, strict=True)}
-        return WriteResult(keys.to_pylist(), ts, positions, info.collection_id)
+        nbytes = sum(len(m.value or b"") for m in msgs)
+        return WriteResult(keys.to_pylist(), ts, positions, info.collection_id, nbytes)
 
     def _check_size(self, nbytes: int) -> None:
         limit = int(self.limits.max_request_mb * 1024 * 1024)

@@ -18,7 +18,14 @@ SCALAR_KINDS: dict[str, str] = {
     "STRING": "str",
 }
 VECTOR_TYPES = frozenset(
-    {"FLOAT_VECTOR", "BINARY_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR", "SPARSE_FLOAT_VECTOR"}
+    {
+        "FLOAT_VECTOR",
+        "BINARY_VECTOR",
+        "FLOAT16_VECTOR",
+        "BFLOAT16_VECTOR",
+        "INT8_VECTOR",
+        "SPARSE_FLOAT_VECTOR",
+    }
 )
 META = "$meta"
 

@@ -208,11 +208,16 @@ def test_flush(client: MilvusClient) -> None:
         client.flush(unique())
 
 
-def test_partial_update_is_refused(client: MilvusClient) -> None:
+def test_partial_update_merges_and_refuses_incomplete_new_rows(client: MilvusClient) -> None:
     name = unique()
     client.create_collection(name, dimension=2)
-    with pytest.raises(MilvusException, match="partial update"):
-        client.upsert(name, [{"id": 1, "vector": [1, 2]}], partial_update=True)
+    client.insert(name, [{"id": 1, "vector": [1, 2], "color": "red", "n": 1}])
+    client.upsert(name, [{"id": 1, "color": "blue"}], partial_update=True)
+    row = client.query(name, ids=[1], output_fields=["*"], consistency_level="Strong")[0]
+    assert row["vector"] == [1, 2] and row["color"] == "blue" and row["n"] == 1
+    with pytest.raises(MilvusException, match="partial update: primary key"):
+        client.upsert(name, [{"id": 2, "color": "x"}], partial_update=True)
+    assert client.query(name, ids=[2], consistency_level="Strong") == []
 
 
 def test_writes_to_unknown_collections(client: MilvusClient) -> None:

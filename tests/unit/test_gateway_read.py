@@ -409,16 +409,20 @@ def test_unexpected_searcher_failure_is_reported_not_hidden(
     )
 
 
-def test_order_by_is_refused_not_ignored(client: MilvusClient, coll: str) -> None:
-    with pytest.raises(MilvusException, match="order_by is not supported yet") as err:
-        client.query(
-            coll, filter="id < 5", output_fields=["age"], order_by=[{"field": "age", "order": "desc"}]
-        )
+def test_order_by_orders_and_refuses_what_cannot_be_ordered(client: MilvusClient, coll: str) -> None:
+    rows = client.query(
+        coll, filter="id < 5", output_fields=["age"], order_by=[{"field": "age", "order": "desc"}]
+    )
+    ages = [r["age"] for r in rows]
+    known = [a for a in ages if a is not None]
+    assert ages == sorted(known, reverse=True) + [None] * (5 - len(known))  # nulls last
+    with pytest.raises(MilvusException, match="asc or desc") as err:
+        client.query(coll, filter="id < 5", order_by_fields=["age:sideways"])
     assert err.value.code == 1100
-    with pytest.raises(MilvusException, match="order_by is not supported yet"):
-        client.query(coll, filter="id < 5", order_by_fields=["age:desc"])
-    with pytest.raises(MilvusException, match="order_by is not supported yet"):
-        client.search(coll, [vec(1)], anns_field="vec", limit=3, order_by_fields=[{"field": "age"}])
+    with pytest.raises(MilvusException, match="cannot order by"):
+        client.search(coll, [vec(1)], anns_field="vec", limit=3, order_by_fields=[{"field": "vec"}])
+    with pytest.raises(MilvusException, match="not a field name"):
+        client.query(coll, filter="id < 5", order_by_fields=["a b:asc"])
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,17 @@ def test_binary_vector_dim_must_be_a_multiple_of_8(dim: int) -> None:
 
 
 def test_nullable_vector() -> None:
-    refused(schema_of(PK, FieldSchema("emb", D.FLOAT_VECTOR, dim=4, nullable=True)), "'emb'", "nullable")
+    # dense vectors may be nullable (rows without one are never search results); sparse ones not
+    validate_schema(schema_of(PK, FieldSchema("emb", D.FLOAT_VECTOR, dim=4, nullable=True)))
+    refused(
+        schema_of(
+            PK,
+            FieldSchema("emb", D.FLOAT_VECTOR, dim=4),
+            FieldSchema("s", D.SPARSE_FLOAT_VECTOR, nullable=True),
+        ),
+        "'s'",
+        "nullable",
+    )
 
 
 def test_no_vector_field() -> None:
@@ -374,3 +384,39 @@ def test_default_values_of_the_right_type_are_kept() -> None:
     )
     schema = validate_schema(schema_of(PK, VEC, *fields))
     assert [f.default_value for f in schema.fields[2:]] == [-128, 2, False, "abc", {"a": 1}]
+
+
+def test_added_vector_fields_are_nullable_dense_and_dropped_names_stay_taken() -> None:
+    from schemas.collection import CollectionSchema, FieldSchema
+    from schemas.exceptions import SchemaError
+    from schemas.types import DataType
+
+    base = CollectionSchema(
+        fields=(
+            FieldSchema("id", DataType.INT64, is_primary=True, field_id=100),
+            FieldSchema("v", DataType.FLOAT_VECTOR, dim=4, field_id=101),
+            FieldSchema("n", DataType.INT64, field_id=102),
+        )
+    )
+    with pytest.raises(SchemaError, match="nullable"):
+        base.with_field(FieldSchema("w", DataType.FLOAT_VECTOR, dim=4))
+    with pytest.raises(SchemaError):
+        base.with_field(FieldSchema("s", DataType.SPARSE_FLOAT_VECTOR, nullable=True))
+    added = base.with_field(FieldSchema("w", DataType.INT8_VECTOR, dim=4, nullable=True))
+    assert added.field("w").nullable and added.field("w").field_id == 103
+    dropped = added.without_field("n")
+    assert dropped.field("n") is None and dropped.dropped_fields == (("n", 102),)
+    assert CollectionSchema.from_dict(dropped.to_dict()).dropped_fields == (("n", 102),)
+    with pytest.raises(SchemaError, match="dropped field"):
+        dropped.with_field(FieldSchema("n", DataType.INT64, nullable=True))
+    assert (
+        dropped.without_field("w")
+        .with_field(FieldSchema("m", DataType.INT64, nullable=True))
+        .field("m")
+        .field_id
+        == 104
+    )  # ids of dropped fields are not reused
+    with pytest.raises(SchemaError, match="primary key"):
+        dropped.without_field("id")
+    with pytest.raises(SchemaError, match="only vector field"):
+        dropped.without_field("w").without_field("v")

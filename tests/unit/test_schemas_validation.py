@@ -383,3 +383,32 @@ def test_a_failing_batch_reaches_no_sink() -> None:
     assert sink == []
     write([row(i) for i in range(50)])
     assert sink  # the same path with a good batch does write
+
+
+def test_int8_vectors_are_one_byte_per_dimension_and_range_checked() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from schemas.collection import CollectionSchema, FieldSchema
+    from schemas.exceptions import ValidationError
+    from schemas.types import DataType
+    from schemas.validation import build_batch
+
+    schema = CollectionSchema(
+        fields=(
+            FieldSchema("id", DataType.INT64, is_primary=True),
+            FieldSchema("v", DataType.INT8_VECTOR, dim=3),
+            FieldSchema("w", DataType.FLOAT_VECTOR, dim=2, nullable=True),
+        )
+    )
+    x = np.array([[-128, 0, 127], [1, 2, 3]], dtype=np.int8)
+    batch = build_batch(schema, {"id": [1, 2], "v": x, "w": [[0.5, 1.5], None]})
+    v = batch.column("v")
+    assert v.type == pa.binary(3)
+    assert np.frombuffer(b"".join(v.to_pylist()), dtype=np.int8).reshape(2, 3).tolist() == x.tolist()
+    assert batch.column("w").to_pylist() == [[0.5, 1.5], None]
+    as_lists = build_batch(schema, {"id": [1, 2], "v": x.tolist(), "w": None})
+    assert as_lists.column("v").equals(v) and as_lists.column("w").null_count == 2
+    for bad in ([[128, 0, 0], [0, 0, 0]], [[0.5, 0, 0], [0, 0, 0]]):
+        with pytest.raises(ValidationError, match=r"\[-128, 127\]"):
+            build_batch(schema, {"id": [1, 2], "v": bad})
