@@ -31,6 +31,8 @@ from schemas.exceptions import (
     WalvusError,
 )
 from schemas.timestamps import physical_ms
+from schemas.timestamptz import PROPERTY as TZ_PROPERTY
+from schemas.timestamptz import check_zone
 from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
 from walvus.databases import current_db
 
@@ -288,6 +290,8 @@ class CollectionRpcs:
 def _checked_properties(props: dict[str, str]) -> dict[str, str]:
     """Validate the properties walvus understands; others are kept as given, like Milvus does."""
     out = dict(props)
+    if TZ_PROPERTY in out:
+        check_zone(out[TZ_PROPERTY])
     if TTL in out:
         try:
             ttl = int(out[TTL])

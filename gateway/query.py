@@ -29,6 +29,7 @@ from gateway.params import (
     template_values,
 )
 from gateway.pk_filter import PkFilters
+from gateway.zones import request_zone
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from searcher.types import QueryRequest, Searcher
 
@@ -108,10 +109,11 @@ class QueryRpcs:
         resp = milvus_pb2.QueryResults(
             status=OK, collection_name=info.name, output_fields=plan.names, primary_field_name=pk
         )
+        zone = request_zone(self.w, info, kv.get("timezone")) if info.schema.has_timestamptz else "UTC"
         for name in plan.columns:
             field = info.schema.field(name)
             column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)
-            resp.fields_data.append(field_data_from_column(name, column, field))
+            resp.fields_data.append(field_data_from_column(name, column, field, zone))
         if iterator:
             resp.session_ts = q.consistency.guarantee_ts
         return resp
