@@ -11,10 +11,12 @@ while it is loaded: a sealed segment never changes, building is one vectorised p
 (about 0.1 s per 100k JSON documents), and so a new or dropped index takes effect at once,
 with no index files to write, replicate, compact or collect.
 
-Pruning is conservative: the postings give a *superset* of the rows a conjunct accepts (exactly
-the rows the evaluator's own typed projection accepts), rows outside it are dropped, and the
-whole filter is then evaluated on the remaining rows only. Results are therefore identical to
-the unindexed path. ``!=``, ``not``, ``like`` and arithmetic are not pruned.
+Postings hold exactly the rows the evaluator's own typed projection accepts for a comparison,
+so an expression made only of indexed comparisons joined by ``and``/``or`` is answered from the
+postings alone. Otherwise the postings of the indexed conjuncts narrow the rows first and the
+whole filter is evaluated on the remaining rows only (reading only the columns it needs). Either
+way the result is identical to the unindexed path. ``!=``, ``not``, ``like`` and arithmetic are
+not answered from postings.
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ def build_postings(table: pa.Table, node: ir.Field | ir.JsonPath, kind: str) -> 
         order = pc.sort_indices(vals).to_numpy()
         return Postings(np.asarray(vals.take(pa.array(order)).to_pylist(), dtype=object), rows[order])
     present = V.mask_and(p.present, p.rowvalid)
-    rows = np.arange(len(p.values)) if present is None else np.flatnonzero(present)
-    vals = np.asarray(p.values)[rows]
+    values = np.asarray(p.values)
+    if values.dtype.kind == "f":  # NaN compares false with everything: never in the postings
+        present = V.mask_and(present, ~np.isnan(values))
+    rows = np.arange(len(values)) if present is None else np.flatnonzero(present)
+    vals = values[rows]
     order = np.argsort(vals, kind="stable")
     return Postings(vals[order], rows[order].astype(np.int64))
 
@@ -122,34 +127,37 @@ def _kind_of(const: object, node: ir.Value) -> str | None:
 
 def candidates(
     node: ir.Pred, table: pa.Table, sources: frozenset[ScalarSource], postings: SegmentPostings
-) -> np.ndarray | None:
-    """Sorted row positions holding every row ``node`` accepts, or None when no index applies."""
+) -> tuple[np.ndarray, bool] | None:
+    """Sorted row positions holding every row ``node`` accepts, and whether they are exactly
+    those rows; None when no index applies."""
     if isinstance(node, ir.And):
-        parts = [p for p in (candidates(i, table, sources, postings) for i in node.items) if p is not None]
-        if not parts:
+        parts = [candidates(i, table, sources, postings) for i in node.items]
+        found = [p for p in parts if p is not None]
+        if not found:
             return None
-        out = parts[0]
-        for p in parts[1:]:
-            out = np.intersect1d(out, p, assume_unique=True)
-        return out
+        out = found[0][0]
+        for rows, _ in found[1:]:
+            out = np.intersect1d(out, rows, assume_unique=True)
+        return out, len(found) == len(parts) and all(exact for _, exact in found)
     if isinstance(node, ir.Or):
         parts = [candidates(i, table, sources, postings) for i in node.items]
         if any(p is None for p in parts):
             return None
-        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        rows = np.unique(np.concatenate([r for r, _ in parts])) if parts else np.zeros(0, np.int64)
+        return rows, all(exact for _, exact in parts)  # type: ignore[misc]
     if isinstance(node, ir.Cmp) and node.op in _OPS and isinstance(node.right, ir.Const):
         kind = _kind_of(node.right.value, node.left)
         if kind is None or kind not in _source_kinds(node.left, sources):
             return None
-        return np.sort(postings.get(table, node.left, kind).select(node.op, node.right.value))
+        return np.sort(postings.get(table, node.left, kind).select(node.op, node.right.value)), True
     if isinstance(node, ir.InList) and node.values:
         kinds = {_kind_of(v, node.operand) for v in node.values}
         if len(kinds) != 1 or None in kinds or not kinds <= _source_kinds(node.operand, sources):
             return None
         post = postings.get(table, node.operand, kinds.pop())
-        return np.unique(np.concatenate([post.select("==", v) for v in node.values]))
+        return np.unique(np.concatenate([post.select("==", v) for v in node.values])), True
     if isinstance(node, ir.Truth) and "bool" in _source_kinds(node.operand, sources):
-        return np.sort(postings.get(table, node.operand, "bool").select("==", True))
+        return np.sort(postings.get(table, node.operand, "bool").select("==", True)), True
     return None
 
 
@@ -161,11 +169,15 @@ def indexed_mask(
     postings: SegmentPostings,
 ) -> np.ndarray:
     """``mask`` narrowed to the rows ``flt`` accepts, pruning through the segment's postings first."""
-    rows = candidates(flt.root, table, sources, postings)
-    if rows is None:
+    found = candidates(flt.root, table, sources, postings)
+    if found is None:
         return mask & flt.evaluate(table)
+    rows, exact = found
     rows = rows[mask[rows]]
     out = np.zeros_like(mask)
-    if len(rows):
-        out[rows[flt.evaluate(table.take(pa.array(rows)))]] = True
+    if exact:
+        out[rows] = True
+    elif len(rows):
+        needed = table.select([c for c in table.column_names if c in flt.fields])
+        out[rows[flt.evaluate(needed.take(pa.array(rows)))]] = True
     return out

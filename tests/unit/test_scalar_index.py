@@ -110,15 +110,29 @@ def test_indexed_mask_equals_unindexed(table: pa.Table, expr: str) -> None:
     alive = np.ones(table.num_rows, bool)
     alive[::7] = False
     want = alive & flt.evaluate(table)
-    got = indexed_mask(flt, table, alive, SOURCES, SegmentPostings())
+    post = SegmentPostings()
+    got = indexed_mask(flt, table, alive, SOURCES, post)
     assert np.array_equal(got, want)
+    found = candidates(flt.root, table, SOURCES, post)
+    if found is not None:  # a superset always; exactly the rows when it says so
+        rows, exact = found
+        full = np.zeros(table.num_rows, bool)
+        full[rows] = True
+        evaluated = flt.evaluate(table)
+        assert not (evaluated & ~full).any()
+        if exact:
+            assert np.array_equal(full, evaluated), expr
 
 
 def test_pruning_is_used_for_indexed_conjuncts(table: pa.Table) -> None:
     post = SegmentPostings()
     flt = compile_filter('meta["a"] > 4 and color == "red"', SCHEMA)
-    rows = candidates(flt.root, table, SOURCES, post)
-    assert rows is not None and 0 < len(rows) < table.num_rows / 5
+    rows, exact = candidates(flt.root, table, SOURCES, post)
+    assert exact and 0 < len(rows) < table.num_rows / 5
+    _, exact = candidates(compile_filter('meta["a"] > 4 and price < 3', SCHEMA).root, table, SOURCES, post)
+    assert exact  # price is indexed too
+    _, exact = candidates(compile_filter('meta["a"] > 4 and id < 3', SCHEMA).root, table, SOURCES, post)
+    assert not exact
     assert candidates(compile_filter('meta["a"] != 2', SCHEMA).root, table, SOURCES, post) is None
     assert candidates(compile_filter('meta["zz"] > 2', SCHEMA).root, table, SOURCES, post) is None
 
