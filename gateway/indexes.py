@@ -80,7 +80,8 @@ class IndexRpcs:
         if field is not None and field.dtype.is_vector:
             metric = IndexSpec.parse(index_type, metric, params, int(field.dim or 0), field.dtype.name).metric
         else:
-            params = check_scalar_index(info.schema, req.field_name, index_type, params)
+            raw = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX")
+            params = check_scalar_index(info.schema, req.field_name, index_type, params, raw)
         field_name = req.field_name
         name = req.index_name or field_name
         json_path = params.get("json_path")
@@ -96,7 +97,8 @@ class IndexRpcs:
                 == (json_path, str(params.get("json_cast_type", "")).upper())
             ):
                 raise InvalidArgument(
-                    f"json path {json_path} of field {field_name} is already indexed as {other.index_name}"
+                    "CreateIndex failed: creating multiple indexes on same field is not supported "
+                    f"(json path {json_path} of field {field_name} is indexed as {other.index_name})"
                 )
         existing = info.indexes.get(key)
         if existing is not None:

@@ -51,7 +51,13 @@ def parse_json_path(text: str, name: str) -> tuple[str | int, ...]:
     """The steps of ``name["a"][0]`` (brackets with quoted keys or integer indexes) after ``name``."""
     text = str(text).strip()
     if not text.startswith(name):
-        raise InvalidArgument(f"json_path {text!r} must start with the field name {name}")
+        if not text or not (text[0].isalnum() or text[0] == "_"):
+            raise InvalidArgument(
+                f"mismatched input '{text[:1]}' in json_path {text!r}: it must start with {name}"
+            )
+        raise InvalidArgument(
+            f"cannot parse identifier: {text} (a json_path starts with the field name {name})"
+        )
     rest, steps = text[len(name) :], []
     pos = 0
     while pos < len(rest):
@@ -80,54 +86,55 @@ class ScalarSource:
     kind: str  # num, str or bool
 
 
+_ONLY_ON = {
+    "STL_SORT": "STL_SORT are only supported on numeric, varchar or timestamptz field",
+    "BITMAP": "bitmap index are only supported on bool, int, string and array field",
+    "TRIE": "TRIE are only supported on varchar field",
+    "INVERTED": "INVERTED are only supported on bool, numeric, varchar, timestamptz, array and json field",
+}
+
+
 def check_scalar_index(
-    schema: CollectionSchema, field_name: str, index_type: str, params: dict[str, Any]
+    schema: CollectionSchema, field_name: str, index_type: str, params: dict[str, Any], raw_type: str = ""
 ) -> dict[str, Any]:
-    """Validate a scalar or JSON-path index request; returns the params to store."""
+    """Validate a scalar or JSON-path index request (Milvus's rules and messages); returns the
+    params to store (a JSON index without ``json_path`` indexes the whole value: the field name)."""
+    if index_type not in SCALAR_INDEX_TYPES:
+        raise InvalidArgument(
+            f"invalid parameter[expected=valid index][actual=invalid index type: {raw_type or index_type}]"
+        )
     field = schema.field(field_name)
-    json_path = params.get("json_path")
-    cast = params.get("json_cast_type")
     if "json_cast_function" in params:
         raise InvalidArgument("json_cast_function is not supported by walvus; store values in the cast type")
-    if field is None:
-        if not (schema.enable_dynamic_field and json_path is not None):
-            raise InvalidArgument(f"cannot create index on non-exist field: {field_name}")
-    elif field.dtype != DataType.JSON:
-        if json_path is not None or cast is not None:
+    if field is None and not schema.enable_dynamic_field:
+        raise InvalidArgument(f"cannot create index on non-exist field: {field_name}")
+    if field is not None and field.dtype != DataType.JSON:
+        if "json_path" in params or "json_cast_type" in params:
             raise InvalidArgument(
                 f"json_path and json_cast_type are only for JSON fields, not {field_name} ({field.dtype.name})"
             )
-        if index_type not in SCALAR_INDEX_TYPES:
-            raise InvalidArgument(
-                f"index type {index_type} cannot index scalar field {field_name} ({field.dtype.name}); "
-                f"use one of {', '.join(SCALAR_INDEX_TYPES)}"
-            )
         allowed = _ALLOWED.get(index_type)
-        if index_type == "STL_SORT":
-            allowed = (*allowed, *_timestamptz())  # type: ignore[misc]
-        if index_type == "INVERTED":
+        if index_type in ("STL_SORT", "INVERTED"):
             allowed = (*allowed, *_timestamptz())  # type: ignore[misc]
         if allowed is not None and field.dtype not in allowed:
-            raise InvalidArgument(
-                f"index type {index_type} cannot index field {field_name} of type {field.dtype.name}"
-            )
+            raise InvalidArgument(f"{_ONLY_ON[index_type]}, got {field.dtype.name} (field {field_name})")
         if index_type == "BITMAP" and field.is_primary:
             raise InvalidArgument(f"index type BITMAP cannot index the primary key field {field_name}")
         return params
-    if json_path is None or cast is None:
-        raise InvalidArgument(
-            f"an index on JSON field {field_name} needs params json_path and json_cast_type"
-        )
+    # a JSON field, or a key of the dynamic field
+    cast = params.get("json_cast_type")
+    if cast is None:
+        raise InvalidArgument("json index must specify cast type: missing parameter")
     if index_type not in JSON_INDEX_TYPES:
-        raise InvalidArgument(
-            f"index type {index_type} cannot index a JSON path; use one of {', '.join(JSON_INDEX_TYPES)}"
-        )
+        raise InvalidArgument(f"{_ONLY_ON[index_type]}, got JSON")
     if str(cast).strip().upper() not in JSON_CAST_TYPES:
         raise InvalidArgument(
             f"json_cast_type {cast} is not supported; use one of {', '.join(JSON_CAST_TYPES)}"
         )
-    parse_json_path(str(json_path), field_name)
-    return params
+    out = dict(params)
+    out.setdefault("json_path", field_name)
+    parse_json_path(str(out["json_path"]), field_name)
+    return out
 
 
 def scalar_sources(schema: CollectionSchema, indexes: Any) -> frozenset[ScalarSource]:

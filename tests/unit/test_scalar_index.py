@@ -150,13 +150,16 @@ def test_json_path_parsing_and_checks() -> None:
         ],
         enable_dynamic_field=True,
     )
-    with pytest.raises(InvalidArgument, match="json_path and json_cast_type"):
+    with pytest.raises(InvalidArgument, match="json index must specify cast type"):
         check_scalar_index(schema, "meta", "INVERTED", {})
+    assert check_scalar_index(schema, "meta", "INVERTED", {"json_cast_type": "BOOL"})["json_path"] == "meta"
     with pytest.raises(InvalidArgument, match="json_cast_type"):
         check_scalar_index(schema, "meta", "INVERTED", {"json_path": "meta['a']", "json_cast_type": "INT9"})
-    with pytest.raises(InvalidArgument, match="BITMAP cannot index field f"):
+    with pytest.raises(InvalidArgument, match="bitmap index are only supported"):
         check_scalar_index(schema, "f", "BITMAP", {})
-    with pytest.raises(InvalidArgument, match="non-exist"):
+    with pytest.raises(InvalidArgument, match="json index must specify cast type"):
         check_scalar_index(schema, "nokey", "INVERTED", {})
+    with pytest.raises(InvalidArgument, match=r"actual=invalid index type: 12-s"):
+        check_scalar_index(schema, "f", "12-S", {}, "12-s")
     dyn = {"json_path": "nokey['a']", "json_cast_type": "double"}
     assert check_scalar_index(schema, "nokey", "INVERTED", dyn) == dyn
