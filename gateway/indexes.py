@@ -23,7 +23,7 @@ from gateway.replicas import check_replicas
 from indexer.spec import IndexSpec
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
-from schemas.scalar_index import check_scalar_index, index_key
+from schemas.scalar_index import check_scalar_index, default_index_name, index_key
 from searcher.types import Searcher
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,11 @@ class IndexRpcs:
             raw = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX")
             params = check_scalar_index(info.schema, req.field_name, index_type, params, raw)
         field_name = req.field_name
-        name = req.index_name or field_name
         json_path = params.get("json_path")
+        default = (
+            field_name if json_path is None else default_index_name(info.schema, field_name, str(json_path))
+        )
+        name = req.index_name or default
         key = index_key(field_name, name, json_path)
         for other_key, other in info.indexes.items():
             if other.index_name == name and other_key != key:

@@ -72,6 +72,13 @@ def parse_json_path(text: str, name: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
+def default_index_name(schema: CollectionSchema, field_name: str, json_path: str) -> str:
+    """Milvus's name for an unnamed JSON-path index: ``meta/a/0``, ``$meta/key/a`` for a dynamic key."""
+    steps = [str(s) for s in parse_json_path(json_path, field_name)]
+    head = field_name if schema.field(field_name) is not None else f"{META_FIELD}/{field_name}"
+    return "/".join([head, *steps])
+
+
 def index_key(field: str, index_name: str, json_path: str | None) -> str:
     """The catalog key of an index: the field for a plain index, field and name for a JSON path."""
     return f"{field}#{index_name}" if json_path is not None else field

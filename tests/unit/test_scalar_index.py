@@ -11,7 +11,7 @@ import pytest
 
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument
-from schemas.scalar_index import ScalarSource, check_scalar_index, parse_json_path
+from schemas.scalar_index import ScalarSource, check_scalar_index, default_index_name, parse_json_path
 from schemas.types import DataType
 from searcher.filters import FilterField, FilterSchema, compile_filter
 from searcher.scalar_index import SegmentPostings, candidates, indexed_mask
@@ -161,5 +161,7 @@ def test_json_path_parsing_and_checks() -> None:
         check_scalar_index(schema, "nokey", "INVERTED", {})
     with pytest.raises(InvalidArgument, match=r"actual=invalid index type: 12-s"):
         check_scalar_index(schema, "f", "12-S", {}, "12-s")
+    assert default_index_name(schema, "meta", "meta['a'][0]") == "meta/a/0"
+    assert default_index_name(schema, "nokey", "nokey['a']") == "$meta/nokey/a"
     dyn = {"json_path": "nokey['a']", "json_cast_type": "double"}
     assert check_scalar_index(schema, "nokey", "INVERTED", dyn) == dyn
