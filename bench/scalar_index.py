@@ -2,7 +2,7 @@
 
     python -m bench.scalar_index [--rows 200000] [--dim 16] [--seconds 5]
 
-One collection of ``rows`` rows (``meta`` JSON with a numeric ``a`` and a string ``s``, an INT64
+One collection of ``rows`` rows (compaction off, so both runs see the same segments) (``meta`` JSON with a numeric ``a`` and a string ``s``, an INT64
 ``n``), sealed and FLAT-indexed. Each filter is timed (one client, nq=1, Strong) as query QPS and
 filtered-search QPS, first with no scalar index, then after adding an INVERTED JSON-path index on
 ``meta["a"]`` (DOUBLE), an AUTOINDEX path index on ``meta["s"]`` (VARCHAR) and STL_SORT on ``n``.
@@ -100,7 +100,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
-    with local_deployment(("streams", "indexer", "gateway"), WALVUS_SEAL_IDLE_SECONDS="3") as settings:
+    # no background compaction: both runs must see the same segments (and the same idle CPU)
+    env = {"WALVUS_SEAL_IDLE_SECONDS": "3", "WALVUS_COMPACTION_CHECK_SECONDS": "86400"}
+    with local_deployment(("streams", "indexer", "gateway"), **env) as settings:
         uri = f"http://127.0.0.1:{settings['WALVUS_PORT']}"
         client = _connect(uri)
         t0 = time.perf_counter()
