@@ -134,6 +134,16 @@ def test_timestamptz_round_trip_filters_zones_and_restart(live) -> None:
         )
         want = {d.isoformat(): days.count(d) for d in set(days)}
         assert {g["day"]: g["count(*)"] for g in groups} == want
+        hits = c.search(
+            name,
+            [[0.0, 0.0]],
+            limit=3,
+            anns_field="vec",
+            group_by_field="day",
+            output_fields=["day"],
+            timezone="UTC",
+        )[0]
+        assert [(h["id"], h["entity"]["day"]) for h in hits] == [(i, days[i].isoformat()) for i in range(3)]
         with pytest.raises(MilvusException):
             c.query(name, "tsz > 5", output_fields=["id"])
 
