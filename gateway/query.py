@@ -109,7 +109,8 @@ class QueryRpcs:
         resp = milvus_pb2.QueryResults(
             status=OK, collection_name=info.name, output_fields=plan.names, primary_field_name=pk
         )
-        zone = request_zone(self.w, info, kv.get("timezone")) if info.schema.has_timestamptz else "UTC"
+        has_zone = info.schema.has_timestamptz or kv.get("timezone")
+        zone = request_zone(self.w, info, kv.get("timezone")) if has_zone else "UTC"
         for name in plan.columns:
             field = info.schema.field(name)
             column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)

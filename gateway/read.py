@@ -95,7 +95,7 @@ class SearchRpcs:
         if group_by_fields:
             kv.setdefault("group_by_field", group_by_fields[0])
         plan = output_plan(info.schema, req.output_fields)
-        if info.schema.has_timestamptz:
+        if info.schema.has_timestamptz or kv.get("timezone"):
             plan.zone = request_zone(self.w, info, kv.get("timezone"))
         group_by = kv.get("group_by_field") or None
         if group_by:
