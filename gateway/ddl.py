@@ -11,7 +11,7 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
-from gateway.errors import OK
+from gateway.errors import OK, NotSupported
 from gateway.params import COUNT
 from gateway.schema_convert import (
     field_from_proto,
@@ -290,6 +290,10 @@ class CollectionRpcs:
 def _checked_properties(props: dict[str, str]) -> dict[str, str]:
     """Validate the properties walvus understands; others are kept as given, like Milvus does."""
     out = dict(props)
+    if "dynamicfield.enabled" in out:  # a schema change, not a setting: refuse rather than ignore it
+        raise NotSupported(
+            "enabling or disabling the dynamic field of an existing collection is not supported yet"
+        )
     if TZ_PROPERTY in out:
         check_zone(out[TZ_PROPERTY])
     if TTL in out:
