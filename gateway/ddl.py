@@ -31,6 +31,8 @@ from schemas.exceptions import (
     WalvusError,
 )
 from schemas.timestamps import physical_ms
+from schemas.timestamptz import PROPERTY as TZ_PROPERTY
+from schemas.timestamptz import check_zone
 from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
 from walvus.databases import current_db
 
@@ -315,6 +317,12 @@ class CollectionRpcs:
 def _checked_properties(props: dict[str, str]) -> dict[str, str]:
     """Validate the properties walvus understands; others are kept as given, like Milvus does."""
     out = dict(props)
+    if "dynamicfield.enabled" in out:  # a schema change, not a setting: refuse rather than ignore it
+        raise NotSupported(
+            "enabling or disabling the dynamic field of an existing collection is not supported yet"
+        )
+    if TZ_PROPERTY in out:
+        check_zone(out[TZ_PROPERTY])
     if TTL in out:
         try:
             ttl = int(out[TTL])

@@ -20,6 +20,7 @@ from gateway.metrics import ROWS_WRITTEN
 from gateway.params import check_request_size, partitions, readable_partitions, template_values
 from gateway.partial_update import PartialUpdater
 from gateway.pk_filter import PkFilters
+from gateway.zones import request_zone
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
@@ -66,7 +67,8 @@ class WriteRpcs:
             raise SchemaOutdated(
                 f"collection {info.name} schema changed: the client's cached schema is outdated"
             )
-        columns = columns_from_field_data(info.schema, req.fields_data, int(req.num_rows))
+        zone = request_zone(self.w, info) if info.schema.has_timestamptz else "UTC"
+        columns = columns_from_field_data(info.schema, req.fields_data, int(req.num_rows), zone)
         partition = req.partition_name or None
         if partial:
             # read, merge and write under the collection's lock: see gateway/partial_update.py

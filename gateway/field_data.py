@@ -18,6 +18,7 @@ from pymilvus.grpc_gen import schema_pb2
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
 from schemas.sparse import assemble, flat_parts
+from schemas.timestamptz import format_iso, parse_iso
 from schemas.types import DataType
 
 _SCALAR_ATTR: dict[DataType, tuple[str, Any]] = {
@@ -30,6 +31,7 @@ _SCALAR_ATTR: dict[DataType, tuple[str, Any]] = {
     DataType.DOUBLE: ("double_data", np.float64),
     DataType.VARCHAR: ("string_data", None),
     DataType.JSON: ("json_data", None),
+    DataType.TIMESTAMPTZ: ("string_data", None),  # ISO-8601 text both ways
 }
 _BYTE_VECTOR_ATTR = {
     DataType.BINARY_VECTOR: "binary_vector",
@@ -50,9 +52,11 @@ def type_name(code: int) -> str:
 
 
 def columns_from_field_data(
-    schema: CollectionSchema, fields_data: Iterable[schema_pb2.FieldData], num_rows: int
+    schema: CollectionSchema, fields_data: Iterable[schema_pb2.FieldData], num_rows: int, zone: str = "UTC"
 ) -> dict[str, Any]:
-    """The columns of an Insert/Upsert request, ready for ``schemas.validation.build_batch``."""
+    """The columns of an Insert/Upsert request, ready for ``schemas.validation.build_batch``.
+
+    TIMESTAMPTZ text becomes UTC timestamps here; text without an offset is read in ``zone``."""
     cols: dict[str, Any] = {}
     for fd in fields_data:
         name = META_FIELD if fd.is_dynamic else fd.field_name
@@ -84,6 +88,8 @@ def columns_from_field_data(
             data = getattr(fd.scalars, attr).data
             values = list(data) if dtype is None else np.array(data, dtype=dtype)
             cols[name] = _with_valid(fd, values, num_rows, name)
+            if field.dtype == DataType.TIMESTAMPTZ:
+                cols[name] = parse_iso(pa.array(cols[name], pa.string()), zone, name)
     return cols
 
 
@@ -232,10 +238,13 @@ def extend_floats(message: Any, values: np.ndarray, field_number: int = 1) -> No
 
 
 def field_data_from_column(
-    name: str, column: pa.Array | pa.ChunkedArray, field: FieldSchema | None
+    name: str, column: pa.Array | pa.ChunkedArray, field: FieldSchema | None, zone: str = "UTC"
 ) -> schema_pb2.FieldData:
-    """One output column as FieldData; ``field`` None means ``$meta`` or a computed column."""
+    """One output column as FieldData; ``field`` None means ``$meta`` or a computed column.
+    TIMESTAMPTZ values are written as ISO-8601 text in ``zone``."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if field is not None and field.dtype == DataType.TIMESTAMPTZ:
+        arr = format_iso(arr, zone)
     if field is None and name == META_FIELD:
         fd = schema_pb2.FieldData(field_name=name, type=DataType.JSON, is_dynamic=True)
         fd.scalars.json_data.SetInParent()

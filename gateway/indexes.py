@@ -23,12 +23,12 @@ from gateway.replicas import load_group
 from indexer.spec import IndexSpec
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
+from schemas.scalar_index import check_scalar_index, default_index_name, index_key
 from searcher.types import Searcher
 
 log = logging.getLogger(__name__)
 # indexed, total, pending rows (and optionally the reason of failed builds)
 IndexProgress = Callable[[CollectionInfo, str], tuple[int, int, int] | tuple[int, int, int, str]]
-SCALAR_INDEX_TYPES = ("AUTOINDEX", "INVERTED", "STL_SORT", "TRIE", "BITMAP")
 
 
 def no_progress(info: CollectionInfo, field: str) -> tuple[int, int, int]:
@@ -64,33 +64,46 @@ class IndexRpcs:
     def create_index(self, req: milvus_pb2.CreateIndexRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
         field = info.schema.field(req.field_name)
-        if field is None:
-            raise InvalidArgument(f"cannot create index on non-exist field: {req.field_name}")
         extra = kv_dict(req.extra_params)
         nested = _decode(extra.get("params", "") or "{}")
         nested = nested if isinstance(nested, dict) else {}
         index_type = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX").strip().upper()
         metric = str(extra.get("metric_type") or nested.get("metric_type") or "").strip().upper() or None
         params = _build_params(extra)
-        if field.dtype.is_sparse:
+        if field is not None and field.dtype.is_sparse:
             metric = metric or ("BM25" if field.is_function_output else None)
             if field.is_function_output != (metric == "BM25"):
                 raise InvalidArgument(
                     f"field {field.name}: metric BM25 is for the output field of a BM25 function, and such a "
                     f"field takes metric BM25 only (got {metric or 'IP'})"
                 )
-        if field.dtype.is_vector:
+        if field is not None and field.dtype.is_vector:
             metric = IndexSpec.parse(index_type, metric, params, int(field.dim or 0), field.dtype.name).metric
-        elif index_type not in SCALAR_INDEX_TYPES:
-            raise InvalidArgument(
-                f"index type {index_type} cannot index scalar field {field.name} ({field.dtype.name}); "
-                f"use one of {', '.join(SCALAR_INDEX_TYPES)}"
-            )
-        name = req.index_name or field.name
-        for other in info.indexes.values():
-            if other.index_name == name and other.field != field.name:
+        else:
+            raw = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX")
+            params = check_scalar_index(info.schema, req.field_name, index_type, params, raw)
+        field_name = req.field_name
+        json_path = params.get("json_path")
+        default = (
+            field_name if json_path is None else default_index_name(info.schema, field_name, str(json_path))
+        )
+        name = req.index_name or default
+        key = index_key(field_name, name, json_path)
+        for other_key, other in info.indexes.items():
+            if other.index_name == name and other_key != key:
                 raise InvalidArgument(f"index name {name} is already used by field {other.field}")
-        existing = info.indexes.get(field.name)
+            if (
+                json_path is not None
+                and other_key != key
+                and other.field == field_name
+                and (other.params.get("json_path"), str(other.params.get("json_cast_type", "")).upper())
+                == (json_path, str(params.get("json_cast_type", "")).upper())
+            ):
+                raise InvalidArgument(
+                    "CreateIndex failed: creating multiple indexes on same field is not supported "
+                    f"(json path {json_path} of field {field_name} is indexed as {other.index_name})"
+                )
+        existing = info.indexes.get(key)
         if existing is not None:
             same = (
                 existing.index_name,
@@ -101,27 +114,28 @@ class IndexRpcs:
             if same:
                 return OK
             raise InvalidArgument(
-                f"at most one distinct index is allowed per field: field {field.name} already has index "
+                f"at most one distinct index is allowed per field: field {field_name} already has index "
                 f"{existing.index_name} ({existing.index_type}); drop it first"
             )
         ts = self.w.clock.now()
-        index = IndexInfo(field.name, name, index_type, metric or "", params, index_id=ts, created_ts=ts)
-        self.w.publish(info.evolve(CatalogEvent.CREATE_INDEX, indexes={**info.indexes, field.name: index}))
+        index = IndexInfo(field_name, name, index_type, metric or "", params, index_id=ts, created_ts=ts)
+        self.w.publish(info.evolve(CatalogEvent.CREATE_INDEX, indexes={**info.indexes, key: index}))
         log.info(
-            "index created collection=%s field=%s type=%s metric=%s",
+            "index created collection=%s field=%s name=%s type=%s metric=%s",
             info.name,
-            field.name,
+            field_name,
+            name,
             index_type,
             metric,
         )
         return OK
 
-    def _matching(self, info: CollectionInfo, index_name: str, field_name: str) -> list[IndexInfo]:
-        found = [
-            i
-            for i in info.indexes.values()
+    def _matching(self, info: CollectionInfo, index_name: str, field_name: str) -> dict[str, IndexInfo]:
+        found = {
+            k: i
+            for k, i in info.indexes.items()
             if (not index_name or i.index_name == index_name) and (not field_name or i.field == field_name)
-        ]
+        }
         if not found:
             raise IndexNotFound(info.name, index_name or field_name or None)
         return found
@@ -130,7 +144,7 @@ class IndexRpcs:
         info = self.w.catalog.require(req.collection_name)
         found = self._matching(info, req.index_name, req.field_name)
         return milvus_pb2.DescribeIndexResponse(
-            status=OK, index_descriptions=[self._describe(info, i) for i in found]
+            status=OK, index_descriptions=[self._describe(info, i) for i in found.values()]
         )
 
     def _describe(self, info: CollectionInfo, index: IndexInfo) -> milvus_pb2.IndexDescription:
@@ -172,8 +186,7 @@ class IndexRpcs:
             raise InvalidArgument(
                 f"index cannot be dropped, collection {info.name} is loaded, please release it first"
             )
-        gone = {i.field for i in found}
-        indexes = {f: i for f, i in info.indexes.items() if f not in gone}
+        indexes = {k: i for k, i in info.indexes.items() if k not in found}
         self.w.publish(info.evolve(CatalogEvent.DROP_INDEX, indexes=indexes))
         return OK
 

@@ -31,6 +31,7 @@ from gateway.params import (
     template_values,
 )
 from gateway.pk_filter import PkFilters
+from gateway.zones import request_zone
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from searcher.types import QueryRequest, Searcher
 
@@ -127,10 +128,12 @@ class QueryRpcs:
         resp = milvus_pb2.QueryResults(
             status=OK, collection_name=info.name, output_fields=plan.names, primary_field_name=pk
         )
+        has_zone = info.schema.has_timestamptz or kv.get("timezone")
+        zone = request_zone(self.w, info, kv.get("timezone")) if has_zone else "UTC"
         for name in plan.columns:
             field = info.schema.field(name)
             column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)
-            resp.fields_data.append(field_data_from_column(name, column, field))
+            resp.fields_data.append(field_data_from_column(name, column, field, zone))
         if iterator:
             resp.session_ts = q.consistency.guarantee_ts
         resp.status.CopyFrom(ok_with_cost(resp.ByteSize()))

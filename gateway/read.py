@@ -47,6 +47,7 @@ from gateway.params import (
 )
 from gateway.ranker import Ranker
 from gateway.sparse_query import sparse_queries
+from gateway.zones import request_zone
 from indexer.sparse import SparseQueries
 from indexer.spec import is_similarity
 from schemas.catalog import CollectionInfo
@@ -97,6 +98,8 @@ class SearchRpcs:
         if group_by_fields:
             kv.setdefault("group_by_field", group_by_fields[0])
         plan = output_plan(info.schema, req.output_fields)
+        if info.schema.has_timestamptz or kv.get("timezone"):
+            plan.zone = request_zone(self.w, info, kv.get("timezone"))
         group_by = kv.get("group_by_field") or None
         if group_by:
             plan.add(group_by)
@@ -282,7 +285,7 @@ class SearchRpcs:
             for name in plan.columns:
                 field = info.schema.field(name)
                 column = table.column(name) if table is not None else empty_column(field)
-                res.fields_data.append(field_data_from_column(name, column, field))
+                res.fields_data.append(field_data_from_column(name, column, field, plan.zone))
         return res
 
     # search iterator v2 -----------------------------------------------------------------------
@@ -379,6 +382,8 @@ class SearchRpcs:
                 "hybrid search takes one ranker: a rerank function or a classic ranker, not both"
             )
         plan = output_plan(info.schema, req.output_fields)
+        if info.schema.has_timestamptz:
+            plan.zone = request_zone(self.w, info)
         cons = consistency(info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency)
         parts = readable_partitions(info, partitions(info, req.partition_names))
         columns = plan.columns + [f for f in ranker.input_fields if f not in plan.columns]

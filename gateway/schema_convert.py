@@ -19,6 +19,7 @@ from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument, SchemaError
 from schemas.functions import FunctionSchema
+from schemas.timestamptz import parse_one
 from schemas.types import DataType
 from searcher.filters import FilterSchema
 from searcher.requests import filter_view
@@ -38,6 +39,7 @@ _VALUE_ATTR = {
     DataType.DOUBLE: "double_data",
     DataType.VARCHAR: "string_data",
     DataType.JSON: "string_data",
+    DataType.TIMESTAMPTZ: "timestamptz_data",
 }
 
 
@@ -83,6 +85,11 @@ def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
         default = getattr(f.default_value, f.default_value.WhichOneof("data"))
         if dtype == DataType.JSON and isinstance(default, str):
             default = json.loads(default)
+        if dtype == DataType.TIMESTAMPTZ and isinstance(default, str):
+            try:
+                default = parse_one(default)
+            except InvalidArgument as exc:
+                raise SchemaError(f"field {f.name!r}: default_value {exc}") from None
     return FieldSchema(
         name=f.name,
         dtype=dtype,

@@ -83,6 +83,10 @@ class CollectionSchema:
     dropped_fields: tuple[tuple[str, int], ...] = ()
     _by_name: dict[str, FieldSchema] = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def has_timestamptz(self) -> bool:
+        return any(f.dtype == DataType.TIMESTAMPTZ for f in self.fields)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
 
@@ -349,6 +353,7 @@ _DEFAULT_PY: dict[DataType, tuple[type, ...]] = {
     DataType.FLOAT: (float, int),
     DataType.DOUBLE: (float, int),
     DataType.VARCHAR: (str,),
+    DataType.TIMESTAMPTZ: (int,),  # microseconds since the epoch, UTC (ISO text is parsed on the way in)
 }
 
 

@@ -22,6 +22,7 @@ class DataType(IntEnum):
     VARCHAR = 21
     ARRAY = 22
     JSON = 23
+    TIMESTAMPTZ = 26  # microseconds since the epoch, UTC (schemas/timestamptz.py)
     BINARY_VECTOR = 100
     FLOAT_VECTOR = 101
     FLOAT16_VECTOR = 102
@@ -80,6 +81,7 @@ SCALAR_ARROW: dict[DataType, pa.DataType] = {
     DataType.VARCHAR: pa.string(),
     DataType.STRING: pa.string(),
     DataType.JSON: pa.string(),  # JSON text; Delta has no JSON type
+    DataType.TIMESTAMPTZ: pa.timestamp("us", tz="UTC"),  # Delta type `timestamp`
 }
 
 INTEGER_RANGES: dict[DataType, tuple[int, int]] = {

@@ -19,6 +19,7 @@ from schemas.bm25 import term_frequencies
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
 from schemas.sparse import sparse_column
+from schemas.timestamptz import parse_iso
 from schemas.types import INTEGER_RANGES, SCALAR_ARROW, DataType
 from schemas.vector_columns import first_null as _first_null
 from schemas.vector_columns import vector_column
@@ -182,6 +183,12 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
 def _to_arrow(f: FieldSchema, values: Any) -> pa.Array:
     if f.dtype == DataType.JSON:
         return _json_column(f, values)
+    if f.dtype == DataType.TIMESTAMPTZ:  # ISO text (naive = UTC here; the gateway applies zones)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if not isinstance(values, pa.Array):
+            values = pa.array([None if v is None else str(v) for v in values], pa.string())
+        return parse_iso(values, "UTC", f.name)
     target = f.arrow_type()
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()

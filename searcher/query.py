@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.collection import META_FIELD
+from schemas.scalar_index import ScalarSource
 from searcher.filters import CompiledFilter
 from searcher.search import container_mask
 from searcher.segment import Container
@@ -26,6 +27,7 @@ def query_rows(
     limit: int | None,
     offset: int,
     count_only: bool,
+    sources: frozenset[ScalarSource] = frozenset(),
 ) -> tuple[pa.Table | int, int]:
     """Matching live rows (sorted by primary key when limited), or their count. Also rows examined."""
     parts: list[pa.Table] = []
@@ -40,7 +42,7 @@ def query_rows(
         if not mask.any():
             continue
         scanned += c.num_rows
-        mask = container_mask(c, mask, flt, partitions)
+        mask = container_mask(c, mask, flt, partitions, sources)
         if count_only:
             total += int(np.count_nonzero(mask))
             continue

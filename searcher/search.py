@@ -19,9 +19,11 @@ from indexer.interim import InterimIndex
 from indexer.ranges import topk
 from indexer.spec import search_int
 from schemas.exceptions import InvalidArgument
+from schemas.scalar_index import ScalarSource
 from schemas.types import DataType
 from searcher.filters import CompiledFilter
 from searcher.interim import InterimGroup
+from searcher.scalar_index import indexed_mask
 from searcher.segment import Container, normalize_rows
 
 DEFAULT_METRIC = {True: "HAMMING", False: "COSINE"}
@@ -45,8 +47,14 @@ def pruned(c: Container, partitions: Sequence[str] | None) -> bool:
 
 
 def container_mask(
-    c: Container, alive: np.ndarray, flt: CompiledFilter | None, partitions: Sequence[str] | None
+    c: Container,
+    alive: np.ndarray,
+    flt: CompiledFilter | None,
+    partitions: Sequence[str] | None,
+    sources: frozenset[ScalarSource] = frozenset(),
 ) -> np.ndarray:
+    """Live rows of ``c`` in the requested partitions that pass ``flt``; sealed segments prune
+    through the postings of the collection's scalar indexes (``sources``) first."""
     mask = alive
     if partitions is not None and c.partition is not None:
         if c.partition not in partitions:
@@ -55,6 +63,8 @@ def container_mask(
         part = np.isin(c.table.column("_partition").to_numpy(zero_copy_only=False), np.asarray(partitions))
         mask = mask & part
     if flt is not None and not flt.matches_all and mask.any():
+        if c.sealed and sources:
+            return indexed_mask(flt, c.table, mask, sources, c.postings)
         mask = mask & flt.evaluate(c.table)
     return mask
 

@@ -19,6 +19,7 @@ from indexer.arrow_vectors import arrow_vectors
 from indexer.sparse import SparseIndex
 from schemas.collection import CollectionSchema
 from schemas.live import latest_alive
+from searcher.scalar_index import SegmentPostings
 
 ALIVE = np.iinfo(np.int64).max
 
@@ -45,6 +46,7 @@ class Container:
     # with ``_ts``, this answers "was the row live at timestamp S" for iterator snapshots
     dead_ts: np.ndarray = field(default=None)  # type: ignore[assignment]
     indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
+    postings: SegmentPostings = field(default_factory=SegmentPostings)  # scalar indexes, sealed only
     _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
     _sparse: dict[tuple[str, float], SparseIndex] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

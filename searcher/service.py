@@ -16,6 +16,7 @@ import pyarrow as pa
 from indexer.interim import single_threaded_adds
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.scalar_index import scalar_sources
 from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
 from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
@@ -306,13 +307,14 @@ class SearcherService:
             )
         metric = resolve_metric(info, field_name, req.metric)
         flt = self._filter(info, req.filter, req.filter_params)
+        sources = scalar_sources(info.schema, info.indexes) if flt is not None else frozenset()
         requested = check_partitions(info, req.partitions, flt)
         cols, _dyn = output_columns(info.schema, req.output_fields)
 
         def run(snapshot: Snapshot) -> list[Hits]:
             partitions = without_dropped(info, requested, snapshot)
             view = [
-                (c, with_vectors(c, container_mask(c, alive, flt, partitions), f))
+                (c, with_vectors(c, container_mask(c, alive, flt, partitions, sources), f))
                 for c, alive in snapshot
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
@@ -340,6 +342,7 @@ class SearcherService:
         coll = self._collection(req.collection, req.collection_id)
         info = coll.info
         flt = self._filter(info, req.filter, req.filter_params)
+        sources = scalar_sources(info.schema, info.indexes) if flt is not None else frozenset()
         requested = check_partitions(info, req.partitions, flt)
         wants_count = COUNT in req.output_fields and not req.group_by_fields
         cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
@@ -358,7 +361,7 @@ class SearcherService:
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
             limit = None if req.group_by_fields else req.limit
-            return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count)
+            return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count, sources)
 
         result, scanned = self.barrier.read(coll, req.consistency, run)
         coll.scanned_rows += scanned
@@ -386,6 +389,8 @@ class SearcherService:
             "scanned_rows": coll.scanned_rows,
             "indexed_segments": sum(1 for c, _ in view if c.indexes),
             "loaded_indexes": sum(len(c.indexes) for c, _ in view if c.sealed),
+            # scalar-index postings built on sealed segments (each one a filter pruned through it)
+            "scalar_postings": sum(len(c.postings) for c, _ in view if c.sealed),
             "compacted_segments": sum(1 for c, _ in view if c.sealed and is_compacted(c.segment_id)),
             # how far this searcher has consumed the WAL: the last offset applied, per shard
             "consumed_offsets": ",".join(f"{s}:{off}" for s, off in sorted(coll.applied().items())),

@@ -17,6 +17,8 @@ from typing import Any
 from schemas.catalog import DEFAULT_DB, DROPPED, DatabaseInfo
 from schemas.collection import check_name
 from schemas.exceptions import DatabaseNotFound, InvalidArgument, LimitExceeded
+from schemas.timestamptz import PROPERTY as TZ_PROPERTY
+from schemas.timestamptz import check_zone
 
 _CURRENT: ContextVar[str] = ContextVar("walvus_database", default=DEFAULT_DB)
 MAX_DATABASES = 64  # Milvus's rootCoord.maxDatabaseNum
@@ -44,6 +46,7 @@ class DatabaseDdl:
 
     def create(self, name: str, properties: dict[str, str] | None = None) -> DatabaseInfo:
         check_name("database", name)
+        _check_properties(properties or {})
         if self.w.catalog.database(name) is not None:
             raise InvalidArgument(f"database already exist: {name}", database=name)
         if len(self.w.catalog.databases()) >= MAX_DATABASES:
@@ -70,6 +73,7 @@ class DatabaseDdl:
 
     def alter(self, name: str, changes: dict[str, str], delete_keys: list[str]) -> DatabaseInfo:
         info = self.require(name)
+        _check_properties(changes)
         props = {k: v for k, v in {**info.properties, **changes}.items() if k not in set(delete_keys)}
         return self._publish(replace(info, properties=props, event="alter_database"))
 
@@ -83,3 +87,9 @@ class DatabaseDdl:
         info = replace(info, origin=self.w.site)
         self.w.catalog.publish_records([info])
         return info
+
+
+def _check_properties(props: dict[str, str]) -> None:
+    """Properties walvus interprets are checked; others are kept as given, as Milvus does."""
+    if TZ_PROPERTY in props:
+        check_zone(props[TZ_PROPERTY])

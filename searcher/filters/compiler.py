@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 from lark import Token, Tree
 
+from schemas.exceptions import InvalidArgument  # noqa: E402
+from schemas.timestamptz import parse_interval, parse_one, shift  # noqa: E402
+
 from . import ir
 from .consts import FLIP, fold_arith, fold_cmp, from_param, kind_of
 from .errors import FilterError
@@ -113,7 +116,7 @@ class Compiler:
     def _check_cmp(self, op: str, left: ir.Value, right: ir.Value, t: Tree | Token) -> None:
         cl, cr = left.ctype, right.ctype
         equality = op in ("==", "!=")
-        if cl in NUMERIC and cr in NUMERIC or cl == cr == "str":
+        if cl in NUMERIC and cr in NUMERIC or cl == cr == "str" or cl == cr == "time":
             return
         if cl == cr == "bool" or "json" in (cl, cr) and "bool" in (cl, cr):
             if equality:
@@ -147,7 +150,7 @@ class Compiler:
         if isinstance(operand, ir.Const):
             found = any(fold_cmp("==", operand.value, v) for v in values.value)
             return ir.BoolConst(found != negate)
-        if operand.ctype not in NUMERIC | {"str", "bool", "json"}:
+        if operand.ctype not in NUMERIC | {"str", "bool", "json", "time"}:
             raise self.error(f"'in' cannot be applied to {describe(operand)}", t)
         ctype = "num" if operand.ctype in NUMERIC else operand.ctype
         for v in values.value:
@@ -228,6 +231,32 @@ class Compiler:
         except ValueError:
             raise self.error(f"invalid integer {str(t.children[0])!r}", t) from None
 
+    def _v_iso_(self, t: Tree) -> ir.Value:
+        try:
+            return ir.Const(parse_one(decode_string(t.children[1])), "time")
+        except InvalidArgument as exc:
+            raise self.error(str(exc), t) from None
+
+    def _v_interval_(self, t: Tree) -> ir.Value:
+        try:
+            return ir.Const(parse_interval(decode_string(t.children[1])), "interval")
+        except InvalidArgument as exc:
+            raise self.error(str(exc), t) from None
+
+    def _time_shift(self, left: ir.Value, op: str, right: ir.Value, t: Tree) -> ir.Value:
+        """``time +/- interval`` (or ``interval + time``): a TIMESTAMPTZ moved along the calendar."""
+        if left.ctype == "interval":
+            left, right = right, left
+            if op == "-":
+                raise self.error("cannot subtract a timestamp from an interval", t)
+        if left.ctype != "time" or right.ctype != "interval" or op not in ("+", "-"):
+            raise self.error(f"'{op}' with an INTERVAL needs a TIMESTAMPTZ on the other side, +/- only", t)
+        sign = -1 if op == "-" else 1
+        months, micros = (sign * x for x in right.value)
+        if isinstance(left, ir.Const):
+            return ir.Const(int(shift(np.array([left.value]), months, micros)[0]), "time")
+        return ir.TimeShift(left, months, micros)
+
     def _v_float_(self, t: Tree) -> ir.Value:
         return ir.Const(float(t.children[0]), "float")
 
@@ -269,6 +298,8 @@ class Compiler:
 
     def _v_binop(self, t: Tree) -> ir.Value:
         left, op, right = self.value(t.children[0]), str(t.children[1]), self.value(t.children[2])
+        if "interval" in (left.ctype, right.ctype):
+            return self._time_shift(left, op, right, t)
         for side in (left, right):
             if side.ctype not in NUMERIC | {"json"}:
                 raise self.error(f"'{op}' needs numeric operands, got {describe(side)}", t)
@@ -345,6 +376,8 @@ def _compatible(ctype: str, v: Any) -> bool:
         return kind in NUMERIC
     if ctype == "json":
         return True
+    if ctype == "time":  # ISO constants are microseconds since the epoch
+        return kind == "int"
     return kind == ctype
 
 

@@ -13,13 +13,21 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from schemas.timestamptz import shift  # noqa: E402
+
 from . import ir, json_paths
 from . import values as V
 from .errors import FilterError
 from .schema import META
 from .text_match import phrase_match, text_match
 
-_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
+_ARROW_TYPES = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+    "time": pa.int64(),
+}
 
 
 class Tri:
@@ -76,10 +84,12 @@ class Context:
         if key not in self._cache:
             arr = self.column(node.name, _ARROW_TYPES[node.ctype] if node.nullable else None)
             valid = _valid(arr)
+            if node.ctype == "time":  # TIMESTAMPTZ: compared as microseconds since the epoch
+                arr = arr.cast(pa.int64())
             if node.ctype == "str":
                 self._cache[key] = V.StrV(arr, valid)
             else:
-                elem = V.elements(arr, node.ctype)
+                elem = V.elements(arr, "int" if node.ctype == "time" else node.ctype)
                 elem.rowvalid = valid
                 self._cache[key] = elem
         return self._cache[key]
@@ -216,6 +226,9 @@ def value(node: ir.Value, ctx: Context) -> Any:
         left = V.project(value(node.left, ctx), "num")
         right = V.project(value(node.right, ctx), "num")
         return V.arith(node.op, left, right)
+    if isinstance(node, ir.TimeShift):
+        v = V.project(value(node.operand, ctx), "num")
+        return V.NumV(shift(v.values, node.months, node.micros), v.present, v.rowvalid)
     if isinstance(node, ir.Neg):
         return V.negate(V.project(value(node.operand, ctx), "num"))
     raise TypeError(f"unknown value {node!r}")  # pragma: no cover

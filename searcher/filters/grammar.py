@@ -39,6 +39,8 @@ GRAMMAR = r"""
 ?power: atom
       | atom POW_OP factor               -> binop
 ?atom: INT                               -> int_
+     | ISO STRING                        -> iso_
+     | INTERVAL STRING                   -> interval_
      | FLOAT                             -> float_
      | STRING                            -> string
      | TRUE                              -> true_
@@ -57,6 +59,8 @@ _LIKE.2: /(?i:like)\b/
 _IS.2: /(?i:is)\b/
 _NULL.2: /(?i:null)\b/
 _EXISTS.2: /(?i:exists)\b/
+ISO.2: /(?i:iso)\b/
+INTERVAL.2: /(?i:interval)\b/
 TRUE.2: /(?i:true)\b/
 FALSE.2: /(?i:false)\b/
 CMP_OP: /==|!=|<=|>=|<|>/
@@ -74,7 +78,20 @@ NAME: /\$meta\b|[A-Za-z_][A-Za-z0-9_]*/
 _PARSER = Lark(GRAMMAR, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
 
 # Terminals that can start a value; seeing any of them among the expected ones reads "a value".
-_VALUE_START = {"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "LPAR", "LSQB", "LBRACE", "ADD_OP"}
+_VALUE_START = {
+    "ISO",
+    "INTERVAL",
+    "NAME",
+    "INT",
+    "FLOAT",
+    "STRING",
+    "TRUE",
+    "FALSE",
+    "LPAR",
+    "LSQB",
+    "LBRACE",
+    "ADD_OP",
+}
 _OPERATORS = {"CMP_OP", "MUL_OP", "POW_OP", "_AND", "_OR", "_IN", "_LIKE", "_IS"}
 _NAMED = {
     "RPAR": "')'",

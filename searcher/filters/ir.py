@@ -86,6 +86,16 @@ class Neg(Value):
 
 
 @dataclass(frozen=True)
+class TimeShift(Value):
+    """A TIMESTAMPTZ value moved by an interval: calendar ``months``, then fixed ``micros``."""
+
+    operand: Value
+    months: int
+    micros: int
+    ctype: str = "time"
+
+
+@dataclass(frozen=True)
 class BoolConst(Pred):
     value: bool
 
@@ -171,6 +181,8 @@ def children(node: Any) -> tuple[Any, ...]:
         return (node.left, node.right)
     if isinstance(node, ArrayElem):
         return (node.array,)
-    if isinstance(node, InList | Like | IsNull | Exists | Contains | TextMatch | Truth | ArrayLength | Neg):
+    if isinstance(
+        node, InList | Like | IsNull | Exists | Contains | TextMatch | Truth | ArrayLength | Neg | TimeShift
+    ):
         return (node.operand,)
     return ()

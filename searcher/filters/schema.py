@@ -16,6 +16,7 @@ SCALAR_KINDS: dict[str, str] = {
     "DOUBLE": "float",
     "VARCHAR": "str",
     "STRING": "str",
+    "TIMESTAMPTZ": "time",  # microseconds since the epoch, UTC
 }
 VECTOR_TYPES = frozenset(
     {
