@@ -151,7 +151,7 @@ class IndexRpcs:
         params = [common_pb2.KeyValuePair(key="index_type", value=index.index_type)]
         if index.metric_type:
             params.append(common_pb2.KeyValuePair(key="metric_type", value=index.metric_type))
-        for key, value in index.params.items():
+        for key, value in {**index.params, **index.properties}.items():
             params.append(
                 common_pb2.KeyValuePair(key=key, value=value if isinstance(value, str) else json.dumps(value))
             )

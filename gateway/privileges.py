@@ -73,6 +73,7 @@ RULES: dict[str, Rule] = {
     "CreateIndex": _c("CreateIndex"),
     "DescribeIndex": _c("IndexDetail"),
     "DropIndex": _c("DropIndex"),
+    "AlterIndex": _c("CreateIndex"),
     # data
     "Insert": _c("Insert"),
     "Upsert": _c("Upsert"),

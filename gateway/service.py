@@ -19,6 +19,7 @@ from google.protobuf import message_factory
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, milvus_pb2_grpc
 
 from gateway.aliases import AliasRpcs
+from gateway.alter import alter_collection_field, alter_index
 from gateway.analyzer_rpc import AnalyzerRpcs
 from gateway.auth import as_caller, header_user
 from gateway.authz import Guard
@@ -27,7 +28,6 @@ from gateway.databases import DATABASE_RPCS, DatabaseRpcs, request_database, req
 from gateway.ddl import CollectionRpcs
 from gateway.dml import WriteRpcs
 from gateway.errors import OK, status_for
-from gateway.field_alter import alter_collection_field
 from gateway.indexes import IndexProgress, IndexRpcs
 from gateway.metrics import RpcMetrics
 from gateway.pk_filter import PkFilters
@@ -98,6 +98,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
             "AlterCollection": colls.alter_collection,
             "AddCollectionField": colls.add_collection_field,
             "AlterCollectionField": lambda req: alter_collection_field(walvus, req),
+            "AlterIndex": lambda req: alter_index(walvus, req),
             "AlterCollectionSchema": colls.alter_collection_schema,
             "GetCollectionStatistics": colls.collection_statistics,
             "CreatePartition": colls.create_partition,

@@ -46,6 +46,7 @@ class CatalogEvent:
     ALTER = "alter_properties"
     ADD_FIELD = "add_field"
     ALTER_FIELD = "alter_field"
+    ALTER_INDEX = "alter_index"
     DROP_FIELD = "drop_field"
     RENAME = "rename_collection"
     CREATE_ALIAS = "create_alias"
@@ -83,6 +84,7 @@ class IndexInfo:
     params: dict[str, Any] = field(default_factory=dict)
     index_id: int = 0
     created_ts: int = 0
+    properties: dict[str, str] = field(default_factory=dict)  # alter_index_properties: mmap.enabled
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -313,7 +313,8 @@ class LoadedCollection:
                     f.dtype.name,
                     need_gpu=False,  # GPU_* files hold CPU copies: searched here without a GPU
                 )
-                mmap = self.info.properties.get("mmap.enabled", "false").lower() == "true"
+                mmap_default = self.info.properties.get("mmap.enabled", "false")
+                mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
                 index = VectorIndex.load(path, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
                     c.indexes[field_name] = (index_id, index)

@@ -50,3 +50,21 @@ def test_max_length_and_max_capacity_change_what_later_writes_may_hold(client: M
         with pytest.raises(MilvusException, match=match):
             client.alter_collection_field("alt", field, params)
     assert _field(client, "alt", "title")["params"]["max_length"] == 16  # refusals changed nothing
+
+
+def test_index_mmap_property_is_set_described_and_dropped_while_released(client: MilvusClient) -> None:
+    client.create_collection("alti", dimension=2)  # quick setup: indexed and loaded
+    (index_name,) = client.list_indexes("alti")
+    with pytest.raises(MilvusException, match="release collection alti first"):
+        client.alter_index_properties("alti", index_name, {"mmap.enabled": True})
+    client.release_collection("alti")
+    client.alter_index_properties("alti", index_name, {"mmap.enabled": True})
+    assert client.describe_index("alti", index_name)["mmap.enabled"] == "true"
+    for props, match in (({"nlist": 8}, "only mmap.enabled"), ({"mmap.enabled": "maybe"}, "true or false")):
+        with pytest.raises(MilvusException, match=match):
+            client.alter_index_properties("alti", index_name, props)
+    with pytest.raises(MilvusException, match="index not found"):
+        client.alter_index_properties("alti", "nope", {"mmap.enabled": True})
+    client.drop_index_properties("alti", index_name, ["mmap.enabled"])
+    assert "mmap.enabled" not in client.describe_index("alti", index_name)
+    client.load_collection("alti")

@@ -1,13 +1,19 @@
-"""``alter_collection_field``: change a field's ``max_length`` or ``max_capacity``, as Milvus allows.
+"""``alter_collection_field`` and ``alter_index_properties`` / ``drop_index_properties``.
+
+A field's ``max_length`` or ``max_capacity`` can change, as Milvus allows.
 
 The primary key and the partition key cannot change. ``max_length`` applies to VARCHAR fields and
 to arrays of VARCHAR, ``max_capacity`` to arrays; a new limit checks the rows written after it,
 rows already stored keep their values (as in Milvus). ``mmap.enabled`` is accepted and has no
 effect, as at create time: walvus holds loaded segments in memory. Other keys are refused.
+
+An index's ``mmap.enabled`` decides whether searchers memory-map its files (over the collection's
+``mmap.enabled``); as for a collection, it changes only while the collection is released.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
@@ -15,7 +21,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from gateway.errors import OK
 from gateway.schema_convert import parse_properties
 from schemas.catalog import CatalogEvent
-from schemas.exceptions import InvalidArgument
+from schemas.exceptions import IndexNotFound, InvalidArgument
 from schemas.types import DataType
 
 MMAP_KEYS = ("mmap.enabled", "mmap_enabled")
@@ -62,4 +68,30 @@ def alter_collection_field(walvus: Any, req: milvus_pb2.AlterCollectionFieldRequ
     if changes:
         schema = info.schema.with_field_params(field.name, **changes)
         walvus.publish(info.evolve(CatalogEvent.ALTER_FIELD, schema=schema))
+    return OK
+
+
+def alter_index(walvus: Any, req: milvus_pb2.AlterIndexRequest) -> common_pb2.Status:
+    """``alter_index_properties`` (``extra_params``) and ``drop_index_properties`` (``delete_keys``)."""
+    info = walvus.catalog.require(req.collection_name)
+    key = next((k for k, i in info.indexes.items() if i.index_name == req.index_name), None)
+    if key is None:
+        raise IndexNotFound(info.name, req.index_name or None)
+    changes = parse_properties(req.extra_params)
+    for name in [*changes, *req.delete_keys]:
+        if name != "mmap.enabled":
+            raise InvalidArgument(f"index property {name!r} cannot be altered: only mmap.enabled can")
+    if "mmap.enabled" in changes:
+        value = changes["mmap.enabled"].strip().strip('"').lower()
+        if value not in ("true", "false"):
+            raise InvalidArgument(f"mmap.enabled must be true or false, got {changes['mmap.enabled']!r}")
+        changes["mmap.enabled"] = value
+    if info.loaded:
+        raise InvalidArgument(
+            f"can not alter mmap properties if collection loaded: release collection {info.name} first"
+        )
+    index = info.indexes[key]
+    props = {k: v for k, v in {**index.properties, **changes}.items() if k not in set(req.delete_keys)}
+    indexes = {**info.indexes, key: replace(index, properties=props)}
+    walvus.publish(info.evolve(CatalogEvent.ALTER_INDEX, indexes=indexes))
     return OK
