@@ -7,6 +7,7 @@ Every change is a new ``CollectionInfo`` state published on the catalog through 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
@@ -21,7 +22,7 @@ from gateway.schema_convert import (
     schema_to_proto,
 )
 from schemas.catalog import TTL_PROPERTY, CatalogEvent, CollectionInfo
-from schemas.collection import check_name, validate_schema
+from schemas.collection import CollectionSchema, check_name, validate_schema
 from schemas.exceptions import (
     CapacityExceeded,
     CollectionExists,
@@ -173,13 +174,15 @@ class CollectionRpcs:
 
     def alter_collection(self, req: milvus_pb2.AlterCollectionRequest) -> common_pb2.Status:
         info = self._lookup(req.collection_name, req.collectionID)
-        changes = _checked_properties(parse_properties(req.properties))
+        given = parse_properties(req.properties)
+        schema = _dynamic_field(info, given.pop(DYNAMIC_FIELD, None))
+        changes = _checked_properties(given)
         if info.loaded and any(k.startswith("mmap") for k in [*changes, *req.delete_keys]):
             raise InvalidArgument(
                 f"can not alter mmap properties if collection loaded: release collection {info.name} first"
             )
         props = {k: v for k, v in {**info.properties, **changes}.items() if k not in set(req.delete_keys)}
-        self.w.publish(info.evolve(CatalogEvent.ALTER, properties=props))
+        self.w.publish(info.evolve(CatalogEvent.ALTER, properties=props, schema=schema))
         return OK
 
     def add_collection_field(self, req: milvus_pb2.AddCollectionFieldRequest) -> common_pb2.Status:
@@ -314,12 +317,36 @@ class CollectionRpcs:
         )
 
 
+DYNAMIC_FIELD = "dynamicfield.enabled"
+
+
+def _dynamic_field(info: CollectionInfo, value: str | None) -> CollectionSchema:
+    """The schema after ``dynamicfield.enabled``: turning it on is a new schema version whose rows
+    gain the ``$meta`` column (rows stored before read it as empty); turning it off is refused, as
+    in Milvus."""
+    if value is None:
+        return info.schema
+    on = value.strip().strip('"').lower()
+    if on not in ("true", "false"):
+        raise InvalidArgument(f"{DYNAMIC_FIELD} must be true or false, got {value!r}")
+    if on == "false":
+        if info.schema.enable_dynamic_field:
+            raise InvalidArgument(
+                f"the dynamic field of collection {info.name} cannot be disabled once enabled"
+            )
+        return info.schema
+    if info.schema.enable_dynamic_field:
+        return info.schema
+    return replace(info.schema, enable_dynamic_field=True, version=info.schema.version + 1)
+
+
 def _checked_properties(props: dict[str, str]) -> dict[str, str]:
     """Validate the properties walvus understands; others are kept as given, like Milvus does."""
     out = dict(props)
-    if "dynamicfield.enabled" in out:  # a schema change, not a setting: refuse rather than ignore it
+    if DYNAMIC_FIELD in out:  # a schema change, not a setting: only alter_collection_properties makes it
         raise NotSupported(
-            "enabling or disabling the dynamic field of an existing collection is not supported yet"
+            f"{DYNAMIC_FIELD} is a schema setting: use enable_dynamic_field in the schema, or turn it on "
+            "later with alter_collection_properties"
         )
     if TZ_PROPERTY in out:
         check_zone(out[TZ_PROPERTY])

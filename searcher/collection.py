@@ -24,6 +24,7 @@ import pyarrow.dataset as ds
 from indexer import IndexSpec, VectorIndex
 from indexer.segments import failure_file, index_file
 from schemas.catalog import CollectionInfo
+from schemas.collection import META_FIELD
 from schemas.live import stored_alive
 from schemas.segments import SegmentsCompacted, is_compacted
 from schemas.timestamps import compose, physical_ms
@@ -325,20 +326,24 @@ class LoadedCollection:
             for f in self.info.indexes
             if f not in info.indexes or info.indexes[f].index_id != self.info.indexes[f].index_id
         }
-        added = [f for f in info.schema.fields if self.info.schema.field(f.name) is None]
+        added = [
+            pa.field(f.name, f.arrow_type())
+            for f in info.schema.fields
+            if self.info.schema.field(f.name) is None
+        ]
+        if info.schema.enable_dynamic_field and not self.info.schema.enable_dynamic_field:
+            added.append(pa.field(META_FIELD, pa.string()))  # dynamicfield.enabled turned on
         self.info = info
         self.interim.configure(info)
         with self.cond:
             prepared = [c for p in self._prepared.values() for c in p.containers] + [
                 *self.compactions.containers()
             ]
-            # rows loaded before add_collection_field: the new field reads as null
+            # rows loaded before add_collection_field (or the dynamic field): the new column reads as null
             for c in [*self.containers, *prepared]:
                 for f in added:
                     if f.name not in c.table.column_names:
-                        c.table = c.table.append_column(
-                            pa.field(f.name, f.arrow_type()), pa.nulls(c.num_rows, f.arrow_type())
-                        )
+                        c.table = c.table.append_column(f, pa.nulls(c.num_rows, f.type))
         for c in [*self.containers, *prepared]:
             for f in dropped:
                 c.indexes.pop(f, None)

@@ -489,3 +489,32 @@ def test_partial_updates_and_int8_survive_restart(live):
     assert [h["id"] for h in hits[0]] == [5]
     assert [f["name"] for f in c.describe_collection(name)["fields"]] == ["id", "v", "price", "w"]
     c.close()
+
+
+def test_dynamic_field_turned_on_later_keeps_old_rows_and_takes_new_keys(live):
+    _, client = live
+    name = "dyn_later"
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    client.insert(name, [{"id": i, "vec": [float(i), 0.0, 0.0, 0.0]} for i in range(4)])
+    client.flush(name)  # sealed rows from before the dynamic field
+    client.insert(name, [{"id": 4, "vec": [4.0, 0.0, 0.0, 0.0]}])  # growing, still without it
+    with pytest.raises(MilvusException):
+        client.insert(name, [{"id": 9, "vec": [9.0, 0.0, 0.0, 0.0], "color": "red"}])
+    client.alter_collection_properties(name, {"dynamicfield.enabled": True})
+    assert client.describe_collection(name)["enable_dynamic_field"] is True
+    client.insert(name, [{"id": 5, "vec": [5.0, 0.0, 0.0, 0.0], "color": "red"}])
+    got = client.query(name, filter="id >= 0", output_fields=["id", "color"], **_strong())
+    assert sorted(r["id"] for r in got) == [0, 1, 2, 3, 4, 5]
+    assert [r["id"] for r in client.query(name, filter='color == "red"', **_strong())] == [5]
+    hits = client.search(name, [[5.0, 0.0, 0.0, 0.0]], limit=2, filter='color == "red"', **_strong())
+    assert [h["id"] for h in hits[0]] == [5]
+    client.flush(name)  # old and new rows sealed together
+    assert [r["id"] for r in client.query(name, filter='color == "red"', **_strong())] == [5]
+    assert client.query(name, filter="", output_fields=["count(*)"], **_strong())[0]["count(*)"] == 6
+    with pytest.raises(MilvusException, match="cannot be disabled"):
+        client.alter_collection_properties(name, {"dynamicfield.enabled": False})
