@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from schemas.collection import META_FIELD, CollectionSchema
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
+from searcher.types import Hits
 
 _KEY_RE = re.compile(r'^([A-Za-z_$][\w$]*)((?:\[(?:"[^"]*"|\d+)\])*)$')
 _STEP_RE = re.compile(r'\[(?:"([^"]*)"|(\d+))\]')
@@ -114,3 +115,13 @@ def _json_values(col: pa.Array, key: OrderKey) -> pa.Array:
     if kinds == {False}:
         return pa.array([None if v is None else float(v) for v in out], type=pa.float64())
     return pa.array(out, type=pa.string())
+
+
+def ordered_hits(h: Hits, order: list, offset: int, limit: int) -> Hits:
+    """One query's hits ordered by the keys, then the page ``offset:offset+limit``."""
+    if not len(h.ids):
+        return h
+    idx = order_indices(h.fields, order)[offset : offset + limit]
+    ids = h.ids.tolist() if isinstance(h.ids, np.ndarray) else list(h.ids)
+    take = pa.array(idx, type=pa.int64())
+    return Hits([ids[i] for i in idx], np.asarray(h.distances)[idx], h.fields.take(take))

@@ -23,7 +23,7 @@ from gateway.field_data import empty_column, extend_floats, field_data_from_colu
 from gateway.function_chain import FunctionChain
 from gateway.function_rerank import FunctionRanker, FusionRanker, parse_function_score
 from gateway.ordering import columns as order_columns
-from gateway.ordering import order_indices, parse_order
+from gateway.ordering import ordered_hits, parse_order
 from gateway.params import (
     RANK_KEYS,
     SEARCH_PARAM_KEYS,
@@ -124,7 +124,7 @@ class SearchRpcs:
         if order:
             # the offset + limit nearest rows, then ordered by the keys (gateway/ordering.py)
             hits = self.searcher.search(replace(s, limit=s.limit + s.offset, offset=0))
-            hits = [_ordered(h, order, s.offset, s.limit) for h in hits]
+            hits = [ordered_hits(h, order, s.offset, s.limit) for h in hits]
         else:
             hits = self.searcher.search(s)
         results = self._results(info, hits, s.limit, plan)
@@ -432,15 +432,6 @@ def _function_ranker(
     if req.function_score.functions:
         return parse_function_score(req.function_score, info.schema, n_requests)
     return None
-
-
-def _ordered(h: Hits, order: list, offset: int, limit: int) -> Hits:
-    if not len(h.ids):
-        return h
-    idx = order_indices(h.fields, order)[offset : offset + limit]
-    ids = h.ids.tolist() if isinstance(h.ids, np.ndarray) else list(h.ids)
-    take = pa.array(idx, type=pa.int64())
-    return Hits([ids[i] for i in idx], np.asarray(h.distances)[idx], h.fields.take(take))
 
 
 def _take_rows(tables: list[pa.Table], origin: list[tuple[int, int]], plan: OutputPlan) -> pa.Table:
