@@ -45,14 +45,29 @@ class ReplicaNotFound(WalvusError, LookupError):
         )
 
 
-def load_group(catalog: CatalogView, info: CollectionInfo, req: Any) -> ReplicaPlacement | None:
-    """A load's ``replica_number`` and ``resource_groups``: one replica, in one existing group.
-    Returns the placement to record when it changes, else None."""
-    if getattr(req, "replica_number", 0) > 1:
+def check_replicas(req: Any, searcher: Any) -> int:
+    """A load's ``replica_number`` (0: keep what the collection has): with searchers of their
+    own, one replica per replica group of running searchers; inside the gateway, one."""
+    wanted = int(getattr(req, "replica_number", 0) or 0)
+    groups = searcher.replica_groups() if hasattr(searcher, "replica_groups") else None
+    if wanted <= 1:
+        return wanted
+    if groups is None:
         raise NotSupported(
-            f"replica_number={req.replica_number} is not supported by walvus: a deployment serves one "
-            "replica of each loaded collection (scale reads out with more searchers instead)"
+            f"replica_number={wanted} needs walvus searcher processes (WALVUS_SEARCHERS=remote): the "
+            "searcher inside the gateway serves one replica of each loaded collection"
         )
+    if wanted > len(groups) or list(range(wanted)) != groups[:wanted]:
+        raise ResourceGroupError(
+            f"replica_number={wanted} needs searchers in replica groups 0..{wanted - 1} "
+            f"(WALVUS_SEARCHER_REPLICA_GROUP); running groups: {groups or 'none'}"
+        )
+    return wanted
+
+
+def load_group(catalog: CatalogView, info: CollectionInfo, req: Any) -> ReplicaPlacement | None:
+    """A load's ``resource_groups``: one existing group. Returns the placement to record when it
+    changes, else None."""
     groups = list(getattr(req, "resource_groups", ()))
     if len(groups) > 1:
         raise ResourceGroupError(f"one replica can be loaded into one resource group, not {len(groups)}")

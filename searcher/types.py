@@ -49,6 +49,10 @@ class SearchRequest:
     strict_group_size: bool = False
     consistency: Consistency = field(default_factory=Consistency)
     collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
+    shards: frozenset[int] | None = None  # read only these shards (None: every shard held here)
+    # BM25 statistics summed over every shard by the gateway (per query: live documents, total
+    # length, each query term's document frequency); None: from the shards held here
+    bm25_stats: list[tuple[int, float, list[float]]] | None = None
 
 
 @dataclass
@@ -74,6 +78,7 @@ class QueryRequest:
     group_by_fields: list[str] = field(default_factory=list)
     consistency: Consistency = field(default_factory=Consistency)
     collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
+    shards: frozenset[int] | None = None  # read only these shards (None: every shard held here)
 
 
 @dataclass
