@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from searcher.ownership import address_of
+from searcher.ownership import address_of, presence_group
+
+PRESENCE = presence_group("")
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 1.0
@@ -94,9 +96,11 @@ class SearcherDirectory:
         if not ids:
             return layout
         for gid, fut in self._admin.describe_consumer_groups(ids, request_timeout=5).items():
+            name = gid[len(self._prefix) :]
+            presence = name.endswith(PRESENCE)
             try:
                 desc = fut.result()
-                rg = int(gid[len(self._prefix) :])
+                rg = int(name.removesuffix(PRESENCE))
             except (KafkaException, ValueError) as exc:
                 log.warning("describing searcher group failed group=%s error=%s", gid, exc)
                 continue
@@ -104,7 +108,9 @@ class SearcherDirectory:
                 address = address_of(m.client_id)
                 if address is None:
                     continue
-                layout.members.setdefault(rg, []).append(address)
+                if presence:  # every running searcher, loaded collections or not
+                    layout.members.setdefault(rg, []).append(address)
+                    continue
                 for tp in m.assignment.topic_partitions:
                     layout.owners.setdefault(tp.topic, {}).setdefault(tp.partition, []).append(
                         Owner(rg, address)

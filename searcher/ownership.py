@@ -26,6 +26,14 @@ def group_id(namespace: str, replica_group: int) -> str:
     return f"{namespace}.searchers.{replica_group}"
 
 
+def presence_topic(namespace: str) -> str:
+    return f"{namespace}.searchers"
+
+
+def presence_group(group: str) -> str:
+    return f"{group}.presence"
+
+
 def client_id(address: str) -> str:
     return CLIENT_PREFIX + address
 
@@ -45,6 +53,7 @@ class ShardOwnership:
         address: str,
         on_change: Callable[[Assignment], None],
         session_timeout_ms: int = 6000,
+        presence_topic: str | None = None,
     ) -> None:
         self._consumer = Consumer(
             {
@@ -60,6 +69,22 @@ class ShardOwnership:
         )
         self.group = group
         self._on_change = on_change
+        # a second member, in ``<group>.presence`` on a one-partition topic, so gateways see this
+        # searcher (and its replica group) before any collection is loaded; a group of its own,
+        # because partitions are balanced over all the topics of a group
+        self._presence: Consumer | None = None
+        if presence_topic:
+            self._presence = Consumer(
+                {
+                    **conf,
+                    "group.id": presence_group(group),
+                    "client.id": client_id(address),
+                    "enable.auto.commit": False,
+                    "session.timeout.ms": session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
+                }
+            )
+            self._presence.subscribe([presence_topic], on_assign=lambda c, ps: c.pause(ps) if ps else None)
         self._topics: frozenset[str] = frozenset()
         self._wanted: frozenset[str] = frozenset()
         self._assignment: Assignment = {}
@@ -92,8 +117,10 @@ class ShardOwnership:
                     wanted = self._wanted
                 if wanted != self._topics:
                     self._resubscribe(wanted)
+                if self._presence is not None:
+                    self._presence.poll(0 if self._topics else 0.1)
                 if not self._topics:
-                    self._stop.wait(0.1)
+                    self._stop.wait(0.05)
                     continue
                 try:
                     msg = self._consumer.poll(0.2)  # serves the group protocol; partitions are paused
@@ -104,6 +131,8 @@ class ShardOwnership:
                     self._consumer.pause([TopicPartition(msg.topic(), msg.partition())])
         finally:
             self._consumer.close()  # leaves the group: its shards are reassigned at once
+            if self._presence is not None:
+                self._presence.close()
 
     def _resubscribe(self, topics: frozenset[str]) -> None:
         self._topics = topics
@@ -144,4 +173,4 @@ class ShardOwnership:
             log.exception("applying a shard assignment failed group=%s", self.group)
 
 
-__all__ = ["Assignment", "ShardOwnership", "address_of", "client_id", "group_id"]
+__all__ = ["Assignment", "ShardOwnership", "address_of", "client_id", "group_id", "presence_topic"]

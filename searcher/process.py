@@ -12,7 +12,7 @@ import logging
 import threading
 
 from searcher.flight import serve
-from searcher.ownership import ShardOwnership, group_id
+from searcher.ownership import ShardOwnership, group_id, presence_topic
 from searcher.service import SearcherService
 from walvus.processes import on_stop_signal
 from walvus.settings import SearcherSettings
@@ -30,8 +30,15 @@ def run(bootstrap: str) -> None:
     server = serve(svc, settings.searcher_host, settings.searcher_port)
     address = f"{settings.searcher_host}:{server.port}"
     group = group_id(walvus.ns, settings.searcher_replica_group)
+    presence = presence_topic(walvus.ns)
+    walvus.kafka.ensure_topic(presence, 1)
     ownership = ShardOwnership(
-        walvus.kafka.conf, group, address, svc.on_assignment, settings.searcher_session_timeout_ms
+        walvus.kafka.conf,
+        group,
+        address,
+        svc.on_assignment,
+        settings.searcher_session_timeout_ms,
+        presence_topic=presence,
     )
     svc.hold_assigned(ownership, settings.searcher_replica_group)
     ownership.start()

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -34,6 +34,13 @@ from searcher.wire import decode_error, decode_hits, encode_query, encode_search
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _GONE = (flight.FlightUnavailableError, flight.FlightTimedOutError, flight.FlightCancelledError, OSError)
+
+
+@dataclass(frozen=True)
+class Replica:
+    group: int
+    members: list[str]
+    leaders: dict[int, str]  # shard -> address ("" while none holds it)
 
 
 class ShardUnavailable(WalvusError):
@@ -168,6 +175,19 @@ class RemoteSearcher:
 
     def release(self, collection: str, partitions: list[str] | None = None) -> None:
         """As ``load``: the searchers drop what the catalog says is released."""
+
+    def replicas_of(self, info: CollectionInfo) -> list[Replica]:
+        """One per replica group serving ``info``: its searchers and each shard's holder."""
+        layout = self.directory.layout()
+        topic = wal_topic(self.ns, info.collection_id)
+        out = []
+        for g in range(info.replica_number):
+            leaders = {
+                s: next((o.address for o in layout.owners_of(topic, s) if o.replica_group == g), "")
+                for s in range(info.shards_num)
+            }
+            out.append(Replica(g, sorted(layout.members.get(g, [])), leaders))
+        return out
 
     def replica_groups(self) -> list[int]:
         return sorted(self.directory.layout().members)

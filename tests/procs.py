@@ -44,16 +44,20 @@ class Deployment:
 
     def start(self, *names: str) -> None:
         for name in names:
-            log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "walvus", name],
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.start_as(name, name)
         if "gateway" in names:
             self.wait_gateway()
+
+    def start_as(self, key: str, command: str, **env: str) -> None:
+        """``walvus <command>`` known as ``key`` (several searchers), with extra settings."""
+        log = open(self.root / f"{key}.log", "ab")  # noqa: SIM115
+        self.procs[key] = subprocess.Popen(
+            [sys.executable, "-m", "walvus", command],
+            env={**os.environ, **self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_gateway(self, timeout: float = 90) -> None:
         """The gateway opens its port only once it is ready to serve."""
