@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import Counter
 
 import pytest
@@ -190,3 +191,27 @@ def test_language_identifier_analyzes_each_text_by_its_language(client):
         "の",
         "神隠し",
     ]
+
+
+def test_multi_analyzer_survives_a_restart(dep, client):
+    """The analyzers are part of the stored schema: after a restart rows and queries use them still."""
+    kw = {"anns_field": "sparse", "limit": 10, "search_params": {"analyzer_name": "Japanese"}}
+    before = [(h["id"], h["distance"]) for h in client.search("ml_multi", ["神隠し"], **kw)[0]]
+    assert before
+    for proc in ("gateway", "indexer", "streams"):
+        dep.stop(proc)
+    dep.start("streams", "indexer", "gateway")
+    c = MilvusClient(dep.uri)
+    try:
+        deadline = time.monotonic() + 60
+        while str(c.get_load_state("ml_multi")["state"]) != "Loaded":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        after = [(h["id"], h["distance"]) for h in c.search("ml_multi", ["神隠し"], **kw)[0]]
+        assert [i for i, _ in after] == [i for i, _ in before]
+        assert [d for _, d in after] == pytest.approx([d for _, d in before], rel=1e-6)
+        c.insert("ml_multi", [{"id": 8, "language": "jp", "text": "神隠しの森"}])
+        got = c.search("ml_multi", ["森"], **kw)[0]
+        assert [h["id"] for h in got] == [8]  # lindera made 森 a word of the new row
+    finally:
+        c.close()
