@@ -314,7 +314,6 @@ _NOT_YET: dict[str, str] = {
     "json_path": "grouping by a JSON path is not supported yet",
     "json_type": "grouping by a JSON path is not supported yet",
     "strict_cast": "grouping by a JSON path is not supported yet",
-    "analyzer_name": "choosing one of a field's multi-language analyzers (analyzer_name) is not supported yet",
     "time_fields": "TIMESTAMPTZ fields (time_fields) are not supported yet",
     "query_iter_last_element_offset": "element-level query iterators are not supported yet",
     "rank_group_scorer": "grouping hybrid search is not supported yet",
@@ -354,6 +353,7 @@ SEARCH_PARAM_KEYS = SEARCH_KEYS | {
     "limit",
     "page_retain_order",  # walvus's pages always keep the order of the full result
     "drop_ratio_search",  # sparse fields
+    "analyzer_name",  # full-text search on a field with multi-language analyzers
 }
 QUERY_KEYS = _ROUTING | {
     "limit",

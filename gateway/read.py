@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 _SCORES = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
 _NOT_SEARCH_PARAMS = (
     "metric_type",
+    "analyzer_name",
     "offset",
     "topk",
     "round_decimal",
@@ -182,6 +183,7 @@ class SearchRpcs:
         params = json_params(kv.get("params"), "search params")
         check_known(params, SEARCH_PARAM_KEYS, "search params")
         metric = str(kv.get("metric_type") or params.get("metric_type") or "").upper() or None
+        analyzer_name = kv.get("analyzer_name") or params.get("analyzer_name")
         for key in _NOT_SEARCH_PARAMS:
             params.pop(key, None)
         index = info.indexes.get(field.name)
@@ -191,7 +193,16 @@ class SearchRpcs:
             )
         metric = metric or (index.metric_type.upper() if index is not None and index.metric_type else None)
         if req.placeholder_group and field.dtype.is_sparse:
-            queries = sparse_queries(info.schema, field, req.placeholder_group)
+            queries = sparse_queries(
+                info.schema,
+                field,
+                req.placeholder_group,
+                None if analyzer_name is None else str(analyzer_name),
+            )
+        elif analyzer_name is not None:
+            raise InvalidArgument(
+                f"analyzer_name applies to full-text search on a BM25 output field, not to field {field.name}"
+            )
         elif req.placeholder_group:
             queries = query_vectors(field, req.placeholder_group)
         else:

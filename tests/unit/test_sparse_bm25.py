@@ -66,7 +66,8 @@ def test_custom_analyzer_and_json_params() -> None:
     "params, needle",
     [
         ({"type": "klingon"}, "analyzer type"),
-        ({"tokenizer": "icu"}, "tokenizer"),
+        ({"tokenizer": "kuromoji"}, "tokenizer"),
+        ({"tokenizer": {"type": "lindera", "dict_kind": "ko-dic"}}, "dict_kind"),
         ({"tokenizer": "standard", "filter": ["soundex"]}, "filter"),
         ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "elvish"}]}, "stemmer"),
         ({"tokenizer": "standard", "extra": 1}, "unknown keys"),
