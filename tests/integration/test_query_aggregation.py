@@ -127,6 +127,12 @@ def test_the_query_group_by_example_with_its_data(live) -> None:
         "min(c1)": min(r["c1"] for r in kept),
     }
 
+    none = client.query(name, filter="c3 > 100", output_fields=["count(c2)", "sum(c2)", "max(ts)"])
+    assert none == [{"count(c2)": 0, "sum(c2)": None, "max(ts)": None}]
+    assert (
+        client.query(name, filter="c3 > 100", output_fields=["c1", "count(*)"], group_by_fields=["c1"]) == []
+    )
+
     # time_fields: the TIMESTAMPTZ output as its components in the request's zone
     got = client.query(
         name,
