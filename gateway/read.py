@@ -53,6 +53,7 @@ from indexer.spec import is_similarity
 from schemas.catalog import CollectionInfo
 from schemas.collection import FieldSchema
 from schemas.exceptions import InvalidArgument, LimitExceeded
+from schemas.timestamptz import parse_time_fields
 from schemas.types import DataType
 from searcher.types import Consistency, Hits, QueryRequest, Searcher, SearchRequest
 
@@ -101,6 +102,8 @@ class SearchRpcs:
         plan = output_plan(info.schema, req.output_fields)
         if info.schema.has_timestamptz or kv.get("timezone"):
             plan.zone = request_zone(self.w, info, kv.get("timezone"))
+        if "time_fields" in kv:
+            plan.time_fields = parse_time_fields(kv["time_fields"])
         group_by = kv.get("group_by_field") or None
         if group_by:
             plan.add(group_by)
@@ -296,7 +299,9 @@ class SearchRpcs:
             for name in plan.columns:
                 field = info.schema.field(name)
                 column = table.column(name) if table is not None else empty_column(field)
-                res.fields_data.append(field_data_from_column(name, column, field, plan.zone))
+                res.fields_data.append(
+                    field_data_from_column(name, column, field, plan.zone, plan.time_fields)
+                )
         return res
 
     # search iterator v2 -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from schemas.scalar_index import scalar_sources
 from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
 from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
+from searcher.aggregation import aggregate
 from searcher.collection import LoadedCollection
 from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier, Snapshot
@@ -29,7 +30,7 @@ from searcher.filters import CompiledFilter
 from searcher.grouping import Neighbours, View, grouped_hits
 from searcher.metrics import ConsumedGauge
 from searcher.ownership import Assignment
-from searcher.query import COUNT, distinct, output_columns, query_rows
+from searcher.query import COUNT, output_columns, query_rows
 from searcher.requests import (
     check_partitions,
     check_queries,
@@ -449,8 +450,10 @@ class SearcherService:
         flt = self._filter(info, req.filter, req.filter_params)
         sources = scalar_sources(info.schema, info.indexes) if flt is not None else frozenset()
         requested = check_partitions(info, req.partitions, flt)
-        wants_count = COUNT in req.output_fields and not req.group_by_fields
-        cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
+        grouping = bool(req.group_by_fields or req.aggregates)
+        wants_count = COUNT in req.output_fields and not grouping
+        aggregated = [a.field for a in req.aggregates if a.field is not None]
+        cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields, *aggregated])
         ids = req.ids
         pk = info.schema.primary.name
         if ids is None and flt is not None:
@@ -465,8 +468,8 @@ class SearcherService:
                 for c, a in in_shards(snapshot, req.shards)
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
-            limit = None if req.group_by_fields else req.limit
-            return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count, sources)
+            limit, offset = (None, 0) if grouping else (req.limit, req.offset)  # grouping pages groups
+            return query_rows(view, pk, flt, ids, partitions, cols, limit, offset, wants_count, sources)
 
         result, scanned = self.barrier.read(coll, req.consistency, run)
         coll.scanned_rows += scanned
@@ -475,8 +478,8 @@ class SearcherService:
         assert isinstance(result, pa.Table)
         if result.num_columns == 0:
             result = empty_table(info, list(dict.fromkeys([pk, *cols])))
-        if req.group_by_fields:
-            out = distinct(result, req.group_by_fields, COUNT in req.output_fields)
+        if grouping:
+            out = aggregate(result, req.group_by_fields, req.aggregates)
             out = out.slice(req.offset, req.limit) if req.limit is not None else out.slice(req.offset)
             return out, served
         return result, served

@@ -64,6 +64,16 @@ class Hits:
     fields: pa.Table  # output fields, one row per hit (may have zero columns)
 
 
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregation of a query: ``function`` over ``field`` (None: every row, ``count(*)``),
+    reported as ``name`` (the output field as the client wrote it, ``COUNT(c2)`` stays so)."""
+
+    function: str  # count, sum, avg, min, max
+    field: str | None
+    name: str
+
+
 @dataclass
 class QueryRequest:
     collection: str
@@ -76,6 +86,7 @@ class QueryRequest:
     partitions: list[str] | None = None
     ignore_growing: bool = False
     group_by_fields: list[str] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)  # with group_by_fields: per group
     consistency: Consistency = field(default_factory=Consistency)
     collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
     shards: frozenset[int] | None = None  # read only these shards (None: every shard held here)
@@ -106,7 +117,9 @@ class Searcher(Protocol):
 
     def search(self, req: SearchRequest) -> list[Hits]: ...
 
-    def query(self, req: QueryRequest) -> pa.Table: ...  # output fields; count(*) -> one column "count(*)"
+    # output fields; count(*) -> one column "count(*)"; with group_by_fields or aggregates: one row
+    # per group, its grouping fields then one column per aggregate (searcher/aggregation.py)
+    def query(self, req: QueryRequest) -> pa.Table: ...
 
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None: ...
 
