@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from indexer.spec import is_similarity
-from searcher.query import COUNT, distinct
+from searcher.aggregation import aggregate
+from searcher.query import COUNT
 from searcher.requests import group_positions
 from searcher.types import Hits, QueryRequest, SearchRequest
 
@@ -65,8 +66,10 @@ def shard_query(req: QueryRequest) -> QueryRequest:
     """What each shard's searcher is asked for a query."""
     from dataclasses import replace
 
-    if req.group_by_fields:  # the rows' group keys; the gateway groups them all at once
-        return replace(req, group_by_fields=[], output_fields=list(req.group_by_fields), limit=None, offset=0)
+    if req.group_by_fields or req.aggregates:  # the rows' keys and inputs; the gateway aggregates
+        sources = [a.field for a in req.aggregates if a.field is not None]
+        columns = list(dict.fromkeys([*req.group_by_fields, *sources]))
+        return replace(req, group_by_fields=[], aggregates=[], output_fields=columns, limit=None, offset=0)
     if COUNT in req.output_fields:
         return req
     return replace(req, limit=None if req.limit is None else req.limit + req.offset, offset=0)
@@ -74,11 +77,8 @@ def shard_query(req: QueryRequest) -> QueryRequest:
 
 def merge_rows(tables: list[pa.Table], req: QueryRequest, pk: str) -> pa.Table:
     """The shards' rows as one searcher's answer to ``req`` (``shard_query`` made the parts)."""
-    if req.group_by_fields:
-        rows = _concat(tables)
-        if rows.num_rows == 0 and not all(f in rows.column_names for f in req.group_by_fields):
-            return rows
-        grouped = distinct(rows, req.group_by_fields, COUNT in req.output_fields)
+    if req.group_by_fields or req.aggregates:
+        grouped = aggregate(_concat(tables), req.group_by_fields, req.aggregates)
         return grouped.slice(req.offset, req.limit) if req.limit is not None else grouped.slice(req.offset)
     if COUNT in req.output_fields:
         total = sum(int(t.column(COUNT)[0].as_py()) for t in tables if COUNT in t.column_names and t.num_rows)

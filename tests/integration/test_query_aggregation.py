@@ -17,15 +17,16 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from tests.integration.search_support import running
+from tests.procs import LAYOUTS
 
 pytestmark = pytest.mark.integration
 NAMES = ["Green", "Rachel", "Joe", "Chandler", "Phebe", "Ross", "Monica"]
 TS = [dt.datetime(2025, 1, 1, h, tzinfo=dt.UTC) for h in range(3)]
 
 
-@pytest.fixture(scope="module")
-def live(kafka_bootstrap, tmp_path_factory):
-    with running(kafka_bootstrap, tmp_path_factory.mktemp("aggregation")) as (dep, client):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def live(request, kafka_bootstrap, tmp_path_factory):
+    with running(kafka_bootstrap, tmp_path_factory.mktemp("aggregation"), request.param) as (dep, client):
         yield dep, client
 
 
