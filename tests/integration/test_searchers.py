@@ -14,6 +14,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from searcher.directory import SearcherDirectory
+from tests.ports import free_port
 from walvus.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -143,6 +144,19 @@ def test_two_searchers_each_hold_one_shard_and_answer_as_one(remote):
     ]
     assert hit["id"] == 2999 and hit["entity"]["tag"] == 100
     assert client.get_collection_stats("two")["row_count"] == 2940
+    # each write through one gateway, read back at once through another
+    port = free_port()
+    dep.start_as("gateway-2", "gateway", WALVUS_PORT=str(port), WALVUS_METRICS_PORT="0", WALVUS_REST_PORT="0")
+    other = _connect(f"http://127.0.0.1:{port}")
+    for i in range(20):
+        row = {"id": 5000 + i, "vec": [float(i + 1)] * DIM, "tag": i}
+        (client if i % 2 else other).insert("two", [row])
+        reader = other if i % 2 else client
+        got = reader.query(
+            "two", filter=f"id == {5000 + i}", output_fields=["tag"], consistency_level="Strong"
+        )
+        assert [g["tag"] for g in got] == [i]
+    other.close()
     client.close()
 
 
@@ -236,6 +250,17 @@ def test_replica_failover_under_a_search_loop(remote):
     client.close()
 
 
+def _connect(uri: str) -> MilvusClient:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return MilvusClient(uri)
+        except Exception:  # noqa: BLE001 - the gateway is still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
 def _groups(dep) -> dict:
     conf = KafkaSettings().client_config(dep.bootstrap)
     d = SearcherDirectory(conf, dep.namespace)
@@ -243,3 +268,53 @@ def _groups(dep) -> dict:
         return d.refresh(timeout=10).members
     finally:
         d.stop()
+
+
+def test_bm25_over_two_searchers_scores_as_one(remote):
+    """Each searcher holds one shard; the gateway sums the shards' statistics first, so scores
+    equal an in-test BM25 over every document."""
+    from pymilvus import Function, FunctionType
+
+    from tests.integration.test_sparse_bm25 import DOCS, _bm25
+
+    dep = remote
+    _searcher(dep, "searcher-a")
+    _searcher(dep, "searcher-b")
+    dep.start("gateway")
+    client = MilvusClient(dep.uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True)
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["sparse"],
+        )
+    )
+    idx = client.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(
+        "docs", schema=schema, index_params=idx, consistency_level="Strong", num_shards=2
+    )
+    client.insert("docs", [{"id": i, "text": t} for i, t in DOCS.items()])
+    _wait(lambda: len(_owners(dep)) == 2 and all(len(o) == 1 for o in _owners(dep).values()), what="2 owners")
+    docs = dict(DOCS)
+    for query in ("quick fox", "lazy dog dog", "search"):
+        expected = _bm25(docs, query)
+        got = {
+            h["id"]: h["distance"] for h in client.search("docs", [query], anns_field="sparse", limit=10)[0]
+        }
+        assert got.keys() == expected.keys()
+        for i, score in expected.items():
+            assert got[i] == pytest.approx(score, rel=1e-4)
+    client.delete("docs", ids=[2])
+    del docs[2]
+    expected = _bm25(docs, "quick fox")
+    got = {
+        h["id"]: h["distance"] for h in client.search("docs", ["quick fox"], anns_field="sparse", limit=10)[0]
+    }
+    assert got == pytest.approx(expected, rel=1e-4)
+    client.close()
