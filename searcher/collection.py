@@ -27,13 +27,13 @@ from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
 from schemas.live import stored_alive
 from schemas.segments import SegmentsCompacted, is_compacted
+from schemas.stored_rows import with_system_columns
 from schemas.timestamps import compose, physical_ms
 from schemas.wal import Op, WalRecord
 from searcher.compacted import CompactionSwaps, PreparedCompaction
 from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remaining, seal_filter, take_over
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
-from streams.segment_writer import with_system_columns
 from walvus.exceptions import StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
