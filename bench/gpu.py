@@ -45,7 +45,7 @@ import numpy as np
 from bench.datasets import fresh_vectors
 from indexer.gpu import gpu_available, place_for_search
 from indexer.index import VectorIndex
-from indexer.spec import IndexSpec
+from schemas.index_spec import IndexSpec
 
 OUT = Path(__file__).parent / "results" / "gpu.json"
 K = 10

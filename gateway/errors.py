@@ -12,8 +12,8 @@ import logging
 
 from pymilvus.grpc_gen import common_pb2
 
-from indexer.spec import IndexSpecError
 from schemas.exceptions import InvalidArgument, WalvusError
+from schemas.index_spec import IndexSpecError
 from searcher.filters import FilterError
 
 log = logging.getLogger(__name__)

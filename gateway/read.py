@@ -49,10 +49,10 @@ from gateway.ranker import Ranker
 from gateway.sparse_query import sparse_queries
 from gateway.zones import request_zone
 from indexer.sparse import SparseQueries
-from indexer.spec import is_similarity
 from schemas.catalog import CollectionInfo
 from schemas.collection import FieldSchema
 from schemas.exceptions import InvalidArgument, LimitExceeded
+from schemas.index_spec import is_similarity
 from schemas.types import DataType
 from searcher.types import Consistency, Hits, QueryRequest, Searcher, SearchRequest
 

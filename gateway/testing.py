@@ -24,10 +24,10 @@ from gateway.params import COUNT, column_vectors
 from gateway.schema_convert import filter_schema
 from gateway.server import serve
 from indexer.ranges import in_range
-from indexer.spec import is_similarity
 from schemas.catalog import DEFAULT_PARTITION, CatalogRecord, CollectionInfo, record_key
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import CollectionNotLoaded
+from schemas.index_spec import is_similarity
 from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
 from schemas.topics import segments_topic
 from schemas.types import DataType

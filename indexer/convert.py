@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.spec import normalize_vector_type
+from schemas.index_spec import normalize_vector_type
 
 _BYTES = (bytes, bytearray, memoryview)
 

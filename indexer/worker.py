@@ -32,8 +32,8 @@ from indexer.compactor import Compactor
 from indexer.failures import Backoff, IndexFailure, IndexFailures
 from indexer.index import VectorIndex
 from indexer.segments import failure_file, index_file, sealed_segments, write_failure
-from indexer.spec import IndexSpec
 from schemas.catalog import CollectionInfo
+from schemas.index_spec import IndexSpec
 from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog

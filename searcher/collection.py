@@ -21,10 +21,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from indexer import IndexSpec, VectorIndex
+from indexer import VectorIndex
 from indexer.segments import failure_file, index_file
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
+from schemas.index_spec import IndexSpec
 from schemas.live import stored_alive
 from schemas.segments import SegmentsCompacted, is_compacted
 from schemas.stored_rows import with_system_columns
@@ -312,7 +313,6 @@ class LoadedCollection:
                     idx_info.params,
                     int(f.dim or 0),
                     f.dtype.name,
-                    need_gpu=False,  # GPU_* files hold CPU copies: searched here without a GPU
                 )
                 mmap_default = self.info.properties.get("mmap.enabled", "false")
                 mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"

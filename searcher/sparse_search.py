@@ -16,8 +16,8 @@ import numpy as np
 
 from indexer.ranges import check_range, topk
 from indexer.sparse import Bm25Stats, SparseQueries, drop_small
-from indexer.sparse_spec import drop_ratio_search
 from schemas.exceptions import InvalidArgument
+from schemas.sparse_index_spec import drop_ratio_search
 from searcher.segment import Container
 
 

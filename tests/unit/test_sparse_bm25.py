@@ -13,12 +13,12 @@ from pymilvus.grpc_gen import schema_pb2
 
 from gateway.field_data import field_data_from_column, sparse_from_proto
 from indexer.sparse import Bm25Stats, SparseIndex, SparseQueries, drop_small
-from indexer.spec import IndexSpec, IndexSpecError
 from schemas.analyzer import build_analyzer, term_id
 from schemas.bm25 import term_frequencies
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import SchemaError, ValidationError
 from schemas.functions import FunctionSchema
+from schemas.index_spec import IndexSpec, IndexSpecError
 from schemas.sparse import flat_parts, rows_as_dicts, sparse_column
 from schemas.types import SPARSE_ARROW, DataType
 from schemas.validation import build_batch
