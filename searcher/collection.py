@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from indexer import VectorIndex
-from indexer.segments import failure_file, index_file
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
 from schemas.index_spec import IndexSpec
@@ -36,6 +35,7 @@ from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remainin
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
 from walvus.exceptions import StorageError
+from walvus.index_store import failure_file, index_file
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ class Searcher:
         return dt.version()
 
     def build_indexes(self) -> None:
-        from indexer.segments import index_file, sealed_segments
+        from walvus.index_store import index_file, sealed_segments
 
         for seg in sealed_segments(self.env.store, CID):
             path = index_file(self.env.store, CID, seg, "vec", 5)

@@ -1,7 +1,10 @@
-"""Which sealed segments a collection has, which carry an index file, and which failed to build;
-and retiring the index files of segments a compaction removed.
+"""The index store: where a segment's index file lives, what it and its failure file are named,
+and how far a field's index is built. The index workers write it, the searchers and
+DescribeIndex read it, the garbage collector and ``walvus inspect`` list it.
 
-A failed build leaves ``<segment>_<field>_<index_id>.failed.json`` beside where its index file
+Files live in ``SegmentStore.index_dir(collection_id)``, named ``<segment>_<field>_<index_id>``
+then ``.faiss`` (the index), ``.failed.json`` (a failed build) or a writer's ``.tmp<pid>`` (a file
+being written, renamed into place whole). A failed build leaves ``<segment>_<field>_<index_id>.failed.json`` beside where its index file
 would be: the reason, the attempts so far and the next retry (unix seconds). It is the durable
 record DescribeIndex reads (every gateway process, also after restarts); the indexer removes it
 once the index file is written. A dropped or recreated index has a new index id, so old failure
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +47,23 @@ def parse_index_file(name: str) -> tuple[int, str, int] | None:
     """(segment id, field, index id) of a file in an index dir, or None for another file."""
     m = _INDEX_NAME.match(name)
     return None if m is None else (int(m.group(1)), m.group(2), int(m.group(3)))
+
+
+def write_index(
+    store: SegmentStore,
+    collection_id: int,
+    segment_id: int,
+    field: str,
+    index_id: int,
+    save: Callable[[Path], None],
+) -> Path:
+    """Write a segment's index file whole: ``save`` writes a temporary file, renamed into place."""
+    path = index_file(store, collection_id, segment_id, field, index_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def failure_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
