@@ -13,8 +13,8 @@ import logging
 from pymilvus.grpc_gen import common_pb2
 
 from schemas.exceptions import InvalidArgument, WalvusError
+from schemas.filters import FilterError
 from schemas.index_spec import IndexSpecError
-from searcher.filters import FilterError
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
 from schemas.index_spec import IndexSpec
 from schemas.scalar_index import check_scalar_index, default_index_name, index_key
-from searcher.types import Searcher
 from walvus.gpu import require_gpu
+from walvus.searcher import Searcher
 
 log = logging.getLogger(__name__)
 # indexed, total, pending rows (and optionally the reason of failed builds)

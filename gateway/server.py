@@ -31,9 +31,9 @@ from gateway.errors import auth_failure_status
 from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
-from searcher.types import Searcher
 from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.rbac_ddl import RbacDdl
+from walvus.searcher import Searcher
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)

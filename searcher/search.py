@@ -18,10 +18,10 @@ from indexer.index import SPARSE_FILTER_FRACTION, SPARSE_FILTER_ROWS
 from indexer.interim import InterimIndex
 from indexer.ranges import topk
 from schemas.exceptions import InvalidArgument
+from schemas.filters import CompiledFilter
 from schemas.index_spec import is_similarity, search_int
 from schemas.scalar_index import ScalarSource
 from schemas.types import DataType
-from searcher.filters import CompiledFilter
 from searcher.interim import InterimGroup
 from searcher.scalar_index import indexed_mask
 from searcher.segment import Container, normalize_rows

@@ -1,6 +1,6 @@
 """The searcher service: loads collections, keeps them current, answers search and query.
 
-It runs inside the gateway process (the gateway talks to it through ``searcher.types.Searcher``).
+It runs inside the gateway process (the gateway talks to it through ``walvus.searcher.Searcher``).
 Each read goes through ``searcher.consistency.ReadBarrier`` for its consistency level.
 """
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 from indexer.interim import single_threaded_adds
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceeded, PartitionNotFound
+from schemas.filters import CompiledFilter
 from schemas.scalar_index import scalar_sources
 from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
 from schemas.topics import segments_topic, wal_topic
@@ -23,7 +24,6 @@ from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier, Snapshot
-from searcher.filters import CompiledFilter
 from searcher.grouping import Neighbours, View, grouped_hits
 from searcher.metrics import ConsumedGauge
 from searcher.query import COUNT, distinct, output_columns, query_rows
@@ -38,14 +38,14 @@ from searcher.requests import (
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric, with_vectors
 from searcher.sparse_search import sparse_knn
-from searcher.types import (
+from walvus.databases import using_db
+from walvus.log import KafkaLog
+from walvus.searcher import (
     CompactionStatus,
     Hits,
     QueryRequest,
     SearchRequest,
 )
-from walvus.databases import using_db
-from walvus.log import KafkaLog
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 

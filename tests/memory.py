@@ -28,17 +28,17 @@ from indexer import brute_force_range_search, brute_force_search
 from schemas.catalog import DEFAULT_PARTITION, CatalogRecord, CollectionInfo, record_key
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import CollectionNotLoaded
+from schemas.filters import compile_filter
 from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
 from schemas.topics import segments_topic
 from schemas.types import DataType
 from schemas.wal import Op, WalRecord
 from searcher.compacted import CompactionStates
-from searcher.filters import compile_filter
 from searcher.requests import group_positions
-from searcher.types import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.api import Walvus
 from walvus.catalog import CatalogView
 from walvus.log import LogMessage
+from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.settings import GatewaySettings, LimitSettings
 
 

@@ -28,9 +28,9 @@ from schemas.exceptions import (
     RequestTooLarge,
     ValidationError,
 )
+from schemas.filters import FilterError
 from schemas.index_spec import IndexSpecError
 from schemas.types import DataType
-from searcher.filters import FilterError
 
 SCHEMA = validate_schema(
     CollectionSchema(

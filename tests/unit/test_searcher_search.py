@@ -9,7 +9,7 @@ import pytest
 
 from indexer.arrow_vectors import arrow_vectors
 from indexer.ranges import select_range
-from searcher.filters import FilterField, FilterSchema, compile_filter
+from schemas.filters import FilterField, FilterSchema, compile_filter
 from searcher.query import query_rows
 from searcher.requests import group_positions
 from searcher.search import container_mask
