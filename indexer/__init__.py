@@ -7,10 +7,9 @@ are part of the data model: ``schemas.index_spec``):
   labels are row positions in the segment. GPU_* types need a GPU to build
   (`GpuUnavailableError`, ``walvus.gpu``).
 * `brute_force_search` / `brute_force_range_search` - exact search for growing data and tests.
-* `convert_vectors` - FLOAT16 / BFLOAT16 / FLOAT / BINARY payloads to index-ready arrays.
+* vectors arrive as index-ready arrays (``schemas.vector_arrays``).
 """
 
-from indexer.convert import convert_vectors
 from indexer.exact import brute_force_range_search, brute_force_search
 from indexer.index import RowFilter, VectorIndex
 from indexer.ranges import RangeResult
@@ -21,5 +20,4 @@ __all__ = [
     "VectorIndex",
     "brute_force_range_search",
     "brute_force_search",
-    "convert_vectors",
 ]

@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from indexer.arrow_vectors import arrow_vectors
 from indexer.compactor import Compactor
 from indexer.failures import Backoff, IndexFailure, IndexFailures
 from indexer.index import VectorIndex
@@ -35,6 +34,7 @@ from schemas.catalog import CollectionInfo
 from schemas.index_spec import IndexSpec
 from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
+from schemas.vector_arrays import arrow_vectors
 from walvus.catalog import Catalog
 from walvus.index_store import failure_file, index_file, sealed_segments, write_failure, write_index
 from walvus.log import KafkaLog, LogMessage, drain

@@ -17,13 +17,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from indexer.arrow_vectors import arrow_vectors
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.live import live_rows_sql, stored_alive
 from schemas.stored_rows import conform, with_system_columns
 from schemas.types import DataType as D
 from schemas.validation import build_batch, rows_to_columns
+from schemas.vector_arrays import arrow_vectors
 from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
 from streams.live import live_rows

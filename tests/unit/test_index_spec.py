@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import walvus.gpu
-from indexer import VectorIndex, convert_vectors
+from indexer import VectorIndex
 from schemas.index_spec import GpuUnavailableError, IndexSpec, IndexSpecError
+from schemas.vector_arrays import convert_vectors
 from walvus.gpu import gpu_available, require_gpu
 
 
