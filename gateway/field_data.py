@@ -18,7 +18,7 @@ from pymilvus.grpc_gen import schema_pb2
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
 from schemas.sparse import assemble, flat_parts
-from schemas.timestamptz import format_iso, parse_iso
+from schemas.timestamptz import format_iso, parse_iso, time_parts
 from schemas.types import DataType
 
 _SCALAR_ATTR: dict[DataType, tuple[str, Any]] = {
@@ -238,11 +238,18 @@ def extend_floats(message: Any, values: np.ndarray, field_number: int = 1) -> No
 
 
 def field_data_from_column(
-    name: str, column: pa.Array | pa.ChunkedArray, field: FieldSchema | None, zone: str = "UTC"
+    name: str,
+    column: pa.Array | pa.ChunkedArray,
+    field: FieldSchema | None,
+    zone: str = "UTC",
+    time_fields: tuple[str, ...] = (),
 ) -> schema_pb2.FieldData:
     """One output column as FieldData; ``field`` None means ``$meta`` or a computed column.
-    TIMESTAMPTZ values are written as ISO-8601 text in ``zone``."""
+    TIMESTAMPTZ values are written as ISO-8601 text in ``zone``, or, given ``time_fields``, as an
+    array of int64: those components of the value in ``zone`` (year, month, ...)."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if field is not None and field.dtype == DataType.TIMESTAMPTZ and time_fields:
+        return _time_parts_out(name, field, time_parts(arr, zone, time_fields))
     if field is not None and field.dtype == DataType.TIMESTAMPTZ:
         arr = format_iso(arr, zone)
     if field is None and name == META_FIELD:
@@ -287,6 +294,18 @@ def field_data_from_column(
         target.data.extend(arr.to_numpy().tolist())
     else:
         target.data.extend(arr.fill_null(False if dtype == DataType.BOOL else 0).to_pylist())
+    return fd
+
+
+def _time_parts_out(name: str, field: FieldSchema, parts: pa.Array) -> schema_pb2.FieldData:
+    fd = schema_pb2.FieldData(field_name=name, type=int(DataType.ARRAY), field_id=field.field_id)
+    if parts.null_count:
+        fd.valid_data.extend(parts.is_valid().to_numpy(zero_copy_only=False).tolist())
+    out = fd.scalars.array_data
+    out.SetInParent()
+    out.element_type = int(DataType.INT64)
+    for cell in parts.to_pylist():
+        out.data.add().long_data.data.extend(cell or [])
     return fd
 
 

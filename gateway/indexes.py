@@ -17,9 +17,9 @@ from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
-from gateway.errors import OK, IndexMissing
+from gateway.errors import OK, IndexMissing, NotSupported
 from gateway.params import kv_dict
-from gateway.replicas import load_group
+from gateway.replicas import check_replicas, load_group
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
 from schemas.index_spec import IndexSpec
@@ -205,12 +205,15 @@ class IndexRpcs:
 
     def load_collection(self, req: milvus_pb2.LoadCollectionRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
+        replicas = check_replicas(req, self.searcher) or info.replica_number
         placement = load_group(self.w.catalog, info, req)
         self._check_indexed(info)
         if placement is not None:
             self.w.catalog.publish_records([placement])
-        if not info.loaded or info.loaded_partitions:
-            info = self.w.publish(info.evolve(CatalogEvent.LOAD, loaded=True, loaded_partitions=()))
+        if not info.loaded or info.loaded_partitions or replicas != info.replica_number:
+            info = self.w.publish(
+                info.evolve(CatalogEvent.LOAD, loaded=True, loaded_partitions=(), replica_number=replicas)
+            )
         self.searcher.load(info.name)
         return OK
 
@@ -232,6 +235,10 @@ class IndexRpcs:
 
     def load_partitions(self, req: milvus_pb2.LoadPartitionsRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
+        if check_replicas(req, self.searcher) > 1:
+            raise NotSupported(
+                "replica_number with load_partitions: load the collection with replicas instead"
+            )
         placement = load_group(self.w.catalog, info, req)
         names = self._partitions(info, req.partition_names)
         self._check_indexed(info)

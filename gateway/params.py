@@ -176,6 +176,7 @@ class OutputPlan:
     columns: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     zone: str = "UTC"  # TIMESTAMPTZ values are written in this time zone
+    time_fields: tuple[str, ...] = ()  # ...or as these components of it (``time_fields``)
 
     def add(self, column: str, name: str | None = None) -> None:
         """Fetch ``column`` and report it as ``name`` (the column's own name by default)."""
@@ -314,8 +315,6 @@ _NOT_YET: dict[str, str] = {
     "json_path": "grouping by a JSON path is not supported yet",
     "json_type": "grouping by a JSON path is not supported yet",
     "strict_cast": "grouping by a JSON path is not supported yet",
-    "analyzer_name": "choosing one of a field's multi-language analyzers (analyzer_name) is not supported yet",
-    "time_fields": "TIMESTAMPTZ fields (time_fields) are not supported yet",
     "query_iter_last_element_offset": "element-level query iterators are not supported yet",
     "rank_group_scorer": "grouping hybrid search is not supported yet",
     "group_by_fields": "grouping search by several fields is not supported yet: use group_by_field",
@@ -340,6 +339,7 @@ SEARCH_KEYS = _ROUTING | {
     "hints",
     "order_by_fields",
     "timezone",  # output zone of TIMESTAMPTZ fields
+    "time_fields",  # TIMESTAMPTZ output as its components (year, month, ...) in that zone
 }
 # index knobs walvus uses. pymilvus copies the top-level keys into ``params`` and the Node SDK
 # copies ``params`` to the top level, so both levels accept both sets
@@ -354,6 +354,7 @@ SEARCH_PARAM_KEYS = SEARCH_KEYS | {
     "limit",
     "page_retain_order",  # walvus's pages always keep the order of the full result
     "drop_ratio_search",  # sparse fields
+    "analyzer_name",  # full-text search on a field with multi-language analyzers
 }
 QUERY_KEYS = _ROUTING | {
     "limit",
@@ -363,6 +364,7 @@ QUERY_KEYS = _ROUTING | {
     "reduce_stop_for_best",
     "group_by_fields",
     "timezone",  # output zone of TIMESTAMPTZ fields
+    "time_fields",  # TIMESTAMPTZ output as its components (year, month, ...) in that zone
     "query_iter_last_pk",  # pymilvus also puts the cursor in the filter, which walvus reads
     "order_by_fields",
 }

@@ -1,4 +1,4 @@
-"""The Query RPC: filters, gets by primary key, ``count(*)``, distinct values, limit/offset,
+"""The Query RPC: filters, gets by primary key, ``count(*)``, GROUP BY with aggregations, limit/offset,
 and the pages of pymilvus's query iterator (which must come in primary-key order).
 """
 
@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pymilvus.grpc_gen import milvus_pb2
 
+from gateway.aggregation import grouping_plan
 from gateway.errors import OK, NotSupported, ok_with_cost
 from gateway.field_data import empty_column, field_data_from_column
 from gateway.ordering import columns as order_columns
@@ -19,6 +20,7 @@ from gateway.ordering import order_indices, parse_order
 from gateway.params import (
     COUNT,
     QUERY_KEYS,
+    OutputPlan,
     as_bool,
     as_int,
     check_known,
@@ -33,6 +35,7 @@ from gateway.params import (
 from gateway.pk_filter import PkFilters
 from gateway.zones import request_zone
 from schemas.exceptions import InvalidArgument, LimitExceeded
+from schemas.timestamptz import parse_time_fields
 from walvus.searcher import QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
@@ -52,22 +55,24 @@ class QueryRpcs:
         check_known(kv, QUERY_KEYS, "query params")
         pk = info.schema.primary.name
         group_by = [g.strip() for g in kv.get("group_by_fields", "").split(",") if g.strip()]
-        for g in group_by:
-            if info.schema.field(g) is None:
-                raise InvalidArgument(
-                    f"group_by_fields: field {g} not exist (grouping works on schema fields)"
-                )
-        plan = output_plan(info.schema, req.output_fields, allow_count=True)
-        count = COUNT in plan.columns
-        if count and not group_by and len(plan.columns) > 1:
-            raise InvalidArgument("count(*) cannot be combined with other output fields unless grouping")
-        if not count and not group_by:
-            plan = output_plan(info.schema, req.output_fields, include=[pk])
+        grouping = grouping_plan(info.schema, list(req.output_fields), group_by)
+        if grouping is not None:
+            plan = OutputPlan(columns=grouping.keys, names=grouping.names)
+            count = False
+        else:
+            plan = output_plan(info.schema, req.output_fields, allow_count=True)
+            count = COUNT in plan.columns
+            if not count:
+                plan = output_plan(info.schema, req.output_fields, include=[pk])
         iterator = as_bool(kv.get("iterator"))
-        order = parse_order(info.schema, kv.get("order_by_fields", ""))
-        if order and (count or group_by or iterator):
+        if grouping is not None and iterator:
             raise NotSupported(
-                "order_by cannot be combined with count(*), group_by_fields or a query iterator"
+                "a query iterator cannot group or aggregate (group_by_fields, count(field)...)"
+            )
+        order = parse_order(info.schema, kv.get("order_by_fields", ""))
+        if order and (count or grouping is not None or iterator):
+            raise NotSupported(
+                "order_by cannot be combined with count(*), group_by_fields, aggregations or a query iterator"
             )
         limit = as_int(kv, "limit", -1)
         offset = as_int(kv, "offset", 0)
@@ -79,7 +84,7 @@ class QueryRpcs:
                 f"{self.w.limits.max_topk}], but got {offset + limit}"
             )
         expr = req.expr or ""
-        if not expr.strip() and limit < 0 and not count and not group_by:
+        if not expr.strip() and limit < 0 and not count and grouping is None:
             raise InvalidArgument("empty expression should be used with limit")
         params = template_values(req.expr_template_values)
         parts = readable_partitions(info, partitions(info, req.partition_names))
@@ -98,6 +103,7 @@ class QueryRpcs:
             partitions=parts,
             ignore_growing=as_bool(kv.get("ignore_growing")),
             group_by_fields=group_by,
+            aggregates=grouping.aggregates if grouping is not None else [],
             consistency=iterator_consistency(
                 consistency(
                     info, req.consistency_level, req.guarantee_timestamp, req.use_default_consistency
@@ -109,7 +115,7 @@ class QueryRpcs:
         if iterator and not q.consistency.snapshot:
             # the first page pins the snapshot every later page reads (its session_ts)
             q = replace(q, consistency=replace(q.consistency, guarantee_ts=self.w.clock.now(), snapshot=True))
-        keys = None if count or group_by else self.filters.pk_values(info, expr, params)
+        keys = None if count or grouping is not None else self.filters.pk_values(info, expr, params)
         if keys is not None:
             q = replace(q, filter="", filter_params={}, ids=keys)
         if order:
@@ -130,10 +136,11 @@ class QueryRpcs:
         )
         has_zone = info.schema.has_timestamptz or kv.get("timezone")
         zone = request_zone(self.w, info, kv.get("timezone")) if has_zone else "UTC"
-        for name in plan.columns:
-            field = info.schema.field(name)
+        parts = parse_time_fields(kv["time_fields"]) if "time_fields" in kv else ()
+        for name in plan.columns if grouping is None else grouping.names:
+            field = info.schema.field(name) if grouping is None else grouping.sources[name]
             column = table.column(name) if name in table.column_names else _empty(name, field, table.num_rows)
-            resp.fields_data.append(field_data_from_column(name, column, field, zone))
+            resp.fields_data.append(field_data_from_column(name, column, field, zone, parts))
         if iterator:
             resp.session_ts = q.consistency.guarantee_ts
         resp.status.CopyFrom(ok_with_cost(resp.ByteSize()))

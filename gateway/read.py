@@ -53,6 +53,7 @@ from schemas.collection import FieldSchema
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from schemas.index_spec import is_similarity
 from schemas.sparse import SparseQueries
+from schemas.timestamptz import parse_time_fields
 from schemas.types import DataType
 from walvus.searcher import Consistency, Hits, QueryRequest, Searcher, SearchRequest
 
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 _SCORES = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
 _NOT_SEARCH_PARAMS = (
     "metric_type",
+    "analyzer_name",
     "offset",
     "topk",
     "round_decimal",
@@ -100,6 +102,8 @@ class SearchRpcs:
         plan = output_plan(info.schema, req.output_fields)
         if info.schema.has_timestamptz or kv.get("timezone"):
             plan.zone = request_zone(self.w, info, kv.get("timezone"))
+        if "time_fields" in kv:
+            plan.time_fields = parse_time_fields(kv["time_fields"])
         group_by = kv.get("group_by_field") or None
         if group_by:
             plan.add(group_by)
@@ -182,6 +186,7 @@ class SearchRpcs:
         params = json_params(kv.get("params"), "search params")
         check_known(params, SEARCH_PARAM_KEYS, "search params")
         metric = str(kv.get("metric_type") or params.get("metric_type") or "").upper() or None
+        analyzer_name = kv.get("analyzer_name") or params.get("analyzer_name")
         for key in _NOT_SEARCH_PARAMS:
             params.pop(key, None)
         index = info.indexes.get(field.name)
@@ -191,7 +196,16 @@ class SearchRpcs:
             )
         metric = metric or (index.metric_type.upper() if index is not None and index.metric_type else None)
         if req.placeholder_group and field.dtype.is_sparse:
-            queries = sparse_queries(info.schema, field, req.placeholder_group)
+            queries = sparse_queries(
+                info.schema,
+                field,
+                req.placeholder_group,
+                None if analyzer_name is None else str(analyzer_name),
+            )
+        elif analyzer_name is not None:
+            raise InvalidArgument(
+                f"analyzer_name applies to full-text search on a BM25 output field, not to field {field.name}"
+            )
         elif req.placeholder_group:
             queries = query_vectors(field, req.placeholder_group)
         else:
@@ -285,7 +299,9 @@ class SearchRpcs:
             for name in plan.columns:
                 field = info.schema.field(name)
                 column = table.column(name) if table is not None else empty_column(field)
-                res.fields_data.append(field_data_from_column(name, column, field, plan.zone))
+                res.fields_data.append(
+                    field_data_from_column(name, column, field, plan.zone, plan.time_fields)
+                )
         return res
 
     # search iterator v2 -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ A group with no node still serves its replicas (the one searcher holds everythin
 from __future__ import annotations
 
 import socket
+import zlib
 from dataclasses import replace
 from typing import Any
 
@@ -45,14 +46,29 @@ class ReplicaNotFound(WalvusError, LookupError):
         )
 
 
-def load_group(catalog: CatalogView, info: CollectionInfo, req: Any) -> ReplicaPlacement | None:
-    """A load's ``replica_number`` and ``resource_groups``: one replica, in one existing group.
-    Returns the placement to record when it changes, else None."""
-    if getattr(req, "replica_number", 0) > 1:
+def check_replicas(req: Any, searcher: Any) -> int:
+    """A load's ``replica_number`` (0: keep what the collection has): with searchers of their
+    own, one replica per replica group of running searchers; inside the gateway, one."""
+    wanted = int(getattr(req, "replica_number", 0) or 0)
+    groups = searcher.replica_groups() if hasattr(searcher, "replica_groups") else None
+    if wanted <= 1:
+        return wanted
+    if groups is None:
         raise NotSupported(
-            f"replica_number={req.replica_number} is not supported by walvus: a deployment serves one "
-            "replica of each loaded collection (scale reads out with more searchers instead)"
+            f"replica_number={wanted} needs walvus searcher processes (WALVUS_SEARCHERS=remote): the "
+            "searcher inside the gateway serves one replica of each loaded collection"
         )
+    if wanted > len(groups) or list(range(wanted)) != groups[:wanted]:
+        raise ResourceGroupError(
+            f"replica_number={wanted} needs searchers in replica groups 0..{wanted - 1} "
+            f"(WALVUS_SEARCHER_REPLICA_GROUP); running groups: {groups or 'none'}"
+        )
+    return wanted
+
+
+def load_group(catalog: CatalogView, info: CollectionInfo, req: Any) -> ReplicaPlacement | None:
+    """A load's ``resource_groups``: one existing group. Returns the placement to record when it
+    changes, else None."""
     groups = list(getattr(req, "resource_groups", ()))
     if len(groups) > 1:
         raise ResourceGroupError(f"one replica can be loaded into one resource group, not {len(groups)}")
@@ -74,10 +90,16 @@ def load_group(catalog: CatalogView, info: CollectionInfo, req: Any) -> ReplicaP
     return ReplicaPlacement(info.collection_id, target)
 
 
+def node_id(address: str) -> int:
+    """A searcher's node id: a stable number from the address it serves on."""
+    return zlib.crc32(address.encode()) & 0x7FFFFFFF
+
+
 class ReplicaRpcs:
-    def __init__(self, walvus: Any, address: str = "") -> None:
+    def __init__(self, walvus: Any, address: str = "", searcher: Any = None) -> None:
         self.w = walvus
         self.address = address
+        self.searcher = searcher
         self.hostname = socket.gethostname()
 
     @property
@@ -97,7 +119,33 @@ class ReplicaRpcs:
             info = self.catalog.require(req.collection_name)
         if not info.loaded:
             raise ReplicaNotFound(info.name)
-        return milvus_pb2.GetReplicasResponse(status=OK, replicas=[self._replica(info, req.with_shard_nodes)])
+        if hasattr(self.searcher, "replicas_of"):  # walvus searcher processes: one per replica group
+            replicas = [
+                self._remote_replica(info, r, req.with_shard_nodes) for r in self.searcher.replicas_of(info)
+            ]
+        else:
+            replicas = [self._replica(info, req.with_shard_nodes)]
+        return milvus_pb2.GetReplicasResponse(status=OK, replicas=replicas)
+
+    def _remote_replica(self, info: CollectionInfo, replica: Any, with_nodes: bool) -> milvus_pb2.ReplicaInfo:
+        """Replica group ``replica.group``: its searchers, and which one leads each shard."""
+        loaded = info.loaded_partitions or tuple(info.partitions)
+        return milvus_pb2.ReplicaInfo(
+            replicaID=info.collection_id + replica.group,
+            collectionID=info.collection_id,
+            partition_ids=[info.collection_id + info.partitions[p] for p in loaded if p in info.partitions],
+            shard_replicas=[
+                milvus_pb2.ShardReplica(
+                    leaderID=node_id(leader) if leader else 0,
+                    leader_addr=leader,
+                    dm_channel_name=f"{info.name}_v{shard}",
+                    node_ids=[node_id(leader)] if with_nodes and leader else [],
+                )
+                for shard, leader in sorted(replica.leaders.items())
+            ],
+            node_ids=[node_id(a) for a in replica.members],
+            resource_group_name=self.catalog.resource_groups.placement(info.collection_id),
+        )
 
     def _replica(self, info: CollectionInfo, with_nodes: bool) -> milvus_pb2.ReplicaInfo:
         loaded = info.loaded_partitions or tuple(info.partitions)

@@ -61,12 +61,8 @@ def field_from_proto(f: schema_pb2.FieldSchema) -> FieldSchema:
     for kv in f.type_params:
         if kv.key in _BOOL_PARAMS:
             text[kv.key] = kv.value.strip().lower() == "true"
-        elif kv.key == "analyzer_params":
+        elif kv.key in ("analyzer_params", "multi_analyzer_params"):
             text[kv.key] = kv.value
-        elif kv.key == "multi_analyzer_params":
-            raise SchemaError(
-                f"field {f.name!r}: multi_analyzer_params (one analyzer per row) is not supported by walvus"
-            )
         elif kv.key in _INT_PARAMS:
             try:
                 params[kv.key] = int(json.loads(kv.value))
@@ -191,8 +187,9 @@ def field_to_proto(f: FieldSchema) -> schema_pb2.FieldSchema:
     for key in _BOOL_PARAMS:
         if getattr(f, key):
             pb.type_params.append(common_pb2.KeyValuePair(key=key, value="true"))
-    if f.analyzer_params:
-        pb.type_params.append(common_pb2.KeyValuePair(key="analyzer_params", value=f.analyzer_params))
+    for key in ("analyzer_params", "multi_analyzer_params"):
+        if getattr(f, key):
+            pb.type_params.append(common_pb2.KeyValuePair(key=key, value=getattr(f, key)))
     default = _value_field(f)
     if default is not None:
         pb.default_value.CopyFrom(default)

@@ -75,7 +75,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         compaction = CompactionRpcs(walvus, searcher)
         aliases = AliasRpcs(walvus)
         dbs = DatabaseRpcs(walvus)
-        replicas = ReplicaRpcs(walvus, address)
+        replicas = ReplicaRpcs(walvus, address, searcher)
         self._metrics = RpcMetrics()
         handlers: dict[str, Callable[[Any], Any]] = {
             "Connect": self._connect,

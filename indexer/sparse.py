@@ -127,13 +127,3 @@ class SparseIndex:
             best = part[np.lexsort((rows[part], -sc[part]))]
             out_d[qi, :kk], out_i[qi, :kk] = sc[best], rows[best]
         return out_d, out_i
-
-
-def drop_small(query: SparseQuery, ratio: float) -> SparseQuery:
-    """Milvus's drop_ratio_search: leave out the query's smallest ``ratio`` share of values."""
-    terms, vals = query
-    if ratio <= 0 or len(vals) == 0:
-        return query
-    cut = np.quantile(np.abs(vals), ratio)
-    keep = np.abs(vals) >= cut
-    return terms[keep], vals[keep]

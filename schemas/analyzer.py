@@ -1,30 +1,34 @@
 """Text analyzers for full-text search, configured with Milvus's ``analyzer_params`` shapes.
 
 Tokenising is done by tantivy (its Python bindings: the same engine Milvus's analyzers are built
-on) and, for Chinese, by jieba. Shapes accepted:
+on) and, for text that spaces do not split, by a word segmenter (``schemas/segmenters.py``):
+jieba for Chinese, lindera (IPADIC) for Japanese, ICU word breaks for most scripts. Shapes accepted:
 
 - built-ins: ``{"type": "standard" | "english" | "chinese", "stop_words": [...]}``;
   standard = standard tokenizer + lowercase; english = standard tokenizer + lowercase +
   english stemmer + english stop words; chinese = jieba + ``cnalphanumonly``;
-- custom: ``{"tokenizer": "standard" | "whitespace" | "jieba" | {"type": ..., ...},
-  "filter": [...]}`` with filters ``lowercase``, ``asciifolding``, ``alphanumonly``,
-  ``cnalphanumonly``, ``cncharonly``, ``removepunct``, ``{"type": "stop", "stop_words": [...]}``
-  (``_english_`` and other ``_language_`` lists included), ``{"type": "stemmer", "language": ...}``,
-  ``{"type": "length", "max": N}``.
+- custom: ``{"tokenizer": ..., "filter": [...]}`` with tokenizers ``standard``, ``whitespace``,
+  ``jieba`` (``{"type": "jieba", "mode": "search" | "exact"}``), ``icu``,
+  ``{"type": "lindera", "dict_kind": "ipadic"}`` and
+  ``{"type": "language_identifier", "identifier": "whatlang" | "lingua", "analyzers": {...,
+  "default": ...}, "mapping": {...}}`` (``schemas/language_identifier.py``: each text is analyzed
+  by the analyzer of its detected language); filters ``lowercase``, ``asciifolding``,
+  ``alphanumonly``, ``cnalphanumonly``, ``cncharonly``, ``removepunct``,
+  ``{"type": "stop", "stop_words": [...]}`` (``_english_`` and other ``_language_`` lists
+  included), ``{"type": "stemmer", "language": ...}``, ``{"type": "length", "max": N}``.
 
-Anything else (lindera, icu, multi-analyzers, ...) is refused with a clear error. The standard
-tokenizer is tantivy's simple tokenizer (split on anything not alphanumeric). The filters tantivy
-has run inside tantivy in the given order; ``cnalphanumonly``, ``cncharonly`` and
-``removepunct`` only drop tokens, so they run after it.
+Anything else (other lindera dictionaries, other filters, ...) is refused with a clear error.
+One analyzer per row chosen by another field (``multi_analyzer_params``) is
+``schemas/multi_analyzer.py``. The standard tokenizer is tantivy's simple tokenizer (split on
+anything not alphanumeric). The filters tantivy has run inside tantivy in the given order;
+``cnalphanumonly``, ``cncharonly`` and ``removepunct`` only drop tokens, so they run after it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,8 @@ import mmh3
 import tantivy
 
 from schemas.exceptions import SchemaError
+from schemas.language_identifier import TextAnalyzer, routed_analyzer
+from schemas.segmenters import Segmenter, icu_segmenter, jieba_segmenter, lindera_segmenter
 
 if TYPE_CHECKING:
     from schemas.collection import FieldSchema
@@ -62,7 +68,7 @@ _DROP: dict[str, Callable[[str], bool]] = {
     "cncharonly": lambda t: bool(_CN_CHAR.match(t)),
     "removepunct": lambda t: not _PUNCT.match(t),
 }
-_jieba_lock = threading.Lock()
+_SEP = "\x00"  # joins a segmenter's words for tantivy, whose regex tokenizer splits them again
 
 
 def term_id(token: str) -> int:
@@ -72,30 +78,22 @@ def term_id(token: str) -> int:
 
 @dataclass(frozen=True)
 class Analyzer:
-    splitter: str  # "tantivy" or "jieba"
-    jieba_search: bool
+    segment: Segmenter | None  # None: tantivy's own tokenizer splits the text
     pipeline: Any  # tantivy.TextAnalyzer
     keep: tuple[Callable[[str], bool], ...]
 
     def tokens(self, text: str) -> list[str]:
         if not text:
             return []
-        if self.splitter == "jieba":
-            text = " ".join(t for t in _jieba_cut(text, self.jieba_search) if t.strip())
+        if self.segment is not None:
+            text = _SEP.join(t.replace(_SEP, "") for t in self.segment(text))
         out = self.pipeline.analyze(text)
         for keep in self.keep:
             out = [t for t in out if keep(t)]
         return out
 
-
-def _jieba_cut(text: str, search: bool) -> list[str]:
-    import jieba
-
-    with _jieba_lock:  # jieba's first use loads its dictionary, once
-        if not jieba.dt.initialized:
-            jieba.setLogLevel(logging.WARNING)
-            jieba.initialize()
-    return list(jieba.cut_for_search(text) if search else jieba.cut(text))
+    def tokens_of(self, texts: Sequence[str | None]) -> list[list[str]]:
+        return [self.tokens(t) if t else [] for t in texts]
 
 
 def parse_params(raw: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -112,12 +110,12 @@ def parse_params(raw: str | dict[str, Any] | None) -> dict[str, Any]:
     return params
 
 
-def build_analyzer(raw: str | dict[str, Any] | None) -> Analyzer:
+def build_analyzer(raw: str | dict[str, Any] | None) -> TextAnalyzer:
     """An analyzer from Milvus's ``analyzer_params`` (a dict or its JSON text); SchemaError if bad."""
     return _cached(json.dumps(parse_params(raw), sort_keys=True))
 
 
-def analyzer_for_field(f: FieldSchema) -> Analyzer:
+def analyzer_for_field(f: FieldSchema) -> TextAnalyzer:
     try:
         return build_analyzer(f.analyzer_params)
     except SchemaError as exc:
@@ -125,7 +123,7 @@ def analyzer_for_field(f: FieldSchema) -> Analyzer:
 
 
 @lru_cache(maxsize=64)
-def _cached(key: str) -> Analyzer:
+def _cached(key: str) -> TextAnalyzer:
     params = dict(json.loads(key))
     if "type" in params:
         kind = params.pop("type")
@@ -145,7 +143,13 @@ def _cached(key: str) -> Analyzer:
         )
     if tokenizer is None:
         raise SchemaError("analyzer_params needs a type or a tokenizer")
-    splitter, jieba_search, base = _tokenizer(tokenizer)
+    if isinstance(tokenizer, dict) and tokenizer.get("type") == "language_identifier":
+        if filters:
+            raise SchemaError(
+                "a language_identifier tokenizer takes no filter: give each of its analyzers its own filters"
+            )
+        return routed_analyzer(tokenizer, build_analyzer)
+    segment, base = _tokenizer(tokenizer)
     if not isinstance(filters, list):
         raise SchemaError(f"analyzer filter must be a list, got {filters!r}")
     builder = tantivy.TextAnalyzerBuilder(base)
@@ -156,16 +160,17 @@ def _cached(key: str) -> Analyzer:
             continue
         for tf in _filter(flt):
             builder = builder.filter(tf)
-    return Analyzer(splitter, jieba_search, builder.build(), tuple(keep))
+    return Analyzer(segment, builder.build(), tuple(keep))
 
 
-def _tokenizer(spec: Any) -> tuple[str, bool, Any]:
+def _tokenizer(spec: Any) -> tuple[Segmenter | None, Any]:
     opts = dict(spec) if isinstance(spec, dict) else {"type": spec}
     kind = opts.pop("type", None)
     if kind == "standard" and not opts:
-        return "tantivy", False, tantivy.Tokenizer.simple()
+        return None, tantivy.Tokenizer.simple()
     if kind == "whitespace" and not opts:
-        return "tantivy", False, tantivy.Tokenizer.whitespace()
+        return None, tantivy.Tokenizer.whitespace()
+    words = tantivy.Tokenizer.regex(f"[^{_SEP}]+")
     if kind == "jieba":
         mode = opts.pop("mode", "search")
         dicts = opts.pop("dict", ["_default_"])
@@ -174,8 +179,20 @@ def _tokenizer(spec: Any) -> tuple[str, bool, Any]:
             raise SchemaError(
                 f"jieba tokenizer: walvus supports mode search|exact with the default dictionary, got {spec!r}"
             )
-        return "jieba", mode == "search", tantivy.Tokenizer.whitespace()
-    raise SchemaError(f"tokenizer {spec!r} is not supported; use standard, whitespace or jieba")
+        return jieba_segmenter(mode == "search"), words
+    if kind == "icu" and not opts:
+        return icu_segmenter(), words
+    if kind == "lindera":
+        dict_kind = opts.pop("dict_kind", None)
+        if opts:
+            raise SchemaError(
+                f"lindera tokenizer: walvus supports dict_kind only (no lindera filters), got {spec!r}"
+            )
+        return lindera_segmenter(dict_kind), words
+    raise SchemaError(
+        f"tokenizer {spec!r} is not supported; use standard, whitespace, jieba, icu, lindera or "
+        "language_identifier"
+    )
 
 
 def _filter(spec: Any) -> list[Any]:

@@ -102,6 +102,7 @@ class CollectionInfo:
     indexes: dict[str, IndexInfo] = field(default_factory=dict)  # by field name
     loaded: bool = False
     loaded_partitions: tuple[str, ...] = ()
+    replica_number: int = 1  # replica groups of ``walvus searcher`` processes that hold it when loaded
     properties: dict[str, str] = field(default_factory=dict)
     consistency_level: int = 2  # Milvus: 0 Strong, 1 Session, 2 Bounded, 3 Eventually
     created_ts: int = 0

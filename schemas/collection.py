@@ -11,6 +11,7 @@ import pyarrow as pa
 from schemas.analyzer import analyzer_for_field
 from schemas.exceptions import FieldNameInvalid, SchemaError
 from schemas.functions import FunctionSchema, validate_functions
+from schemas.multi_analyzer import check_multi_analyzer, used_by_field
 from schemas.types import SCALAR_ARROW, DataType, delta_vector_type, vector_arrow_type
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
@@ -46,6 +47,8 @@ class FieldSchema:
     # full text: the VARCHAR is tokenised (analyzer_params: Milvus's JSON shape, "" = standard)
     enable_analyzer: bool = False
     analyzer_params: str = ""
+    # one analyzer per row, named by another field (schemas/multi_analyzer.py; "" = none)
+    multi_analyzer_params: str = ""
     enable_match: bool = False
     is_function_output: bool = False  # filled by a schema function (BM25), never by a client
 
@@ -143,6 +146,8 @@ class CollectionSchema:
         if new.is_primary or new.is_partition_key:
             raise SchemaError(f"added field {new.name!r} cannot be the primary key or the partition key")
         _validate_field(new, DEFAULT_MAX_DIM)  # the checks a created schema gets
+        if new.multi_analyzer_params:
+            check_multi_analyzer(new, (*self.fields, new))
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
         if new.dtype.is_vector and (new.dtype.is_sparse or not new.nullable):
@@ -182,6 +187,12 @@ class CollectionSchema:
         used = {n for fn in self.functions for n in (*fn.input_field_names, *fn.output_field_names)}
         if name in used:
             raise SchemaError(f"field {name!r} is an input or output of a function: it cannot be dropped")
+        user = used_by_field(self, name)
+        if user is not None:
+            raise SchemaError(
+                f"field {name!r} names the analyzer of each row of field {user!r} (multi_analyzer_params "
+                "by_field): it cannot be dropped"
+            )
         if f.dtype.is_vector and len(self.vector_fields) == 1:
             raise SchemaError(f"field {name!r} is the collection's only vector field: it cannot be dropped")
         return replace(
@@ -296,6 +307,9 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
         raise SchemaError("schema has no vector field")
     if sum(f.is_partition_key for f in fields) > 1:
         raise SchemaError("a collection can have only one partition key field")
+    for f in fields:
+        if f.multi_analyzer_params:
+            check_multi_analyzer(f, fields)
     fields = validate_functions(fields, schema.functions)
     return replace(schema, fields=tuple(fields))
 

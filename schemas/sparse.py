@@ -147,6 +147,16 @@ def empty_sparse(n: int) -> pa.StructArray:
 SparseQuery = tuple[np.ndarray, np.ndarray]  # (indices int64 sorted unique, values float32)
 
 
+def drop_small(query: SparseQuery, ratio: float) -> SparseQuery:
+    """Milvus's drop_ratio_search: leave out the query's smallest ``ratio`` share of values."""
+    terms, vals = query
+    if ratio <= 0 or len(vals) == 0:
+        return query
+    cut = np.quantile(np.abs(vals), ratio)
+    keep = np.abs(vals) >= cut
+    return terms[keep], vals[keep]
+
+
 def queries_of(column: pa.Array) -> list[SparseQuery]:
     """The rows of a sparse column (the stored layout) as queries."""
     rows, idx, val = flat_parts(column)

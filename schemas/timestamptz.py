@@ -125,6 +125,42 @@ def format_iso(arr: pa.Array | pa.ChunkedArray, zone: str) -> pa.Array:
     return pc.replace_substring_regex(text, pattern=r"([+-]\d\d)(\d\d)$", replacement=r"\1:\2")
 
 
+# what a request's ``time_fields`` may name: the components of a TIMESTAMPTZ value in the output zone
+TIME_PARTS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+
+
+def parse_time_fields(text: object) -> tuple[str, ...]:
+    """``time_fields`` ("year, month, day": commas or spaces) as component names, in the given order."""
+    parts = tuple(p.lower() for p in re.split(r"[\s,]+", str(text or "").strip()) if p)
+    bad = [p for p in parts if p not in TIME_PARTS]
+    if bad or not parts or len(set(parts)) != len(parts):
+        raise InvalidArgument(
+            f"invalid time_fields {str(text)[:100]!r}: expected one or more of {', '.join(TIME_PARTS)} "
+            f"(each once), separated by commas or spaces"
+        )
+    return parts
+
+
+def time_parts(arr: pa.Array | pa.ChunkedArray, zone: str, parts: tuple[str, ...]) -> pa.Array:
+    """Each ``timestamp[us, UTC]`` value as ``list<int64>`` of its ``parts`` read in ``zone``."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_timestamp(arr.type):
+        arr = arr.cast(pa.int64()).cast(ARROW_TYPE)
+    local = arr.cast(pa.timestamp("us", tz=zone))
+    columns = [_part(local, part).fill_null(0).cast(pa.int64()).to_numpy() for part in parts]
+    flat = np.stack(columns, axis=1).reshape(-1) if len(arr) else np.zeros(0, np.int64)
+    lists = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.int64()), len(parts))
+    out = lists.cast(pa.list_(pa.int64()))
+    return pc.if_else(arr.is_valid(), out, pa.scalar(None, out.type)) if arr.null_count else out
+
+
+def _part(local: pa.Array, part: str) -> pa.Array:
+    if part == "microsecond":  # within the second, as datetime has it (Arrow's is within the milli)
+        return pc.add(pc.multiply(pc.millisecond(local).cast(pa.int64()), 1000), pc.microsecond(local))
+    return getattr(pc, part)(local)
+
+
 def parse_interval(text: str) -> tuple[int, int]:
     """An ISO-8601 duration as (months, microseconds), signed."""
     m = _DURATION.match(str(text).strip())

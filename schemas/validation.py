@@ -14,8 +14,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.analyzer import analyzer_for_field
-from schemas.bm25 import term_frequencies
+from schemas.bm25 import field_term_frequencies
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import ValidationError
 from schemas.sparse import sparse_column
@@ -103,11 +102,11 @@ def build_batch(
     arrays = []
     for f in schema.fields:
         arrays.append(None if f.name in outputs else _column(f, columns.get(f.name), n, op))
+    by_name = {g.name: a for g, a in zip(schema.fields, arrays, strict=True)}
     for i, f in enumerate(schema.fields):
         if f.name in outputs:
             src = outputs[f.name].input_field_names[0]
-            text = arrays[[g.name for g in schema.fields].index(src)]
-            arrays[i] = term_frequencies(analyzer_for_field(schema.field(src)), text.to_pylist())
+            arrays[i] = field_term_frequencies(schema.field(src), by_name[src].to_pylist(), by_name)
     if schema.enable_dynamic_field:
         arrays.append(_meta_column(columns.get(META_FIELD), n))
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema.data_arrow_schema())

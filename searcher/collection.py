@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,9 @@ class LoadedCollection:
     _preparing: set[int] = field(default_factory=set)
     _seal_version: dict[int, int | None] = field(default_factory=dict)  # shard -> rows version of its seal
     compactions: CompactionSwaps = field(default_factory=CompactionSwaps)
+    # the shards this searcher holds (None: all of them); a ``walvus searcher`` process holds the
+    # ones its consumer group assigned to it (``searcher.ownership``)
+    owned: frozenset[int] | None = None
 
     def __post_init__(self) -> None:
         self.interim = GrowingIndexes(self.interim_settings)
@@ -83,7 +86,7 @@ class LoadedCollection:
         dels_dt = self.store.open(cid, DELETES)  # first: compaction purges tombstones after rows
         rows_dt = self.store.open(cid, ROWS)
         upto: dict[int, int] = {}
-        for s in range(self.info.shards_num):
+        for s in self.shard_ids():
             r = rows_dt.transaction_version(app_id(cid, s)) if rows_dt else None
             d = dels_dt.transaction_version(app_id(cid, s)) if dels_dt else None
             upto[s] = min(-1 if r is None else int(r), -1 if d is None else int(d))
@@ -102,6 +105,10 @@ class LoadedCollection:
         self.progress = 100
         return {s: upto[s] + 1 for s in upto}
 
+    def shard_ids(self) -> list[int]:
+        """The shards this copy holds."""
+        return [s for s in range(self.info.shards_num) if self.owned is None or s in self.owned]
+
     def _load_indexes(self, containers: list[Container]) -> None:
         for c in containers:
             for fname, idx in self.info.indexes.items():
@@ -112,8 +119,8 @@ class LoadedCollection:
     # applying the WAL ------------------------------------------------------------------------
     def apply(self, shard: int, offset: int, record: WalRecord) -> None:
         """Apply one WAL record (called by the tail thread only, in offset order)."""
-        st = self.shards[shard]
-        if offset <= st.applied:
+        st = self.shards.get(shard)
+        if st is None or offset <= st.applied:  # a shard this copy does not hold, or a replay
             return
         op = record.header.op
         if op == Op.DROP_PARTITION and record.header.partition:
@@ -177,7 +184,15 @@ class LoadedCollection:
 
     def note_compacted(self, ann: SegmentsCompacted) -> None:
         """A compaction replaced segments (any thread): read in the background, swapped by ``maybe_swap``."""
-        if ann.collection_id == self.info.collection_id and (ann.removed or ann.added):
+        if ann.collection_id != self.info.collection_id:
+            return
+        if self.owned is not None:  # only the shards held here are read and swapped
+            ann = replace(
+                ann,
+                added=[a for a in ann.added if int(a[1]) in self.owned],
+                upto={s: off for s, off in ann.upto.items() if int(s) in self.owned},
+            )
+        if ann.removed or ann.added:
             self.compactions.prepare(self, ann)
 
     def maybe_swap(self) -> None:

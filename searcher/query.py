@@ -70,19 +70,6 @@ def _smallest(keys: pa.Array, k: int) -> np.ndarray:
     return pc.select_k_unstable(keys, k=k, sort_keys=[("key", "ascending")]).to_numpy(zero_copy_only=False)
 
 
-def distinct(table: pa.Table, fields: list[str], with_count: bool) -> pa.Table:
-    """Distinct values of ``fields`` (Milvus has no such call; walvus answers group_by queries)."""
-    grouped = table.group_by(fields, use_threads=False).aggregate([([], "count_all")])
-    grouped = grouped.rename_columns(
-        [*fields, COUNT]
-        if grouped.column_names[0] == "count_all"
-        else [COUNT if n == "count_all" else n for n in grouped.column_names]
-    )
-    if not with_count:
-        grouped = grouped.drop_columns([COUNT])
-    return grouped.sort_by([(f, "ascending") for f in fields])
-
-
 def output_columns(schema: Any, requested: list[str]) -> tuple[list[str], list[str]]:
     """Expand ``*`` and split requested names into stored columns and dynamic keys."""
     names = [f.name for f in schema.fields]

@@ -19,14 +19,18 @@ from schemas.exceptions import CollectionNotLoaded, InvalidArgument, LimitExceed
 from schemas.filters import CompiledFilter
 from schemas.scalar_index import scalar_sources
 from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
+from schemas.sparse import drop_small
+from schemas.sparse_index_spec import drop_ratio_search
 from schemas.topics import segments_topic, wal_topic
 from schemas.wal import WalRecord
+from searcher.aggregation import aggregate
 from searcher.collection import LoadedCollection
 from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier, Snapshot
 from searcher.grouping import Neighbours, View, grouped_hits
 from searcher.metrics import ConsumedGauge
-from searcher.query import COUNT, distinct, output_columns, query_rows
+from searcher.ownership import Assignment
+from searcher.query import COUNT, output_columns, query_rows
 from searcher.requests import (
     check_partitions,
     check_queries,
@@ -37,7 +41,7 @@ from searcher.requests import (
     without_dropped,
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric, with_vectors
-from searcher.sparse_search import sparse_knn
+from searcher.sparse_search import bm25_counts, sparse_knn
 from walvus.databases import using_db
 from walvus.log import KafkaLog
 from walvus.searcher import (
@@ -82,6 +86,11 @@ class SearcherService:
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index, self._on_compaction
         )
         self.compaction_states = CompactionStates()
+        # a ``walvus searcher`` holds the shards its consumer group assigns (topic -> shards);
+        # None: every shard of every loaded collection (the searcher inside the gateway)
+        self._assignment: Assignment | None = None
+        self._ownership: Any = None
+        self.replica_group = 0
         self._stopped = threading.Event()
         self._growing_added = threading.Event()
         self._interim_thread = threading.Thread(target=self._fill_interim, name="interim-index", daemon=True)
@@ -98,6 +107,51 @@ class SearcherService:
                 with using_db(info.db_name):
                     svc.load(info.name)
         return svc
+
+    def hold_assigned(self, ownership: Any, replica_group: int = 0) -> None:
+        """Hold only the shards ``ownership`` (``searcher.ownership.ShardOwnership``) is assigned,
+        of the loaded collections with more than ``replica_group`` replicas."""
+        self.replica_group = replica_group
+        self._assignment = {}
+        self._ownership = ownership
+        ownership.follow(self._followed_topics())
+
+    def _serves(self, info: CollectionInfo) -> bool:
+        return info.active and info.loaded and info.replica_number > self.replica_group
+
+    def _followed_topics(self) -> set[str]:
+        return {wal_topic(self.ns, i.collection_id) for i in self.catalog.collections() if self._serves(i)}
+
+    def on_assignment(self, assignment: Assignment) -> None:
+        """The group moved shards: load the copies that change, drop the ones left with none."""
+        self._assignment = assignment
+        for info in self.catalog.collections():
+            if self._serves(info):
+                self._rebalance(info)
+
+    def _rebalance(self, info: CollectionInfo) -> None:
+        assert self._assignment is not None
+        owned = self._assignment.get(wal_topic(self.ns, info.collection_id), frozenset())
+        coll = self._loaded.get(info.collection_id)
+        if coll is not None and coll.owned == owned:
+            return
+        if not owned:
+            if coll is not None:
+                self._drop(info.collection_id)
+            return
+        with self._lock:
+            if info.collection_id in self._loading:
+                return  # the load re-checks the assignment when it is done
+            t = threading.Thread(target=self._load, args=(info,), name=f"rebalance-{info.name}", daemon=True)
+            self._loading[info.collection_id] = t
+        t.start()
+
+    def held(self) -> dict[int, tuple[frozenset[int], int]]:
+        """Per loaded collection id: the shards this searcher holds, and its load progress."""
+        return {
+            cid: (frozenset(c.shards) if c.owned is None else c.owned, c.progress)
+            for cid, c in list(self._loaded.items())
+        }
 
     def close(self) -> None:
         self._stopped.set()
@@ -127,12 +181,19 @@ class SearcherService:
         self._load(info)
 
     def _load(self, info: CollectionInfo) -> None:
+        topic = wal_topic(self.ns, info.collection_id)
+        owned = None if self._assignment is None else self._assignment.get(topic, frozenset())
+        if owned is not None and not owned:
+            with self._lock:
+                self._loading.pop(info.collection_id, None)
+            return  # no shard of it is assigned here (yet)
         coll = LoadedCollection(
             info,
             self.store,
             interim_settings=self._interim,
             handoff_wait=self.settings.handoff_wait_seconds,
             gpu_search=self.settings.gpu_search,
+            owned=owned,
         )
         try:
             starts = coll.load()
@@ -141,13 +202,20 @@ class SearcherService:
             with self._lock:
                 self._loading.pop(info.collection_id, None)
             return
-        topic = wal_topic(self.ns, info.collection_id)
         with self._lock:
             self._loaded[info.collection_id] = coll
             self._by_topic[topic] = coll
             self._loading.pop(info.collection_id, None)
+        self.wal_tail.unassign(topic)  # the shards an earlier copy held
         self.wal_tail.assign(topic, starts)
-        log.info("loaded collection=%s rows=%s", info.name, sum(c.num_rows for c in coll.containers))
+        log.info(
+            "loaded collection=%s rows=%s shards=%s",
+            info.name,
+            sum(c.num_rows for c in coll.containers),
+            sorted(coll.shards),
+        )
+        if self._assignment is not None and self._serves(info):
+            self._rebalance(info)  # the group may have moved shards while this copy was read
 
     def _reload(self, topic: str) -> None:
         """The WAL records this searcher was to read next were deleted (it fell behind the WAL's
@@ -253,6 +321,15 @@ class SearcherService:
             coll.attach_index(ann.segment_id, ann.field, ann.index_id, Path(ann.path))
 
     def _on_catalog(self, info: CollectionInfo) -> None:
+        if self._ownership is not None:
+            self._ownership.follow(self._followed_topics())
+            if not self._serves(info):
+                self._drop(info.collection_id)
+            elif self._loaded.get(info.collection_id) is not None:
+                self._loaded[info.collection_id].update_info(info)
+            else:
+                self._rebalance(info)
+            return
         coll = self._loaded.get(info.collection_id)
         if coll is None:
             if info.active and info.loaded and info.collection_id not in self._loading:
@@ -289,8 +366,13 @@ class SearcherService:
 
     # search ------------------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hits]:
+        return self.served_search(req)[0]
+
+    def served_search(self, req: SearchRequest) -> tuple[list[Hits], frozenset[int], str]:
+        """``search``, the shards it read (those of ``req.shards`` held here) and its metric."""
         coll = self._collection(req.collection, req.collection_id)
         info = coll.info
+        served = _served(coll, req.shards)
         field_name = req.anns_field or only_vector_field(info)
         f = info.schema.field(field_name)
         if f is None or not f.dtype.is_vector:
@@ -313,6 +395,7 @@ class SearcherService:
 
         def run(snapshot: Snapshot) -> list[Hits]:
             partitions = without_dropped(info, requested, snapshot)
+            snapshot = in_shards(snapshot, req.shards)
             view = [
                 (c, with_vectors(c, container_mask(c, alive, flt, partitions, sources), f))
                 for c, alive in snapshot
@@ -324,7 +407,9 @@ class SearcherService:
 
             def neighbours(view: View, q: np.ndarray, kk: int) -> Neighbours:
                 if f.dtype.is_sparse:
-                    return sparse_knn(view, everything, info, field_name, q, kk, metric, req.params)
+                    return sparse_knn(
+                        view, everything, info, field_name, q, kk, metric, req.params, req.bm25_stats
+                    )
                 if "radius" in req.params:
                     return range_knn(view, info.schema, field_name, q, kk, metric, req.params)
                 ef = self._interim.ef_search
@@ -335,17 +420,40 @@ class SearcherService:
             d, refs, used = neighbours(view, queries, k)
             return split_hits(info, used, d[:, req.offset :], refs[:, req.offset :], cols, req.round_decimal)
 
+        return self.barrier.read(coll, req.consistency, run), served, metric
+
+    def bm25_counts(self, req: SearchRequest) -> list[tuple[int, float, list[float]]]:
+        """BM25 statistics of ``req``'s queries over the live rows of the shards held here (a
+        gateway sums them over every shard, then searches with the sums)."""
+        coll = self._collection(req.collection, req.collection_id)
+        field_name = req.anns_field or only_vector_field(coll.info)
+        idx = coll.info.indexes.get(field_name)
+        drop_build = float((idx.params if idx else {}).get("drop_ratio_build", 0.0) or 0.0)
+        ratio = drop_ratio_search(req.params, InvalidArgument)
+        qs = [drop_small(q, ratio) for q in req.queries.items]  # type: ignore[attr-defined]
+
+        def run(snapshot: Snapshot) -> list[tuple[int, float, list[float]]]:
+            counts = bm25_counts(in_shards(snapshot, req.shards), field_name, drop_build, qs)
+            return [(n, total, df.tolist()) for n, total, df in counts]
+
         return self.barrier.read(coll, req.consistency, run)
 
     # query -------------------------------------------------------------------------------------------
     def query(self, req: QueryRequest) -> pa.Table:
+        return self.served_query(req)[0]
+
+    def served_query(self, req: QueryRequest) -> tuple[pa.Table, frozenset[int]]:
+        """``query`` and the shards it read (those of ``req.shards`` held here)."""
         coll = self._collection(req.collection, req.collection_id)
         info = coll.info
+        served = _served(coll, req.shards)
         flt = self._filter(info, req.filter, req.filter_params)
         sources = scalar_sources(info.schema, info.indexes) if flt is not None else frozenset()
         requested = check_partitions(info, req.partitions, flt)
-        wants_count = COUNT in req.output_fields and not req.group_by_fields
-        cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields])
+        grouping = bool(req.group_by_fields or req.aggregates)
+        wants_count = COUNT in req.output_fields and not grouping
+        aggregated = [a.field for a in req.aggregates if a.field is not None]
+        cols, _dyn = output_columns(info.schema, [*req.output_fields, *req.group_by_fields, *aggregated])
         ids = req.ids
         pk = info.schema.primary.name
         if ids is None and flt is not None:
@@ -357,26 +465,29 @@ class SearcherService:
             partitions = without_dropped(info, requested, snapshot)
             view = [
                 (c, a)
-                for c, a in snapshot
+                for c, a in in_shards(snapshot, req.shards)
                 if not (req.ignore_growing and not c.sealed) and not pruned(c, partitions)
             ]
-            limit = None if req.group_by_fields else req.limit
-            return query_rows(view, pk, flt, ids, partitions, cols, limit, req.offset, wants_count, sources)
+            limit, offset = (None, 0) if grouping else (req.limit, req.offset)  # grouping pages groups
+            return query_rows(view, pk, flt, ids, partitions, cols, limit, offset, wants_count, sources)
 
         result, scanned = self.barrier.read(coll, req.consistency, run)
         coll.scanned_rows += scanned
         if wants_count:
-            return pa.table({COUNT: pa.array([result], pa.int64())})
+            return pa.table({COUNT: pa.array([result], pa.int64())}), served
         assert isinstance(result, pa.Table)
         if result.num_columns == 0:
             result = empty_table(info, list(dict.fromkeys([pk, *cols])))
-        if req.group_by_fields:
-            out = distinct(result, req.group_by_fields, COUNT in req.output_fields)
-            return out.slice(req.offset, req.limit) if req.limit is not None else out.slice(req.offset)
-        return result
+        if grouping:
+            out = aggregate(result, req.group_by_fields, req.aggregates)
+            out = out.slice(req.offset, req.limit) if req.limit is not None else out.slice(req.offset)
+            return out, served
+        return result, served
 
     def stats(self, collection: str) -> dict[str, Any]:
-        info = self.catalog.require(collection)
+        return self.stats_of(self.catalog.require(collection))
+
+    def stats_of(self, info: CollectionInfo) -> dict[str, Any]:
         coll = self._loaded.get(info.collection_id)
         if coll is None:
             return {"row_count": None}
@@ -400,4 +511,13 @@ class SearcherService:
         return compiled_filter(info, expr, params)
 
 
-__all__ = ["SearcherService"]
+def _served(coll: LoadedCollection, shards: frozenset[int] | None) -> frozenset[int]:
+    held = frozenset(coll.shards)
+    return held if shards is None else held & shards
+
+
+def in_shards(snapshot: Snapshot, shards: frozenset[int] | None) -> Snapshot:
+    return snapshot if shards is None else [(c, a) for c, a in snapshot if c.shard in shards]
+
+
+__all__ = ["SearcherService", "in_shards"]

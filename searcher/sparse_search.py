@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from indexer.ranges import check_range, topk
-from indexer.sparse import Bm25Stats, drop_small
+from indexer.sparse import Bm25Stats
 from schemas.exceptions import InvalidArgument
-from schemas.sparse import SparseQueries
+from schemas.sparse import SparseQueries, drop_small
 from schemas.sparse_index_spec import drop_ratio_search
 from searcher.segment import Container
 
@@ -31,6 +31,7 @@ def sparse_knn(
     k: int,
     metric: str,
     params: dict[str, Any],
+    given_stats: list[tuple[int, float, list[float]]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Container]]:
     """Global top-k like ``searcher.search.knn``: scores (nq, k), refs into ``used``'s rows."""
     idx = info.indexes.get(field_name)
@@ -43,7 +44,11 @@ def sparse_knn(
         bounds = check_range("IP", params["radius"], params.get("range_filter"))
     stats = None
     k1, b = float(build.get("bm25_k1", 1.2)), float(build.get("bm25_b", 0.75))
-    if metric == "BM25":
+    if metric == "BM25" and given_stats is not None:  # summed over every shard by the gateway
+        stats = [
+            Bm25Stats(n, total / n if n else 1.0, np.asarray(df, np.float64)) for n, total, df in given_stats
+        ]
+    elif metric == "BM25":
         stats = bm25_stats(everything, field_name, drop_build, qs)
     nq = len(qs)
     parts_d, parts_i, used, base = [], [], [], 0
@@ -76,6 +81,20 @@ def bm25_stats(
     queries: list[tuple[np.ndarray, np.ndarray]],
 ) -> list[Bm25Stats]:
     """Per query: live document count, average length and each term's document frequency."""
+    return [
+        Bm25Stats(n, total / n if n else 1.0, df)
+        for n, total, df in bm25_counts(everything, field_name, drop_build, queries)
+    ]
+
+
+def bm25_counts(
+    everything: Sequence[tuple[Container, np.ndarray]],
+    field_name: str,
+    drop_build: float,
+    queries: list[tuple[np.ndarray, np.ndarray]],
+) -> list[tuple[int, float, np.ndarray]]:
+    """Per query: live document count, total length and each term's document frequency (sums
+    that add up across shards)."""
     num_docs, total_len = 0, 0.0
     df = [np.zeros(len(q[0]), np.float64) for q in queries]
     for c, alive in everything:
@@ -87,5 +106,4 @@ def bm25_stats(
         total_len += si.live_length(alive)
         for qi, (terms, _) in enumerate(queries):
             df[qi] += si.doc_freq(terms, alive)
-    avgdl = total_len / num_docs if num_docs else 1.0
-    return [Bm25Stats(num_docs, avgdl, d) for d in df]
+    return [(num_docs, total_len, d) for d in df]

@@ -33,6 +33,7 @@ from schemas.segments import CompactionRequested, SegmentsCompacted, decode_anno
 from schemas.topics import segments_topic
 from schemas.types import DataType
 from schemas.wal import Op, WalRecord
+from searcher.aggregation import aggregate
 from searcher.compacted import CompactionStates
 from searcher.requests import group_positions
 from walvus.api import Walvus
@@ -269,13 +270,11 @@ class MemorySearcher:
             table = table.filter(
                 pc.is_in(table.column(pk), pa.array(req.ids, type=table.schema.field(pk).type))
             )
+        if req.group_by_fields or req.aggregates:
+            groups = aggregate(table, req.group_by_fields, req.aggregates)
+            return groups.slice(req.offset, req.limit)
         if COUNT in req.output_fields:
-            if req.group_by_fields:
-                counts = table.group_by(req.group_by_fields).aggregate([([], "count_all")])
-                return counts.rename_columns([*req.group_by_fields, COUNT]).select(req.output_fields)
             return pa.table({COUNT: pa.array([table.num_rows], type=pa.int64())})
-        if req.group_by_fields:
-            table = table.group_by(req.group_by_fields).aggregate([]).select(req.group_by_fields)
         if req.limit is not None or req.offset:  # the contract: limited queries take the smallest keys
             table = table.sort_by(pk).slice(req.offset, req.limit)
         return table.select(req.output_fields)

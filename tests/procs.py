@@ -14,6 +14,10 @@ from typing import Any
 
 from tests.ports import free_port
 
+SEARCHERS = ("searcher-a", "searcher-b")
+REMOTE_ENV = {"WALVUS_SEARCHERS": "remote", "WALVUS_SEARCHER_SESSION_TIMEOUT_MS": "6000"}
+LAYOUTS = ("local", "remote")  # the searcher inside the gateway; two searcher processes
+
 
 class Deployment:
     def __init__(self, bootstrap: str, root: Path, **settings: str) -> None:
@@ -36,6 +40,7 @@ class Deployment:
             **settings,
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.layout = "local"
         self._api: Any = None
 
     @property
@@ -44,16 +49,36 @@ class Deployment:
 
     def start(self, *names: str) -> None:
         for name in names:
-            log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "walvus", name],
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.start_as(name, name)
         if "gateway" in names:
             self.wait_gateway()
+
+    def start_all(self, layout: str = "local") -> None:
+        """Every walvus process: with ``remote``, two ``walvus searcher`` processes serve the reads
+        and the gateway scatters them (``WALVUS_SEARCHERS=remote``)."""
+        self.layout = layout
+        self.start("streams", "indexer")
+        if layout == "remote":
+            self.env.update(REMOTE_ENV)
+            for key in SEARCHERS:
+                self.start_as(key, "searcher")
+        self.start("gateway")
+
+    def stop_all(self) -> None:
+        for name in ("gateway", *SEARCHERS, "indexer", "streams"):
+            if name in self.procs:
+                self.stop(name)
+
+    def start_as(self, key: str, command: str, **env: str) -> None:
+        """``walvus <command>`` known as ``key`` (several searchers), with extra settings."""
+        log = open(self.root / f"{key}.log", "ab")  # noqa: SIM115
+        self.procs[key] = subprocess.Popen(
+            [sys.executable, "-m", "walvus", command],
+            env={**os.environ, **self.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_gateway(self, timeout: float = 90) -> None:
         """The gateway opens its port only once it is ready to serve."""

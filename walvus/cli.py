@@ -69,6 +69,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_searcher(args: argparse.Namespace) -> int:
+    from searcher.process import run
+
+    run(_bootstrap())
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Start everything on this machine: Kafka (unless one is given), streams, indexer, gateway."""
     from walvus.kafka import LocalKafka
@@ -170,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_streams
     )
     sub.add_parser("indexer", help="run the index builder").set_defaults(fn=cmd_indexer)
+    sub.add_parser(
+        "searcher", help="run a searcher that serves the shards its consumer group assigns it"
+    ).set_defaults(fn=cmd_searcher)
     sub.add_parser("gateway", help="run the Milvus-compatible gRPC server with its searcher").set_defaults(
         fn=cmd_gateway
     )

@@ -52,6 +52,10 @@ class SearchRequest:
     strict_group_size: bool = False
     consistency: Consistency = field(default_factory=Consistency)
     collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
+    shards: frozenset[int] | None = None  # read only these shards (None: every shard held here)
+    # BM25 statistics summed over every shard by the gateway (per query: live documents, total
+    # length, each query term's document frequency); None: from the shards held here
+    bm25_stats: list[tuple[int, float, list[float]]] | None = None
 
 
 @dataclass
@@ -61,6 +65,16 @@ class Hits:
     ids: list[Any]
     distances: np.ndarray  # float32
     fields: pa.Table  # output fields, one row per hit (may have zero columns)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One aggregation of a query: ``function`` over ``field`` (None: every row, ``count(*)``),
+    reported as ``name`` (the output field as the client wrote it, ``COUNT(c2)`` stays so)."""
+
+    function: str  # count, sum, avg, min, max
+    field: str | None
+    name: str
 
 
 @dataclass
@@ -75,8 +89,10 @@ class QueryRequest:
     partitions: list[str] | None = None
     ignore_growing: bool = False
     group_by_fields: list[str] = field(default_factory=list)
+    aggregates: list[Aggregate] = field(default_factory=list)  # with group_by_fields: per group
     consistency: Consistency = field(default_factory=Consistency)
     collection_id: int = 0  # the collection the gateway resolved (0: resolve ``collection``)
+    shards: frozenset[int] | None = None  # read only these shards (None: every shard held here)
 
 
 @dataclass
@@ -104,7 +120,9 @@ class Searcher(Protocol):
 
     def search(self, req: SearchRequest) -> list[Hits]: ...
 
-    def query(self, req: QueryRequest) -> pa.Table: ...  # output fields; count(*) -> one column "count(*)"
+    # output fields; count(*) -> one column "count(*)"; with group_by_fields or aggregates: one row
+    # per group, its grouping fields then one column per aggregate (searcher/aggregation.py)
+    def query(self, req: QueryRequest) -> pa.Table: ...
 
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None: ...
 

@@ -132,6 +132,21 @@ class SearcherSettings(WalvusSettings):
         600.0,
         description="How long sealed rows wait for their index before they replace growing rows anyway.",
     )
+    searcher_host: str = Field(
+        "127.0.0.1", description="walvus searcher: address its RPC server (Arrow Flight) binds and announces."
+    )
+    searcher_port: int = Field(0, ge=0, description="walvus searcher: RPC port (0: any free port).")
+    searcher_replica_group: int = Field(
+        0,
+        ge=0,
+        description="walvus searcher: its replica group. A collection loaded with replica_number=N is held "
+        "by groups 0..N-1; within a group, Kafka's consumer-group protocol assigns each shard to one searcher.",
+    )
+    searcher_session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        description="walvus searcher: how long its group waits for a silent searcher before its shards move.",
+    )
 
     def interim(self) -> InterimSettings:  # noqa: F821 - runtime import keeps settings dependency-free
         from searcher.interim import InterimSettings
@@ -283,6 +298,14 @@ class GatewaySettings(WalvusSettings):
         ge=1,
         description="Gateway processes sharing the port (SO_REUSEPORT). Each holds its own searcher "
         "(memory x N) and runs on its own core; a client stays on the process it connected to.",
+    )
+    searchers: Literal["local", "remote"] = Field(
+        "local",
+        description="local: the searcher runs inside the gateway process; remote: searches and queries go to "
+        "the walvus searcher processes that hold each shard (scatter-gather).",
+    )
+    searcher_retry_seconds: float = Field(
+        30.0, description="remote: how long a read waits for a shard to get a searcher again before it fails."
     )
     gateway_reuse_port: bool = Field(
         False, description="Bind with SO_REUSEPORT (the extra gateway processes)."

@@ -32,13 +32,16 @@ def create_flat_collection(client: MilvusClient, name: str, dim: int, **options:
 
 
 @contextmanager
-def running(bootstrap: str, root: Path, **env: str) -> Iterator[tuple[Deployment, MilvusClient]]:
-    """A deployment of its own (namespace, data dir) with streams, indexer and gateway running."""
+def running(
+    bootstrap: str, root: Path, layout: str = "local", **env: str
+) -> Iterator[tuple[Deployment, MilvusClient]]:
+    """A deployment of its own (namespace, data dir) with every process running, in ``layout``
+    (``tests.procs.LAYOUTS``)."""
     dep = Deployment(bootstrap, root)
     dep.env.update(SEARCH_ENV)
     dep.env.update(env)
     try:
-        dep.start("streams", "indexer", "gateway")
+        dep.start_all(layout)
         client = MilvusClient(dep.uri)
         try:
             yield dep, client

@@ -153,3 +153,58 @@ def test_bm25_collection_replicates_unchanged(sites, cdc) -> None:
     matched = sorted(r["id"] for r in a.query(name, **flt))
     assert matched and sorted(r["id"] for r in b.query(name, **flt)) == matched
     cdc.client.delete(task)
+
+
+def test_multi_analyzer_collection_replicates(sites, cdc) -> None:
+    """multi_analyzer_params travel with the schema: site B tokenises rows and queries alike."""
+    site_a, site_b = sites
+    name, task = f"ftm_{uuid.uuid4().hex[:8]}", f"ftm-{uuid.uuid4().hex[:8]}"
+    a, b = MilvusClient(site_a.uri), MilvusClient(site_b.uri)
+    japanese = {"tokenizer": {"type": "lindera", "dict_kind": "ipadic"}, "filter": ["removepunct"]}
+    multi = {
+        "by_field": "language",
+        "analyzers": {"Japanese": japanese, "English": {"type": "english"}, "default": {"tokenizer": "icu"}},
+        "alias": {"jp": "Japanese"},
+    }
+    schema = a.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("language", DataType.VARCHAR, max_length=32, nullable=True)
+    schema.add_field(
+        "text", DataType.VARCHAR, max_length=1000, enable_analyzer=True, multi_analyzer_params=multi
+    )
+    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_function(
+        Function(
+            name="bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["sparse"],
+        )
+    )
+    idx = a.prepare_index_params()
+    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    a.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rows = [
+        {"id": 1, "language": "English", "text": "The Lord of the Rings"},
+        {"id": 2, "language": "jp", "text": "千と千尋の神隠し"},
+        {"id": 3, "language": "Japanese", "text": "千尋の神隠しの物語"},
+        {"id": 4, "language": None, "text": "神隠し and the rings"},
+    ]
+    a.insert(name, rows)
+    cdc.client.create(
+        {"name": task, "source": endpoint(site_a), "target": endpoint(site_b), "collections": [name]}
+    )
+    cdc.wait_caught_up(task, after=time.time())
+    deadline = time.monotonic() + 60
+    while not (b.has_collection(name) and len(b.list_indexes(name)) == 1):
+        assert time.monotonic() < deadline, "the collection and its index did not reach site B"
+        time.sleep(0.2)
+    assert _schema_view(b, name) == _schema_view(a, name)
+    b.load_collection(name)
+    for query, analyzer in [("神隠し", "Japanese"), ("rings", "English"), ("rings", None)]:
+        params = {"analyzer_name": analyzer} if analyzer else {}
+        kw = {"anns_field": "sparse", "limit": 10, "output_fields": ["text"], "search_params": params}
+        ha, hb = a.search(name, [query], **kw)[0], b.search(name, [query], **kw)[0]
+        assert len(ha) > 0
+        _same_hits(ha, hb)
+    cdc.client.delete(task)

@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 from pymilvus import Collection, DataType, MilvusClient, MilvusException, connections
 
+from tests.procs import LAYOUTS
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 16
 
 
-@pytest.fixture
-def live(deployment):
-    deployment.start("streams", "indexer", "gateway")
+@pytest.fixture(params=LAYOUTS)
+def live(request, deployment):
+    deployment.start_all(request.param)
     client = MilvusClient(deployment.uri)
     yield deployment, client
     client.close()
@@ -231,9 +233,8 @@ def test_restart_every_process_then_load_gives_identical_results(live):
     before = client.search("restart", queries, limit=10, consistency_level="Strong")
     count_before = client.query("restart", filter="", output_fields=["count(*)"], consistency_level="Strong")
     client.close()
-    for name in ("gateway", "indexer", "streams"):
-        dep.stop(name)
-    dep.start("streams", "indexer", "gateway")
+    dep.stop_all()
+    dep.start_all(dep.layout)
     # a new address string: pymilvus shares channels per address, and the old one sits in gRPC's
     # reconnect backoff after the server went away
     client2 = MilvusClient(dep.uri.replace("127.0.0.1", "localhost"))

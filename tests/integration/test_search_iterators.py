@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.integration.search_support import create_flat_collection, running, wait_indexed
+from tests.procs import LAYOUTS
 
 pytestmark = pytest.mark.integration
 N = 50_000
@@ -17,10 +18,10 @@ DIM = 4
 NAME = "iter"
 
 
-@pytest.fixture(scope="module")
-def live(kafka_bootstrap, tmp_path_factory):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def live(request, kafka_bootstrap, tmp_path_factory):
     """One collection of N rows with even ids 0, 2, ..., 2(N-1), flushed and indexed (FLAT, exact)."""
-    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-iter")) as (dep, client):
+    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-iter"), request.param) as (dep, client):
         create_flat_collection(client, NAME, DIM, num_shards=2, consistency_level="Strong")
         x = np.random.default_rng(20).random((N, DIM), dtype=np.float32)
         for lo in range(0, N, 10_000):

@@ -13,14 +13,15 @@ from pymilvus import DataType, MilvusException
 
 from schemas.sharding import key_hashes
 from tests.integration.search_support import create_flat_collection, running, scanned, stats, wait_indexed
+from tests.procs import LAYOUTS
 
 pytestmark = pytest.mark.integration
 DIM = 4
 
 
-@pytest.fixture(scope="module")
-def live(kafka_bootstrap, tmp_path_factory):
-    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-parts")) as (dep, client):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def live(request, kafka_bootstrap, tmp_path_factory):
+    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-parts"), request.param) as (dep, client):
         yield dep, client
 
 

@@ -16,13 +16,14 @@ import pytest
 from pymilvus import AnnSearchRequest, DataType, MilvusException, RRFRanker, WeightedRanker
 
 from tests.integration.search_support import running, stats, wait_indexed
+from tests.procs import LAYOUTS
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def live(kafka_bootstrap, tmp_path_factory):
-    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-types")) as (dep, client):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def live(request, kafka_bootstrap, tmp_path_factory):
+    with running(kafka_bootstrap, tmp_path_factory.mktemp("search-types"), request.param) as (dep, client):
         yield dep, client
 
 

@@ -128,7 +128,7 @@ def test_replicas_and_the_one_resource_group(client: MilvusClient) -> None:
     client.release_collection(a)
     with pytest.raises(MilvusException, match="replica not found"):
         client.describe_replica(a)
-    with pytest.raises(MilvusException, match="replica_number=2 is not supported"):
+    with pytest.raises(MilvusException, match="replica_number=2 needs walvus searcher processes"):
         client.load_collection(a, replica_number=2)
     with pytest.raises(MilvusException, match="resource group not found"):
         client.load_collection(a, resource_groups=["rg1"])

@@ -432,7 +432,7 @@ def test_order_by_orders_and_refuses_what_cannot_be_ordered(client: MilvusClient
         ({"search_params": {"nprob": 8}}, "parameter 'nprob' is not supported"),
         ({"group_by_fields": ["color", "age"]}, "grouping search by several fields is not supported"),
         ({"search_params": {"hints": "use_magic"}}, "hints='use_magic' is not supported"),
-        ({"time_fields": "year"}, "time_fields"),
+        ({"time_fields": "fortnight"}, "invalid time_fields"),
         ({"timezone": "Mars/Olympus"}, "invalid timezone"),
     ],
 )
@@ -456,8 +456,8 @@ def test_known_search_params_and_hints_keep_working(client: MilvusClient, coll: 
 
 
 def test_unknown_query_and_rank_params_are_refused(client: MilvusClient, coll: str) -> None:
-    with pytest.raises(MilvusException, match="time_fields"):
-        client.query(coll, filter="id < 5", time_fields="year")
+    with pytest.raises(MilvusException, match="invalid time_fields"):
+        client.query(coll, filter="id < 5", time_fields="year, fortnight")
     with pytest.raises(MilvusException, match="invalid timezone"):
         client.query(coll, filter="id < 5", timezone="Mars/Olympus")
     reqs = [AnnSearchRequest([vec(1)], "vec", {"params": {"ef": 8}}, limit=3)]
@@ -480,3 +480,27 @@ def test_index_knobs_at_the_top_level_as_the_node_sdk_sends_them(gw: RunningGate
         req.search_params.add(key="search_list", value="30")
         res = stub.Search(req)
     assert res.status.code == 1100 and "parameter 'search_list' is not supported" in res.status.reason
+
+
+def test_int8_index_without_metric_is_cosine_as_in_milvus(client: MilvusClient) -> None:
+    """pymilvus's examples/int8_example.py: an HNSW index on INT8_VECTOR made without a metric
+    gets COSINE (Milvus's default for int vectors), so its search with L2 is refused as Milvus does."""
+    s = MilvusClient.create_schema(auto_id=True)
+    s.add_field("int64", DataType.INT64, is_primary=True)
+    s.add_field("int8_vector", DataType.INT8_VECTOR, dim=8)
+    name = unique("int8")
+    client.create_collection(name, schema=s)
+    x = np.random.default_rng(3).integers(-128, 128, size=(12, 8), dtype=np.int8)
+    client.insert(name, [{"int8_vector": v} for v in x])
+    ip = MilvusClient.prepare_index_params(
+        field_name="int8_vector", index_type="HNSW", index_name="int8_index", M=8, efConstruction=200
+    )
+    client.create_index(name, ip)
+    assert client.describe_index(name, "int8_index")["metric_type"] == "COSINE"
+    client.load_collection(name)
+    with pytest.raises(
+        MilvusException, match=r"metric type not match: invalid parameter\[expected=COSINE\]\[actual=L2\]"
+    ):
+        client.search(name, data=[x[0]], search_params={"metric_type": "L2"}, limit=1)
+    hits = client.search(name, data=[x[0]], limit=1, output_fields=["int8_vector"])
+    assert np.frombuffer(hits[0][0]["entity"]["int8_vector"], dtype=np.int8).tolist() == x[0].tolist()

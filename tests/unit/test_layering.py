@@ -28,18 +28,17 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("searcher.segment", "indexer"): "a container holds its VectorIndex",
     ("searcher.segment", "indexer.sparse"): "a container builds its sparse inverted index",
     ("searcher.search", "indexer"): "exact search of growing rows (brute_force_search / range)",
-    ("searcher.search", "indexer.index"): "the rows-or-fraction bound below which a filtered search is exact",
+    ("searcher.search", "indexer.index"): "the bound below which a filtered search is exact",
     ("searcher.search", "indexer.interim"): "growing rows are searched through interim graphs",
     ("searcher.search", "indexer.ranges"): "top-k merging across containers",
     ("searcher.interim", "indexer.interim"): "the searcher builds interim graphs over growing rows",
     ("searcher.service", "indexer.interim"): "one-threaded faiss adds for interim builds",
     ("searcher.sparse_search", "indexer.ranges"): "range checks and top-k merging of sparse hits",
-    ("searcher.sparse_search", "indexer.sparse"): "BM25 statistics and drop_ratio_search",
-    # the composition root: the gateway process runs the searcher in-process today
-    (
-        "gateway.server",
-        "searcher.service",
-    ): "run() wires the in-process SearcherService (separate service: issue 15)",
+    ("searcher.sparse_search", "indexer.sparse"): "BM25 statistics over the live rows",
+    # the composition root: the gateway process picks and wires its searchers
+    ("gateway.server", "searcher.service"): "run() wires the in-process searcher (local)",
+    ("gateway.server", "searcher.remote"): "run() wires the searcher processes' client (remote)",
+    ("gateway.server", "searcher.directory"): "run() wires the directory of searcher processes",
 }
 
 

@@ -12,14 +12,14 @@ import pytest
 from pymilvus.grpc_gen import schema_pb2
 
 from gateway.field_data import field_data_from_column, sparse_from_proto
-from indexer.sparse import Bm25Stats, SparseIndex, drop_small
+from indexer.sparse import Bm25Stats, SparseIndex
 from schemas.analyzer import build_analyzer, term_id
 from schemas.bm25 import term_frequencies
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import SchemaError, ValidationError
 from schemas.functions import FunctionSchema
 from schemas.index_spec import IndexSpec, IndexSpecError
-from schemas.sparse import SparseQueries, flat_parts, rows_as_dicts, sparse_column
+from schemas.sparse import SparseQueries, drop_small, flat_parts, rows_as_dicts, sparse_column
 from schemas.types import SPARSE_ARROW, DataType
 from schemas.validation import build_batch
 
@@ -66,7 +66,8 @@ def test_custom_analyzer_and_json_params() -> None:
     "params, needle",
     [
         ({"type": "klingon"}, "analyzer type"),
-        ({"tokenizer": "icu"}, "tokenizer"),
+        ({"tokenizer": "kuromoji"}, "tokenizer"),
+        ({"tokenizer": {"type": "lindera", "dict_kind": "ko-dic"}}, "dict_kind"),
         ({"tokenizer": "standard", "filter": ["soundex"]}, "filter"),
         ({"tokenizer": "standard", "filter": [{"type": "stemmer", "language": "elvish"}]}, "stemmer"),
         ({"tokenizer": "standard", "extra": 1}, "unknown keys"),

@@ -1,0 +1,59 @@
+"""``walvus searcher``: a process that serves search and query for the shards its group assigns it.
+
+It follows the catalog, joins its replica group's consumer group on the WAL topics of the loaded
+collections (``searcher.ownership``), loads only the sealed segments of the shards it is given,
+tails only their WAL partitions, and answers gateways over Arrow Flight (``searcher.flight``).
+SIGTERM leaves the group first, so the shards move to the other searchers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from searcher.flight import serve
+from searcher.ownership import ShardOwnership, group_id, presence_topic
+from searcher.service import SearcherService
+from walvus.processes import on_stop_signal
+from walvus.settings import SearcherSettings
+
+log = logging.getLogger(__name__)
+
+
+def run(bootstrap: str) -> None:
+    from walvus.api import Walvus
+
+    settings = SearcherSettings()
+    walvus = Walvus.connect(bootstrap)
+    svc = SearcherService(walvus.kafka, walvus.catalog, walvus.store, walvus.ns, settings)
+    svc.session_is_local = False  # a client's writes went through a gateway: Session takes Strong's barrier
+    server = serve(svc, settings.searcher_host, settings.searcher_port)
+    address = f"{settings.searcher_host}:{server.port}"
+    group = group_id(walvus.ns, settings.searcher_replica_group)
+    presence = presence_topic(walvus.ns)
+    walvus.kafka.ensure_topic(presence, 1)
+    ownership = ShardOwnership(
+        walvus.kafka.conf,
+        group,
+        address,
+        svc.on_assignment,
+        settings.searcher_session_timeout_ms,
+        presence_topic=presence,
+    )
+    svc.hold_assigned(ownership, settings.searcher_replica_group)
+    ownership.start()
+    print(f"walvus searcher serving on {address} group={group}", flush=True)
+    log.info("searcher serving address=%s group=%s", address, group)
+    stop = threading.Event()
+    on_stop_signal(stop.set)
+    try:
+        stop.wait()
+    finally:
+        log.info("searcher stopping address=%s", address)
+        ownership.stop()
+        server.shutdown()
+        svc.close()
+        walvus.close()
+
+
+__all__ = ["run"]

@@ -1,0 +1,221 @@
+"""The searcher's RPC payloads: requests as a JSON header plus raw array bytes, results as Arrow.
+
+A request travels as one Arrow Flight ticket: ``[4-byte header length][JSON header][blobs]``,
+where the header names each numpy array it carries (dtype, shape, byte offset) and the arrays
+follow as raw bytes: dense query vectors, sparse queries (all indices, all values, offsets).
+Results are Arrow tables: a search answer has one row per hit (``__q`` the query, ``__id``,
+``__distance``, then the output fields); schema metadata says which shards the answer covers
+and the metric (to merge by). Errors carry walvus's error class, code and message, so the
+gateway raises the same error the searcher did.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import exceptions
+from schemas.exceptions import WalvusError
+from schemas.sparse import SparseQueries
+from walvus.searcher import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
+
+Q, ID, DISTANCE = "__q", "__id", "__distance"
+_LEN = struct.Struct("<I")
+
+
+class _Blobs:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, a: np.ndarray) -> dict[str, Any]:
+        a = np.ascontiguousarray(a)
+        ref = {"dtype": a.dtype.str, "shape": list(a.shape), "at": self.size}
+        self.parts.append(a.tobytes())
+        self.size += a.nbytes
+        return ref
+
+
+def _array(ref: dict[str, Any], body: memoryview) -> np.ndarray:
+    dt = np.dtype(ref["dtype"])
+    n = int(np.prod(ref["shape"], dtype=np.int64))
+    return np.frombuffer(body, dt, n, ref["at"]).reshape(ref["shape"])
+
+
+def _pack(header: dict[str, Any], blobs: _Blobs) -> bytes:
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return _LEN.pack(len(head)) + head + b"".join(blobs.parts)
+
+
+def _unpack(data: bytes) -> tuple[dict[str, Any], memoryview]:
+    (n,) = _LEN.unpack_from(data, 0)
+    return json.loads(bytes(data[4 : 4 + n])), memoryview(data)[4 + n :]
+
+
+def _plain(req: Any, skip: set[str]) -> dict[str, Any]:
+    out = {f.name: getattr(req, f.name) for f in fields(req) if f.name not in skip}
+    out["consistency"] = asdict(req.consistency)
+    if req.shards is not None:
+        out["shards"] = sorted(req.shards)
+    return out
+
+
+def _consistency(d: dict[str, Any]) -> Consistency:
+    return Consistency(ConsistencyLevel(d["level"]), int(d["guarantee_ts"]), bool(d["snapshot"]))
+
+
+def encode_search(req: SearchRequest) -> bytes:
+    blobs = _Blobs()
+    header = _plain(req, {"queries"})
+    if isinstance(req.queries, SparseQueries):
+        items = req.queries.items
+        lengths = np.array([len(i) for i, _ in items], np.int64)
+        header["sparse"] = {
+            "lengths": blobs.add(lengths),
+            "indices": blobs.add(
+                np.concatenate([i for i, _ in items]).astype(np.int64) if items else np.zeros(0, np.int64)
+            ),
+            "values": blobs.add(
+                np.concatenate([v for _, v in items]).astype(np.float32) if items else np.zeros(0, np.float32)
+            ),
+        }
+    else:
+        header["dense"] = blobs.add(np.asarray(req.queries))
+    return _pack({"kind": "search", **header}, blobs)
+
+
+def encode_query(req: QueryRequest) -> bytes:
+    return _pack({"kind": "query", **_plain(req, set())}, _Blobs())
+
+
+def decode_request(data: bytes) -> SearchRequest | QueryRequest:
+    header, body = _unpack(data)
+    kind = header.pop("kind")
+    header["consistency"] = _consistency(header["consistency"])
+    if header.get("shards") is not None:
+        header["shards"] = frozenset(header["shards"])
+    if kind == "query":
+        return QueryRequest(**header)
+    if "sparse" in header:
+        sp = header.pop("sparse")
+        lengths = _array(sp["lengths"], body)
+        ends = np.cumsum(lengths)
+        idx, val = _array(sp["indices"], body), _array(sp["values"], body)
+        starts = ends - lengths
+        queries: Any = SparseQueries([(idx[a:b], val[a:b]) for a, b in zip(starts, ends, strict=True)])
+    else:
+        queries = _array(header.pop("dense"), body)
+    if header.get("bm25_stats") is not None:
+        header["bm25_stats"] = [(int(n), float(t), list(df)) for n, t, df in header["bm25_stats"]]
+    return SearchRequest(queries=queries, **header)
+
+
+# results ---------------------------------------------------------------------------------------
+def _with_meta(table: pa.Table, shards: frozenset[int], **extra: str) -> pa.Table:
+    meta = {b"shards": ",".join(str(s) for s in sorted(shards)).encode()}
+    meta.update({k.encode(): v.encode() for k, v in extra.items()})
+    return table.replace_schema_metadata(meta)
+
+
+def shards_of(table: pa.Table) -> frozenset[int]:
+    raw = (table.schema.metadata or {}).get(b"shards", b"")
+    return frozenset(int(s) for s in raw.decode().split(",") if s)
+
+
+def metric_of(table: pa.Table) -> str:
+    return (table.schema.metadata or {}).get(b"metric", b"").decode()
+
+
+def encode_hits(hits: list[Hits], shards: frozenset[int], metric: str) -> pa.Table:
+    parts = []
+    for qi, h in enumerate(hits):
+        n = len(h.ids)
+        cols = {
+            Q: pa.array(np.full(n, qi, np.int32)),
+            ID: pa.array(h.ids),
+            DISTANCE: pa.array(h.distances, pa.float32()),
+        }
+        t = pa.table(cols)
+        for name in h.fields.column_names:
+            t = t.append_column(name, h.fields.column(name))
+        parts.append(t)
+    table = (
+        pa.concat_tables(parts, promote_options="default")
+        if parts
+        else pa.table({Q: pa.array([], pa.int32())})
+    )
+    return _with_meta(table, shards, metric=metric, nq=str(len(hits)))
+
+
+def decode_hits(table: pa.Table) -> list[Hits]:
+    nq = int((table.schema.metadata or {}).get(b"nq", b"0"))
+    if table.num_rows == 0:
+        return [Hits([], np.zeros(0, np.float32), pa.table({})) for _ in range(nq)]
+    q = table.column(Q).to_numpy()
+    order = np.argsort(q, kind="stable")
+    bounds = np.searchsorted(q[order], np.arange(nq + 1))
+    names = [n for n in table.column_names if n not in (Q, ID, DISTANCE)]
+    out = []
+    for qi in range(nq):
+        rows = table.take(pa.array(order[bounds[qi] : bounds[qi + 1]]))
+        out.append(
+            Hits(
+                rows.column(ID).to_pylist(),
+                rows.column(DISTANCE).to_numpy(zero_copy_only=False).astype(np.float32),
+                rows.select(names),
+            )
+        )
+    return out
+
+
+def encode_table(table: pa.Table, shards: frozenset[int]) -> pa.Table:
+    return _with_meta(table, shards)
+
+
+# errors ----------------------------------------------------------------------------------------
+def encode_error(exc: Exception) -> str:
+    if isinstance(exc, WalvusError):
+        return json.dumps({"type": type(exc).__name__, "code": exc.code, "message": exc.message})
+    return json.dumps({"type": type(exc).__name__, "code": 1, "message": str(exc) or type(exc).__name__})
+
+
+def decode_error(text: str) -> Exception | None:
+    """The error a searcher raised (None when ``text`` is not one of ours)."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        d = json.loads(text[start : text.rfind("}") + 1])
+    except ValueError:
+        return None
+    cls = getattr(exceptions, d.get("type", ""), None)
+    exc: Exception
+    if isinstance(cls, type) and issubclass(cls, WalvusError):
+        exc = cls.__new__(cls)  # the same class (and gRPC status) without its constructor's arguments
+        WalvusError.__init__(exc, d["message"])
+    elif d.get("type") == "TimeoutError":
+        exc = TimeoutError(d["message"])
+    else:
+        exc = WalvusError(d["message"])
+    if isinstance(exc, WalvusError):
+        exc.code = int(d.get("code", exc.code))
+    return exc
+
+
+__all__ = [
+    "decode_error",
+    "decode_hits",
+    "decode_request",
+    "encode_error",
+    "encode_hits",
+    "encode_query",
+    "encode_search",
+    "encode_table",
+    "metric_of",
+    "shards_of",
+]
