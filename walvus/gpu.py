@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import faiss
-
 from schemas.index_spec import GpuUnavailableError
 
 
-def gpu_available(gpu: Any = faiss) -> bool:
+def gpu_available(gpu: Any = None) -> bool:
     """True when this faiss build (or the injected `gpu` module) has GPU support and sees a GPU."""
+    if gpu is None:
+        import faiss as gpu  # loaded when asked: a gateway needs faiss only for a GPU_* CreateIndex
     get_num_gpus = getattr(gpu, "get_num_gpus", None)
     if get_num_gpus is None or not hasattr(gpu, "StandardGpuResources"):
         return False
