@@ -4,11 +4,12 @@ DescribeIndex read it, the garbage collector and ``walvus inspect`` list it.
 
 Files live in ``SegmentStore.index_dir(collection_id)``, named ``<segment>_<field>_<index_id>``
 then ``.faiss`` (the index), ``.failed.json`` (a failed build) or a writer's ``.tmp<pid>`` (a file
-being written, renamed into place whole). A failed build leaves ``<segment>_<field>_<index_id>.failed.json`` beside where its index file
-would be: the reason, the attempts so far and the next retry (unix seconds). It is the durable
-record DescribeIndex reads (every gateway process, also after restarts); the indexer removes it
-once the index file is written. A dropped or recreated index has a new index id, so old failure
-files no longer match it.
+being written, renamed into place whole).
+
+A failure file holds the reason, the attempts so far and the next retry (unix seconds). It is the
+durable record DescribeIndex reads (every gateway process, also after restarts); the indexer
+removes it once the index file is written. A dropped or recreated index has a new index id, so
+old failure files no longer match it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class IndexProgress(NamedTuple):
 
 
 def index_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
+    """Where a segment's index of ``field`` (index id ``index_id``) is, once built."""
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.faiss"
 
 
@@ -67,6 +69,7 @@ def write_index(
 
 
 def failure_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
+    """Where the record of a segment's failed build is, beside its index file."""
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.failed.json"
 
 
