@@ -105,6 +105,7 @@ class PymilvusPeer(Peer):
 
     uri = ""
     collection_properties: dict[str, str] = {}  # set right after the collection is created
+    shards = 1
 
     def __init__(self, client: Any = None) -> None:
         super().__init__()
@@ -131,7 +132,7 @@ class PymilvusPeer(Peer):
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("tag", DataType.INT64)
-        c.create_collection(COLLECTION, schema=schema)
+        c.create_collection(COLLECTION, schema=schema, num_shards=self.shards)
         if self.collection_properties:
             c.alter_collection_properties(COLLECTION, dict(self.collection_properties))
 
@@ -245,17 +246,29 @@ class WalvusPeer(PymilvusPeer):
 
     name = "walvus"
 
-    def start(self, keep: bool = False, gateway_processes: int = 2) -> float:
+    def start(self, keep: bool = False, gateway_processes: int = 2, searchers: int = 0) -> float:
+        """``searchers`` > 0: that many ``walvus searcher`` processes serve the reads, the gateway
+        scatters them (``WALVUS_SEARCHERS=remote``) and the collection has one shard per searcher."""
         from bench.harness import local_deployment
 
         self._stack = contextlib.ExitStack()
         self.keep = keep
         t0 = time.perf_counter()
         env = {"WALVUS_GATEWAY_PROCESSES": str(gateway_processes)}
-        self.settings = self._stack.enter_context(local_deployment(("streams", "indexer", "gateway"), **env))
+        procs = ("streams", "indexer", "gateway")
+        if searchers:
+            env["WALVUS_SEARCHERS"] = "remote"
+            procs = ("streams", "indexer", *(["searcher"] * searchers), "gateway")
+            self.shards = searchers
+            self.name = f"walvus-{searchers}s"
+        self.settings = self._stack.enter_context(local_deployment(procs, **env))
         self.root = Path(self.settings["WALVUS_DATA_DIR"]).parent
         self.uri = self.remote_uri = f"http://127.0.0.1:{self.settings['WALVUS_PORT']}"
         self.notes.append(f"{gateway_processes} gateway process(es) on the port (WALVUS_GATEWAY_PROCESSES)")
+        if searchers:
+            self.notes.append(
+                f"{searchers} walvus searcher process(es), {searchers} shard(s): gateway -> searcher hop"
+            )
         self.client = _connect_retry(self.uri, 120)
         self.stats["start_s"] = time.perf_counter() - t0
         self.stats["logs"] = str(self.root)

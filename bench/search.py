@@ -61,7 +61,9 @@ from bench.peers import (
 )
 from bench.search_report import plot, report
 
-TARGETS = ("faiss", "floor", "walvus", "milvus-lite", "milvus")
+# walvus-1s / walvus-2s: the same walvus with its reads served by 1 or 2 ``walvus searcher``
+# processes (one shard each) behind the gateway, beside the searcher inside the gateway (walvus)
+TARGETS = ("faiss", "floor", "walvus", "walvus-1s", "walvus-2s", "milvus-lite", "milvus")
 FRESH_ID = 1_000_000_000  # ids of freshness rows: far above the base set's row numbers
 
 
@@ -284,9 +286,10 @@ def make_peer(name: str, args: argparse.Namespace) -> Peer:
         floor = FloorPeer()
         floor.start(processes=args.gateway_processes)
         return floor
-    if name == "walvus":
+    if name == "walvus" or name.startswith("walvus-"):
         peer = WalvusPeer()
-        peer.start(keep=args.keep, gateway_processes=args.gateway_processes)
+        searchers = int(name.removeprefix("walvus-").removesuffix("s")) if name != "walvus" else 0
+        peer.start(keep=args.keep, gateway_processes=args.gateway_processes, searchers=searchers)
         return peer
     if name == "milvus-lite":
         peer = MilvusLitePeer()

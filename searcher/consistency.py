@@ -102,8 +102,9 @@ class ReadBarrier:
 
 
 def _covers(applied: dict[int, int], ends: list[int] | None) -> bool:
-    """True when every shard has applied everything below ``ends`` (end offsets per shard)."""
-    return ends is not None and all(applied.get(s, -1) >= end - 1 for s, end in enumerate(ends))
+    """True when every shard held (``applied``'s keys: a searcher may hold some of them) has
+    applied everything below ``ends`` (end offsets per shard)."""
+    return ends is not None and all(off >= ends[s] - 1 for s, off in applied.items() if s < len(ends))
 
 
 def pinned_ts(consistency: Consistency) -> int | None:

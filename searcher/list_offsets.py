@@ -82,7 +82,9 @@ class DirectEndPositions:
         self._leaders_of = leaders
         self._fallback = fallback
         self._leaders: dict[str, dict[int, Broker]] = {}
-        self._mine = threading.local()
+        # per thread, by its id: a thread gRPC or Flight made gets a fresh ``threading.local`` on
+        # each call into Python, which would open a connection per request
+        self._by_thread: dict[int, tuple[dict[Broker, socket.socket], dict[Broker, float]]] = {}
         self._ids = itertools.count(1)
         self._latest: dict[str, list[int]] = {}
         self._paused_until: dict[str, float] = {}  # by topic
@@ -123,24 +125,27 @@ class DirectEndPositions:
         return by_broker
 
     def _socket(self, broker: Broker) -> socket.socket:
-        socks = self._sockets()
+        socks, used = self._mine()
         sock = socks.get(broker)
         now = time.monotonic()
-        if sock is not None and now - self._mine.used.get(broker, now) > IDLE_RECONNECT:
+        if sock is not None and now - used.get(broker, now) > IDLE_RECONNECT:
             sock.close()  # the broker may have closed it (connections.max.idle.ms): start afresh
             sock = None
         if sock is None:
             sock = socks[broker] = socket.create_connection(broker, timeout=TIMEOUT)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._mine.used[broker] = now
+        used[broker] = now
         return sock
 
+    def _mine(self) -> tuple[dict[Broker, socket.socket], dict[Broker, float]]:
+        me = threading.get_ident()
+        mine = self._by_thread.get(me)
+        if mine is None:
+            mine = self._by_thread[me] = ({}, {})
+        return mine
+
     def _sockets(self) -> dict[Broker, socket.socket]:
-        socks = getattr(self._mine, "socks", None)
-        if socks is None:
-            socks = self._mine.socks = {}
-            self._mine.used = {}
-        return socks
+        return self._mine()[0]
 
     def _reset(self, topic: str, exc: Exception) -> None:
         """Forget the leaders and this thread's connections (a half-read answer must not linger)."""

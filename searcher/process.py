@@ -28,7 +28,7 @@ def run(bootstrap: str) -> None:
     svc = SearcherService(walvus.kafka, walvus.catalog, walvus.store, walvus.ns, settings)
     svc.session_is_local = False  # a client's writes went through a gateway: Session takes Strong's barrier
     server = serve(svc, settings.searcher_host, settings.searcher_port)
-    address = f"{settings.searcher_host}:{server.port}"
+    address = f"{settings.searcher_advertised_host or settings.searcher_host}:{server.port}"
     group = group_id(walvus.ns, settings.searcher_replica_group)
     presence = presence_topic(walvus.ns)
     walvus.kafka.ensure_topic(presence, 1)

@@ -112,7 +112,11 @@ class RemoteSearcher:
         layout = self.directory.layout()
         while remaining:
             plan = self._plan(layout, info, remaining)
-            futures = {a: self._pool.submit(call, a, frozenset(s)) for a, s in plan.items()}
+            if len(plan) == 1:  # one searcher: call it on this thread (no hand-off)
+                ((address, shards),) = plan.items()
+                futures = {address: _Now(call, address, frozenset(shards))}
+            else:
+                futures = {a: self._pool.submit(call, a, frozenset(s)) for a, s in plan.items()}
             for address, fut in futures.items():
                 try:
                     result, covered = fut.result()
@@ -271,6 +275,16 @@ class RemoteSearcher:
             if got is not None:
                 return CompactionStatus(**got)
         return None
+
+
+class _Now:
+    """A call made when its result is asked for, like a future of the pool."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._fn, self._args = fn, args
+
+    def result(self) -> Any:
+        return self._fn(*self._args)
 
 
 def _is_bm25(info: CollectionInfo, req: SearchRequest) -> bool:

@@ -97,16 +97,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
     procs: dict[str, subprocess.Popen[bytes]] = {}
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    for name in ("streams", "indexer", "gateway"):
+    gw = GatewaySettings()
+    # name -> command: with WALVUS_SEARCHERS=remote, searcher processes serve the reads
+    commands = {"streams": "streams", "indexer": "indexer"}
+    if gw.searchers == "remote":
+        commands.update({f"searcher-{i + 1}": "searcher" for i in range(gw.searcher_processes)})
+    commands["gateway"] = "gateway"
+
+    def spawn(name: str) -> subprocess.Popen[bytes]:
         out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-        procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "walvus", name],
+        return subprocess.Popen(
+            [sys.executable, "-m", "walvus", commands[name]],
             env=env,
             stdout=out,
             stderr=out,
             preexec_fn=die_with_parent(),
         )
-    gw = GatewaySettings()
+
+    for name in commands:
+        procs[name] = spawn(name)
     print(f"walvus is up. data: {data_dir}", flush=True)
     print(f"  kafka    {bootstrap}{' (local)' if broker else ''}", flush=True)
     for name, p in procs.items():
@@ -121,14 +130,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             for name, p in procs.items():
                 if p.poll() is not None:
                     log.warning("process exited name=%s rc=%s; restarting", name, p.returncode)
-                    out = open(data_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115
-                    procs[name] = subprocess.Popen(
-                        [sys.executable, "-m", "walvus", name],
-                        env=env,
-                        stdout=out,
-                        stderr=out,
-                        preexec_fn=die_with_parent(),
-                    )
+                    procs[name] = spawn(name)
             if _STOPPING.wait(0.5):
                 break
     finally:

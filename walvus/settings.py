@@ -136,6 +136,11 @@ class SearcherSettings(WalvusSettings):
         "127.0.0.1", description="walvus searcher: address its RPC server (Arrow Flight) binds and announces."
     )
     searcher_port: int = Field(0, ge=0, description="walvus searcher: RPC port (0: any free port).")
+    searcher_advertised_host: str = Field(
+        "",
+        description="walvus searcher: the host gateways reach it at, when not searcher_host (e.g. it binds "
+        "0.0.0.0 in a container named searcher-1).",
+    )
     searcher_replica_group: int = Field(
         0,
         ge=0,
@@ -303,6 +308,9 @@ class GatewaySettings(WalvusSettings):
         "local",
         description="local: the searcher runs inside the gateway process; remote: searches and queries go to "
         "the walvus searcher processes that hold each shard (scatter-gather).",
+    )
+    searcher_processes: int = Field(
+        1, ge=1, description="remote: how many walvus searcher processes `walvus up` starts on this machine."
     )
     searcher_retry_seconds: float = Field(
         30.0, description="remote: how long a read waits for a shard to get a searcher again before it fails."
