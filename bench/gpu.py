@@ -43,9 +43,10 @@ import faiss
 import numpy as np
 
 from bench.datasets import fresh_vectors
-from indexer.gpu import gpu_available, place_for_search
+from indexer.gpu import place_for_search
 from indexer.index import VectorIndex
-from indexer.spec import IndexSpec
+from schemas.index_spec import IndexSpec
+from walvus.gpu import gpu_available
 
 OUT = Path(__file__).parent / "results" / "gpu.json"
 K = 10

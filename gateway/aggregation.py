@@ -18,7 +18,7 @@ from gateway.params import COUNT
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
-from searcher.types import Aggregate
+from walvus.searcher import Aggregate
 
 FUNCTIONS = ("count", "sum", "avg", "min", "max")
 _CALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\(\s*([^()]*?)\s*\)\s*")

@@ -19,7 +19,7 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.errors import OK, NotSupported
 from schemas.exceptions import InvalidArgument
-from searcher.types import Searcher
+from walvus.searcher import Searcher
 
 EXECUTING = common_pb2.CompactionState.Executing
 COMPLETED = common_pb2.CompactionState.Completed

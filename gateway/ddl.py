@@ -34,8 +34,8 @@ from schemas.exceptions import (
 from schemas.timestamps import physical_ms
 from schemas.timestamptz import PROPERTY as TZ_PROPERTY
 from schemas.timestamptz import check_zone
-from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
 from walvus.databases import current_db
+from walvus.searcher import Consistency, ConsistencyLevel, QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
 TTL = TTL_PROPERTY

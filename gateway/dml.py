@@ -24,7 +24,7 @@ from gateway.zones import request_zone
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
-from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
+from walvus.searcher import Consistency, ConsistencyLevel, QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
 

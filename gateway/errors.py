@@ -12,9 +12,9 @@ import logging
 
 from pymilvus.grpc_gen import common_pb2
 
-from indexer.spec import IndexSpecError
 from schemas.exceptions import InvalidArgument, WalvusError
-from searcher.filters import FilterError
+from schemas.filters import FilterError
+from schemas.index_spec import IndexSpecError
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 from gateway.errors import OK, IndexMissing, NotSupported
 from gateway.params import kv_dict
 from gateway.replicas import check_replicas, load_group
-from indexer.spec import IndexSpec
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.exceptions import CollectionNotLoaded, IndexNotFound, InvalidArgument, PartitionNotFound
+from schemas.index_spec import IndexSpec
 from schemas.scalar_index import check_scalar_index, default_index_name, index_key
-from searcher.types import Searcher
+from walvus.gpu import require_gpu
+from walvus.searcher import Searcher
 
 log = logging.getLogger(__name__)
 # indexed, total, pending rows (and optionally the reason of failed builds)
@@ -78,7 +79,10 @@ class IndexRpcs:
                     f"field takes metric BM25 only (got {metric or 'IP'})"
                 )
         if field is not None and field.dtype.is_vector:
-            metric = IndexSpec.parse(index_type, metric, params, int(field.dim or 0), field.dtype.name).metric
+            spec = IndexSpec.parse(index_type, metric, params, int(field.dim or 0), field.dtype.name)
+            if spec.is_gpu:
+                require_gpu(spec.index_type)  # refused up front, not left to fail in the index worker
+            metric = spec.metric
         else:
             raw = str(extra.get("index_type") or nested.get("index_type") or "AUTOINDEX")
             params = check_scalar_index(info.schema, req.field_name, index_type, params, raw)

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from schemas.collection import META_FIELD, CollectionSchema
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
-from searcher.types import Hits
+from walvus.searcher import Hits
 
 _KEY_RE = re.compile(r'^([A-Za-z_$][\w$]*)((?:\[(?:"[^"]*"|\d+)\])*)$')
 _STEP_RE = re.compile(r'\[(?:"([^"]*)"|(\d+))\]')

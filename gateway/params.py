@@ -26,7 +26,7 @@ from schemas.exceptions import (
     RequestTooLarge,
 )
 from schemas.types import DataType
-from searcher.types import Consistency, ConsistencyLevel
+from walvus.searcher import Consistency, ConsistencyLevel
 
 COUNT = "count(*)"
 _TRUE = frozenset({"true", "1", "yes"})

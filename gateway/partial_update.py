@@ -33,7 +33,7 @@ from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
-from searcher.types import Consistency, ConsistencyLevel, QueryRequest, Searcher
+from walvus.searcher import Consistency, ConsistencyLevel, QueryRequest, Searcher
 
 APPEND = schema_pb2.FieldPartialUpdateOp.ARRAY_APPEND
 REMOVE = schema_pb2.FieldPartialUpdateOp.ARRAY_REMOVE

@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.schema_convert import filter_schema
 from schemas.catalog import CollectionInfo
-from searcher.filters import CompiledFilter, FilterSchema, compile_filter, ir
+from schemas.filters import CompiledFilter, FilterSchema, compile_filter, ir
 
 _MAX_CACHED = 512
 

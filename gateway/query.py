@@ -36,7 +36,7 @@ from gateway.pk_filter import PkFilters
 from gateway.zones import request_zone
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from schemas.timestamptz import parse_time_fields
-from searcher.types import QueryRequest, Searcher
+from walvus.searcher import QueryRequest, Searcher
 
 log = logging.getLogger(__name__)
 ITERATOR_READ_AHEAD = 100  # a query-iterator page reads this many batches ahead...

@@ -1,6 +1,6 @@
 """Search RPCs: Search (top-k, range, grouping, search iterator v2) and HybridSearch.
 
-A Milvus SearchRequest becomes a ``searcher.types.SearchRequest``; the searcher's ``Hits``
+A Milvus SearchRequest becomes a ``walvus.searcher.SearchRequest``; the searcher's ``Hits``
 (best first, L2 as distances) become ``SearchResultData``: ids, scores and ``topks``
 concatenated over the queries, output fields as column-wise FieldData.
 """
@@ -48,14 +48,14 @@ from gateway.params import (
 from gateway.ranker import Ranker
 from gateway.sparse_query import sparse_queries
 from gateway.zones import request_zone
-from indexer.sparse import SparseQueries
-from indexer.spec import is_similarity
 from schemas.catalog import CollectionInfo
 from schemas.collection import FieldSchema
 from schemas.exceptions import InvalidArgument, LimitExceeded
+from schemas.index_spec import is_similarity
+from schemas.sparse import SparseQueries
 from schemas.timestamptz import parse_time_fields
 from schemas.types import DataType
-from searcher.types import Consistency, Hits, QueryRequest, Searcher, SearchRequest
+from walvus.searcher import Consistency, Hits, QueryRequest, Searcher, SearchRequest
 
 log = logging.getLogger(__name__)
 _SCORES = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number

@@ -18,11 +18,10 @@ from pymilvus.grpc_gen import common_pb2, schema_pb2
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument, SchemaError
+from schemas.filters import FilterSchema, filter_view
 from schemas.functions import FunctionSchema
 from schemas.timestamptz import parse_one
 from schemas.types import DataType
-from searcher.filters import FilterSchema
-from searcher.requests import filter_view
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +211,7 @@ def schema_to_proto(info: CollectionInfo) -> schema_pb2.CollectionSchema:
 
 
 def filter_schema(schema: CollectionSchema) -> FilterSchema:
-    """The view of a schema the filter compiler needs (the searcher's one definition)."""
+    """The view of a schema the filter compiler needs (one definition: ``schemas.filters.filter_view``)."""
     return filter_view(schema)
 
 

@@ -31,9 +31,9 @@ from gateway.errors import auth_failure_status
 from gateway.indexes import IndexProgress
 from gateway.metrics import DEFAULT_METRICS_PORT, start_http_server
 from gateway.service import MilvusServicer, response_class
-from searcher.types import Searcher
 from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.rbac_ddl import RbacDdl
+from walvus.searcher import Searcher
 from walvus.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -279,9 +279,9 @@ def run(bootstrap: str) -> None:
         searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
     progress: IndexProgress | None = None
     try:
-        from indexer.progress import index_progress
+        from walvus.index_store import index_progress
     except ImportError:
-        log.warning("indexer.progress is missing: DescribeIndex reports every index as finished")
+        log.warning("walvus.index_store is missing: DescribeIndex reports every index as finished")
     else:
 
         def progress(info: Any, field: str) -> tuple[int, int, int]:

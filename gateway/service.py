@@ -36,9 +36,9 @@ from gateway.rbac import RbacRpcs
 from gateway.read import SearchRpcs
 from gateway.replicas import ReplicaRpcs
 from gateway.snapshots import SnapshotRpcs
-from searcher.types import Searcher
 from walvus.databases import using_db
 from walvus.rbac_ddl import RbacDdl
+from walvus.searcher import Searcher
 
 log = logging.getLogger(__name__)
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]

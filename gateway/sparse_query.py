@@ -11,12 +11,12 @@ from __future__ import annotations
 from pymilvus.grpc_gen import common_pb2
 
 from gateway.field_data import sparse_rows_from_bytes
-from indexer.sparse import SparseQueries
 from schemas.bm25 import term_frequencies
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument, ValidationError
 from schemas.functions import function_of
 from schemas.multi_analyzer import query_analyzer
+from schemas.sparse import SparseQueries
 
 _PH = common_pb2.PlaceholderType
 

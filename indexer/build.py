@@ -35,7 +35,7 @@ import numpy as np
 
 from indexer.exact import faiss_metric
 from indexer.gpu import build_gpu_index
-from indexer.spec import IndexSpec, IndexSpecError
+from schemas.index_spec import IndexSpec, IndexSpecError
 
 ADD_BATCH = 1 << 16
 PQ_MIN_ROWS_PER_CENTROID = 10

@@ -20,7 +20,7 @@ from indexer.ranges import (
     fix_missing,
     split_faiss_range,
 )
-from indexer.spec import BINARY_METRICS, FLOAT_METRICS, IndexSpecError, is_similarity
+from schemas.index_spec import BINARY_METRICS, FLOAT_METRICS, IndexSpecError, is_similarity
 
 
 def _metric(metric: str) -> str:

@@ -32,7 +32,8 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.spec import GpuUnavailableError, IndexSpec, IndexSpecError, search_int
+from schemas.index_spec import GpuUnavailableError, IndexSpec, IndexSpecError, search_int
+from walvus.gpu import gpu_available, require_gpu
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,6 @@ ADD_BATCH = 1 << 16
 GPU_SEARCH_MODES = ("auto", "off")
 GPU_MAX_K = 2048  # faiss's GPU k-selection limit (k and nprobe)
 CAGRA_SEARCH_PARAMS = ("itopk_size", "search_width", "min_iterations", "max_iterations", "team_size")
-
-
-def gpu_available(gpu: Any = faiss) -> bool:
-    """True when this faiss build (or the injected `gpu` module) has GPU support and sees a GPU."""
-    get_num_gpus = getattr(gpu, "get_num_gpus", None)
-    if get_num_gpus is None or not hasattr(gpu, "StandardGpuResources"):
-        return False
-    try:
-        return int(get_num_gpus()) > 0
-    except Exception:  # a broken CUDA runtime is the same as no GPU here
-        return False
-
-
-def require_gpu(index_type: str) -> None:
-    """Raise GpuUnavailableError unless a GPU can build `index_type`."""
-    if not gpu_available():
-        raise GpuUnavailableError(
-            f"index type {index_type} needs a GPU build of faiss: "
-            "pip install 'walvus[gpu]' on a machine with CUDA"
-        )
 
 
 def build_gpu_index(

@@ -46,7 +46,7 @@ from indexer.ranges import (
     select_range,
     split_faiss_range,
 )
-from indexer.spec import IndexSpec, IndexSpecError, search_int
+from schemas.index_spec import IndexSpec, IndexSpecError, search_int
 
 DEFAULT_NPROBE = 8
 DEFAULT_RANGE_EF = 64

@@ -28,7 +28,7 @@ import numpy as np
 
 from indexer.exact import faiss_metric, normalized
 from indexer.ranges import empty_knn, fix_missing
-from indexer.spec import is_similarity
+from schemas.index_spec import is_similarity
 
 
 def single_threaded_adds() -> None:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from indexer.spec import IndexSpecError, is_similarity
+from schemas.index_spec import IndexSpecError, is_similarity
 
 RangeResult = tuple[np.ndarray, np.ndarray]
 

@@ -27,16 +27,16 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from indexer.arrow_vectors import arrow_vectors
 from indexer.compactor import Compactor
 from indexer.failures import Backoff, IndexFailure, IndexFailures
 from indexer.index import VectorIndex
-from indexer.segments import failure_file, index_file, sealed_segments, write_failure
-from indexer.spec import IndexSpec
 from schemas.catalog import CollectionInfo
+from schemas.index_spec import IndexSpec
 from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
+from schemas.vector_arrays import arrow_vectors
 from walvus.catalog import Catalog
+from walvus.index_store import failure_file, index_file, sealed_segments, write_failure, write_index
 from walvus.log import KafkaLog, LogMessage, drain
 from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
@@ -223,11 +223,7 @@ class IndexWorker:
         spec = IndexSpec.parse(idx.index_type, idx.metric_type, idx.params, int(f.dim or 0), f.dtype.name)
         t0 = time.monotonic()
         index = VectorIndex.build(spec, vectors)
-        path = index_file(self.store, info.collection_id, segment_id, field, idx.index_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        index.save(tmp)
-        os.replace(tmp, path)
+        path = write_index(self.store, info.collection_id, segment_id, field, idx.index_id, index.save)
         ann = IndexBuilt(
             info.collection_id,
             info.name,

@@ -3,7 +3,7 @@ or failed to build.
 
 Announcements are hints: the Delta table's log stays the source of truth, and readers
 reconcile with it, so a lost or repeated announcement is harmless. The durable record of a
-failed build is the failure file beside the index file (``indexer.segments.failure_file``),
+failed build is the failure file beside the index file (``walvus.index_store.failure_file``),
 which DescribeIndex reads; ``IndexFailed`` tells live readers without making them poll.
 """
 

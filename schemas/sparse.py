@@ -142,3 +142,49 @@ def rows_as_dicts(column: pa.Array) -> list[dict[int, float]]:
 
 def empty_sparse(n: int) -> pa.StructArray:
     return assemble("", np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), n)
+
+
+SparseQuery = tuple[np.ndarray, np.ndarray]  # (indices int64 sorted unique, values float32)
+
+
+def drop_small(query: SparseQuery, ratio: float) -> SparseQuery:
+    """Milvus's drop_ratio_search: leave out the query's smallest ``ratio`` share of values."""
+    terms, vals = query
+    if ratio <= 0 or len(vals) == 0:
+        return query
+    cut = np.quantile(np.abs(vals), ratio)
+    keep = np.abs(vals) >= cut
+    return terms[keep], vals[keep]
+
+
+def queries_of(column: pa.Array) -> list[SparseQuery]:
+    """The rows of a sparse column (the stored layout) as queries."""
+    rows, idx, val = flat_parts(column)
+    bounds = np.searchsorted(rows, np.arange(len(column) + 1))
+    return [
+        (idx[bounds[i] : bounds[i + 1]], val[bounds[i] : bounds[i + 1]].astype(np.float64))
+        for i in range(len(column))
+    ]
+
+
+class SparseQueries:
+    """A batch of sparse queries; indexable like the dense (nq, dim) query matrices."""
+
+    def __init__(self, items: list[SparseQuery]) -> None:
+        self.items = items
+
+    @classmethod
+    def from_column(cls, column: pa.Array) -> SparseQueries:
+        return cls(queries_of(column))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.items), 0)
+
+    def __getitem__(self, which: object) -> SparseQueries:
+        if isinstance(which, slice):
+            return SparseQueries(self.items[which])
+        return SparseQueries([self.items[int(i)] for i in np.asarray(which).reshape(-1)])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from searcher.types import Aggregate
+from walvus.searcher import Aggregate
 
 # walvus's function name -> Arrow's hash-aggregate function
 ARROW_FUNCTION = {"count": "count", "sum": "sum", "avg": "mean", "min": "min", "max": "max"}

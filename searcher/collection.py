@@ -21,20 +21,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from indexer import IndexSpec, VectorIndex
-from indexer.segments import failure_file, index_file
+from indexer import VectorIndex
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
+from schemas.index_spec import IndexSpec
 from schemas.live import stored_alive
 from schemas.segments import SegmentsCompacted, is_compacted
+from schemas.stored_rows import with_system_columns
 from schemas.timestamps import compose, physical_ms
 from schemas.wal import Op, WalRecord
 from searcher.compacted import CompactionSwaps, PreparedCompaction
 from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remaining, seal_filter, take_over
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
-from streams.segment_writer import with_system_columns
 from walvus.exceptions import StorageError
+from walvus.index_store import failure_file, index_file
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,6 @@ class LoadedCollection:
                     idx_info.params,
                     int(f.dim or 0),
                     f.dtype.name,
-                    need_gpu=False,  # GPU_* files hold CPU copies: searched here without a GPU
                 )
                 mmap_default = self.info.properties.get("mmap.enabled", "false")
                 mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"

@@ -28,8 +28,8 @@ from schemas.catalog import CollectionInfo
 from schemas.segments import CompactionRequested, SegmentsCompacted
 from searcher.handoff import PreparedSeal, conform_stored, read_sealed, take_over
 from searcher.segment import Container
-from searcher.types import CompactionStatus
 from walvus.exceptions import StorageError
+from walvus.searcher import CompactionStatus
 from walvus.storage import ROWS, SegmentStore
 
 log = logging.getLogger(__name__)

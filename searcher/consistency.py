@@ -20,8 +20,8 @@ from schemas.topics import wal_topic
 from searcher.collection import LoadedCollection
 from searcher.list_offsets import DirectEndPositions
 from searcher.positions import EndPositions
-from searcher.types import Consistency, ConsistencyLevel
 from walvus.log import KafkaLog
+from walvus.searcher import Consistency, ConsistencyLevel
 from walvus.settings import SearcherSettings
 
 T = TypeVar("T")

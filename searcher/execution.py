@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexer.sparse import drop_small
-from indexer.sparse_spec import drop_ratio_search
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from schemas.scalar_index import scalar_sources
+from schemas.sparse import drop_small
+from schemas.sparse_index_spec import drop_ratio_search
 from searcher.aggregation import aggregate
 from searcher.collection import LoadedCollection
 from searcher.consistency import ReadBarrier, Snapshot
@@ -33,7 +33,7 @@ from searcher.requests import (
 )
 from searcher.search import container_mask, knn, pruned, range_knn, resolve_metric, with_vectors
 from searcher.sparse_search import bm25_counts, sparse_knn
-from searcher.types import Hits, QueryRequest, SearchRequest
+from walvus.searcher import Hits, QueryRequest, SearchRequest
 
 MAX_TOPK = 16_384
 

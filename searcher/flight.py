@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from schemas.exceptions import CollectionNotFound, CollectionNotLoaded, WalvusError
-from searcher.types import SearchRequest
 from searcher.wire import decode_request, encode_error, encode_hits, encode_table
+from walvus.searcher import SearchRequest
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from schemas.catalog import CollectionInfo
 from searcher.requests import empty_table, group_positions
 from searcher.search import gather
 from searcher.segment import Container
-from searcher.types import Hits, SearchRequest
+from walvus.searcher import Hits, SearchRequest
 
 View = list[tuple[Container, np.ndarray]]
 Neighbours = tuple[np.ndarray, np.ndarray, list[Container]]  # distances, flat refs, containers used

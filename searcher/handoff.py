@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from schemas.catalog import CollectionInfo
+from schemas.stored_rows import conform
 from searcher.segment import Container, sealed_containers
-from streams.segment_writer import conform
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from indexer.spec import is_similarity
+from schemas.index_spec import is_similarity
 from searcher.aggregation import aggregate
 from searcher.query import COUNT
 from searcher.requests import group_positions
-from searcher.types import Hits, QueryRequest, SearchRequest
+from walvus.searcher import Hits, QueryRequest, SearchRequest
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.collection import META_FIELD
+from schemas.filters import CompiledFilter
 from schemas.scalar_index import ScalarSource
-from searcher.filters import CompiledFilter
 from searcher.search import container_mask
 from searcher.segment import Container
 

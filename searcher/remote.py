@@ -1,6 +1,6 @@
 """The gateway's searcher when searchers run as their own processes: scatter-gather over Flight.
 
-``RemoteSearcher`` is a ``searcher.types.Searcher``. For each read it asks the directory which
+``RemoteSearcher`` is a ``walvus.searcher.Searcher``. For each read it asks the directory which
 searcher holds each shard of the collection, sends one request per searcher naming the shards
 it should read, and merges the answers (``searcher.merge``). Each searcher enforces the read's
 consistency on its own shards, so Strong still sees every acknowledged write. A searcher that
@@ -28,8 +28,8 @@ from schemas.exceptions import CollectionNotLoaded, WalvusError
 from schemas.topics import wal_topic
 from searcher.directory import DownList, Layout, SearcherDirectory
 from searcher.merge import merge_hits, merge_rows, shard_query, sum_bm25
-from searcher.types import CompactionStatus, Hits, QueryRequest, SearchRequest
 from searcher.wire import decode_error, decode_hits, encode_query, encode_search, metric_of, shards_of
+from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,11 +8,12 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
-from schemas.collection import CollectionSchema
 from schemas.exceptions import InvalidArgument, PartitionNotFound
-from searcher.filters import CompiledFilter, FilterField, FilterSchema, compile_filter
+from schemas.filters import CompiledFilter, FilterSchema, compile_filter, filter_view
+from schemas.sparse import SparseQueries
+from schemas.types import DataType
 from searcher.search import gather
-from searcher.types import Hits
+from walvus.searcher import Hits
 
 
 def compiled_filter(info: CollectionInfo, expr: str, params: dict[str, Any]) -> CompiledFilter | None:
@@ -44,23 +45,6 @@ def _hashable(v: Any) -> Any:
 
 
 _SCHEMAS: dict[tuple[int, int], FilterSchema] = {}
-
-
-def filter_view(schema: CollectionSchema) -> FilterSchema:
-    """The view of a collection schema that the filter compiler needs."""
-    return FilterSchema.of(
-        (
-            FilterField(
-                f.name,
-                f.dtype.name,
-                f.element_type.name if f.element_type else None,
-                f.nullable,
-                f.analyzer_params if f.enable_match else None,
-            )
-            for f in schema.fields
-        ),
-        dynamic=schema.enable_dynamic_field,
-    )
 
 
 def filter_schema(info: CollectionInfo) -> FilterSchema:
@@ -128,11 +112,7 @@ def only_vector_field(info: CollectionInfo) -> str:
 
 
 def check_queries(queries: np.ndarray, f: Any) -> np.ndarray:
-    from schemas.types import DataType
-
     if f.dtype.is_sparse:
-        from indexer.sparse import SparseQueries
-
         if not isinstance(queries, SparseQueries):
             raise InvalidArgument(f"field {f.name} is SPARSE_FLOAT_VECTOR: search it with sparse vectors")
         return queries

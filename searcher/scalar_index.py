@@ -28,10 +28,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.filters import CompiledFilter, ir
+from schemas.filters import values as V
+from schemas.filters.evaluate import Context
 from schemas.scalar_index import ScalarSource
-from searcher.filters import CompiledFilter, ir
-from searcher.filters import values as V
-from searcher.filters.evaluate import Context
 
 _OPS = ("==", "<", "<=", ">", ">=")
 

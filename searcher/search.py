@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexer import brute_force_range_search, brute_force_search, is_similarity
+from indexer import brute_force_range_search, brute_force_search
 from indexer.index import SPARSE_FILTER_FRACTION, SPARSE_FILTER_ROWS
 from indexer.interim import InterimIndex
 from indexer.ranges import topk
-from indexer.spec import search_int
 from schemas.exceptions import InvalidArgument
+from schemas.filters import CompiledFilter
+from schemas.index_spec import is_similarity, search_int
 from schemas.scalar_index import ScalarSource
 from schemas.types import DataType
-from searcher.filters import CompiledFilter
 from searcher.interim import InterimGroup
 from searcher.scalar_index import indexed_mask
 from searcher.segment import Container, normalize_rows

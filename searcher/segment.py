@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from indexer import VectorIndex
-from indexer.arrow_vectors import arrow_vectors
 from indexer.sparse import SparseIndex
 from schemas.collection import CollectionSchema
 from schemas.live import latest_alive
+from schemas.vector_arrays import arrow_vectors
 from searcher.scalar_index import SegmentPostings
 
 ALIVE = np.iinfo(np.int64).max

@@ -1,6 +1,6 @@
 """The searcher service: keeps loaded collections current and answers search and query.
 
-It runs inside the gateway process (the gateway talks to it through ``searcher.types.Searcher``),
+It runs inside the gateway process (the gateway talks to it through ``walvus.searcher.Searcher``),
 or as its own process (``walvus searcher``, ``searcher.process``) serving the shards its consumer
 group assigns it. It is three parts: the registry of what is held (``searcher.registry``), the
 read barrier of each consistency level (``searcher.consistency``), and the execution of one read
@@ -25,9 +25,9 @@ from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier
 from searcher.ownership import Assignment
 from searcher.registry import Registry
-from searcher.types import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.databases import using_db
 from walvus.log import KafkaLog
+from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from indexer.ranges import check_range, topk
-from indexer.sparse import Bm25Stats, SparseQueries, drop_small
-from indexer.sparse_spec import drop_ratio_search
+from indexer.sparse import Bm25Stats
 from schemas.exceptions import InvalidArgument
+from schemas.sparse import SparseQueries, drop_small
+from schemas.sparse_index_spec import drop_ratio_search
 from searcher.segment import Container
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexer.sparse import SparseQueries
 from schemas import exceptions
 from schemas.exceptions import WalvusError
-from searcher.types import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
+from schemas.sparse import SparseQueries
+from walvus.searcher import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
 
 Q, ID, DISTANCE = "__q", "__id", "__distance"
 _LEN = struct.Struct("<I")

@@ -17,85 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
+from schemas.catalog import CollectionInfo
 from schemas.collection import PARTITION_COLUMN
-from schemas.segments import PARTITION_SHIFT, SegmentSealed, segment_id
+from schemas.segments import SegmentSealed, segment_id
+from schemas.stored_rows import deletes_schema, row_seqs, with_system_columns
 from schemas.wal import Op, WalRecord
 from streams.growing import BufferedRecord
 from walvus.exceptions import CommitConflict
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
-SEQ_SHIFT = 24  # _seq = offset << 24 | row index within the WAL record
-
-
-def row_seqs(offset: int, n: int) -> np.ndarray:
-    return (np.int64(offset) << SEQ_SHIFT) | np.arange(n, dtype=np.int64)
-
-
-def deletes_schema(pk_type: pa.DataType) -> pa.Schema:
-    return pa.schema(
-        [
-            ("_pk", pk_type),
-            (PARTITION_COLUMN, pa.string()),
-            ("_shard", pa.int32()),
-            ("_offset", pa.int64()),
-            ("_seq", pa.int64()),
-            ("_ts", pa.int64()),
-            ("_segment", pa.int64()),
-        ]
-    )
-
-
-def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """Bring a batch written under an older schema version to the current one (added fields -> null)."""
-    if batch.schema.remove_metadata().equals(target):
-        return batch
-    cols = []
-    for f in target:
-        idx = batch.schema.get_field_index(f.name)
-        cols.append(batch.column(idx).cast(f.type) if idx >= 0 else pa.nulls(batch.num_rows, type=f.type))
-    return pa.RecordBatch.from_arrays(cols, schema=target)
-
-
-def with_system_columns(
-    record: WalRecord,
-    offset: int,
-    shard: int,
-    seg: int,
-    data_schema: pa.Schema,
-    partition_ids: dict[str, int] | None = None,
-) -> pa.RecordBatch:
-    batch = record.batch
-    assert batch is not None
-    n = batch.num_rows
-    if PARTITION_COLUMN in batch.schema.names:
-        part = batch.column(PARTITION_COLUMN)
-        batch = batch.drop_columns([PARTITION_COLUMN])
-    else:
-        part = pa.array([record.header.partition or DEFAULT_PARTITION] * n, type=pa.string())
-    data = conform(batch, data_schema)
-    extra = {
-        PARTITION_COLUMN: part,
-        "_shard": pa.array(np.full(n, shard, dtype=np.int32)),
-        "_offset": pa.array(np.full(n, offset, dtype=np.int64)),
-        "_seq": pa.array(row_seqs(offset, n)),
-        "_ts": pa.array(np.full(n, record.header.ts, dtype=np.int64)),
-        "_segment": pa.array(_segments(seg, part, partition_ids)),
-    }
-    arrays = list(data.columns) + list(extra.values())
-    names = list(data.schema.names) + list(extra)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def _segments(seg: int, part: pa.Array, partition_ids: dict[str, int] | None) -> np.ndarray:
-    """The segment id of each row: the seal's id, plus the row's partition id (see ``segment_id``)."""
-    n = len(part)
-    if seg < 0 or not partition_ids:
-        return np.full(n, seg, dtype=np.int64)
-    enc = part.dictionary_encode()
-    ids = np.array([partition_ids.get(v, 0) for v in enc.dictionary.to_pylist()], dtype=np.int64)
-    return seg + (ids[enc.indices.to_numpy(zero_copy_only=False)] << PARTITION_SHIFT)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from schemas.exceptions import (
 )
 from schemas.live import stored_alive
 from schemas.segments import CompactionRequested
+from schemas.stored_rows import key_partition_names
 from schemas.timestamps import HybridClock
 from schemas.topics import segments_topic, wal_topic
 from schemas.validation import build_batch, rows_to_columns
@@ -42,7 +43,7 @@ from walvus.catalog import Catalog
 from walvus.databases import DatabaseDdl, current_db, using_db
 from walvus.exceptions import FlushTimeout
 from walvus.log import KafkaLog, LogMessage
-from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions, key_partition_names
+from walvus.partitions import DEFAULT_NUM_PARTITIONS, assign_partitions
 from walvus.settings import KafkaSettings, LimitSettings, StorageSettings, WalvusSettings
 from walvus.snapshots import SnapshotBook
 from walvus.storage import DELETES, ROWS, SegmentStore

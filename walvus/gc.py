@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 
 import pyarrow.dataset as ds
 
-from indexer.segments import parse_index_file, sealed_segments
 from schemas.catalog import CollectionInfo
 from schemas.timestamps import physical_ms
 from schemas.topics import wal_prefix, wal_topic
 from walvus.catalog import CatalogView
+from walvus.index_store import parse_index_file, sealed_segments
 from walvus.log import KafkaLog
 from walvus.once_log import OnceLog
 from walvus.retention import WalRetention, hold_prefix

@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 from rich.console import Console, Group
 from rich.table import Table
 
-from indexer.segments import index_file, sealed_segments
 from schemas.topics import wal_topic
 from walvus.api import Walvus
 from walvus.exceptions import LogUnavailable
+from walvus.index_store import index_file, sealed_segments
 from walvus.retention import WalRetention
 from walvus.settings import KafkaSettings
 from walvus.storage import DELETES, ROWS

@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
+from schemas.catalog import CollectionInfo
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import InvalidArgument, PartitionNotFound
 from schemas.sharding import key_hashes
+from schemas.stored_rows import hidden_partition_name
 
 DEFAULT_NUM_PARTITIONS = 16
-
-
-def key_partition_names(num_partitions: int) -> dict[str, int]:
-    return {f"{DEFAULT_PARTITION}_{i}": i for i in range(num_partitions)}
 
 
 def partitions_for_keys(info: CollectionInfo, keys: pa.Array | list) -> np.ndarray:
@@ -33,5 +30,5 @@ def assign_partitions(info: CollectionInfo, batch: pa.RecordBatch, partition: st
     if partition is not None:
         raise InvalidArgument("a collection with a partition key does not accept partition names on write")
     idx = partitions_for_keys(info, batch.column(pkey.name))
-    names = np.array([f"{DEFAULT_PARTITION}_{i}" for i in range(info.num_partitions)], dtype=object)
+    names = np.array([hidden_partition_name(i) for i in range(info.num_partitions)], dtype=object)
     return batch.append_column(PARTITION_COLUMN, pa.array(names[idx], type=pa.string()))

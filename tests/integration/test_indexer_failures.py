@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from indexer.segments import sealed_segments
 from schemas.catalog import CatalogEvent, IndexInfo
+from walvus.index_store import sealed_segments
 
 pytestmark = pytest.mark.integration
 DIM = 8

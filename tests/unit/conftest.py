@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from pymilvus import MilvusClient
 
-from gateway.testing import RunningGateway
+from tests.memory import RunningGateway
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.testing import memory_walvus
 from schemas.catalog import RENAMED, AliasInfo, CollectionInfo, decode_record, record_key
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import (
@@ -17,6 +16,7 @@ from schemas.exceptions import (
     InvalidArgument,
 )
 from schemas.types import DataType
+from tests.memory import memory_walvus
 from walvus.api import Walvus
 from walvus.catalog import Catalog
 

@@ -254,9 +254,9 @@ def test_a_target_size_bounds_the_stored_bytes_of_each_new_segment(tmp_path: Pat
 
 
 def test_one_failing_collection_does_not_stop_the_others(tmp_path: Path) -> None:
-    from gateway.testing import MemoryLog
     from indexer.compactor import COMPACTION_FAILURES, Compactor
     from schemas.segments import decode_announcement
+    from tests.memory import MemoryLog
 
     good = Env(tmp_path / "tables", shards=1)
     for b in range(3):

@@ -17,16 +17,17 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from indexer.arrow_vectors import arrow_vectors
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.live import live_rows_sql, stored_alive
+from schemas.stored_rows import conform, with_system_columns
 from schemas.types import DataType as D
 from schemas.validation import build_batch, rows_to_columns
+from schemas.vector_arrays import arrow_vectors
 from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
 from streams.live import live_rows
-from streams.segment_writer import SegmentWriter, conform
+from streams.segment_writer import SegmentWriter
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 CID = 11
@@ -177,8 +178,6 @@ def test_tables_written_with_fixed_size_vectors_stay_readable_by_walvus(store: S
     """Before vectors were stored variable-size, files held fixed-size lists and binaries: a table
     mixing both kinds of files reads back whole, vectors exact."""
     old = write(Op.INSERT, 0, [1, 2])
-    from streams.segment_writer import with_system_columns
-
     legacy = pa.Table.from_batches([with_system_columns(old, 0, 0, 0, SCHEMA.data_arrow_schema())])
     assert pa.types.is_fixed_size_list(legacy.schema.field("vec").type)
     store.append(CID, ROWS, legacy, shard=0, last_offset=0, metadata={}, partition_by=["_partition"])

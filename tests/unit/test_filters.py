@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from searcher.filters import CompiledFilter, FilterError, FilterField, FilterSchema, compile_filter
+from schemas.filters import CompiledFilter, FilterError, FilterField, FilterSchema, compile_filter
 
 SCHEMA = FilterSchema.of(
     [
@@ -532,7 +532,7 @@ def test_reusable_and_repr() -> None:
 
 
 def test_parse_cache() -> None:
-    from searcher.filters import grammar
+    from schemas.filters import grammar
 
     expr = "id > 12345 and age < 3"
     compile_filter(expr, SCHEMA)

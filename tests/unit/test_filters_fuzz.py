@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from searcher.filters import FilterError, FilterField, FilterSchema, compile_filter
+from schemas.filters import FilterError, FilterField, FilterSchema, compile_filter
 
 NULL = object()  # row-level null (three-valued logic)
 MISSING = object()  # no value on this row

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
+from tests.memory import RunningGateway, running_gateway
 
 _names = itertools.count()
 

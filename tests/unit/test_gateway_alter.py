@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
+from tests.memory import RunningGateway, running_gateway
 
 
 @pytest.fixture(scope="module")

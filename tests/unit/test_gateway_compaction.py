@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
 from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
 from schemas.topics import segments_topic
+from tests.memory import RunningGateway, running_gateway
 from walvus.log import LogMessage
 
 

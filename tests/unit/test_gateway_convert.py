@@ -15,7 +15,6 @@ from gateway.field_data import columns_from_field_data, field_data_from_column, 
 from gateway.params import output_plan, query_vectors, template_values
 from gateway.ranker import Ranker
 from gateway.schema_convert import schema_from_proto, schema_to_proto
-from indexer.spec import IndexSpecError
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD, CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import (
@@ -29,8 +28,9 @@ from schemas.exceptions import (
     RequestTooLarge,
     ValidationError,
 )
+from schemas.filters import FilterError
+from schemas.index_spec import IndexSpecError
 from schemas.types import DataType
-from searcher.filters import FilterError
 
 SCHEMA = validate_schema(
     CollectionSchema(

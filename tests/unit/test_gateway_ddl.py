@@ -9,8 +9,8 @@ import grpc
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
 from schemas.catalog import CatalogEvent
+from tests.memory import RunningGateway, running_gateway
 
 _names = itertools.count()
 

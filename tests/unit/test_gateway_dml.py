@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
 from schemas.collection import META_FIELD
 from schemas.wal import Op
+from tests.memory import RunningGateway, running_gateway
 from walvus.settings import LimitSettings
 
 _names = itertools.count()

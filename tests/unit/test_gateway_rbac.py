@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from gateway.testing import running_gateway
 from schemas.wal import Op
+from tests.memory import running_gateway
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from pymilvus import (
 from pymilvus.client.prepare import Prepare
 from pymilvus.grpc_gen import milvus_pb2_grpc
 
-from gateway.testing import RunningGateway, running_gateway
-from searcher.types import ConsistencyLevel
+from tests.memory import RunningGateway, running_gateway
+from walvus.searcher import ConsistencyLevel
 
 _names = itertools.count()
 N = 40

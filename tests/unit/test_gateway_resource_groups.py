@@ -8,8 +8,8 @@ import pytest
 from pymilvus import MilvusClient, MilvusException
 from pymilvus.client.types import ResourceGroupConfig
 
-from gateway.testing import RunningGateway, running_gateway
 from schemas.resource_groups import DEFAULT_GROUP, DEFAULT_RESOURCE_GROUP, ResourceGroupInfo
+from tests.memory import RunningGateway, running_gateway
 from walvus.resource_groups import assign
 
 D = DEFAULT_RESOURCE_GROUP

@@ -13,7 +13,7 @@ import pytest
 from pymilvus import MilvusClient, MilvusException
 
 from gateway.rest.app import credentials
-from gateway.testing import RunningGateway, running_gateway
+from tests.memory import RunningGateway, running_gateway
 
 _names = itertools.count()
 

@@ -14,7 +14,7 @@ from pymilvus import MilvusClient, MilvusException
 
 from gateway.metrics import start_http_server
 from gateway.server import parse_users
-from gateway.testing import running_gateway
+from tests.memory import running_gateway
 
 
 def test_no_users_means_no_authentication() -> None:
@@ -108,7 +108,7 @@ def test_run_builds_the_real_objects_and_stops_on_sigterm(
     import types
 
     from gateway.server import run
-    from gateway.testing import MemorySearcher, memory_walvus
+    from tests.memory import MemorySearcher, memory_walvus
     from walvus.api import Walvus
 
     walvus = memory_walvus()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
-from gateway.testing import running_gateway
+from tests.memory import running_gateway
 from walvus.snapshots import SnapshotBook
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from schemas.catalog import CollectionInfo, IndexInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
+from schemas.stored_rows import deletes_schema
 from schemas.timestamps import compose
 from schemas.types import DataType as D
-from streams.segment_writer import deletes_schema
 from walvus.catalog import CatalogView
 from walvus.exceptions import LogUnavailable
 from walvus.gc import GarbageCollector

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import indexer.gpu
-from indexer import GpuUnavailableError, IndexSpec, IndexSpecError, VectorIndex
+import walvus.gpu
+from indexer import VectorIndex
 from indexer.gpu import GPU_MAX_K, check_gpu_search_mode, place_for_search
+from schemas.index_spec import GpuUnavailableError, IndexSpec, IndexSpecError
 
 DIM, N, NQ, K = 32, 3000, 50, 10
 
@@ -32,8 +34,8 @@ def recall(labels: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / K for a, b in zip(labels, gt, strict=True)]))
 
 
-def parse(index_type: str, params: dict | None = None, **kw) -> IndexSpec:
-    return IndexSpec.parse(index_type, "L2", params or {}, DIM, "FLOAT_VECTOR", **kw)
+def parse(index_type: str, params: dict | None = None) -> IndexSpec:
+    return IndexSpec.parse(index_type, "L2", params or {}, DIM, "FLOAT_VECTOR")
 
 
 # ---- spec parsing --------------------------------------------------------------------------
@@ -83,11 +85,9 @@ def parse(index_type: str, params: dict | None = None, **kw) -> IndexSpec:
     ],
 )
 def test_gpu_specs_use_milvus_names_and_defaults(index_type, params, expected, monkeypatch):
-    monkeypatch.setattr(indexer.gpu, "gpu_available", lambda gpu=None: True)
-    spec = parse(index_type, params)
+    spec = parse(index_type, params)  # the same with or without a GPU (a CPU-only searcher parses it too)
     assert spec.is_gpu and spec.index_type == index_type
     assert dict(spec.params) == expected
-    assert parse(index_type, params, need_gpu=False) == spec  # what a CPU-only searcher parses
 
 
 @pytest.mark.parametrize(
@@ -108,13 +108,13 @@ def test_gpu_specs_use_milvus_names_and_defaults(index_type, params, expected, m
 )
 def test_bad_gpu_params_are_refused_without_a_gpu_too(index_type, params, message):
     with pytest.raises(IndexSpecError, match=message):
-        parse(index_type, params, need_gpu=False)
+        parse(index_type, params)
 
 
 @pytest.mark.parametrize("index_type", ["GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_CAGRA", "GPU_BRUTE_FORCE"])
 def test_building_without_a_gpu_is_a_clear_error(index_type, monkeypatch, data):
-    monkeypatch.setattr(indexer.gpu, "gpu_available", lambda gpu=None: False)
-    spec = parse(index_type, {"m": 8} if index_type == "GPU_IVF_PQ" else {}, need_gpu=False)
+    monkeypatch.setattr(walvus.gpu, "gpu_available", lambda gpu=None: False)
+    spec = parse(index_type, {"m": 8} if index_type == "GPU_IVF_PQ" else {})
     with pytest.raises(GpuUnavailableError, match=f"index type {index_type} needs a GPU build of faiss"):
         VectorIndex.build(spec, data[0][:500])
 
@@ -153,7 +153,7 @@ def test_stored_gpu_index_searches_on_cpu(index_type, data, tmp_path, monkeypatc
     monkeypatch.setattr(indexer.gpu, "gpu_available", lambda gpu=None: False)
     base, queries, gt = data
     params, search_params, cls, floor = CPU_FALLBACK[index_type]
-    spec = parse(index_type, params, need_gpu=False)
+    spec = parse(index_type, params)
     index = VectorIndex.load(stored_file(index_type, base, tmp_path / "x.faiss"), spec, gpu_search="auto")
     assert index.device == "cpu" and isinstance(index.faiss_index, cls)
     _, labels = index.search(queries, K, search_params)
@@ -166,7 +166,7 @@ def test_stored_gpu_index_searches_on_cpu(index_type, data, tmp_path, monkeypatc
 
 def test_cagra_search_params_are_checked_on_the_cpu_fallback(data, tmp_path):
     base, queries, _ = data
-    spec = parse("GPU_CAGRA", need_gpu=False)
+    spec = parse("GPU_CAGRA")
     index = VectorIndex.load(stored_file("GPU_CAGRA", base, tmp_path / "c.faiss"), spec)
     with pytest.raises(IndexSpecError, match="search param search_width=-1 must be >= 0"):
         index.search(queries, K, {"search_width": -1})
@@ -251,9 +251,9 @@ def test_search_placement(index_type, mode, gpu, placed, data, tmp_path):
 
 def test_cagra_adapted_for_cpu_stays_on_the_cpu(data, tmp_path):
     cpu = faiss.read_index(stored_file("GPU_CAGRA", data[0], tmp_path / "a.faiss"))
-    spec = parse("GPU_CAGRA", {"adapt_for_cpu": True}, need_gpu=False)
+    spec = parse("GPU_CAGRA", {"adapt_for_cpu": True})
     assert place_for_search(spec, cpu, "auto", fake_gpu()) is None
-    assert place_for_search(parse("GPU_CAGRA", need_gpu=False), cpu, "auto", fake_gpu()) is not None
+    assert place_for_search(parse("GPU_CAGRA"), cpu, "auto", fake_gpu()) is not None
 
 
 def test_bad_gpu_search_mode():
@@ -274,7 +274,7 @@ def test_failed_move_to_gpu_is_an_index_error(data, tmp_path):
 def test_unfiltered_knn_runs_on_the_gpu_the_rest_on_the_cpu(index_type, data, tmp_path):
     base, queries, gt = data
     gpu = fake_gpu()
-    spec = parse(index_type, need_gpu=False)
+    spec = parse(index_type)
     path = stored_file(index_type, base, tmp_path / "g.faiss")
     index = VectorIndex.load(path, spec, gpu_search="auto", gpu_module=gpu)
     assert index.device == "gpu"

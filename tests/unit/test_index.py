@@ -13,13 +13,8 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer import (
-    IndexSpec,
-    IndexSpecError,
-    RowFilter,
-    VectorIndex,
-    brute_force_search,
-)
+from indexer import RowFilter, VectorIndex, brute_force_search
+from schemas.index_spec import IndexSpec, IndexSpecError
 
 N, DIM, CLUSTERS, LATENT, NQ, K = 20_000, 64, 50, 16, 200, 10
 BITS = 256

@@ -13,12 +13,8 @@ import faiss
 import numpy as np
 import pytest
 
-from indexer import (
-    IndexSpec,
-    IndexSpecError,
-    VectorIndex,
-    brute_force_range_search,
-)
+from indexer import VectorIndex, brute_force_range_search
+from schemas.index_spec import IndexSpec, IndexSpecError
 
 N, DIM, NQ = 3000, 16, 12
 EXACT_TYPES = ("FLAT", "IVF_FLAT")  # exact distances over every probed row

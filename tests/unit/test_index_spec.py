@@ -5,15 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import indexer.gpu
-from indexer import (
-    GpuUnavailableError,
-    IndexSpec,
-    IndexSpecError,
-    VectorIndex,
-    convert_vectors,
-    gpu_available,
-)
+import walvus.gpu
+from indexer import VectorIndex
+from schemas.index_spec import GpuUnavailableError, IndexSpec, IndexSpecError
+from schemas.vector_arrays import convert_vectors
+from walvus.gpu import gpu_available, require_gpu
 
 
 def test_defaults_are_filled():
@@ -87,10 +83,11 @@ def test_bad_specs(args, message):
 
 @pytest.mark.parametrize("index_type", ["GPU_IVF_FLAT", "GPU_IVF_PQ", "GPU_CAGRA", "GPU_BRUTE_FORCE"])
 def test_gpu_types_need_a_gpu(index_type, monkeypatch):
-    monkeypatch.setattr(indexer.gpu, "gpu_available", lambda: False)
+    monkeypatch.setattr(walvus.gpu, "gpu_available", lambda: False)
     params = {"m": 8} if index_type == "GPU_IVF_PQ" else {}
+    assert IndexSpec.parse(index_type, "L2", params, 64, "FLOAT_VECTOR").is_gpu  # a spec, GPU or not
     with pytest.raises(GpuUnavailableError) as err:
-        IndexSpec.parse(index_type, "L2", params, 64, "FLOAT_VECTOR")
+        require_gpu(index_type)  # what CreateIndex and the index worker check
     assert str(err.value) == (
         f"index type {index_type} needs a GPU build of faiss: pip install 'walvus[gpu]' on a machine with CUDA"
     )

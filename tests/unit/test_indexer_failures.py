@@ -13,14 +13,14 @@ import pyarrow as pa
 import pytest
 from prometheus_client import REGISTRY
 
-from indexer.arrow_vectors import arrow_vectors
 from indexer.failures import Backoff, IndexFailures
-from indexer.segments import failure_file, index_file, index_progress
 from indexer.worker import IndexWorker
 from schemas.catalog import CollectionInfo, IndexInfo
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.segments import IndexFailed, decode_announcement
 from schemas.types import DataType as D
+from schemas.vector_arrays import arrow_vectors
+from walvus.index_store import failure_file, index_file, index_progress
 from walvus.storage import ROWS, SegmentStore
 
 DIM = 8

@@ -11,11 +11,12 @@ import pytest
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.live import latest_alive
+from schemas.stored_rows import SEQ_SHIFT
 from schemas.types import DataType as D
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
-from streams.segment_writer import SEQ_SHIFT, SegmentWriter
+from streams.segment_writer import SegmentWriter
 from walvus.storage import SegmentStore
 
 

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from gateway.testing import RunningGateway, running_gateway
 from searcher.aggregation import aggregate
-from searcher.types import Aggregate
+from tests.memory import RunningGateway, running_gateway
+from walvus.searcher import Aggregate
 
 _names = itertools.count()
 NAMES = ["Green", "Rachel", "Joe", "Chandler", "Phebe", "Ross", "Monica"]

@@ -7,9 +7,9 @@ from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.privileges import OPEN, RULES
 from gateway.service import SERVICE, MilvusServicer
-from gateway.testing import MemorySearcher, memory_walvus
 from schemas.privileges import BUILTIN_GROUPS, COLLECTION_READ_ONLY, OBJECT_PRIVILEGES, PRIVILEGES, level
 from schemas.rbac import Grant, PrivilegeGroup, RbacUser, RoleMember, decode_rbac
+from tests.memory import MemorySearcher, memory_walvus
 from walvus.rbac import RbacState
 
 

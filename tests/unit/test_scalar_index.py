@@ -11,9 +11,9 @@ import pytest
 
 from schemas.collection import CollectionSchema, FieldSchema
 from schemas.exceptions import InvalidArgument
+from schemas.filters import FilterField, FilterSchema, compile_filter
 from schemas.scalar_index import ScalarSource, check_scalar_index, default_index_name, parse_json_path
 from schemas.types import DataType
-from searcher.filters import FilterField, FilterSchema, compile_filter
 from searcher.scalar_index import SegmentPostings, candidates, indexed_mask
 
 SCHEMA = FilterSchema.of(

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.testing import MemoryLog
 from indexer.compaction import CompactionPolicy, compact
 from indexer.worker import IndexWorker
 from schemas.catalog import CollectionInfo, IndexInfo
@@ -18,6 +17,7 @@ from schemas.segments import SegmentsCompacted, is_compacted
 from schemas.wal import Op
 from searcher import collection as collection_module
 from searcher.collection import LoadedCollection
+from tests.memory import MemoryLog
 from tests.unit.test_compaction import CID, NOW_MS, SCHEMA, Env
 
 FLAT = {"vec": IndexInfo("vec", "vec", "FLAT", "L2", index_id=5)}
@@ -41,7 +41,7 @@ class Searcher:
         return dt.version()
 
     def build_indexes(self) -> None:
-        from indexer.segments import index_file, sealed_segments
+        from walvus.index_store import index_file, sealed_segments
 
         for seg in sealed_segments(self.env.store, CID):
             path = index_file(self.env.store, CID, seg, "vec", 5)

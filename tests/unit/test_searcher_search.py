@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from indexer.arrow_vectors import arrow_vectors
 from indexer.ranges import select_range
-from searcher.filters import FilterField, FilterSchema, compile_filter
+from schemas.filters import FilterField, FilterSchema, compile_filter
+from schemas.vector_arrays import arrow_vectors
 from searcher.query import query_rows
 from searcher.requests import group_positions
 from searcher.search import container_mask

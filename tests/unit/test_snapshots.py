@@ -10,18 +10,19 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from gateway.testing import memory_walvus
 from schemas.catalog import CatalogEvent, CollectionInfo, IndexInfo
 from schemas.collection import PARTITION_COLUMN, CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import CollectionExists
 from schemas.snapshots import RestoreJob, RestoreState, SnapshotRecord
+from schemas.stored_rows import key_partition_names
 from schemas.types import DataType as D
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
 from streams.segment_writer import SegmentWriter
+from tests.memory import memory_walvus
 from walvus.exceptions import SnapshotExists, SnapshotNotFound
-from walvus.partitions import assign_partitions, key_partition_names
+from walvus.partitions import assign_partitions
 from walvus.restore import RestoreRunner, batch_rows, live_seqs, snapshot_batches, snapshot_rows, within_cut
 from walvus.settings import SnapshotSettings
 from walvus.snapshots import SnapshotBook, pin_cut, take_snapshot

@@ -12,14 +12,14 @@ import pytest
 from pymilvus.grpc_gen import schema_pb2
 
 from gateway.field_data import field_data_from_column, sparse_from_proto
-from indexer.sparse import Bm25Stats, SparseIndex, SparseQueries, drop_small
-from indexer.spec import IndexSpec, IndexSpecError
+from indexer.sparse import Bm25Stats, SparseIndex
 from schemas.analyzer import build_analyzer, term_id
 from schemas.bm25 import term_frequencies
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import SchemaError, ValidationError
 from schemas.functions import FunctionSchema
-from schemas.sparse import flat_parts, rows_as_dicts, sparse_column
+from schemas.index_spec import IndexSpec, IndexSpecError
+from schemas.sparse import SparseQueries, drop_small, flat_parts, rows_as_dicts, sparse_column
 from schemas.types import SPARSE_ARROW, DataType
 from schemas.validation import build_batch
 
@@ -262,7 +262,7 @@ def test_drop_ratios() -> None:
 
 
 def _match_rows(expr: str, texts: list[str | None], analyzer: str = "") -> list[int]:
-    from searcher.filters import FilterField, FilterSchema, compile_filter
+    from schemas.filters import FilterField, FilterSchema, compile_filter
 
     schema = FilterSchema.of([FilterField("t", "VARCHAR", None, True, analyzer), FilterField("u", "VARCHAR")])
     table = pa.table({"t": pa.array(texts, pa.string()), "u": pa.array(["x"] * len(texts))})
@@ -297,7 +297,7 @@ def test_phrase_match_keeps_order_within_slop() -> None:
     ],
 )
 def test_bad_text_match_is_refused(expr, needle) -> None:
-    from searcher.filters import FilterError
+    from schemas.filters import FilterError
 
     with pytest.raises(FilterError, match=needle):
         _match_rows(expr, TEXTS)

@@ -12,12 +12,12 @@ from schemas.catalog import DEFAULT_PARTITION, CollectionInfo
 from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.exceptions import CollectionNotFound
 from schemas.sharding import shard_of
+from schemas.stored_rows import key_partition_names
 from schemas.timestamps import HybridClock
 from schemas.types import DataType as D
 from schemas.wal import Op, WalRecord
 from streams.ingest import IngestValidator
 from walvus.log import LogMessage
-from walvus.partitions import key_partition_names
 
 NS = "ns"
 DLQ = "ns.ingest.dlq"

@@ -20,12 +20,13 @@ from deltalake import DeltaTable
 from schemas.catalog import CatalogEvent, CollectionInfo
 from schemas.collection import PARTITION_COLUMN, CollectionSchema, FieldSchema, validate_schema
 from schemas.segments import SegmentSealed, segment_id
+from schemas.stored_rows import SEQ_SHIFT, row_seqs
 from schemas.types import DataType as D
 from schemas.validation import build_batch, rows_to_columns
 from schemas.wal import Op, WalHeader, WalRecord
 from streams.materializer import Materializer, collection_id_of
 from streams.seal_policy import SealPolicy
-from streams.segment_writer import SEQ_SHIFT, SegmentWriter, row_seqs
+from streams.segment_writer import SegmentWriter
 from walvus.exceptions import StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 

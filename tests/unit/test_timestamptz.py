@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from schemas.exceptions import InvalidArgument, ValidationError
+from schemas.filters import FilterError, FilterField, FilterSchema, compile_filter
 from schemas.timestamptz import check_zone, format_iso, parse_interval, parse_iso, shift, zone_of
-from searcher.filters import FilterError, FilterField, FilterSchema, compile_filter
 
 TEXTS = [
     "2025-01-01T00:00:00+08:00",

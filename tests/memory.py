@@ -1,8 +1,9 @@
 """In-memory stand-ins for tests: the real ``Walvus`` API over a memory log, catalog and store,
-a brute-force ``MemorySearcher`` that applies what the log holds, and ``running_gateway``
-which serves them on a free port for the real pymilvus client.
+a ``MemorySearcher`` that applies what the log holds and searches it with the searcher's exact
+kernels (``brute_force_search``, ``brute_force_range_search``, ``group_positions``), and
+``running_gateway`` which serves them on a free port for the real pymilvus client.
 
-Nothing here needs Kafka, Delta Lake or FAISS.
+Nothing here needs Kafka or Delta Lake.
 """
 
 from __future__ import annotations
@@ -23,22 +24,22 @@ from gateway.indexes import IndexProgress
 from gateway.params import COUNT, column_vectors
 from gateway.schema_convert import filter_schema
 from gateway.server import serve
-from indexer.ranges import in_range
-from indexer.spec import is_similarity
+from indexer import brute_force_range_search, brute_force_search
 from schemas.catalog import DEFAULT_PARTITION, CatalogRecord, CollectionInfo, record_key
 from schemas.collection import PARTITION_COLUMN
 from schemas.exceptions import CollectionNotLoaded
+from schemas.filters import compile_filter
 from schemas.segments import CompactionRequested, SegmentsCompacted, decode_announcement
 from schemas.topics import segments_topic
 from schemas.types import DataType
 from schemas.wal import Op, WalRecord
 from searcher.aggregation import aggregate
 from searcher.compacted import CompactionStates
-from searcher.filters import compile_filter
-from searcher.types import CompactionStatus, Hits, QueryRequest, SearchRequest
+from searcher.requests import group_positions
 from walvus.api import Walvus
 from walvus.catalog import CatalogView
 from walvus.log import LogMessage
+from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
 from walvus.settings import GatewaySettings, LimitSettings
 
 
@@ -242,28 +243,20 @@ class MemorySearcher:
         metric = (req.metric or (index.metric_type if index else "") or "COSINE").upper()
         pk = info.schema.primary.name
         vectors = column_vectors(field, table.column(field.name))
-        dist = _distances(np.asarray(req.queries), vectors, metric)
         out = []
-        for q in range(len(req.queries)):
-            d = dist[q]
-            order = np.argsort(-d if is_similarity(metric) else d, kind="stable")
-            if "radius" in req.params:
-                rf = req.params.get("range_filter")
-                order = order[
-                    in_range(d[order], metric, float(req.params["radius"]), None if rf is None else float(rf))
-                ]
+        for dist, rows in _neighbours(vectors, np.asarray(req.queries), metric, req.params):
             if req.group_by_field:
-                order = _grouped(
-                    order, table.column(req.group_by_field).to_pylist(), req.limit, req.group_size
-                )
+                values = table.column(req.group_by_field).take(pa.array(rows)).to_pylist()
+                pos, _ = group_positions(values, req.limit, req.offset, req.group_size, req.strict_group_size)
+                sel = np.asarray(pos, dtype=np.int64)
             else:
-                order = order[req.offset : req.offset + req.limit]
-            sel = pa.array(order, type=pa.int64())
+                sel = np.arange(len(rows))[req.offset : req.offset + req.limit]
+            take = pa.array(rows[sel], type=pa.int64())
             out.append(
                 Hits(
-                    table.column(pk).take(sel).to_pylist(),
-                    d[order].astype(np.float32),
-                    table.select(req.output_fields).take(sel),
+                    table.column(pk).take(take).to_pylist(),
+                    dist[sel].astype(np.float32),
+                    table.select(req.output_fields).take(take),
                 )
             )
         return out
@@ -287,31 +280,18 @@ class MemorySearcher:
         return table.select(req.output_fields)
 
 
-def _distances(queries: np.ndarray, vectors: np.ndarray, metric: str) -> np.ndarray:
+def _neighbours(
+    vectors: np.ndarray, queries: np.ndarray, metric: str, params: dict[str, Any]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every row (or every row in range) of each query, best first: (distances, row positions)."""
+    if "radius" in params:
+        rf = params.get("range_filter")
+        radius, range_filter = float(params["radius"]), None if rf is None else float(rf)
+        return brute_force_range_search(vectors, queries, metric, radius, range_filter)
     if len(vectors) == 0:
-        return np.zeros((len(queries), 0), dtype=np.float32)
-    if metric == "HAMMING":
-        return np.unpackbits(queries[:, None, :] ^ vectors[None, :, :], axis=2).sum(axis=2).astype(np.float32)
-    q, v = queries.astype(np.float32), vectors.astype(np.float32)
-    if metric == "COSINE":
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    if metric in ("IP", "COSINE"):
-        return q @ v.T
-    return ((q[:, None, :] - v[None, :, :]) ** 2).sum(axis=2)
-
-
-def _grouped(order: np.ndarray, values: list[Any], groups: int, size: int) -> np.ndarray:
-    taken: dict[Any, int] = {}
-    keep = []
-    for i in order.tolist():
-        g = values[i]
-        if g not in taken and len(taken) >= groups:
-            continue
-        if taken.get(g, 0) < size:
-            taken[g] = taken.get(g, 0) + 1
-            keep.append(i)
-    return np.array(keep, dtype=np.int64)
+        return [(np.zeros(0, np.float32), np.zeros(0, np.int64)) for _ in range(len(queries))]
+    d, labels = brute_force_search(vectors, queries, len(vectors), metric)
+    return [(d[q][labels[q] >= 0], labels[q][labels[q] >= 0]) for q in range(len(queries))]
 
 
 @dataclass

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.collection import CollectionSchema
 
 # Milvus data type -> the comparison category used by the type checker.
 SCALAR_KINDS: dict[str, str] = {
@@ -53,3 +57,20 @@ class FilterSchema:
     def of(cls, fields: Iterable[FilterField], dynamic: bool = False) -> FilterSchema:
         """Build a schema from a sequence of fields."""
         return cls({f.name: f for f in fields}, dynamic)
+
+
+def filter_view(schema: CollectionSchema) -> FilterSchema:
+    """The view of a collection schema that the filter compiler needs."""
+    return FilterSchema.of(
+        (
+            FilterField(
+                f.name,
+                f.dtype.name,
+                f.element_type.name if f.element_type else None,
+                f.nullable,
+                f.analyzer_params if f.enable_match else None,
+            )
+            for f in schema.fields
+        ),
+        dynamic=schema.enable_dynamic_field,
+    )

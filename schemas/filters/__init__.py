@@ -22,9 +22,9 @@ from .errors import FilterError
 from .evaluate import evaluate as _evaluate
 from .evaluate import json_paths_of
 from .grammar import parse
-from .schema import FilterField, FilterSchema
+from .schema import FilterField, FilterSchema, filter_view
 
-__all__ = ["CompiledFilter", "FilterError", "FilterField", "FilterSchema", "compile_filter"]
+__all__ = ["CompiledFilter", "FilterError", "FilterField", "FilterSchema", "compile_filter", "filter_view"]
 
 
 class CompiledFilter:

@@ -1,4 +1,7 @@
-"""The searcher's interface, as the gateway sees it: requests, results, consistency."""
+"""The searcher's interface, as the gateway sees it: requests, results, consistency.
+
+The gateway depends on this, never on the searcher's insides; ``searcher.service`` implements it.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.sparse_index_spec import parse_sparse
+
 FLOAT_VECTOR_TYPES = ("FLOAT_VECTOR", "FLOAT16_VECTOR", "BFLOAT16_VECTOR", "INT8_VECTOR")
 INT8_INDEX_TYPES = ("HNSW", "FLAT", "AUTOINDEX")  # as Milvus 2.6 offers for INT8_VECTOR
 VECTOR_TYPES = (*FLOAT_VECTOR_TYPES, "BINARY_VECTOR")
@@ -196,16 +198,14 @@ class IndexSpec:
         params: Mapping[str, Any] | None,
         dim: int,
         vector_type: Any = "FLOAT_VECTOR",
-        need_gpu: bool = True,
     ) -> IndexSpec:
         """Validate a Milvus CreateIndex request and fill in Milvus defaults.
 
-        GPU_* types raise GpuUnavailableError without a GPU unless `need_gpu` is False, as for a
-        searcher loading a stored GPU index (kept as its CPU equivalent) on a CPU-only machine.
+        Whether a GPU_* type can be built here is not the spec's business: the builder raises
+        GpuUnavailableError (``walvus.gpu.require_gpu``), and a searcher loads a stored GPU index
+        (kept as its CPU equivalent) on a CPU-only machine.
         """
         if str(getattr(vector_type, "name", vector_type)).upper() in ("SPARSE_FLOAT_VECTOR", "104"):
-            from indexer.sparse_spec import parse_sparse
-
             itype, mname, out, requested = parse_sparse(index_type, metric, _flatten(params), IndexSpecError)
             return cls(itype, mname, out, 0, "SPARSE_FLOAT_VECTOR", requested)
         vtype = normalize_vector_type(vector_type)
@@ -261,12 +261,7 @@ class IndexSpec:
             out[name] = value
 
         _cross_check(itype, out, dim)
-        spec = cls(itype, mname, out, dim, vtype, requested)
-        if spec.is_gpu and need_gpu:
-            from indexer.gpu import require_gpu
-
-            require_gpu(itype)
-        return spec
+        return cls(itype, mname, out, dim, vtype, requested)
 
 
 def _cross_check(itype: str, params: dict[str, Any], dim: int) -> None:

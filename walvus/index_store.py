@@ -1,11 +1,15 @@
-"""Which sealed segments a collection has, which carry an index file, and which failed to build;
-and retiring the index files of segments a compaction removed.
+"""The index store: where a segment's index file lives, what it and its failure file are named,
+and how far a field's index is built. The index workers write it, the searchers and
+DescribeIndex read it, the garbage collector and ``walvus inspect`` list it.
 
-A failed build leaves ``<segment>_<field>_<index_id>.failed.json`` beside where its index file
-would be: the reason, the attempts so far and the next retry (unix seconds). It is the durable
-record DescribeIndex reads (every gateway process, also after restarts); the indexer removes it
-once the index file is written. A dropped or recreated index has a new index id, so old failure
-files no longer match it.
+Files live in ``SegmentStore.index_dir(collection_id)``, named ``<segment>_<field>_<index_id>``
+then ``.faiss`` (the index), ``.failed.json`` (a failed build) or a writer's ``.tmp<pid>`` (a file
+being written, renamed into place whole).
+
+A failure file holds the reason, the attempts so far and the next retry (unix seconds). It is the
+durable record DescribeIndex reads (every gateway process, also after restarts); the indexer
+removes it once the index file is written. A dropped or recreated index has a new index id, so
+old failure files no longer match it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,6 +37,7 @@ class IndexProgress(NamedTuple):
 
 
 def index_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
+    """Where a segment's index of ``field`` (index id ``index_id``) is, once built."""
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.faiss"
 
 
@@ -45,7 +51,25 @@ def parse_index_file(name: str) -> tuple[int, str, int] | None:
     return None if m is None else (int(m.group(1)), m.group(2), int(m.group(3)))
 
 
+def write_index(
+    store: SegmentStore,
+    collection_id: int,
+    segment_id: int,
+    field: str,
+    index_id: int,
+    save: Callable[[Path], None],
+) -> Path:
+    """Write a segment's index file whole: ``save`` writes a temporary file, renamed into place."""
+    path = index_file(store, collection_id, segment_id, field, index_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def failure_file(store: SegmentStore, collection_id: int, segment_id: int, field: str, index_id: int) -> Path:
+    """Where the record of a segment's failed build is, beside its index file."""
     return store.index_dir(collection_id) / f"{segment_id}_{field}_{index_id}.failed.json"
 
 

@@ -1,0 +1,107 @@
+"""The house rules, read from every module's imports (no module is imported to check them).
+
+* ``schemas/`` depends on nothing of ours: it imports only ``schemas``.
+* ``walvus/`` (the runtime and the declared interfaces: log, segment and index stores, the
+  searcher's interface) imports no stage at module level; its CLI and settings reach a stage
+  inside a function, when that stage runs.
+* A stage (``streams``, ``indexer``, ``searcher``, ``gateway``, ``cdc``) imports no other stage,
+  at any level: stages meet through ``schemas/`` and ``walvus/``.
+
+``ALLOWED`` lists the imports that still break a rule, each with its reason; an entry that no
+longer matches an import fails the test, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("streams", "indexer", "searcher", "gateway", "cdc")
+PACKAGES = ("schemas", "walvus", *STAGES)
+
+# (importing module, imported module) -> why it is still there
+ALLOWED: dict[tuple[str, str], str] = {
+    # the searcher searches with the indexer's kernels (FAISS wrapper, exact search, interim graphs,
+    # sparse inverted index, top-k merging): a library both stages use, not yet a package of its own
+    ("searcher.collection", "indexer"): "loads sealed segments' index files as VectorIndex",
+    ("searcher.segment", "indexer"): "a container holds its VectorIndex",
+    ("searcher.segment", "indexer.sparse"): "a container builds its sparse inverted index",
+    ("searcher.search", "indexer"): "exact search of growing rows (brute_force_search / range)",
+    ("searcher.search", "indexer.index"): "the bound below which a filtered search is exact",
+    ("searcher.search", "indexer.interim"): "growing rows are searched through interim graphs",
+    ("searcher.search", "indexer.ranges"): "top-k merging across containers",
+    ("searcher.interim", "indexer.interim"): "the searcher builds interim graphs over growing rows",
+    ("searcher.service", "indexer.interim"): "one-threaded faiss adds for interim builds",
+    ("searcher.sparse_search", "indexer.ranges"): "range checks and top-k merging of sparse hits",
+    ("searcher.sparse_search", "indexer.sparse"): "BM25 statistics over the live rows",
+    # the composition root: the gateway process picks and wires its searchers
+    ("gateway.server", "searcher.service"): "run() wires the in-process searcher (local)",
+    ("gateway.server", "searcher.remote"): "run() wires the searcher processes' client (remote)",
+    ("gateway.server", "searcher.directory"): "run() wires the directory of searcher processes",
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, at module level) of every import in the file, relative ones resolved."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = top and not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import):
+                out.extend((a.name, top) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")[: len(package.split(".")) - child.level + 1]
+                    target = ".".join([*base, child.module] if child.module else base)
+                else:
+                    target = child.module or ""
+                out.append((target, top))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text(), str(path)), True)
+    return out
+
+
+def violations() -> dict[tuple[str, str], str]:
+    """(importing module, imported module) -> the rule it breaks."""
+    found: dict[tuple[str, str], str] = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            importer = module_name(path)
+            for target, top in imports(path):
+                other = target.split(".")[0]
+                if other not in PACKAGES or other == package:
+                    continue
+                if package == "schemas":
+                    found[(importer, target)] = "schemas/ imports nothing of ours"
+                elif package == "walvus" and top and other in STAGES:
+                    found[(importer, target)] = "walvus/ imports no stage at module level"
+                elif package in STAGES and other in STAGES:
+                    found[(importer, target)] = "a stage imports no other stage"
+    return found
+
+
+def test_every_module_keeps_the_layering_rules() -> None:
+    broken = {k: rule for k, rule in violations().items() if k not in ALLOWED}
+    assert not broken, "\n".join(f"{a} imports {b}: {rule}" for (a, b), rule in sorted(broken.items()))
+
+
+def test_every_allowed_exception_is_still_needed() -> None:
+    stale = set(ALLOWED) - set(violations())
+    assert not stale, f"no longer imported, remove from ALLOWED: {sorted(stale)}"
+
+
+def test_the_checker_resolves_relative_imports_and_sees_function_level_ones() -> None:
+    assert ("schemas.filters.compiler", True) in imports(ROOT / "schemas" / "filters" / "__init__.py")
+    assert ("gateway.server", False) in imports(ROOT / "walvus" / "cli.py")  # inside ``main``
