@@ -6,7 +6,8 @@ One deployment (broker, streams, indexer, a gateway with ``WALVUS_SEARCHERS=remo
 2-shard collection (IVF_FLAT, L2) of ``--rows`` random vectors, flushed and indexed. Then:
 
 1. one fresh ``walvus searcher`` loads it (both shards): its resident memory (VmRSS);
-2. it stops, and two fresh searchers start: Kafka's group gives each one shard; their RSS summed.
+2. the collection is released, that searcher stops, two fresh searchers join their group, and the
+   collection is loaded again: Kafka's group gives each one shard; their RSS summed.
 
 Also the RSS of an idle searcher (no collection): the fixed cost of a process, which the two
 searchers pay twice. Results: ``bench/results/searchers.json`` and a table on the terminal.
@@ -98,15 +99,20 @@ def main() -> None:
             client.flush(NAME)
             wait_loaded(client, args.rows)
             _wait_indexed(client)
+        client.release_collection(NAME)
         stop_processes([idle])  # it served the load; the measurements use fresh processes
 
         one = start_searcher(root, "searcher-one")
+        time.sleep(8)  # in its group before the load
+        client.load_collection(NAME)
         wait_loaded(client, args.rows)
         one_rss = settle([one.pid], 20)[0]
+        client.release_collection(NAME)
         stop_processes([one])
 
         two = [start_searcher(root, f"searcher-{k}") for k in ("a", "b")]
-        time.sleep(8)  # both join before the collection is assigned, else one takes both shards first
+        time.sleep(8)  # both in the group before the load: each is assigned one shard from the start
+        client.load_collection(NAME)
         wait_loaded(client, args.rows)
         two_rss = settle([p.pid for p in two], 20)
         stop_processes(two)

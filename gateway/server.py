@@ -272,6 +272,7 @@ def run(bootstrap: str) -> None:
 
         directory = SearcherDirectory(walvus.kafka.conf, walvus.ns)
         searcher = RemoteSearcher(walvus.catalog, directory, walvus.ns, settings.searcher_retry_seconds)
+        searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
     else:
         searcher = SearcherService.from_settings(bootstrap, walvus)
         # with several processes behind one port, a client's next call may land on a process that

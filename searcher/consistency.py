@@ -61,7 +61,7 @@ class ReadBarrier:
             level = ConsistencyLevel.STRONG
         pinned = pinned_ts(consistency)
         if level != ConsistencyLevel.STRONG or pinned is not None:
-            self._barrier(coll, level)
+            self._barrier(coll, level, consistency.wait_for)
             return run(coll.snapshot(pinned))
         topic = wal_topic(self.ns, coll.info.collection_id)
         pending = self.ends.request(topic, coll.info.shards_num)
@@ -73,7 +73,9 @@ class ReadBarrier:
         self._wait(coll, {s: end - 1 for s, end in enumerate(pending.result())})
         return run(coll.snapshot())
 
-    def _barrier(self, coll: LoadedCollection, level: ConsistencyLevel) -> None:
+    def _barrier(
+        self, coll: LoadedCollection, level: ConsistencyLevel, wait_for: tuple[tuple[int, int], ...] = ()
+    ) -> None:
         cid = coll.info.collection_id
         if level == ConsistencyLevel.EVENTUALLY:
             return
@@ -86,6 +88,8 @@ class ReadBarrier:
         else:
             with self._lock:
                 target = dict(self._local_writes.get(cid, {}))
+            for s, off in wait_for:  # the writes of the gateway that sent the read
+                target[s] = max(target.get(s, -1), off)
         self._wait(coll, target)
 
     def _within_bound(self, topic: str) -> bool:

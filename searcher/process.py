@@ -26,7 +26,8 @@ def run(bootstrap: str) -> None:
     settings = SearcherSettings()
     walvus = Walvus.connect(bootstrap)
     svc = SearcherService(walvus.kafka, walvus.catalog, walvus.store, walvus.ns, settings)
-    svc.session_is_local = False  # a client's writes went through a gateway: Session takes Strong's barrier
+    # a client's writes went through a gateway, which sends their positions with each Session or
+    # Bounded read (``Consistency.wait_for``)
     server = serve(svc, settings.searcher_host, settings.searcher_port)
     address = f"{settings.searcher_advertised_host or settings.searcher_host}:{server.port}"
     group = group_id(walvus.ns, settings.searcher_replica_group)

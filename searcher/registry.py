@@ -9,10 +9,14 @@ when the group moves shards. The WAL tail hands it records (``apply``) and posit
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, PartitionNotFound
@@ -25,6 +29,18 @@ from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
+ASSIGNMENT_SETTLE_SECONDS = 1.0
+
+
+def release_memory() -> None:
+    """Hand memory freed by a dropped copy back to the system (Arrow's pool, then glibc's
+    malloc, which FAISS uses), so a searcher that gave shards away is seen to shrink."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 class Registry:
@@ -51,6 +67,8 @@ class Registry:
         # a ``walvus searcher`` holds the shards its consumer group assigns (topic -> shards);
         # None: every shard of every loaded collection (the searcher inside the gateway)
         self._assignment: Assignment | None = None
+        self._pending_assignment: Assignment | None = None
+        self._settle: threading.Timer | None = None
         self._ownership: Any = None
         self.replica_group = 0
 
@@ -75,7 +93,22 @@ class Registry:
         return {wal_topic(self.ns, i.collection_id) for i in self.catalog.collections() if self._serves(i)}
 
     def on_assignment(self, assignment: Assignment) -> None:
-        """The group moved shards: load the copies that change, drop the ones left with none."""
+        """The group moved shards: once it has been still for ``ASSIGNMENT_SETTLE_SECONDS``, load
+        the copies that change and drop the ones left with none. (Searchers join a group one
+        after another: without the wait the first would load every shard, then give half away.)"""
+        with self._lock:
+            self._pending_assignment = assignment
+            if self._settle is not None:
+                self._settle.cancel()
+            self._settle = threading.Timer(ASSIGNMENT_SETTLE_SECONDS, self._settled)
+            self._settle.daemon = True
+            self._settle.start()
+
+    def _settled(self) -> None:
+        with self._lock:
+            assignment, self._settle = self._pending_assignment, None
+        if assignment is None:
+            return
         self._assignment = assignment
         for info in self.catalog.collections():
             if self._serves(info):
@@ -147,11 +180,15 @@ class Registry:
                 self._loading.pop(info.collection_id, None)
             return
         with self._lock:
+            earlier = self._loaded.get(info.collection_id)
             self._loaded[info.collection_id] = coll
             self._by_topic[topic] = coll
             self._loading.pop(info.collection_id, None)
         self.tail.unassign(topic)  # the shards an earlier copy held
         self.tail.assign(topic, starts)
+        if earlier is not None:
+            del earlier
+            release_memory()
         log.info(
             "loaded collection=%s rows=%s shards=%s",
             info.name,
@@ -190,6 +227,8 @@ class Registry:
             self._by_topic.pop(topic, None)
         if coll is not None:
             self._consumed.forget(coll.info.qualified)
+            del coll
+            release_memory()
 
     def loading_progress(self, collection: str) -> int:
         info = self.catalog.require(collection)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,14 @@ from schemas.topics import wal_topic
 from searcher.directory import DownList, Layout, SearcherDirectory
 from searcher.merge import merge_hits, merge_rows, shard_query, sum_bm25
 from searcher.wire import decode_error, decode_hits, encode_query, encode_search, metric_of, shards_of
-from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
+from walvus.searcher import (
+    CompactionStatus,
+    Consistency,
+    ConsistencyLevel,
+    Hits,
+    QueryRequest,
+    SearchRequest,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +64,11 @@ class RemoteSearcher:
         self.ns = namespace
         self.retry_seconds = retry_seconds
         self.down = DownList()
-        self.session_is_local = False  # every read's barrier runs in the searchers
+        # False when a client's writes may have gone through another gateway process on the same
+        # port: Session reads then take Strong's barrier (as the searcher inside a gateway does)
+        self.session_is_local = True
+        self._writes: dict[int, dict[int, int]] = {}  # collection id -> shard -> last WAL offset written here
+        self._writes_lock = threading.Lock()
         self._clients: dict[str, flight.FlightClient] = {}
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="scatter")
         self._turn = itertools.count()
@@ -146,7 +158,9 @@ class RemoteSearcher:
     # Searcher ----------------------------------------------------------------------------------
     def search(self, req: SearchRequest) -> list[Hits]:
         info = self._info(req.collection, req.collection_id)
-        req = replace(req, collection_id=info.collection_id)
+        req = replace(
+            req, collection_id=info.collection_id, consistency=self._consistency(info, req.consistency)
+        )
         if info.shards_num > 1 and _is_bm25(info, req):
             counts = self._scatter(info, lambda a, s: self._bm25(a, replace(req, shards=s)))
             req = replace(req, bm25_stats=sum_bm25(counts))
@@ -165,7 +179,9 @@ class RemoteSearcher:
 
     def query(self, req: QueryRequest) -> pa.Table:
         info = self._info(req.collection, req.collection_id)
-        req = replace(req, collection_id=info.collection_id)
+        req = replace(
+            req, collection_id=info.collection_id, consistency=self._consistency(info, req.consistency)
+        )
         sub = shard_query(req)
 
         def one(address: str, shards: frozenset[int]) -> tuple[pa.Table, frozenset[int]]:
@@ -234,7 +250,20 @@ class RemoteSearcher:
         return info is not None and info.loaded and self.loading_progress(collection) >= 100
 
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:
-        """Session reads take Strong's barrier in the searchers (they did not see this write)."""
+        """This gateway's writes: Session and Bounded reads ask the searchers to wait for them."""
+        with self._writes_lock:
+            known = self._writes.setdefault(collection_id, {})
+            for s, off in positions.items():
+                known[s] = max(known.get(s, -1), off)
+
+    def _consistency(self, info: CollectionInfo, c: Consistency) -> Consistency:
+        if c.level == ConsistencyLevel.SESSION and not self.session_is_local:
+            return replace(c, level=ConsistencyLevel.STRONG)
+        if c.level in (ConsistencyLevel.SESSION, ConsistencyLevel.BOUNDED):
+            with self._writes_lock:
+                mine = self._writes.get(info.collection_id, {})
+                return replace(c, wait_for=tuple(sorted(mine.items())))
+        return c
 
     def stats(self, collection: str) -> dict[str, Any]:
         info = self.catalog.require(collection)

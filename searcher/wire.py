@@ -66,7 +66,8 @@ def _plain(req: Any, skip: set[str]) -> dict[str, Any]:
 
 
 def _consistency(d: dict[str, Any]) -> Consistency:
-    return Consistency(ConsistencyLevel(d["level"]), int(d["guarantee_ts"]), bool(d["snapshot"]))
+    wait_for = tuple((int(s), int(o)) for s, o in d.get("wait_for", ()))
+    return Consistency(ConsistencyLevel(d["level"]), int(d["guarantee_ts"]), bool(d["snapshot"]), wait_for)
 
 
 def encode_search(req: SearchRequest) -> bytes:

@@ -30,6 +30,9 @@ class Consistency:
         0  # pymilvus: Strong 0 (server picks now), Eventually 1, Bounded 2, Session = last write ts
     )
     snapshot: bool = False  # read the rows live at guarantee_ts (iterator pages after the first)
+    # (shard, WAL offset) pairs a Session or Bounded read waits for besides the searcher's own
+    # writes: a gateway's writes, when its searchers run apart (``searcher.remote``)
+    wait_for: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
