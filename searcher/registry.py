@@ -29,7 +29,7 @@ from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 
 log = logging.getLogger(__name__)
-ASSIGNMENT_SETTLE_SECONDS = 1.0
+ASSIGNMENT_SETTLE_SECONDS = 3.0  # a heartbeat (1 s) plus a rebalance of the group
 
 
 def release_memory() -> None:
@@ -186,9 +186,8 @@ class Registry:
             self._loading.pop(info.collection_id, None)
         self.tail.unassign(topic)  # the shards an earlier copy held
         self.tail.assign(topic, starts)
-        if earlier is not None:
-            del earlier
-            release_memory()
+        del earlier
+        release_memory()  # what reading the copy (and the copy it replaces) took and let go
         log.info(
             "loaded collection=%s rows=%s shards=%s",
             info.name,
