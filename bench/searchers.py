@@ -26,6 +26,7 @@ import numpy as np
 from pymilvus import DataType, MilvusClient
 
 from bench.harness import console, local_deployment, print_table, save
+from bench.peers import _connect_retry
 from walvus.processes import stop_processes
 
 NAME = "rss"
@@ -81,7 +82,7 @@ def main() -> None:
     with local_deployment(("streams", "indexer", "gateway"), **env) as settings:
         root = Path(settings["WALVUS_DATA_DIR"]).parent
         idle = start_searcher(root, "searcher-idle")
-        client = _connect(f"http://127.0.0.1:{settings['WALVUS_PORT']}")
+        client = _connect_retry(f"http://127.0.0.1:{settings['WALVUS_PORT']}", 120)
         time.sleep(10)  # imported and in its groups
         idle_rss = settle([idle.pid])[0]
         schema = client.create_schema(auto_id=False)
@@ -145,17 +146,6 @@ def main() -> None:
         },
     )
     console.print(f"saved {path}")
-
-
-def _connect(uri: str) -> MilvusClient:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            return MilvusClient(uri)
-        except Exception:  # noqa: BLE001 - the gateway is still starting
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _wait_indexed(client: MilvusClient, timeout: float = 900) -> None:

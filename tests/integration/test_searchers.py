@@ -273,32 +273,14 @@ def _groups(dep) -> dict:
 def test_bm25_over_two_searchers_scores_as_one(remote):
     """Each searcher holds one shard; the gateway sums the shards' statistics first, so scores
     equal an in-test BM25 over every document."""
-    from pymilvus import Function, FunctionType
-
-    from tests.integration.test_sparse_bm25 import DOCS, _bm25
+    from tests.integration.test_sparse_bm25 import DOCS, _bm25, _bm25_collection
 
     dep = remote
     _searcher(dep, "searcher-a")
     _searcher(dep, "searcher-b")
     dep.start("gateway")
     client = MilvusClient(dep.uri)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("text", DataType.VARCHAR, max_length=1000, enable_analyzer=True)
-    schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-    schema.add_function(
-        Function(
-            name="bm25",
-            function_type=FunctionType.BM25,
-            input_field_names=["text"],
-            output_field_names=["sparse"],
-        )
-    )
-    idx = client.prepare_index_params()
-    idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_collection(
-        "docs", schema=schema, index_params=idx, consistency_level="Strong", num_shards=2
-    )
+    _bm25_collection(client, "docs", shards=2)
     client.insert("docs", [{"id": i, "text": t} for i, t in DOCS.items()])
     _wait(lambda: len(_owners(dep)) == 2 and all(len(o) == 1 for o in _owners(dep).values()), what="2 owners")
     docs = dict(DOCS)

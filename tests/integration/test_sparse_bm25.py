@@ -154,7 +154,9 @@ def _bm25(docs: dict[int, str], query: str, k1: float = 1.2, b: float = 0.75) ->
     return out
 
 
-def _bm25_collection(client: MilvusClient, name: str, analyzer: dict | None = None, **params) -> None:
+def _bm25_collection(
+    client: MilvusClient, name: str, analyzer: dict | None = None, shards: int = 1, **params
+) -> None:
     schema = client.create_schema(auto_id=False)
     schema.add_field("id", DataType.INT64, is_primary=True)
     kw = {"analyzer_params": analyzer} if analyzer else {}
@@ -170,7 +172,9 @@ def _bm25_collection(client: MilvusClient, name: str, analyzer: dict | None = No
     )
     idx = client.prepare_index_params()
     idx.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
-    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    client.create_collection(
+        name, schema=schema, index_params=idx, consistency_level="Strong", num_shards=shards
+    )
 
 
 DOCS = {
