@@ -8,9 +8,6 @@ concatenated over the queries, output fields as column-wise FieldData.
 from __future__ import annotations
 
 import logging
-import threading
-import uuid
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -46,12 +43,12 @@ from gateway.params import (
     vector_field,
 )
 from gateway.ranker import Ranker
+from gateway.search_iterator import SearchPages
 from gateway.sparse_query import sparse_queries
 from gateway.zones import request_zone
 from schemas.catalog import CollectionInfo
 from schemas.collection import FieldSchema
 from schemas.exceptions import InvalidArgument, LimitExceeded
-from schemas.index_spec import is_similarity
 from schemas.sparse import SparseQueries
 from schemas.timestamptz import parse_time_fields
 from schemas.types import DataType
@@ -69,15 +66,13 @@ _NOT_SEARCH_PARAMS = (
     "anns_field",
     "limit",
 )
-_MAX_ITERATORS = 4096
 
 
 class SearchRpcs:
     def __init__(self, walvus: Any, searcher: Searcher) -> None:
         self.w = walvus
         self.searcher = searcher
-        self._iterators: OrderedDict[str, tuple[float, frozenset]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.pages = SearchPages(searcher)
 
     # plain search ---------------------------------------------------------------------------
     def search(self, req: milvus_pb2.SearchRequest) -> milvus_pb2.SearchResults:
@@ -308,59 +303,8 @@ class SearchRpcs:
     def _iterate(
         self, info: CollectionInfo, s: SearchRequest, kv: dict[str, str], plan: OutputPlan
     ) -> milvus_pb2.SearchResults:
-        """One page of a search iterator: results strictly after the last page's bound.
-
-        The bound becomes a ``range_filter``; hits tied with it that the previous page
-        already returned are remembered under the iterator's token and skipped.
-        """
-        if len(s.queries) != 1:
-            raise InvalidArgument("search_iterator_v2 supports only one query vector")
-        token = kv.get("search_iter_id") or uuid.uuid4().hex
-        batch = as_int(kv, "search_iter_batch_size", s.limit)
-        field = info.schema.field(s.anns_field or "")
-        metric = s.metric or (
-            "HAMMING" if field is not None and field.dtype == DataType.BINARY_VECTOR else "COSINE"
-        )
-        larger = is_similarity(metric)
-        bound_raw = kv.get("search_iter_last_bound")
-        seen: frozenset = frozenset()
-        if bound_raw:
-            bound = float(np.float32(float(bound_raw)))
-            with self._lock:
-                state = self._iterators.get(token)
-            if state is not None and state[0] == bound:
-                seen = state[1]
-            params = dict(s.params)
-            user = params.get("range_filter")
-            params["range_filter"] = bound if user is None else (min if larger else max)(float(user), bound)
-            params.setdefault("radius", float("-inf") if larger else float("inf"))
-            s = replace(s, params=params, limit=batch + len(seen), offset=0)
-        else:  # a range search too (everything in range), so that every page computes distances
-            # with the same kernel: a top-k kernel can differ by an ulp, and a row at the first
-            # page's bound would fall between the pages
-            params = dict(s.params)
-            params.setdefault("radius", float("-inf") if larger else float("inf"))
-            s = replace(s, params=params, limit=batch, offset=0)
-        hit = self.searcher.search(s)[0]
-        ids = hit.ids.tolist() if isinstance(hit.ids, np.ndarray) else list(hit.ids)
-        dist = np.asarray(hit.distances, dtype=np.float32)
-        keep = np.array([k not in seen for k in ids], dtype=bool) if seen else np.ones(len(ids), dtype=bool)
-        idx = np.flatnonzero(keep)[:batch]
-        fields = hit.fields.take(pa.array(idx, type=pa.int64())) if hit.fields.num_columns else hit.fields
-        page = Hits([ids[i] for i in idx], dist[idx], fields)
-        if len(idx):
-            last = float(dist[idx[-1]])
-            tied = {page.ids[i] for i in np.flatnonzero(page.distances == dist[idx[-1]])}
-            if bound_raw and last == float(np.float32(float(bound_raw))):
-                tied |= seen
-        else:
-            last = float(np.float32(float(bound_raw))) if bound_raw else 0.0
-            tied = set(seen)
-        with self._lock:
-            self._iterators[token] = (last, frozenset(tied))
-            self._iterators.move_to_end(token)
-            while len(self._iterators) > _MAX_ITERATORS:
-                self._iterators.popitem(last=False)
+        """One page of a search iterator (``gateway.search_iterator``)."""
+        page, batch, token, last = self.pages.page(info, s, kv)
         results = self._results(info, [page], batch, plan)
         results.search_iterator_v2_results.token = token
         results.search_iterator_v2_results.last_bound = last
