@@ -15,6 +15,23 @@ from tests.integration.up_support import Up, gone
 from tests.procs import Deployment
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test that ran ``walvus up`` gets the tails of its processes' logs in its report:
+    CI keeps nothing else of a deployment that died."""
+    outcome = yield
+    report = outcome.get_result()
+    ups = getattr(item, "funcargs", {}).get("ups")
+    if report.when != "call" or not report.failed or not ups:
+        return
+    for n, up in enumerate(ups, 1):
+        for log_file in [up.log, *sorted((up.data_dir / "logs").glob("*.log"))]:
+            if not log_file.exists():
+                continue
+            lines = log_file.read_text(errors="replace").splitlines()[-40:]
+            report.sections.append((f"walvus up #{n}: {log_file.name} (last 40 lines)", "\n".join(lines)))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A broker for the whole session. A missing broker fails the tests; it never skips them."""

@@ -19,7 +19,7 @@ import pytest
 from deltalake import DeltaTable
 from pymilvus import MilvusClient, MilvusException
 
-from tests.integration.up_support import Up, gone, up_env, wait_port
+from tests.integration.up_support import Up, gone, up_env, wait_port, wait_serving
 from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ class Writer(threading.Thread):
         self.batches = 0
 
     def run(self) -> None:
-        client = MilvusClient(self.uri, timeout=30)
+        client = MilvusClient(self.uri, timeout=30, dedicated=True)
         rng = np.random.default_rng(5)
         nxt = 0
         while not self.stop.is_set():
@@ -73,6 +73,7 @@ def _start(tmp_path: Path, env: dict[str, str], n: int) -> tuple[Up, str]:
     up = Up(tmp_path / "data", env, tmp_path / f"up{n}.log")
     uri = up.wait_up()
     wait_port(int(env["WALVUS_PORT"]), up.proc)
+    wait_serving(uri, up.proc)
     return up, uri
 
 
@@ -81,7 +82,7 @@ def _broker_pid(data_dir: Path) -> int:
 
 
 def _check_exactly_once(uri: str, name: str, writer: Writer, tables: Path) -> None:
-    client = MilvusClient(uri, timeout=120)
+    client = MilvusClient(uri, timeout=120, dedicated=True)  # not a channel left from before a kill
     try:
         client.flush(name)
         attempted = set(writer.acked) | set(writer.failed)
@@ -179,7 +180,8 @@ def test_kill_9_of_the_whole_deployment_during_writes_loses_and_duplicates_nothi
         assert time.monotonic() < deadline, "a process survived kill -9"
         time.sleep(0.1)
     writer.stop.set()
-    writer.join(60)
+    writer.join(120)
+    assert not writer.is_alive(), "the writer is still waiting on the killed deployment"
     assert writer.acked, "nothing was acknowledged before the kill"
 
     second, uri2 = _start(tmp_path, env, 2)

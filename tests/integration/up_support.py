@@ -47,6 +47,7 @@ class Up:
 
     def __init__(self, data_dir: Path, env: dict[str, str], log: Path) -> None:
         self.data_dir = data_dir
+        self.log = log
         self.pids: list[int] = []
         with open(log, "ab") as err:
             self.proc = subprocess.Popen(
@@ -83,6 +84,27 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"nothing answers on port {port}")
+
+
+def wait_serving(uri: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the gateway at ``uri`` answers an RPC. An open port is not enough: on a port in the
+    ephemeral range a connect can meet itself (TCP simultaneous open) while nothing listens."""
+    from pymilvus import MilvusClient, MilvusException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, "walvus up exited"
+        try:
+            client = MilvusClient(uri, timeout=10, dedicated=True)
+            try:
+                client.list_collections()
+                return
+            finally:
+                client.close()
+        except MilvusException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def survivors(pids: list[int], timeout: float = 60) -> list[int]:
