@@ -19,3 +19,15 @@ def free_port() -> int:
             _given.add(port)
             return port
     raise RuntimeError("no fresh free port after 100 tries")
+
+
+def listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts connections on ``port``. A connect to a port of the ephemeral range can
+    meet itself (TCP simultaneous open: the kernel picked the same port as the source) while
+    nothing listens; such a connection does not count."""
+    try:
+        sock = socket.create_connection((host, port), timeout=1)
+    except OSError:
+        return False
+    with sock:
+        return sock.getsockname() != sock.getpeername()

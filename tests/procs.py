@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.ports import free_port
+from tests.ports import free_port, listening
 
 SEARCHERS = ("searcher-a", "searcher-b")
 REMOTE_ENV = {"WALVUS_SEARCHERS": "remote", "WALVUS_SEARCHER_SESSION_TIMEOUT_MS": "6000"}
@@ -87,11 +86,9 @@ class Deployment:
             proc = self.procs["gateway"]
             if proc.poll() is not None:
                 raise RuntimeError(f"gateway exited rc={proc.returncode}:\n{self.log_tail('gateway')}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            if listening(self.port):
                 return
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         raise TimeoutError(f"gateway did not answer in {timeout}s:\n{self.log_tail('gateway')}")
 
     def kill(self, name: str) -> None:

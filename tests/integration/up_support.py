@@ -11,7 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.ports import free_port
+from tests.ports import free_port, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,11 +78,9 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "walvus up exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        if listening(port):
             return
-        except OSError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     raise TimeoutError(f"nothing answers on port {port}")
 
 
