@@ -1,8 +1,9 @@
 """The ``walvus searcher`` RPC server: Arrow Flight in front of a ``SearcherService``.
 
 Why Flight: answers are Arrow tables already (rows, vectors, JSON), and Flight sends them as Arrow
-IPC over gRPC without re-encoding; a request is one ticket (``searcher.wire``). ``do_get`` answers
-searches and queries; ``do_action`` answers the small calls (what is held, stats, BM25 statistics,
+IPC over gRPC without re-encoding; a request is one ticket (``searcher.wire``). Gateways send
+searches and queries on open ``do_exchange`` streams (``searcher.channel``); ``do_get`` answers
+one read on a stream of its own; ``do_action`` answers the small calls (what is held, stats, BM25 statistics,
 compaction states). A collection or shard not held here is not an error: the answer says which
 shards it covers, and the gateway asks another searcher for the rest.
 """
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from schemas.exceptions import CollectionNotFound, CollectionNotLoaded, WalvusError
+from searcher.channel import answer_message, error_message
 from searcher.wire import decode_request, encode_error, encode_hits, encode_table
 from walvus.searcher import SearchRequest
 
@@ -28,24 +30,49 @@ class SearcherFlight(flight.FlightServerBase):
         super().__init__(location)
         self.svc = service
 
-    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+    def _answer(self, ticket: bytes) -> pa.Table:
+        req = decode_request(ticket)
+        if isinstance(req, SearchRequest):
+            try:
+                hits, served, metric = self.svc.served_search(req)
+            except CollectionNotLoaded:
+                hits, served, metric = [], frozenset(), ""
+            return encode_hits(hits, served, metric)
         try:
-            req = decode_request(ticket.ticket)
-            if isinstance(req, SearchRequest):
-                try:
-                    hits, served, metric = self.svc.served_search(req)
-                except CollectionNotLoaded:
-                    hits, served, metric = [], frozenset(), ""
-                table = encode_hits(hits, served, metric)
-            else:
-                try:
-                    rows, served = self.svc.served_query(req)
-                except CollectionNotLoaded:
-                    rows, served = pa.table({}), frozenset()
-                table = encode_table(rows, served)
+            rows, served = self.svc.served_query(req)
+        except CollectionNotLoaded:
+            rows, served = pa.table({}), frozenset()
+        return encode_table(rows, served)
+
+    def do_exchange(
+        self,
+        context: Any,
+        descriptor: flight.FlightDescriptor,
+        reader: flight.MetadataRecordBatchReader,
+        writer: flight.MetadataRecordBatchWriter,
+    ) -> None:
+        """A gateway's open stream of reads (``searcher.channel``): one answer per request, in order,
+        until the gateway closes it. A failed read is answered with its error; the stream goes on."""
+        while True:
+            try:
+                ticket = reader.read_chunk().app_metadata
+            except StopIteration:
+                return
+            if ticket is None:
+                continue
+            try:
+                message = answer_message(self._answer(ticket.to_pybytes()))
+            except Exception as exc:
+                _log_unexpected(exc)
+                message = error_message(exc)
+            writer.write_metadata(message)
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+        """One read on a stream of its own (any Flight client can ask this way)."""
+        try:
+            return flight.RecordBatchStream(self._answer(ticket.ticket))
         except Exception as exc:
             raise _flight_error(exc) from None
-        return flight.RecordBatchStream(table)
 
     def do_action(self, context: Any, action: flight.Action) -> Any:
         try:
@@ -81,9 +108,13 @@ class SearcherFlight(flight.FlightServerBase):
         raise WalvusError(f"unknown searcher action {kind!r}")
 
 
-def _flight_error(exc: Exception) -> flight.FlightError:
+def _log_unexpected(exc: Exception) -> None:
     if not isinstance(exc, WalvusError | TimeoutError):
-        log.exception("searcher request failed")
+        log.error("searcher request failed", exc_info=exc)
+
+
+def _flight_error(exc: Exception) -> flight.FlightError:
+    _log_unexpected(exc)
     return flight.FlightServerError(encode_error(exc))
 
 

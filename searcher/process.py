@@ -9,15 +9,27 @@ SIGTERM leaves the group first, so the shards move to the other searchers at onc
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
-from searcher.flight import serve
+from searcher.flight import SearcherFlight, serve
 from searcher.ownership import ShardOwnership, group_id, presence_topic
 from searcher.service import SearcherService
 from walvus.processes import on_stop_signal
 from walvus.settings import SearcherSettings
 
 log = logging.getLogger(__name__)
+
+
+SHUTDOWN_SECONDS = 10.0  # gateways close idle streams within a few seconds
+
+
+def _shutdown(server: SearcherFlight, timeout: float) -> bool:
+    """Flight's shutdown waits for every open call; True when they all ended within ``timeout``."""
+    done = threading.Thread(target=server.shutdown, name="flight-shutdown", daemon=True)
+    done.start()
+    done.join(timeout)
+    return not done.is_alive()
 
 
 def run(bootstrap: str) -> None:
@@ -52,9 +64,13 @@ def run(bootstrap: str) -> None:
     finally:
         log.info("searcher stopping address=%s", address)
         ownership.stop()
-        server.shutdown()
+        stopped = _shutdown(server, timeout=SHUTDOWN_SECONDS)
         svc.close()
         walvus.close()
+        if not stopped:  # a gateway kept a stream open: exit anyway (its reads go to another searcher)
+            log.warning("searcher stopped with reads still open address=%s", address)
+            logging.shutdown()
+            os._exit(0)
 
 
 __all__ = ["run"]

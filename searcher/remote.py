@@ -27,6 +27,7 @@ import pyarrow.flight as flight
 from schemas.catalog import CollectionInfo
 from schemas.exceptions import CollectionNotLoaded, WalvusError
 from schemas.topics import wal_topic
+from searcher.channel import SearcherChannel
 from searcher.directory import DownList, Layout, SearcherDirectory
 from searcher.merge import merge_hits, merge_rows, shard_query, sum_bm25
 from searcher.wire import decode_error, decode_hits, encode_query, encode_search, metric_of, shards_of
@@ -41,6 +42,7 @@ from walvus.searcher import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+STREAM_IDLE_SECONDS = 2.0
 _GONE = (flight.FlightUnavailableError, flight.FlightTimedOutError, flight.FlightCancelledError, OSError)
 
 
@@ -69,29 +71,41 @@ class RemoteSearcher:
         self.session_is_local = True
         self._writes: dict[int, dict[int, int]] = {}  # collection id -> shard -> last WAL offset written here
         self._writes_lock = threading.Lock()
-        self._clients: dict[str, flight.FlightClient] = {}
+        self._channels: dict[str, SearcherChannel] = {}
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="scatter")
         self._turn = itertools.count()
+        self._closed = threading.Event()
+        threading.Thread(target=self._close_idle_streams, name="searcher-streams", daemon=True).start()
 
     def close(self) -> None:
+        self._closed.set()
         self.directory.stop()
         self._pool.shutdown(wait=False)
-        for c in self._clients.values():
+        for c in self._channels.values():
             c.close()
 
     # the calls ---------------------------------------------------------------------------------
-    def _client(self, address: str) -> flight.FlightClient:
-        c = self._clients.get(address)
+    def _channel(self, address: str) -> SearcherChannel:
+        c = self._channels.get(address)
         if c is None:
-            c = self._clients[address] = flight.FlightClient(f"grpc://{address}")
+            with self._writes_lock:
+                c = self._channels.get(address) or self._channels.setdefault(
+                    address, SearcherChannel(address)
+                )
         return c
 
+    def _close_idle_streams(self) -> None:
+        """A searcher's SIGTERM waits for the streams open to it: idle ones do not stay open long."""
+        while not self._closed.wait(1.0):
+            for c in list(self._channels.values()):
+                c.close_idle(STREAM_IDLE_SECONDS)
+
     def _get(self, address: str, ticket: bytes) -> pa.Table:
-        return self._client(address).do_get(flight.Ticket(ticket)).read_all()
+        return self._channel(address).call(ticket)
 
     def _action(self, address: str, kind: str, body: bytes | dict = b"") -> Any:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        results = list(self._client(address).do_action(flight.Action(kind, raw)))
+        results = list(self._channel(address).client.do_action(flight.Action(kind, raw)))
         return json.loads(results[0].body.to_pybytes()) if results else None
 
     # where each shard is read ----------------------------------------------------------------------
