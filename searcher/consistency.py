@@ -40,9 +40,9 @@ class ReadBarrier:
         wal_tail: Any,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """``clock``: its monotonic time, against the tail's ``caught_up_at``, says whether a
-        Bounded read is within its staleness bound (the tail reads ``time.monotonic``, the
-        system clock's)."""
+        """``clock``: a Bounded read is within its staleness bound when its monotonic time is
+        close enough to the tail's ``caught_up_at``; ``WalTail`` reads the system clock, so a fake
+        clock goes with a fake tail."""
         self.ns = namespace
         self.clock = clock
         self.settings = settings
