@@ -8,7 +8,6 @@ is accepted (``CatalogView.get``). Every change is one catalog record (``AliasIn
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -16,12 +15,13 @@ from gateway.errors import OK
 from schemas.exceptions import AliasNotFound
 from walvus.catalog import CatalogView
 from walvus.databases import current_db
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 
 
 class AliasRpcs:
-    def __init__(self, walvus: Any) -> None:
+    def __init__(self, walvus: WriteApi) -> None:
         self.w = walvus
 
     @property

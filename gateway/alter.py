@@ -14,7 +14,6 @@ An index's ``mmap.enabled`` decides whether searchers memory-map its files (over
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -23,12 +22,15 @@ from gateway.schema_convert import parse_properties
 from schemas.catalog import CatalogEvent
 from schemas.exceptions import IndexNotFound, InvalidArgument
 from schemas.types import DataType
+from walvus.write_api import WriteApi
 
 MMAP_KEYS = ("mmap.enabled", "mmap_enabled")
 LIMITS = {"max_length": (1, 65_535), "max_capacity": (1, 4_096)}
 
 
-def alter_collection_field(walvus: Any, req: milvus_pb2.AlterCollectionFieldRequest) -> common_pb2.Status:
+def alter_collection_field(
+    walvus: WriteApi, req: milvus_pb2.AlterCollectionFieldRequest
+) -> common_pb2.Status:
     info = walvus.catalog.require(req.collection_name)
     field = info.schema.field(req.field_name)
     if field is None:
@@ -71,7 +73,7 @@ def alter_collection_field(walvus: Any, req: milvus_pb2.AlterCollectionFieldRequ
     return OK
 
 
-def alter_index(walvus: Any, req: milvus_pb2.AlterIndexRequest) -> common_pb2.Status:
+def alter_index(walvus: WriteApi, req: milvus_pb2.AlterIndexRequest) -> common_pb2.Status:
     """``alter_index_properties`` (``extra_params``) and ``drop_index_properties`` (``delete_keys``)."""
     info = walvus.catalog.require(req.collection_name)
     key = next((k for k, i in info.indexes.items() if i.index_name == req.index_name), None)

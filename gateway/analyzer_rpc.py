@@ -8,18 +8,17 @@ one name per text (none: ``default``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymilvus.grpc_gen import milvus_pb2
 
 from gateway.errors import OK, NotSupported
 from schemas.analyzer import TextAnalyzer, analyzer_for_field, build_analyzer, term_id
 from schemas.exceptions import InvalidArgument
 from schemas.multi_analyzer import multi_analyzer_for_field
+from walvus.write_api import WriteApi
 
 
 class AnalyzerRpcs:
-    def __init__(self, walvus: Any) -> None:
+    def __init__(self, walvus: WriteApi) -> None:
         self.w = walvus
 
     def run_analyzer(self, req: milvus_pb2.RunAnalyzerRequest) -> milvus_pb2.RunAnalyzerResponse:

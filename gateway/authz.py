@@ -17,12 +17,13 @@ from gateway.privileges import OPEN, RULES
 from schemas.exceptions import PermissionDenied
 from schemas.privileges import COLLECTION
 from walvus.rbac import RbacState
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 
 
 class Guard:
-    def __init__(self, walvus: Any) -> None:
+    def __init__(self, walvus: WriteApi) -> None:
         self.w = walvus
 
     @property

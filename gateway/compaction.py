@@ -13,20 +13,19 @@ compaction is what walvus's compaction does anyway (deletes are applied to the r
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
 from gateway.errors import OK, NotSupported
 from schemas.exceptions import InvalidArgument
 from walvus.searcher import Searcher
+from walvus.write_api import WriteApi
 
 EXECUTING = common_pb2.CompactionState.Executing
 COMPLETED = common_pb2.CompactionState.Completed
 
 
 class CompactionRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher) -> None:
         self.walvus = walvus
         self.searcher = searcher
 

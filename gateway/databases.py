@@ -20,6 +20,7 @@ from gateway.schema_convert import parse_properties
 from schemas.catalog import DEFAULT_DB
 from schemas.exceptions import DatabaseNotFound
 from schemas.timestamps import physical_ms
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 # RPCs whose db_name names the database they act on, not the one they work in (a v2 grant may
@@ -40,14 +41,14 @@ def request_database(method: str, request: Any, context: grpc.ServicerContext | 
     return DEFAULT_DB
 
 
-def require_database(walvus: Any, name: str) -> None:
+def require_database(walvus: WriteApi, name: str) -> None:
     """A request naming a database that does not exist fails as Milvus's does (code 800)."""
     if walvus.catalog.database(name) is None:
         raise DatabaseNotFound(name)
 
 
 class DatabaseRpcs:
-    def __init__(self, walvus: Any) -> None:
+    def __init__(self, walvus: WriteApi) -> None:
         self.w = walvus
 
     def list_databases(self, req: milvus_pb2.ListDatabasesRequest) -> milvus_pb2.ListDatabasesResponse:

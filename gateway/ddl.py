@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
@@ -36,6 +35,7 @@ from schemas.timestamptz import PROPERTY as TZ_PROPERTY
 from schemas.timestamptz import check_zone
 from walvus.databases import current_db
 from walvus.searcher import Consistency, ConsistencyLevel, QueryRequest, Searcher
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 TTL = TTL_PROPERTY
@@ -54,7 +54,7 @@ def check_loaded_partition(info: CollectionInfo, partition: str) -> bool:
 
 
 class CollectionRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher) -> None:
         self.w = walvus
         self.searcher = searcher
         self._described: dict[str, tuple[CollectionInfo, milvus_pb2.DescribeCollectionResponse]] = {}

@@ -25,6 +25,7 @@ from schemas.catalog import CollectionInfo
 from schemas.exceptions import InvalidArgument
 from schemas.types import DataType
 from walvus.searcher import Consistency, ConsistencyLevel, QueryRequest, Searcher
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def ids_message(info: CollectionInfo, keys: list[Any]) -> schema_pb2.IDs:
 
 
 class WriteRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher, filters: PkFilters) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher, filters: PkFilters) -> None:
         self.w = walvus
         self.searcher = searcher
         self.filters = filters

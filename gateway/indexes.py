@@ -26,6 +26,7 @@ from schemas.index_spec import IndexSpec
 from schemas.scalar_index import check_scalar_index, default_index_name, index_key
 from walvus.gpu import require_gpu
 from walvus.searcher import Searcher
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 # indexed, total, pending rows (and optionally the reason of failed builds)
@@ -56,7 +57,9 @@ def _build_params(extra: dict[str, str]) -> dict[str, Any]:
 
 
 class IndexRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher, index_progress: IndexProgress | None = None) -> None:
+    def __init__(
+        self, walvus: WriteApi, searcher: Searcher, index_progress: IndexProgress | None = None
+    ) -> None:
         self.w = walvus
         self.searcher = searcher
         self.progress = index_progress or no_progress

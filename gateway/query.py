@@ -37,6 +37,7 @@ from gateway.zones import request_zone
 from schemas.exceptions import InvalidArgument, LimitExceeded
 from schemas.timestamptz import parse_time_fields
 from walvus.searcher import QueryRequest, Searcher
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 ITERATOR_READ_AHEAD = 100  # a query-iterator page reads this many batches ahead...
@@ -44,7 +45,7 @@ ITERATOR_MAX_PAGE = 1000  # ...up to this many rows (never fewer than the batch 
 
 
 class QueryRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher, filters: PkFilters) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher, filters: PkFilters) -> None:
         self.w = walvus
         self.searcher = searcher
         self.filters = filters

@@ -53,6 +53,7 @@ from schemas.sparse import SparseQueries
 from schemas.timestamptz import parse_time_fields
 from schemas.types import DataType
 from walvus.searcher import Consistency, Hits, QueryRequest, Searcher, SearchRequest
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 _SCORES = schema_pb2.SearchResultData.DESCRIPTOR.fields_by_name["scores"].number
@@ -69,7 +70,7 @@ _NOT_SEARCH_PARAMS = (
 
 
 class SearchRpcs:
-    def __init__(self, walvus: Any, searcher: Searcher) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher) -> None:
         self.w = walvus
         self.searcher = searcher
         self.pages = SearchPages(searcher)

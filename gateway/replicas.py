@@ -30,6 +30,7 @@ from walvus.resource_groups import (
     config_of,
     dropped,
 )
+from walvus.write_api import WriteApi
 
 REPLICA_NOT_FOUND = 400  # Milvus's ErrReplicaNotFound
 
@@ -96,7 +97,7 @@ def node_id(address: str) -> int:
 
 
 class ReplicaRpcs:
-    def __init__(self, walvus: Any, address: str = "", searcher: Any = None) -> None:
+    def __init__(self, walvus: WriteApi, address: str = "", searcher: Any = None) -> None:
         self.w = walvus
         self.address = address
         self.searcher = searcher

@@ -35,6 +35,7 @@ from walvus.processes import die_with_parent, on_stop_signal, stop_processes
 from walvus.rbac_ddl import RbacDdl
 from walvus.searcher import Searcher
 from walvus.settings import GatewaySettings
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 SLACK_BYTES = 4 * 1024 * 1024
@@ -127,7 +128,7 @@ def _refusal(method: str) -> grpc.RpcMethodHandler:
 
 
 def serve(
-    walvus: Any,
+    walvus: WriteApi,
     searcher: Searcher,
     settings: GatewaySettings | None = None,
     *,

@@ -39,6 +39,7 @@ from gateway.snapshots import SnapshotRpcs
 from walvus.databases import using_db
 from walvus.rbac_ddl import RbacDdl
 from walvus.searcher import Searcher
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 SERVICE = milvus_pb2.DESCRIPTOR.services_by_name["MilvusService"]
@@ -54,7 +55,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
 
     def __init__(
         self,
-        walvus: Any,
+        walvus: WriteApi,
         searcher: Searcher,
         *,
         index_progress: IndexProgress | None = None,

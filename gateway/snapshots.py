@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from pymilvus.grpc_gen import common_pb2, milvus_pb2
 
@@ -20,12 +19,13 @@ from schemas.exceptions import InvalidArgument
 from schemas.snapshots import RestoreJob
 from walvus.restore import RestoreRunner
 from walvus.snapshots import require_book, take_snapshot
+from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = "default"
 
 
-def _check_db(walvus: Any, name: str) -> None:
+def _check_db(walvus: WriteApi, name: str) -> None:
     """Snapshots are of collections of the default database: another database is refused (code 800
     when it does not exist)."""
     if name in ("", DEFAULT_DB):
@@ -41,7 +41,7 @@ def _required(value: str, what: str) -> str:
 
 
 class SnapshotRpcs:
-    def __init__(self, walvus: Any) -> None:
+    def __init__(self, walvus: WriteApi) -> None:
         self.w = walvus
         self._runner: RestoreRunner | None = None
 

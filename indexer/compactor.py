@@ -27,6 +27,7 @@ from schemas.segments import CompactionRequested, SegmentsCompacted, decode_anno
 from schemas.timestamps import HybridClock
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
+from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.log import KafkaLog, LogMessage, drain
 from walvus.once_log import OnceLog
 from walvus.storage import DELETES, ROWS, SegmentStore
@@ -58,15 +59,18 @@ class Compactor:
         check_seconds: float = 60.0,
         on_compacted: Callable[[], None] = lambda: None,
         keep: Callable[[int], bool] = lambda collection_id: False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``keep``: collection id -> a snapshot pins its tables, so the files old versions need
-        are not vacuumed (time travel to the pinned version must find them)."""
+        are not vacuumed (time travel to the pinned version must find them). ``clock``: its wall
+        time says which rows a collection's TTL expired, to remove from disk."""
         self.kafka, self.catalog, self.store, self.ns = kafka, catalog, store, namespace
         self.policy = policy or CompactionPolicy()
         self.check_seconds = check_seconds
         self.on_compacted = on_compacted
         self.keep = keep
-        self.clock = HybridClock()
+        self.wall_clock = clock
+        self.clock = HybridClock()  # compaction ids
         self.compactions = 0
         self._stop = threading.Event()
         self._failing = OnceLog(log)
@@ -191,6 +195,7 @@ class Compactor:
                 force=force,
                 target_bytes=target_bytes,
                 vacuum=not self.keep(info.collection_id),
+                now_ms=now_ms(self.wall_clock),
             )
         except Exception as exc:
             COMPACTION_FAILURES.labels(info.name).inc()

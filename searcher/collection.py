@@ -34,6 +34,7 @@ from searcher.compacted import CompactionSwaps, PreparedCompaction
 from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remaining, seal_filter, take_over
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
+from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.exceptions import StorageError
 from walvus.index_store import failure_file, index_file
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
@@ -70,6 +71,7 @@ class LoadedCollection:
     # the shards this searcher holds (None: all of them); a ``walvus searcher`` process holds the
     # ones its consumer group assigned to it (``searcher.ownership``)
     owned: frozenset[int] | None = None
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False)  # its wall time says which rows TTL expired
 
     def __post_init__(self) -> None:
         self.interim = GrowingIndexes(self.interim_settings)
@@ -399,8 +401,8 @@ class LoadedCollection:
             self.compactions.pinned_read()
         ttl = self.info.ttl_seconds
         if ttl:  # expired rows leave every read at once; compaction removes them from disk later
-            now_ms = physical_ms(at_ts) if at_ts is not None else int(time.time() * 1000)
-            cutoff = compose(now_ms - ttl * 1000)
+            now = physical_ms(at_ts) if at_ts is not None else now_ms(self.clock)
+            cutoff = compose(now - ttl * 1000)
             view = [(c, c.unexpired(mask, cutoff)) for c, mask in view]
         return view
 

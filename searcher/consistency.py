@@ -10,7 +10,6 @@ iterator's later pages read at the timestamp its first page returned.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ from schemas.topics import wal_topic
 from searcher.collection import LoadedCollection
 from searcher.list_offsets import DirectEndPositions
 from searcher.positions import EndPositions
+from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.log import KafkaLog
 from walvus.searcher import Consistency, ConsistencyLevel
 from walvus.settings import SearcherSettings
@@ -32,8 +32,19 @@ BARRIER_TIMEOUT = 30.0
 class ReadBarrier:
     """Where the log ends, what this process wrote, and how long to wait for the tail."""
 
-    def __init__(self, kafka: KafkaLog, namespace: str, settings: SearcherSettings, wal_tail: Any) -> None:
+    def __init__(
+        self,
+        kafka: KafkaLog,
+        namespace: str,
+        settings: SearcherSettings,
+        wal_tail: Any,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        """``clock``: a Bounded read is within its staleness bound when its monotonic time is
+        close enough to the tail's ``caught_up_at``; ``WalTail`` reads the system clock, so a fake
+        clock goes with a fake tail."""
         self.ns = namespace
+        self.clock = clock
         self.settings = settings
         self.wal_tail = wal_tail
         self.ends: EndPositions | DirectEndPositions = EndPositions(kafka.end_offsets)
@@ -95,7 +106,7 @@ class ReadBarrier:
     def _within_bound(self, topic: str) -> bool:
         """The tail held every record of ``topic`` within the Bounded staleness bound."""
         held = self.wal_tail.caught_up_at(topic)
-        return held is not None and time.monotonic() - held <= self.settings.bounded_staleness_seconds
+        return held is not None and self.clock.monotonic() - held <= self.settings.bounded_staleness_seconds
 
     @staticmethod
     def _wait(coll: LoadedCollection, target: dict[int, int]) -> None:

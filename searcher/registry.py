@@ -25,6 +25,7 @@ from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
 from searcher.metrics import ConsumedGauge
 from searcher.ownership import Assignment
+from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.settings import SearcherSettings
 from walvus.storage import SegmentStore
 
@@ -51,8 +52,10 @@ class Registry:
         namespace: str,
         settings: SearcherSettings,
         on_growing: Callable[[], None] = lambda: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.catalog = catalog
+        self.clock = clock  # handed to each loaded collection: TTL expiry reads its wall time
         self.store = store
         self.ns = namespace
         self.settings = settings
@@ -171,6 +174,7 @@ class Registry:
             handoff_wait=self.settings.handoff_wait_seconds,
             gpu_search=self.settings.gpu_search,
             owned=owned,
+            clock=self.clock,
         )
         try:
             starts = coll.load()

@@ -25,6 +25,7 @@ from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier
 from searcher.ownership import Assignment
 from searcher.registry import Registry
+from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.databases import using_db
 from walvus.log import KafkaLog
 from walvus.searcher import CompactionStatus, Hits, QueryRequest, SearchRequest
@@ -43,7 +44,9 @@ class SearcherService:
         store: SegmentStore,
         namespace: str,
         settings: SearcherSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``clock``: what TTL expiry and the Bounded staleness bound read."""
         from searcher.tail import AnnouncementTail, WalTail
 
         self.settings = settings or SearcherSettings()
@@ -52,12 +55,12 @@ class SearcherService:
         self.store = store
         self.ns = namespace
         self._growing_added = threading.Event()
-        self.registry = Registry(catalog, store, namespace, self.settings, self._growing_added.set)
+        self.registry = Registry(catalog, store, namespace, self.settings, self._growing_added.set, clock)
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         reg = self.registry
         self.wal_tail = WalTail(kafka.conf, reg.apply, self._after_poll, reg.advance, reg.reload)
         reg.tail = self.wal_tail
-        self.barrier = ReadBarrier(kafka, namespace, self.settings, self.wal_tail)
+        self.barrier = ReadBarrier(kafka, namespace, self.settings, self.wal_tail, clock)
         self.ann_tail = AnnouncementTail(
             kafka.conf, segments_topic(namespace), self._on_sealed, self._on_index, self._on_compaction
         )

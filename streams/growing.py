@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.wal import WalRecord
+from walvus.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass
@@ -24,13 +24,17 @@ class GrowingBuffer:
     records: list[BufferedRecord] = field(default_factory=list)
     nbytes: int = 0
     rows: int = 0
-    last_add: float = field(default_factory=time.monotonic)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
+    last_add: float = field(init=False)  # when the last record arrived (monotonic), or the buffer began
     first_add: float = 0.0  # when the oldest buffered record arrived
+
+    def __post_init__(self) -> None:
+        self.last_add = self.clock.monotonic()
 
     def add(self, offset: int, record: WalRecord, token: Any = None) -> bool:
         """Buffer a record in offset order. A record already buffered (delivered again around a
         rebalance) is not added twice: its token joins the buffered one's. Returns whether added."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if not self.records:
             self.first_add = now
         entry = BufferedRecord(offset, record, token)

@@ -7,7 +7,6 @@ which happens only after the records they stand for are durable in Delta.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +19,7 @@ from schemas.wal import Op, WalRecord
 from streams.growing import GrowingBuffer
 from streams.seal_policy import SealPolicy
 from streams.segment_writer import SegmentWriter
+from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.storage import DELETES, ROWS
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,12 @@ class Materializer:
         policy: SealPolicy,
         announce: Callable[[SegmentSealed], None] = lambda s: None,
         read_range: RangeReader | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``read_range``: reads offsets the buffer lacks straight from the log before a commit (see
-        ``fill_gaps``); without it, gaps are committed past, as before."""
+        ``fill_gaps``); without it, gaps are committed past, as before. ``clock``: its monotonic
+        time says how long a buffer has been idle and how old it is (the seal policy's reasons)."""
+        self.clock = clock
         self.writer = writer
         self.read_range = read_range
         self.policy = policy
@@ -90,11 +93,11 @@ class Materializer:
     def _buffer(self, topic: str, partition: int) -> GrowingBuffer:
         key = (topic, partition)
         if key not in self.buffers:
-            self.buffers[key] = GrowingBuffer(topic, partition)
+            self.buffers[key] = GrowingBuffer(topic, partition, clock=self.clock)
         return self.buffers[key]
 
     def due(self, now: float | None = None) -> list[Shard]:
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         return [
             k
             for k, b in self.buffers.items()
@@ -158,7 +161,7 @@ class Materializer:
         """Why a buffer is sealed: the policy's reason, a flush, or a hand-over (rebalance, stop)."""
         if any(r.record.header.op == Op.FLUSH for r in buf.records):
             return "flush"
-        now = time.monotonic()
+        now = self.clock.monotonic()
         return self.policy.reason(buf.nbytes, buf.idle_for(now), buf.rows, buf.age(now)) or "handover"
 
     def seal_all(self, shards: Iterable[Shard] | None = None) -> list[Any]:

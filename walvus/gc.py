@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from schemas.catalog import CollectionInfo
 from schemas.timestamps import physical_ms
 from schemas.topics import wal_prefix, wal_topic
 from walvus.catalog import CatalogView
+from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.index_store import parse_index_file, sealed_segments
 from walvus.log import KafkaLog
 from walvus.once_log import OnceLog
@@ -84,7 +84,7 @@ class GarbageCollector:
         truncate_wal: bool = True,
         wal_retention_seconds: float = 0.0,
         keep: Keep = keep_nothing,
-        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Clock = SYSTEM_CLOCK,
         orphan_grace_seconds: float = 300.0,
     ) -> None:
         self.kafka, self.retention, self.catalog, self.store, self.ns = (
@@ -98,7 +98,7 @@ class GarbageCollector:
         self.truncate_wal = truncate_wal
         self.wal_retention_ms = int(wal_retention_seconds * 1000)
         self.keep = keep
-        self.now_ms = now_ms
+        self.clock = clock  # its wall time ages dropped collections, WAL records and orphan index files
         # an index file of a segment no longer in the table stays this long after it was first seen
         # so: a searcher that loaded the table just before a compaction still finds the index
         self.orphan_grace_ms = int(orphan_grace_seconds * 1000)
@@ -183,7 +183,9 @@ class GarbageCollector:
                 if shard in safe:
                     safe[shard] = min(safe[shard], offset)
         if self.wal_retention_ms > 0:  # records younger than the retention stay (CDC from earliest)
-            young = self.retention.offsets_at(topic, info.shards_num, self.now_ms() - self.wal_retention_ms)
+            young = self.retention.offsets_at(
+                topic, info.shards_num, now_ms(self.clock) - self.wal_retention_ms
+            )
             safe = {s: min(off, young.get(s, off)) for s, off in safe.items()}
         before = {s: off for s, off in safe.items() if s in marks and off > marks[s].low}
         if not before:
@@ -246,7 +248,7 @@ class GarbageCollector:
             return 0
         segments = sealed_segments(self.store, info.collection_id)
         removed = 0
-        now = self.now_ms()
+        now = now_ms(self.clock)
         for path, (segment, _, _) in files:
             if segment in segments:
                 self._orphans.pop(str(path), None)
@@ -282,7 +284,7 @@ class GarbageCollector:
         return out
 
     def _collect_dropped(self, cid: int, dropped_ms: int, topics: set[str], done: GcPass) -> None:
-        if self.now_ms() - dropped_ms < self.dropped_retention_ms:
+        if now_ms(self.clock) - dropped_ms < self.dropped_retention_ms:
             return
         topic = wal_topic(self.ns, cid)
         if self.keep(cid):

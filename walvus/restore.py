@@ -33,7 +33,7 @@ from walvus.snapshots import SnapshotBook
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 if TYPE_CHECKING:
-    from walvus.api import Walvus
+    from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 TOMB_COLUMNS = ["_pk", PARTITION_COLUMN, "_shard", "_offset", "_seq"]
@@ -165,7 +165,7 @@ def batch_rows(table: pa.Table, most_rows: int, max_bytes: int) -> int:
 
 
 def write_rows(
-    walvus: Walvus,
+    walvus: WriteApi,
     target: CollectionInfo,
     tables: Iterable[pa.Table],
     *,
@@ -196,7 +196,7 @@ def write_rows(
     return written
 
 
-def create_target(walvus: Walvus, rec: SnapshotRecord, target: str) -> CollectionInfo:
+def create_target(walvus: WriteApi, rec: SnapshotRecord, target: str) -> CollectionInfo:
     """The target collection as the snapshot's was: schema, properties, partitions, index definitions."""
     src = rec.info
     info = walvus.create_collection(
@@ -223,7 +223,9 @@ def create_target(walvus: Walvus, rec: SnapshotRecord, target: str) -> Collectio
 class RestoreRunner:
     """Runs restore jobs one at a time on a background thread; their states live in the book."""
 
-    def __init__(self, walvus: Walvus, book: SnapshotBook, settings: SnapshotSettings | None = None) -> None:
+    def __init__(
+        self, walvus: WriteApi, book: SnapshotBook, settings: SnapshotSettings | None = None
+    ) -> None:
         self.w = walvus
         self.book = book
         self.settings = settings or SnapshotSettings()

@@ -41,7 +41,7 @@ from walvus.log import KafkaLog, LogMessage, drain
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
 if TYPE_CHECKING:
-    from walvus.api import Walvus
+    from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def pin_cut(store: SegmentStore, collection_id: int, shards: int) -> tuple[int, 
 
 
 def take_snapshot(
-    walvus: Walvus,
+    walvus: WriteApi,
     collection: str,
     name: str,
     *,
@@ -303,7 +303,7 @@ def take_snapshot(
     return rec
 
 
-def require_book(walvus: Walvus) -> SnapshotBook:
+def require_book(walvus: WriteApi) -> SnapshotBook:
     book = getattr(walvus, "snapshots", None)
     if book is None:
         raise InvalidArgument("snapshots need a walvus deployment with its snapshots topic")

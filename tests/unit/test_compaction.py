@@ -21,6 +21,7 @@ from schemas.wal import Op, WalHeader, WalRecord
 from streams.growing import BufferedRecord
 from streams.live import live_rows
 from streams.segment_writer import SegmentWriter
+from tests.clock import FakeClock
 from walvus.exceptions import CommitConflict
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
@@ -289,3 +290,20 @@ def test_one_failing_collection_does_not_stop_the_others(tmp_path: Path) -> None
     # asked for explicitly, the broken one answers with its error (the client's state: Completed, failed)
     failed = compactor.compact(broken, 77, force=True)
     assert failed.error and failed.compaction_id == 77
+
+
+def test_the_compactor_removes_rows_once_its_clock_passes_their_ttl(tmp_path: Path) -> None:
+    from indexer.compactor import Compactor
+    from tests.memory import MemoryLog
+
+    env = Env(tmp_path / "tables", shards=1, properties={"collection.ttl.seconds": "60"})
+    env.seal(0, (Op.INSERT, [1], None), ts_ms=NOW_MS - 20_000)
+    env.seal(0, (Op.INSERT, [2], None))
+    clock = FakeClock(wall=NOW_MS / 1000)
+    compactor = Compactor(MemoryLog(), None, env.store, "ns", FORCE, clock=clock)  # type: ignore[arg-type]
+    clock.advance(30)  # the rows are 50 s and 30 s old
+    assert not compactor.compact(env.info, 1, force=True).error
+    assert sorted(env.table(ROWS).column("id").to_pylist()) == [1, 2]
+    clock.advance(15)  # 65 s and 45 s
+    assert not compactor.compact(env.info, 2, force=True).error
+    assert env.table(ROWS).column("id").to_pylist() == [2]

@@ -13,6 +13,7 @@ from schemas.collection import CollectionSchema, FieldSchema, validate_schema
 from schemas.stored_rows import deletes_schema
 from schemas.timestamps import compose
 from schemas.types import DataType as D
+from tests.clock import FakeClock
 from walvus.catalog import CatalogView
 from walvus.exceptions import LogUnavailable
 from walvus.gc import GarbageCollector
@@ -118,7 +119,8 @@ def row(key: int, shard: int, seq: int, segment: int = 0, partition: str = "_def
 
 def gc(kafka: Kafka, catalog: CatalogView, store: SegmentStore, **kw) -> GarbageCollector:  # type: ignore[no-untyped-def]
     kw.setdefault("dropped_retention_seconds", 3600)
-    return GarbageCollector(kafka, kafka, catalog, store, NS, now_ms=lambda: NOW_MS, **kw)  # type: ignore[arg-type]
+    kw.setdefault("clock", FakeClock(wall=NOW_MS / 1000))
+    return GarbageCollector(kafka, kafka, catalog, store, NS, **kw)  # type: ignore[arg-type]
 
 
 def info(name: str, cid: int, shards: int = 2, **kw) -> CollectionInfo:  # type: ignore[no-untyped-def]
@@ -190,13 +192,12 @@ def test_index_files_of_dropped_indexes_go(store: SegmentStore) -> None:
     ]  # 3: no rows
     for name in keep + gone:
         (d / name).write_text("x")
-    clock = [NOW_MS]
-    collector = gc(kafka, Catalog(c), store)
-    collector.now_ms = lambda: clock[0]
+    clock = FakeClock(wall=NOW_MS / 1000)
+    collector = gc(kafka, Catalog(c), store, clock=clock)
     done = collector.collect()
     assert done.index_files_removed == len(gone) - 1  # 3's segment left the table: kept a while
     assert sorted(p.name for p in d.iterdir()) == sorted([*keep, "3_v_9.faiss"])
-    clock[0] += 300_000  # the grace a searcher loading at the compaction gets
+    clock.advance(300)  # the grace a searcher loading at the compaction gets
     assert collector.collect().index_files_removed == 1
     assert sorted(p.name for p in d.iterdir()) == sorted(keep)
 
@@ -223,6 +224,20 @@ def test_dropped_collection_goes_after_its_retention(store: SegmentStore) -> Non
     assert store.collection_exists(live.collection_id)
     again = gc(kafka, catalog, store, dropped_retention_seconds=0).collect()  # nothing left to do
     assert again.collections_removed == [] and again.topics_deleted == [] and not again.failed
+
+
+def test_a_dropped_collection_is_kept_until_the_clock_passes_its_retention(store: SegmentStore) -> None:
+    kafka = Kafka()
+    c = info("c", cid_at(NOW_MS - 1000), state="dropped", dropped_ts=compose(NOW_MS))
+    topic = kafka.topic(c.collection_id, [3, 3])
+    commit(store, c.collection_id, ROWS, 0, 2)
+    clock = FakeClock(wall=NOW_MS / 1000)
+    collector = gc(kafka, Catalog(c), store, dropped_retention_seconds=600, clock=clock)
+    clock.advance(599.9)
+    assert collector.collect().collections_removed == [] and store.collection_exists(c.collection_id)
+    clock.advance(0.1)  # exactly the retention
+    done = collector.collect()
+    assert done.collections_removed == [c.collection_id] and done.topics_deleted == [topic]
 
 
 def test_a_dropped_collection_replaced_by_one_of_the_same_name_is_found_by_its_topic(

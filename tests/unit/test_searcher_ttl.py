@@ -13,6 +13,7 @@ from schemas.timestamps import compose
 from schemas.types import DataType
 from schemas.wal import Op, WalHeader, WalRecord
 from searcher.collection import LoadedCollection, ShardState
+from tests.clock import FakeClock
 
 SCHEMA = CollectionSchema(
     fields=(FieldSchema("id", DataType.INT64, is_primary=True), FieldSchema("n", DataType.INT64))
@@ -45,3 +46,17 @@ def test_rows_older_than_the_ttl_are_not_read():
     assert _live_ids(coll, compose(int((time.time() - 100) * 1000))) == [1, 2]
     coll.update_info(coll.info.evolve("alter", properties={TTL_PROPERTY: "0"}))  # 0: rows never expire
     assert _live_ids(coll) == [1, 2, 3, 4]
+
+
+def test_a_row_expires_when_the_clock_passes_its_ttl():
+    clock = FakeClock()
+    info = CollectionInfo("c", 1, SCHEMA, properties={TTL_PROPERTY: "60"})
+    coll = LoadedCollection(info, store=None, clock=clock)  # type: ignore[arg-type]
+    coll.shards = {0: ShardState()}
+    written = compose(int(clock.now() * 1000))
+    header = WalHeader(op=Op.INSERT, collection="c", collection_id=1, schema_version=1, ts=written)
+    coll.apply(0, 0, WalRecord(header, pa.record_batch({"id": pa.array([7]), "n": pa.array([7])})))
+    clock.advance(60)  # exactly the TTL: still read
+    assert _live_ids(coll) == [7]
+    clock.advance(1)
+    assert _live_ids(coll) == []

@@ -6,7 +6,6 @@ way the Faust agent feeds it; tokens stand for the Faust events to acknowledge.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from schemas.wal import Op, WalHeader, WalRecord
 from streams.materializer import Materializer, collection_id_of
 from streams.seal_policy import SealPolicy
 from streams.segment_writer import SegmentWriter
+from tests.clock import FakeClock
 from walvus.exceptions import StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore, app_id
 
@@ -92,6 +92,7 @@ class Env:
         default_factory=lambda: CollectionInfo("c", CID, SCHEMA, shards_num=2)
     )
     announced: list[SegmentSealed] = field(default_factory=list)
+    clock: FakeClock = field(default_factory=FakeClock)  # what idle and age seals are judged by
 
     def __post_init__(self) -> None:
         self.restart()
@@ -100,7 +101,7 @@ class Env:
         """A new process: fresh store handle, writer and materializer; only Delta survives."""
         self.store = SegmentStore(str(self.root))
         self.writer = SegmentWriter(self.store, self.lookup)
-        self.mat = Materializer(self.writer, policy, self.announced.append)
+        self.mat = Materializer(self.writer, policy, self.announced.append, clock=self.clock)
 
     def lookup(self, cid: int) -> CollectionInfo | None:
         return self.info if self.info is not None and cid == CID else None
@@ -120,6 +121,11 @@ class Env:
 
     def committed(self, shard: int = SHARD) -> tuple[int, int]:
         return self.store.committed_offset(CID, ROWS, shard), self.store.committed_offset(CID, DELETES, shard)
+
+    def seal_reasons(self) -> list[str]:
+        """Why each segment was sealed, oldest first, from the rows table's commits."""
+        history = DeltaTable(self.store.table_uri(CID, ROWS)).history()
+        return [c["reason"] for c in reversed(history) if "reason" in c]
 
     def txn(self, kind: str, shard: int = SHARD) -> int | None:
         return DeltaTable(self.store.table_uri(CID, kind)).transaction_version(app_id(CID, shard))
@@ -421,13 +427,27 @@ def test_idle_buffers_are_due(env: Env) -> None:
     env.restart(SealPolicy(max_bytes=1 << 40, idle_seconds=5.0))
     env.add(0, ins(0, [1]))
     env.add(0, ins(0, [2]), shard=0)
-    now = time.monotonic()
-    assert env.mat.due(now) == []
-    due = env.mat.due(now + 60)
+    env.clock.advance(4.9)
+    assert env.mat.due() == []
+    env.clock.advance(0.1)  # exactly idle long enough
+    due = env.mat.due()
     assert sorted(due) == [(TOPIC, 0), (TOPIC, SHARD)]
     assert sorted(env.mat.seal_all(due)) == ["t0", "t0"]
-    assert env.mat.due(now + 120) == []  # empty buffers are never due
+    assert env.seal_reasons() == ["idle", "idle"]
+    env.clock.advance(60)
+    assert env.mat.due() == []  # empty buffers are never due
     assert env.rows().num_rows == 2
+
+
+def test_a_record_arriving_restarts_the_idle_time_but_not_the_age(env: Env) -> None:
+    env.restart(SealPolicy(max_bytes=1 << 40, idle_seconds=5.0, max_age_seconds=14.0))
+    for offset in range(4):  # a record every 4 s: never idle for 5 s
+        env.add(offset, ins(offset, [offset]))
+        assert env.mat.due() == []
+        env.clock.advance(4.0)
+    assert env.mat.due() == [(TOPIC, SHARD)]  # 16 s since the first record: too old
+    assert env.mat.seal(TOPIC, SHARD) == ["t0", "t1", "t2", "t3"]
+    assert env.seal_reasons() == ["age"]
 
 
 # ---------------------------------------------------------------------------- odd records
