@@ -10,7 +10,8 @@ One deployment (broker, streams, indexer, a gateway with ``WALVUS_SEARCHERS=remo
    collection is loaded again: Kafka's group gives each one shard; their RSS summed.
 
 Also the RSS of an idle searcher (no collection): the fixed cost of a process, which the two
-searchers pay twice. Results: ``bench/results/searchers.json`` and a table on the terminal.
+searchers pay twice. Beside RSS, PSS (``/proc/<pid>/smaps_rollup``): RSS counts the shared
+libraries every walvus process maps (pyarrow, FAISS, librdkafka) once per process, PSS splits them. Results: ``bench/results/searchers.json`` and a table on the terminal.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ NAME = "rss"
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: pages shared with other processes (the libraries every walvus
+    process maps) counted as a share each, so the sum over processes is what they take together."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -85,6 +95,7 @@ def main() -> None:
         client = _connect_retry(f"http://127.0.0.1:{settings['WALVUS_PORT']}", 120)
         time.sleep(10)  # imported and in its groups
         idle_rss = settle([idle.pid])[0]
+        idle_pss = pss_mb(idle.pid)
         schema = client.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=args.dim)
@@ -108,6 +119,7 @@ def main() -> None:
         client.load_collection(NAME)
         wait_loaded(client, args.rows)
         one_rss = settle([one.pid], 20)[0]
+        one_pss = pss_mb(one.pid)
         client.release_collection(NAME)
         stop_processes([one])
 
@@ -116,20 +128,29 @@ def main() -> None:
         client.load_collection(NAME)
         wait_loaded(client, args.rows)
         two_rss = settle([p.pid for p in two], 20)
+        two_pss = [pss_mb(p.pid) for p in two]
         stop_processes(two)
         client.close()
-    total = sum(two_rss)
+    total, total_pss = sum(two_rss), sum(two_pss)
     data_mb = args.rows * args.dim * 4 / 2**20
     rows = [
-        ["idle searcher (no collection)", f"{idle_rss:.0f}"],
-        ["1 searcher, both shards", f"{one_rss:.0f}"],
-        ["2 searchers, one shard each", " + ".join(f"{r:.0f}" for r in two_rss) + f" = {total:.0f}"],
-        ["sum / one", f"{total / one_rss:.2f}"],
-        ["(sum - 2 idle) / (one - idle)", f"{(total - 2 * idle_rss) / max(1.0, one_rss - idle_rss):.2f}"],
+        ["idle searcher (no collection)", f"{idle_rss:.0f}", f"{idle_pss:.0f}"],
+        ["1 searcher, both shards", f"{one_rss:.0f}", f"{one_pss:.0f}"],
+        [
+            "2 searchers, one shard each",
+            " + ".join(f"{r:.0f}" for r in two_rss) + f" = {total:.0f}",
+            " + ".join(f"{r:.0f}" for r in two_pss) + f" = {total_pss:.0f}",
+        ],
+        ["sum / one", f"{total / one_rss:.2f}", f"{total_pss / one_pss:.2f}"],
+        [
+            "(sum - 2 idle) / (one - idle)",
+            f"{(total - 2 * idle_rss) / max(1.0, one_rss - idle_rss):.2f}",
+            f"{(total_pss - 2 * idle_pss) / max(1.0, one_pss - idle_pss):.2f}",
+        ],
     ]
     print_table(
-        f"searcher RSS (MB), {args.rows} x {args.dim} float vectors ({data_mb:.0f} MB), IVF_FLAT",
-        ["", "MB"],
+        f"searcher memory (MB), {args.rows} x {args.dim} float vectors ({data_mb:.0f} MB), IVF_FLAT",
+        ["", "RSS", "PSS"],
         rows,
     )
     path = save(
@@ -142,6 +163,10 @@ def main() -> None:
             "one_searcher_rss_mb": one_rss,
             "two_searchers_rss_mb": two_rss,
             "sum_over_one": total / one_rss,
+            "idle_pss_mb": idle_pss,
+            "one_searcher_pss_mb": one_pss,
+            "two_searchers_pss_mb": two_pss,
+            "pss_sum_over_one": total_pss / one_pss,
             "data_part_ratio": (total - 2 * idle_rss) / max(1.0, one_rss - idle_rss),
         },
     )
