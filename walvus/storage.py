@@ -189,6 +189,11 @@ class SegmentStore:
         transactions stay as they are. Returns the new table version."""
         if not segment_ids:
             raise ValueError("replace_segments needs the ids of the segments it replaces")
+        if (snapshot.collection_id, snapshot.kind) != (collection_id, kind):
+            raise ValueError(
+                f"replace_segments of the {kind} table of collection {collection_id} was given a snapshot "
+                f"of the {snapshot.kind} table of collection {snapshot.collection_id}"
+            )
         predicate = "_segment IN (" + ", ".join(str(int(s)) for s in sorted(set(segment_ids))) + ")"
         props = CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()})
         try:

@@ -60,3 +60,14 @@ def test_a_rewrite_leaves_its_snapshot_at_the_version_it_read(store: SegmentStor
     assert after.committed_offset(0) == 4  # a rewrite keeps the shard's committed offset
     with pytest.raises(CommitConflict):  # a second rewrite from the same version loses
         store.replace_segments(CID, ROWS, snap, kept.slice(0, 0), [1], metadata={"walvus_operation": "test"})
+
+
+def test_a_rewrite_refuses_a_snapshot_of_another_table(store: SegmentStore) -> None:
+    _segment(store, 1, [1], shard=0, last_offset=0)
+    snap = store.open(CID, ROWS)
+    assert snap is not None
+    with pytest.raises(ValueError, match="snapshot of the rows table"):
+        store.replace_segments(
+            CID, DELETES, snap, pa.table({"id": pa.array([], pa.int64())}), [1], metadata={}
+        )
+    assert store.open(CID, DELETES) is None and store.open(CID, ROWS) == snap  # nothing written
