@@ -55,6 +55,7 @@ import numpy as np
 
 from bench.harness import RESULTS, console, local_deployment, save
 from bench.soak_report import plot, report, verdict
+from walvus.storage import DELETES, ROWS, SegmentStore
 
 COLLECTION = "soak"
 MB = 1024 * 1024
@@ -200,13 +201,14 @@ def _du(path: Path, skip: str | None = None) -> int:
     return total
 
 
-def _delta_stats(uri: str) -> tuple[int, int, int]:
+def _delta_stats(store: SegmentStore, collection_id: int, kind: str) -> tuple[int, int, int]:
     """(active files, their rows, their Parquet bytes) of a Delta table, from its log."""
-    from deltalake import DeltaTable
-
     try:
-        acts = DeltaTable(uri).get_add_actions(flatten=True)
+        snap = store.open(collection_id, kind)
+        acts = snap.files() if snap is not None else None
     except Exception:
+        return 0, 0, 0
+    if acts is None:
         return 0, 0, 0
     rows = acts.column("num_records").to_pylist()
     size = acts.column("size_bytes").to_pylist()
@@ -218,10 +220,13 @@ def sample(tables: Path, kafka_logs: Path, wal_prefix: str, writer: Writer, dim:
     delta = sum(_du(d, skip="indexes") for d in cdirs)
     indexes = sum(_du(d / "indexes") for d in cdirs if (d / "indexes").exists())
     files = stored = parquet = tombstones = 0
+    store = SegmentStore(str(tables))
     for d in cdirs:
-        f, r, b = _delta_stats(str(d / "rows"))
+        if not d.name.isdigit():
+            continue
+        f, r, b = _delta_stats(store, int(d.name), ROWS)
         files, stored, parquet = files + f, stored + r, parquet + b
-        tombstones += _delta_stats(str(d / "deletes"))[1]
+        tombstones += _delta_stats(store, int(d.name), DELETES)[1]
     live = len(writer.live)
     per_row = parquet / stored if stored else 0.0
     return {

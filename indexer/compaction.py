@@ -26,7 +26,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from deltalake import DeltaTable
 
 from indexer.tombstones import purge_tombstones
 from schemas.catalog import CollectionInfo
@@ -35,7 +34,7 @@ from schemas.live import stored_alive
 from schemas.segments import compacted_segment_id
 from schemas.timestamps import compose
 from walvus.exceptions import CommitConflict, StorageError
-from walvus.storage import DELETES, ROWS, SegmentStore, app_id
+from walvus.storage import DELETES, ROWS, SegmentStore, TableSnapshot
 
 log = logging.getLogger(__name__)
 HISTORY_LOOKBACK = 50  # recent commits searched for a compaction already committed
@@ -224,7 +223,7 @@ def committed_result(store: SegmentStore, collection_id: int, compaction_id: int
     return None
 
 
-def _positions(rows_dt: DeltaTable, dels_dt: DeltaTable | None, info: CollectionInfo) -> dict[int, int]:
+def _positions(rows_dt: TableSnapshot, dels_dt: TableSnapshot | None, info: CollectionInfo) -> dict[int, int]:
     """Per shard, the offset up to which segments may be rewritten.
 
     A searcher loads a shard's rows up to the offset both tables hold and tails the WAL above it;
@@ -233,10 +232,10 @@ def _positions(rows_dt: DeltaTable, dels_dt: DeltaTable | None, info: Collection
     so all its segments may go."""
     upto = {}
     for s in range(info.shards_num):
-        r = rows_dt.transaction_version(app_id(info.collection_id, s))
-        d = dels_dt.transaction_version(app_id(info.collection_id, s)) if dels_dt is not None else None
-        r = -1 if r is None else int(r)
-        upto[s] = r if d is None else min(r, int(d))
+        r = rows_dt.committed_offset(s)
+        d = dels_dt.committed_offset(s) if dels_dt is not None else None
+        r = -1 if r is None else r
+        upto[s] = r if d is None else min(r, d)
     return upto
 
 
@@ -256,8 +255,8 @@ def _rewrite_rows(
     if rows_dt is None:
         return result
     upto = _positions(rows_dt, dels_dt, info)
-    rows = rows_dt.to_pyarrow_dataset().to_table(columns=[pk, *SYSTEM])
-    tombs = dels_dt.to_pyarrow_dataset().to_table() if dels_dt is not None else None
+    rows = rows_dt.dataset().to_table(columns=[pk, *SYSTEM])
+    tombs = dels_dt.dataset().to_table() if dels_dt is not None else None
     now = int(time.time() * 1000) if now_ms is None else now_ms
     # segments with rows a searcher may not have loaded yet wait for the next round
     beyond = (
@@ -278,9 +277,9 @@ def _rewrite_rows(
     max_rows = policy.max_segment_rows
     if target_bytes:
         max_rows = max(1, min(max_rows, int(target_bytes / _stored_bytes_per_row(rows_dt))))
-    layout, added, plans = _layout(merges, by_id, info, rows_dt.version(), max_rows)
-    new_data = _rewritten(rows_dt.to_pyarrow_dataset(), sources, layout, kept)
-    before = {s: rows_dt.transaction_version(app_id(cid, s)) for s in range(info.shards_num)}
+    layout, added, plans = _layout(merges, by_id, info, rows_dt.version, max_rows)
+    new_data = _rewritten(rows_dt.dataset(), sources, layout, kept)
+    before = {s: rows_dt.committed_offset(s) for s in range(info.shards_num)}
     upto_removed: dict[str, int] = {}
     for s in sources:
         st = by_id[s]
@@ -291,7 +290,7 @@ def _rewrite_rows(
         compaction_id,
         len(sources),
         kept.num_rows,
-        rows_dt.version(),
+        rows_dt.version,
     )
     version = store.replace_segments(
         cid,
@@ -320,7 +319,8 @@ def _rewrite_rows(
     after = store.open(cid, ROWS, version)
     assert after is not None
     for s, v in before.items():  # the streams worker's exactly-once positions must survive
-        if v is not None and (after.transaction_version(app_id(cid, s)) or -1) < v:
+        after_offset = after.committed_offset(s)
+        if v is not None and (after_offset is None or after_offset < v):
             raise StorageError(f"compaction of collection {info.name} lost shard {s}'s committed offset {v}")
     result.removed = sources
     result.added = added
@@ -340,9 +340,9 @@ def _rewrite_rows(
     return result
 
 
-def _stored_bytes_per_row(dt: DeltaTable) -> float:
-    """Parquet bytes per row of the table's live files (its add actions' sizes and row counts)."""
-    adds = pa.table(dt.get_add_actions(flatten=True))
+def _stored_bytes_per_row(dt: TableSnapshot) -> float:
+    """Parquet bytes per row of the table's live files (their sizes and row counts)."""
+    adds = dt.files()
     rows = pc.sum(adds.column("num_records")).as_py() or 0
     size = pc.sum(adds.column("size_bytes")).as_py() or 0
     return max(1.0, size / rows) if rows else 1.0

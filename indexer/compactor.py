@@ -174,7 +174,7 @@ class Compactor:
             tables = [self.store.open(info.collection_id, kind) for kind in (ROWS, DELETES)]
         except Exception:
             return (-2, -2)  # unknown: check
-        return tuple(-1 if t is None else t.version() for t in tables)  # type: ignore[return-value]
+        return tuple(-1 if t is None else t.version for t in tables)  # type: ignore[return-value]
 
     def compact(
         self,

@@ -31,7 +31,7 @@ def purge_tombstones(store: SegmentStore, info: CollectionInfo, compaction_id: i
     dels_dt = store.open(cid, DELETES)
     if dels_dt is None:
         return 0
-    tombs = dels_dt.to_pyarrow_dataset().to_table()
+    tombs = dels_dt.dataset().to_table()
     if tombs.num_rows == 0:
         return 0
     rows = store.read(cid, ROWS, columns=[pk, "_seq", "_shard", PARTITION_COLUMN])

@@ -37,7 +37,7 @@ from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.exceptions import StorageError
 from walvus.index_store import failure_file, index_file
-from walvus.storage import DELETES, ROWS, SegmentStore, app_id
+from walvus.storage import DELETES, ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 8192  # growing rows are merged into chunks of up to about this many
@@ -89,13 +89,13 @@ class LoadedCollection:
         rows_dt = self.store.open(cid, ROWS)
         upto: dict[int, int] = {}
         for s in self.shard_ids():
-            r = rows_dt.transaction_version(app_id(cid, s)) if rows_dt else None
-            d = dels_dt.transaction_version(app_id(cid, s)) if dels_dt else None
-            upto[s] = min(-1 if r is None else int(r), -1 if d is None else int(d))
+            r = rows_dt.committed_offset(s) if rows_dt else None
+            d = dels_dt.committed_offset(s) if dels_dt else None
+            upto[s] = min(-1 if r is None else r, -1 if d is None else d)
         containers: list[Container] = []
         if rows_dt is not None:
-            table = rows_dt.to_pyarrow_dataset().to_table(filter=_within(upto))
-            tombs = dels_dt.to_pyarrow_dataset().to_table(filter=_within(upto)) if dels_dt else None
+            table = rows_dt.dataset().to_table(filter=_within(upto))
+            tombs = dels_dt.dataset().to_table(filter=_within(upto)) if dels_dt else None
             table = conform_stored(table, self.info)
             alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))

@@ -90,7 +90,7 @@ def snapshot_batches(
         raise StorageError(
             f"the rows table of collection {rec.collection} is gone", collection=rec.collection
         )
-    dataset = dt.to_pyarrow_dataset()
+    dataset = dt.dataset()
     present = [f.name for f in out_schema if f.name in dataset.schema.names]
     pending: list[pa.Table] = []
     held = 0

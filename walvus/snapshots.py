@@ -38,7 +38,7 @@ from schemas.timestamps import physical_ms
 from schemas.topics import snapshots_topic
 from walvus.exceptions import LogUnavailable, SnapshotExists, SnapshotNotFound, StorageError
 from walvus.log import KafkaLog, LogMessage, drain
-from walvus.storage import DELETES, ROWS, SegmentStore, app_id
+from walvus.storage import DELETES, ROWS, SegmentStore
 
 if TYPE_CHECKING:
     from walvus.write_api import WriteApi
@@ -232,11 +232,11 @@ def pin_cut(store: SegmentStore, collection_id: int, shards: int) -> tuple[int, 
         if dt is None:
             versions.append(-1)
             continue
-        versions.append(int(dt.version()))
+        versions.append(dt.version)
         offs = {}
         for shard in range(shards):
-            v = dt.transaction_version(app_id(collection_id, shard))
-            offs[shard] = -1 if v is None else int(v)
+            v = dt.committed_offset(shard)
+            offs[shard] = -1 if v is None else v
         committed.append(offs)
     cut = {s: min(c[s] for c in committed) if committed else -1 for s in range(shards)}
     return versions[0], versions[1], cut

@@ -5,6 +5,9 @@ segments) and ``deletes`` (the delete log of tombstones). Every commit carries a
 application transaction ``walvus-<collection_id>-<shard>`` whose version is the last WAL
 offset included, and custom metadata naming the segment. Index files live beside them
 under ``indexes/``. Any URI that delta-rs supports works; the default is local disk.
+
+Readers get a ``TableSnapshot``: one version of one table, read through a few declared methods.
+This is the only module that imports ``deltalake``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,63 @@ def app_id(collection_id: int, shard: int) -> str:
     return f"walvus-{collection_id}-{shard}"
 
 
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One version of a collection's ``rows`` or ``deletes`` table: what a reader may ask of it.
+
+    Every answer is of this version, however many commits land after it was opened; hand it back to
+    ``SegmentStore.replace_segments`` to commit a rewrite checked against it."""
+
+    collection_id: int
+    kind: str
+    version: int
+    _table: DeltaTable = field(repr=False, compare=False)
+    _store: SegmentStore = field(repr=False, compare=False)
+
+    def dataset(self) -> ds.Dataset:
+        """The version's rows as a pyarrow dataset (read lazily, filters pushed down)."""
+        with self._reading("read"):
+            return self._table.to_pyarrow_dataset()
+
+    def committed_offset(self, shard: int) -> int | None:
+        """The last WAL offset of ``shard`` this version holds, or None when the shard never committed."""
+        with self._reading("read the committed offsets of"):
+            got = self._table.transaction_version(app_id(self.collection_id, shard))
+        return None if got is None else int(got)
+
+    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The commits up to this version (at most ``limit``), newest first: version, operation and
+        custom metadata. Read from the latest version: delta-rs lists the log as it is now whatever
+        version a table was opened at, and numbers the commits down from the version opened."""
+        latest = self._store._delta(self.collection_id, self.kind)
+        if latest is None:
+            raise StorageError(f"the {self.kind} table of collection {self.collection_id} is gone")
+        with self._reading("read the history of"):
+            ahead = max(0, int(latest.version()) - self.version)
+            return latest.history(None if limit is None else limit + ahead)[ahead:]
+
+    def files(self) -> pa.Table:
+        """The version's data files: ``path`` (relative to the table), ``size_bytes``, ``num_records``."""
+        with self._reading("list the files of"):
+            adds = pa.table(self._table.get_add_actions(flatten=True))
+        return adds.select(["path", "size_bytes", "num_records"])
+
+    def file_uris(self) -> list[str]:
+        """The version's data files, as absolute URIs."""
+        with self._reading("list the files of"):
+            return list(self._table.file_uris())
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except DeltaError as exc:
+            raise StorageError(
+                f"cannot {what} {self.kind} table of collection {self.collection_id} "
+                f"at version {self.version}: {exc}"
+            ) from exc
+
+
 class SegmentStore:
     def __init__(
         self, root: str, storage_options: dict[str, str] | None = None, index_root: str | None = None
@@ -49,7 +112,12 @@ class SegmentStore:
         """Index files are local files beside the tables (object stores: a local cache dir)."""
         return self.index_root / str(collection_id) / "indexes"
 
-    def open(self, collection_id: int, kind: str, version: int | None = None) -> DeltaTable | None:
+    def open(self, collection_id: int, kind: str, version: int | None = None) -> TableSnapshot | None:
+        """The table's latest version (or ``version``); None when the table was never written."""
+        dt = self._delta(collection_id, kind, version)
+        return None if dt is None else TableSnapshot(collection_id, kind, int(dt.version()), dt, self)
+
+    def _delta(self, collection_id: int, kind: str, version: int | None = None) -> DeltaTable | None:
         try:
             return DeltaTable(
                 self.table_uri(collection_id, kind), version=version, storage_options=self.options
@@ -61,11 +129,9 @@ class SegmentStore:
 
     def committed_offset(self, collection_id: int, kind: str, shard: int) -> int:
         """The last WAL offset committed for this shard, or -1."""
-        dt = self.open(collection_id, kind)
-        if dt is None:
-            return -1
-        version = dt.transaction_version(app_id(collection_id, shard))
-        return -1 if version is None else int(version)
+        snap = self.open(collection_id, kind)
+        offset = None if snap is None else snap.committed_offset(shard)
+        return -1 if offset is None else offset
 
     def append(
         self,
@@ -109,7 +175,7 @@ class SegmentStore:
         self,
         collection_id: int,
         kind: str,
-        snapshot: DeltaTable,
+        snapshot: TableSnapshot,
         table: pa.Table,
         segment_ids: list[int],
         *,
@@ -123,11 +189,21 @@ class SegmentStore:
         transactions stay as they are. Returns the new table version."""
         if not segment_ids:
             raise ValueError("replace_segments needs the ids of the segments it replaces")
+        if (snapshot.collection_id, snapshot.kind) != (collection_id, kind):
+            raise ValueError(
+                f"replace_segments of the {kind} table of collection {collection_id} was given a snapshot "
+                f"of the {snapshot.kind} table of collection {snapshot.collection_id}"
+            )
         predicate = "_segment IN (" + ", ".join(str(int(s)) for s in sorted(set(segment_ids))) + ")"
         props = CommitProperties(custom_metadata={k: str(v) for k, v in metadata.items()})
         try:
+            # a table of its own at the snapshot's version: a write advances the table it is given,
+            # and the snapshot stays the version it names
+            read = DeltaTable(
+                self.table_uri(collection_id, kind), version=snapshot.version, storage_options=self.options
+            )
             write_deltalake(
-                snapshot,
+                read,
                 table,
                 mode="overwrite",
                 predicate=predicate,
@@ -148,7 +224,7 @@ class SegmentStore:
         whole hours, as Delta counts; 0 deletes them at once). Files no commit ever added, such as
         those of a writer killed before its commit, are left alone: a concurrent append's files
         look the same until it commits. Returns the deleted files."""
-        dt = self.open(collection_id, kind)
+        dt = self._delta(collection_id, kind)
         if dt is None:
             return []
         hours = math.ceil(max(0.0, retention_seconds) / 3600)
@@ -165,18 +241,19 @@ class SegmentStore:
         columns: list[str] | None = None,
         version: int | None = None,
     ) -> pa.Table | None:
-        dt = self.open(collection_id, kind, version)
-        if dt is None:
+        snap = self.open(collection_id, kind, version)
+        if snap is None:
             return None
+        dataset = snap.dataset()
         try:
-            return dt.to_pyarrow_dataset().to_table(filter=filter, columns=columns)
-        except (DeltaError, OSError, pa.ArrowInvalid) as exc:
+            return dataset.to_table(filter=filter, columns=columns)
+        except (OSError, pa.ArrowInvalid) as exc:
             raise StorageError(f"cannot read {kind} table of collection {collection_id}: {exc}") from exc
 
     def delete_where(self, collection_id: int, kind: str, predicate: str, metadata: dict[str, Any]) -> int:
         """Delete the rows matching a Delta SQL ``predicate`` in a new table version (files leave
         the disk when the table is vacuumed). Returns how many rows went."""
-        dt = self.open(collection_id, kind)
+        dt = self._delta(collection_id, kind)
         if dt is None:
             return 0
         try:
@@ -195,8 +272,8 @@ class SegmentStore:
         return int(got.get("num_deleted_rows", 0) or 0)
 
     def dataset(self, collection_id: int, kind: str) -> ds.Dataset | None:
-        dt = self.open(collection_id, kind)
-        return None if dt is None else dt.to_pyarrow_dataset()
+        snap = self.open(collection_id, kind)
+        return None if snap is None else snap.dataset()
 
     def collection_uri(self, collection_id: int) -> str:
         return f"{self.root}/{collection_id}"

@@ -116,7 +116,7 @@ def test_mixed_writes_across_two_shards_read_back_exactly(deployment):
 
 def _rows_version(api, name: str) -> int:
     dt = api.store.open(api.catalog.require(name).collection_id, ROWS)
-    return -1 if dt is None else dt.version()
+    return -1 if dt is None else dt.version
 
 
 def _wait_commits(api, name: str, after: int, commits: int, timeout: float = 120) -> int:

@@ -216,7 +216,7 @@ def test_appends_committed_during_a_rewrite_stay_and_a_second_rewrite_conflicts(
     rival = env.store.open(CID, ROWS)  # another compactor that read the same version
     assert snapshot is not None and rival is not None
     env.seal(0, (Op.INSERT, [4], None))  # the streams worker commits meanwhile
-    old = snapshot.to_pyarrow_dataset().to_table()
+    old = snapshot.dataset().to_table()
     segs = pc.unique(old.column("_segment")).to_pylist()
     kept = old.filter(pc.field("id") == 0)
     env.store.replace_segments(CID, ROWS, snapshot, kept, segs, metadata={"walvus_operation": "test"})
@@ -248,7 +248,7 @@ def test_a_target_size_bounds_the_stored_bytes_of_each_new_segment(tmp_path: Pat
         env.seal(0, (Op.INSERT, list(range(b * 50, (b + 1) * 50)), None))
     dt = env.store.open(CID, ROWS)
     assert dt is not None
-    adds = pa.table(dt.get_add_actions(flatten=True))
+    adds = dt.files()
     per_row = pc.sum(adds.column("size_bytes")).as_py() / pc.sum(adds.column("num_records")).as_py()
     result = compact(env.store, env.info, 9, FORCE, force=True, target_bytes=int(per_row * 120))
     assert [a[2] for a in result.added] == [100, 100, 100]  # whole source segments, <= 120 rows each

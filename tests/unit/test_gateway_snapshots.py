@@ -11,12 +11,11 @@ from walvus.snapshots import SnapshotBook
 
 
 class CommittedTables:
-    """Tables that hold every WAL offset (the memory log's flush returns at once)."""
+    """Table snapshots that hold every WAL offset (the memory log's flush returns at once)."""
 
-    def version(self) -> int:
-        return 4
+    version = 4
 
-    def transaction_version(self, app: str) -> int:
+    def committed_offset(self, shard: int) -> int:
         return 2**40
 
 

@@ -319,7 +319,7 @@ def test_rows_of_a_dropped_partition_are_deleted_and_their_segments_index_files_
     assert sorted(left.column("id").to_pylist()) == [3, 4]
     assert sorted(p.name for p in d.iterdir()) == ["6_v_9.faiss", "7_v_9.faiss"]
     again = gc(kafka, Catalog(c), store).collect()  # nothing more to do, and no new table version
-    version = store.open(c.collection_id, ROWS).version()
-    assert again.partition_rows_removed == 0 and store.open(c.collection_id, ROWS).version() == version
+    version = store.open(c.collection_id, ROWS).version
+    assert again.partition_rows_removed == 0 and store.open(c.collection_id, ROWS).version == version
     pinned = gc(kafka, Catalog(c), store, keep=lambda cid: True)
     assert pinned.collect().partition_rows_removed == 0

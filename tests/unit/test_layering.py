@@ -6,6 +6,8 @@
   inside a function, when that stage runs.
 * A stage (``streams``, ``indexer``, ``searcher``, ``gateway``, ``cdc``) imports no other stage,
   at any level: stages meet through ``schemas/`` and ``walvus/``.
+* Only ``walvus/storage.py`` imports ``deltalake``: everything else reads the segment store
+  through its ``TableSnapshot``.
 
 ``ALLOWED`` lists the imports that still break a rule, each with its reason; an entry that no
 longer matches an import fails the test, so the list only shrinks.
@@ -105,3 +107,28 @@ def test_every_allowed_exception_is_still_needed() -> None:
 def test_the_checker_resolves_relative_imports_and_sees_function_level_ones() -> None:
     assert ("schemas.filters.compiler", True) in imports(ROOT / "schemas" / "filters" / "__init__.py")
     assert ("gateway.server", False) in imports(ROOT / "walvus" / "cli.py")  # inside ``main``
+
+
+# modules outside walvus/storage.py that may import deltalake, each with its reason
+DELTALAKE_ALLOWED: dict[str, str] = {
+    "bench.ingest": "measures a raw write_deltalake of the same rows, the bound walvus is compared with",
+}
+
+
+def deltalake_importers() -> set[str]:
+    """Every module of the packages and of ``bench/`` that imports ``deltalake``, at any level."""
+    found = set()
+    for package in (*PACKAGES, "bench"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if any(target.split(".")[0] == "deltalake" for target, _ in imports(path)):
+                found.add(module_name(path))
+    return found
+
+
+def test_only_the_segment_store_imports_deltalake() -> None:
+    found = deltalake_importers()
+    assert "walvus.storage" in found  # the checker sees the one that does
+    stray = found - {"walvus.storage", *DELTALAKE_ALLOWED}
+    assert not stray, f"read Delta tables through walvus.storage.SegmentStore instead: {sorted(stray)}"
+    stale = set(DELTALAKE_ALLOWED) - found
+    assert not stale, f"no longer imports deltalake, remove from DELTALAKE_ALLOWED: {sorted(stale)}"

@@ -38,7 +38,7 @@ class Searcher:
         for r in self.env.seal(shard, *records):
             self.coll.apply(shard, r.offset, r.record)
         dt = self.env.store.open(CID, "rows")
-        return dt.version()
+        return dt.version
 
     def build_indexes(self) -> None:
         from walvus.index_store import index_file, sealed_segments

@@ -223,12 +223,11 @@ def test_a_stalled_job_is_reported_failed() -> None:
 
 
 class CommittedTables:
-    """Stands in for tables that hold every WAL offset (the memory log's flush returns at once)."""
+    """Stands in for table snapshots that hold every WAL offset (the memory log's flush returns at once)."""
 
-    def version(self) -> int:
-        return 3
+    version = 3
 
-    def transaction_version(self, app: str) -> int:
+    def committed_offset(self, shard: int) -> int:
         return 2**40
 
 

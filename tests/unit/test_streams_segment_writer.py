@@ -246,12 +246,12 @@ def test_replay_after_a_crash_writes_nothing_twice(env: Env) -> None:
 
     # third life: the whole WAL again, in one segment: everything is skipped, all is acknowledged
     env.restart()
-    versions = (env.store.open(CID, ROWS).version(), env.store.open(CID, DELETES).version())
+    versions = (env.store.open(CID, ROWS).version, env.store.open(CID, DELETES).version)
     for o, _ in RECORDS[:-1]:
         env.add(o, raw[o])
     assert env.add(7, raw[7]) == [f"t{o}" for o, _ in RECORDS]
     assert env.rows().num_rows == len(ALL_ROW_IDS) and env.dels().num_rows == 2
-    assert (env.store.open(CID, ROWS).version(), env.store.open(CID, DELETES).version()) == versions
+    assert (env.store.open(CID, ROWS).version, env.store.open(CID, DELETES).version) == versions
 
 
 def test_crash_between_the_rows_and_the_deletes_commit(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
