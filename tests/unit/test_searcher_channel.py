@@ -64,9 +64,14 @@ def server() -> Iterator[tuple[SearcherFlight, StubService]]:
     srv.shutdown()
 
 
-def test_reads_share_open_streams_and_answer_in_order(server: tuple[SearcherFlight, StubService]) -> None:
-    srv, svc = server
-    channel = SearcherChannel(f"127.0.0.1:{srv.port}")
+@pytest.fixture
+def channel(server: tuple[SearcherFlight, StubService]) -> Iterator[SearcherChannel]:
+    c = SearcherChannel(f"127.0.0.1:{server[0].port}")
+    yield c
+    c.close()
+
+
+def test_reads_share_open_streams_and_answer_in_order(channel: SearcherChannel) -> None:
     for limit in (1, 2, 3):
         hits = decode_hits(channel.call(_search("c", nq=2, limit=limit)))
         assert [h.ids for h in hits] == [list(range(limit)), [10 + k for k in range(limit)]]
@@ -77,21 +82,17 @@ def test_reads_share_open_streams_and_answer_in_order(server: tuple[SearcherFlig
         results = list(pool.map(lambda i: decode_hits(channel.call(_search("c", 1, 1 + i % 3))), range(40)))
     assert [len(r[0].ids) for r in results] == [1 + i % 3 for i in range(40)]
     assert 1 <= len(channel._idle) <= 4
-    channel.close()
 
 
 def test_a_searcher_error_comes_back_as_the_same_error_and_the_stream_goes_on(
-    server: tuple[SearcherFlight, StubService],
+    channel: SearcherChannel,
 ) -> None:
-    srv, _ = server
-    channel = SearcherChannel(f"127.0.0.1:{srv.port}")
     with pytest.raises(CollectionNotFound, match="missing"):
         channel.call(_search("missing"))
     with pytest.raises(Exception, match="a bug"):
         channel.call(_search("broken"))
     assert len(decode_hits(channel.call(_search("c")))) == 2
     assert len(channel._idle) == 1
-    channel.close()
 
 
 def _serve(port: int) -> None:
@@ -130,10 +131,9 @@ def test_streams_opened_before_a_searcher_restart_are_replaced() -> None:
 
 
 def test_idle_streams_are_closed_so_a_searcher_can_shut_down(
-    server: tuple[SearcherFlight, StubService],
+    server: tuple[SearcherFlight, StubService], channel: SearcherChannel
 ) -> None:
     srv, _ = server
-    channel = SearcherChannel(f"127.0.0.1:{srv.port}")
     channel.call(_search("c"))
     channel.close_idle(60)
     assert len(channel._idle) == 1  # used just now
@@ -143,4 +143,3 @@ def test_idle_streams_are_closed_so_a_searcher_can_shut_down(
     stopping.start()
     stopping.join(30)
     assert not stopping.is_alive(), "the server still waits for a stream"
-    channel.close()
