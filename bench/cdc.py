@@ -70,21 +70,19 @@ class Arrivals:
     """Tails B's WAL topic (read_committed) and notes when each write (header ts) arrives."""
 
     def __init__(self, bootstrap: str, ns: str, collection_id: int, shards: int) -> None:
-        from confluent_kafka import TopicPartition
-
         self.seen: dict[int, float] = {}  # write ts -> arrival of its last shard record
         self.rows = 0
         self.messages = 0
         self._stop = threading.Event()
-        self._consumer = reader(Endpoint(bootstrap, ns), **{"fetch.wait.max.ms": 5})
+        self._tail = reader(Endpoint(bootstrap, ns), fetch_wait_max_ms=5)
         topic = wal_topic(ns, collection_id)
-        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(shards)])
+        self._tail.assign({(topic, p): 0 for p in range(shards)})
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for m in self._consumer.consume(1000, timeout=0.05):
+            for m in self._tail.poll(1000, 0.05):
                 if m.error() is None:
                     now = time.monotonic()
                     h = peek_header(m.value())
@@ -92,7 +90,7 @@ class Arrivals:
                         self.seen[h.ts] = now
                         self.rows += _rows_in(m.value())
                         self.messages += 1
-        self._consumer.close()
+        self._tail.close()
 
     def stop(self) -> None:
         self._stop.set()

@@ -9,15 +9,15 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 from cdc.exceptions import ClusterUnreachable, TopicMismatch
 from cdc.spec import Endpoint, TaskSpec
 from schemas.catalog import is_collection_key
-from walvus.log import MAX_MESSAGE_BYTES, drain
+from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log_tail import BEGINNING, Message, Tail
 from walvus.retention import WalRetention, hold_group
 
 log = logging.getLogger(__name__)
@@ -36,56 +36,41 @@ def check_reachable(role: str, endpoint: Endpoint, timeout: float) -> ClusterMet
     return meta
 
 
-def reader(endpoint: Endpoint, **extra: Any) -> Consumer:
-    """A consumer that only reads committed records and never commits offsets of its own."""
-    return Consumer(
-        {
-            **endpoint.client_config(),
-            "group.id": "walvus-cdc",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "fetch.message.max.bytes": MAX_MESSAGE_BYTES,
-            "fetch.wait.max.ms": 20,
-            **extra,
-        }
+def reader(endpoint: Endpoint, *, group: str = "walvus-cdc", fetch_wait_max_ms: int = 20) -> Tail:
+    """A tail that only reads committed records and never commits offsets of its own (``group``:
+    where a task's WAL hold is committed, on purpose)."""
+    return Tail(
+        endpoint.client_config(),
+        group=group,
+        read_committed=True,
+        store_offsets=False,
+        fetch_message_max_bytes=MAX_MESSAGE_BYTES,
+        fetch_wait_max_ms=fetch_wait_max_ms,
     )
 
 
-def watermarks(consumer: Consumer, tp: TopicPartition, timeout: float = 10.0) -> tuple[int, int] | None:
-    """(low, high) of a partition, or None when the topic does not exist (yet, or any more)."""
-    try:
-        return consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
-    except KafkaException as exc:
-        if exc.args[0].code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION):
-            return None
-        raise
-
-
 def read_to_end(
-    endpoint: Endpoint, topic: str, partition: int = 0, start: int = OFFSET_BEGINNING, timeout: float = 60.0
-) -> Iterator[Any]:
+    endpoint: Endpoint, topic: str, partition: int = 0, start: int = BEGINNING, timeout: float = 60.0
+) -> Iterator[Message]:
     """Every committed message of one partition from ``start`` up to its end at call time."""
-    consumer = reader(endpoint)
+    tail = reader(endpoint)
     try:
-        tp = TopicPartition(topic, partition)
-        marks = watermarks(consumer, tp)
+        marks = tail.watermarks_if_exists(topic, partition)
         if marks is None or marks[1] <= max(start, marks[0]):
             return
         end = marks[1]
-        consumer.assign([TopicPartition(topic, partition, start)])
+        tail.assign({(topic, partition): start})
         deadline = time.monotonic() + timeout
         while True:
-            for m in drain(consumer, 1000, 0.2):
+            for m in tail.poll(1000, 0.2):
                 if m.error() is None:
                     yield m
-            pos = consumer.position([tp])[0].offset
-            if pos >= end:
+            if tail.positions([(topic, partition)])[(topic, partition)] >= end:
                 return
             if time.monotonic() > deadline:
                 raise ClusterUnreachable("source", endpoint.bootstrap, f"could not read {topic} to its end")
     finally:
-        consumer.close()
+        tail.close()
 
 
 def read_catalog(endpoint: Endpoint, topic: str, timeout: float = 60.0) -> dict[str, tuple[int, dict]]:

@@ -7,11 +7,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import TopicPartition
-
-from cdc.clusters import reader, watermarks
+from cdc.clusters import reader
 from cdc.spec import Endpoint, Positions
-from walvus.log import drain
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +30,14 @@ class LagProbe:
     """Reads end offsets, and the timestamp of the first unreplicated record, from the source."""
 
     def __init__(self, source: Endpoint) -> None:
-        self._consumer = reader(source, **{"fetch.wait.max.ms": 5})
+        self._tail = reader(source, fetch_wait_max_ms=5)
         self._heads: dict[tuple[str, int], tuple[int, float]] = {}  # (topic, p) -> (position, ts seconds)
 
     def measure(self, positions: Positions, now: float | None = None) -> list[ShardLag]:
         out: list[ShardLag] = []
         for topic, parts in sorted(positions.items()):
             for p, pos in sorted(parts.items()):
-                marks = watermarks(self._consumer, TopicPartition(topic, p), timeout=5)
+                marks = self._tail.watermarks_if_exists(topic, p, timeout=5)
                 if marks is None:
                     continue
                 lo, hi = marks
@@ -58,19 +55,19 @@ class LagProbe:
         cached = self._heads.get((topic, p))
         if cached is not None and cached[0] == pos:
             return cached[1]
-        self._consumer.assign([TopicPartition(topic, p, pos)])
+        self._tail.assign({(topic, p): pos})
         try:
-            for m in drain(self._consumer, 1, 1.0):
+            for m in self._tail.poll(1, 1.0):
                 if m.error() is None:
                     ts = m.timestamp()[1] / 1000.0
                     self._heads[(topic, p)] = (pos, ts)
                     return ts
         finally:
-            self._consumer.unassign()
+            self._tail.unassign()
         return None
 
     def close(self) -> None:
-        self._consumer.close()
+        self._tail.close()
 
 
 def summary(shards: list[ShardLag]) -> dict[str, object]:

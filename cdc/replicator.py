@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc import positions as positions_mod
 from cdc.clusters import TargetTopics, read_catalog, reader
@@ -32,7 +32,9 @@ from cdc.lag import LagProbe, ShardLag
 from cdc.routing import SKIP_ORIGIN, Decision, Router
 from cdc.settings import CdcSettings
 from cdc.spec import Positions, TaskSpec
-from walvus.log import MAX_MESSAGE_BYTES, drain
+from walvus.exceptions import LogUnavailable
+from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log_tail import BEGINNING, Partition, Tail
 from walvus.retention import hold_group
 
 log = logging.getLogger(__name__)
@@ -146,12 +148,12 @@ class _Session:
         self.followed: set[int] = set()
         self.committed: Positions = {}
         self.batch = _Batch()
-        self.catalog_tp = TopicPartition(self.router.source_catalog, 0)
-        self.wal_tps: list[TopicPartition] = []
+        self.catalog_tp: Partition = (self.router.source_catalog, 0)
+        self.wal_tps: list[Partition] = []
         self.producer: Producer | None = None
-        self.catalog: Consumer | None = None
-        self.wal: Consumer | None = None
-        self.hold: Consumer | None = None  # commits the WAL hold on the source (see walvus.gc)
+        self.catalog: Tail | None = None
+        self.wal: Tail | None = None
+        self.hold: Tail | None = None  # commits the WAL hold on the source (see walvus.gc)
 
     def run(self) -> None:
         spec, rep = self.spec, self.rep
@@ -189,14 +191,12 @@ class _Session:
         snapshot = read_catalog(self.spec.source, self.router.source_catalog)
         cat_start = self._start_offset(self.router.source_catalog, 0)
         self.catalog = reader(self.spec.source)
-        self.catalog.assign([TopicPartition(self.router.source_catalog, 0, cat_start)])
+        self.catalog.assign({self.catalog_tp: cat_start})
         self.wal = reader(self.spec.source)
-        self.hold = reader(
-            self.spec.source, **{"group.id": hold_group(self.spec.source.namespace, self.spec.task_id)}
-        )
+        self.hold = reader(self.spec.source, group=hold_group(self.spec.source.namespace, self.spec.task_id))
         with self.rep._lock:
             self.rep._tracked = {self.router.source_catalog: {0: max(cat_start, 0)}}
-        handled = {n: od for n, od in snapshot.items() if cat_start != OFFSET_BEGINNING and od[0] < cat_start}
+        handled = {n: od for n, od in snapshot.items() if cat_start != BEGINNING and od[0] < cat_start}
         for name, (_, d) in handled.items():  # ids first: a renamed collection is followed by id
             self.router.wants(name, int(d["collection_id"]))
         for name, (_, d) in handled.items():
@@ -209,21 +209,21 @@ class _Session:
         for source in (self.committed, self.spec.start_positions):
             if partition in source.get(topic, {}):
                 return source[topic][partition]
-        return OFFSET_BEGINNING
+        return BEGINNING
 
     def _follow(self, cid: int, shards: int) -> None:
         if cid in self.followed:
             return
         self.topics.ensure(self.router.target_wal_topic(cid), shards)
         topic = self.router.source_wal_topic(cid)
-        tps = [TopicPartition(topic, p, self._start_offset(topic, p)) for p in range(shards)]
+        starts = {(topic, p): self._start_offset(topic, p) for p in range(shards)}
         assert self.wal is not None
-        self.wal.incremental_assign(tps)
-        self.wal_tps += [TopicPartition(topic, p) for p in range(shards)]
+        self.wal.add(starts)
+        self.wal_tps += list(starts)
         self.followed.add(cid)
-        self._hold([(topic, tp.partition, max(tp.offset, 0)) for tp in tps])
+        self._hold([(topic, p, max(off, 0)) for (_, p), off in starts.items()])
         with self.rep._lock:
-            self.rep._tracked[topic] = {tp.partition: max(tp.offset, 0) for tp in tps}
+            self.rep._tracked[topic] = {p: max(off, 0) for (_, p), off in starts.items()}
         log.info("following collection task=%s collection_id=%d shards=%d", self.spec.name, cid, shards)
 
     # one transaction -------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class _Session:
         # wait for the first record only, then take whatever is already fetched: a batch is what
         # arrived while the previous transaction committed (low latency when quiet, big when busy)
         wait = 0.0 if got else self.settings.cdc_poll_seconds
-        wal_msgs = drain(self.wal, max(1, self.settings.cdc_batch_records), wait)
+        wal_msgs = self.wal.poll(max(1, self.settings.cdc_batch_records), wait)
         done: dict[tuple[str, int], int] = {}  # WAL partitions handled so far -> next offset
         for m in wal_msgs:
             if m.error() is not None:
@@ -252,7 +252,7 @@ class _Session:
 
     def _drain_catalog(self, timeout: float) -> int:
         assert self.catalog is not None
-        msgs = [m for m in drain(self.catalog, 100, timeout) if m.error() is None]
+        msgs = [m for m in self.catalog.poll(100, timeout) if m.error() is None]
         for m in msgs:
             decision = self.router.catalog(m.key(), m.value())
             ev = decision.collection
@@ -308,15 +308,15 @@ class _Session:
         consumed batch, ``wal_done``: the next offset of each WAL partition handled so far.
         """
         assert self.catalog is not None and self.wal is not None and self.producer is not None
-        now = self.catalog.position([self.catalog_tp])
+        now = self.catalog.positions([self.catalog_tp])
         if wal_done is None:
-            now += self.wal.position(self.wal_tps) if self.wal_tps else []
+            now.update(self.wal.positions(self.wal_tps) if self.wal_tps else {})
         else:
-            now += [TopicPartition(t, p, off) for (t, p), off in wal_done.items()]
+            now.update(wal_done)
         moved = [
-            (tp.topic, tp.partition, tp.offset)
-            for tp in now
-            if tp.offset >= 0 and self.committed.get(tp.topic, {}).get(tp.partition) != tp.offset
+            (topic, p, offset)
+            for (topic, p), offset in now.items()
+            if offset >= 0 and self.committed.get(topic, {}).get(p) != offset
         ]
         if not moved and not self.batch.open:
             return
@@ -345,8 +345,8 @@ class _Session:
         if not positions or self.hold is None:
             return
         try:
-            self.hold.commit(offsets=[TopicPartition(t, p, o) for t, p, o in positions], asynchronous=True)
-        except KafkaException as exc:
+            self.hold.commit({(t, p): o for t, p, o in positions}, asynchronous=True)
+        except LogUnavailable as exc:
             log.warning("WAL hold not committed task=%s error=%s", self.spec.name, exc)
 
     def _abort(self) -> None:

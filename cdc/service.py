@@ -14,11 +14,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from cdc import lag as lag_mod
 from cdc import positions as positions_mod
-from cdc.clusters import check_reachable, drop_topic, read_catalog, reader, release_hold, watermarks
+from cdc.clusters import check_reachable, drop_topic, read_catalog, reader, release_hold
 from cdc.exceptions import InvalidTask, TaskExists, UnknownCollection
 from cdc.lag import LagProbe, ShardLag
 from cdc.replicator import Replicator
@@ -229,14 +227,14 @@ class CdcService:
 
 def _with_latest(spec: TaskSpec, wanted: dict[str, dict]) -> TaskSpec:
     """Start positions for ``latest``: each followed WAL partition's end offset, now."""
-    consumer = reader(spec.source)
+    tail = reader(spec.source)
     try:
         positions: Positions = {}
         for d in wanted.values():
             topic = wal_topic(spec.source.namespace, int(d["collection_id"]))
             for p in range(int(d.get("shards_num", 1))):
-                marks = watermarks(consumer, TopicPartition(topic, p))
+                marks = tail.watermarks_if_exists(topic, p)
                 positions.setdefault(topic, {})[p] = marks[1] if marks else 0
     finally:
-        consumer.close()
+        tail.close()
     return replace(spec, start_positions=positions)

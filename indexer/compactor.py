@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from indexer.compaction import CompactionPolicy, CompactionResult, compact
@@ -28,7 +27,9 @@ from schemas.timestamps import HybridClock
 from schemas.topics import segments_topic
 from walvus.catalog import Catalog
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
-from walvus.log import KafkaLog, LogMessage, drain
+from walvus.exceptions import LogUnavailable
+from walvus.log import KafkaLog, LogMessage
+from walvus.log_tail import END, Tail
 from walvus.once_log import OnceLog
 from walvus.storage import DELETES, ROWS, SegmentStore
 
@@ -87,16 +88,13 @@ class Compactor:
 
     def _run(self) -> None:
         topic = segments_topic(self.ns)
-        consumer = Consumer(
-            {**self.kafka.conf, "group.id": f"{self.ns}-compactor", "enable.auto.commit": False}
-        )
-        tp = TopicPartition(topic, 0)
-        consumer.assign([TopicPartition(topic, 0, self._start_offset(consumer, tp))])
+        tail = Tail(self.kafka.conf, group=f"{self.ns}-compactor")
+        tail.assign({(topic, 0): self._start_offset(tail, topic)})
         next_check = time.monotonic() + self.check_seconds
         while not self._stop.is_set():
             try:
-                msgs = drain(consumer, 100, 0.5)
-            except KafkaException:
+                msgs = tail.poll(100, 0.5)
+            except LogUnavailable:
                 continue
             for m in msgs:
                 if m.error() or m.value() is None or b'"compact"' not in m.value():
@@ -108,8 +106,8 @@ class Compactor:
                 if isinstance(req, CompactionRequested):
                     self.run_request(req)
                 try:  # only now: a compactor killed before this runs the request again
-                    consumer.commit(offsets=[TopicPartition(topic, 0, m.offset() + 1)], asynchronous=False)
-                except KafkaException as exc:  # the next commit covers it; a restart redoes it, harmlessly
+                    tail.commit({(topic, 0): m.offset() + 1})
+                except LogUnavailable as exc:  # the next commit covers it; a restart redoes it, harmlessly
                     self._failing.error("compactor cannot commit its position", exc)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.check_seconds
@@ -117,23 +115,23 @@ class Compactor:
                     self.check_all()
                 except Exception as exc:  # the catalog itself failing; collections fail alone inside
                     self._failing.error("compaction policy check failed", exc)
-        consumer.close()
+        tail.close()
 
-    def _start_offset(self, consumer: Consumer, tp: TopicPartition) -> int:
+    def _start_offset(self, tail: Tail, topic: str) -> int:
         """Where requests are read from: the committed position, or on the very first start the
         end, committed at once, so a request that arrives later survives any restart."""
         while not self._stop.is_set():
             try:
-                committed = consumer.committed([tp], timeout=10)[0].offset
+                committed = tail.committed(topic, 0, timeout=10)
                 if committed >= 0:
                     return committed
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                consumer.commit(offsets=[TopicPartition(tp.topic, 0, high)], asynchronous=False)
+                _, high = tail.watermarks(topic, 0, timeout=10)
+                tail.commit({(topic, 0): high})
                 return high
-            except KafkaException as exc:
+            except LogUnavailable as exc:
                 self._failing.error("compactor cannot read its position", exc)
                 time.sleep(1.0)
-        return OFFSET_END
+        return END
 
     def run_request(self, req: CompactionRequested) -> SegmentsCompacted:
         info = next((i for i in self.catalog.collections() if i.collection_id == req.collection_id), None)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 import faiss
 import pyarrow as pa
 import pyarrow.dataset as ds
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from indexer.compactor import Compactor
 from indexer.failures import Backoff, IndexFailure, IndexFailures
@@ -36,8 +35,10 @@ from schemas.segments import IndexBuilt, IndexFailed
 from schemas.topics import segments_topic
 from schemas.vector_arrays import arrow_vectors
 from walvus.catalog import Catalog
+from walvus.exceptions import LogUnavailable
 from walvus.index_store import failure_file, index_file, sealed_segments, write_failure, write_index
-from walvus.log import KafkaLog, LogMessage, drain
+from walvus.log import KafkaLog, LogMessage
+from walvus.log_tail import END, Tail
 from walvus.once_log import OnceLog
 from walvus.processes import on_stop_signal
 from walvus.storage import ROWS, SegmentStore
@@ -88,20 +89,16 @@ class IndexWorker:
         self._wake.set()
 
     def _listen(self) -> None:
-        consumer = Consumer(
-            {**self.kafka.conf, "group.id": f"{self.ns}-indexer", "enable.auto.commit": False}
-        )
-        consumer.assign(
-            [TopicPartition(segments_topic(self.ns), 0, -1)]
-        )  # from the end: reconcile covers the past
+        tail = Tail(self.kafka.conf, group=f"{self.ns}-indexer")
+        tail.assign({(segments_topic(self.ns), 0): END})  # from the end: reconcile covers the past
         while not self._stop.is_set():
             try:
-                msgs = drain(consumer, 100, 0.2)
-            except KafkaException:
+                msgs = tail.poll(100, 0.2)
+            except LogUnavailable:
                 continue
             if any(b'"sealed"' in (m.value() or b"") for m in msgs if not m.error()):
                 self._wake.set()
-        consumer.close()
+        tail.close()
 
     def reconcile(self) -> int:
         """Build every missing index that is not backing off. Returns how many were built."""

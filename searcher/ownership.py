@@ -15,7 +15,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from walvus.exceptions import LogUnavailable
+from walvus.log_tail import GroupMember, Partition
 
 log = logging.getLogger(__name__)
 CLIENT_PREFIX = "walvus-searcher@"  # then host:port
@@ -55,36 +56,32 @@ class ShardOwnership:
         session_timeout_ms: int = 6000,
         presence_topic: str | None = None,
     ) -> None:
-        self._consumer = Consumer(
-            {
-                **conf,
-                "group.id": group,
-                "client.id": client_id(address),
-                "enable.auto.commit": False,
-                "partition.assignment.strategy": "cooperative-sticky",  # moves only what must move
-                "session.timeout.ms": session_timeout_ms,
-                "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
-                "topic.metadata.refresh.interval.ms": 1000,
-            }
+        heartbeat_ms = max(500, session_timeout_ms // 6)
+        self._member = GroupMember(
+            conf,
+            group=group,
+            client_id=client_id(address),
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_ms,
+            cooperative=True,  # moves only what must move
+            metadata_refresh_ms=1000,
+            on_change=self._held,
         )
         self.group = group
         self._on_change = on_change
         # a second member, in ``<group>.presence`` on a one-partition topic, so gateways see this
         # searcher (and its replica group) before any collection is loaded; a group of its own,
         # because partitions are balanced over all the topics of a group
-        self._presence: Consumer | None = None
+        self._presence: GroupMember | None = None
         if presence_topic:
-            self._presence = Consumer(
-                {
-                    **conf,
-                    "group.id": presence_group(group),
-                    "client.id": client_id(address),
-                    "enable.auto.commit": False,
-                    "session.timeout.ms": session_timeout_ms,
-                    "heartbeat.interval.ms": max(500, session_timeout_ms // 6),
-                }
+            self._presence = GroupMember(
+                conf,
+                group=presence_group(group),
+                client_id=client_id(address),
+                session_timeout_ms=session_timeout_ms,
+                heartbeat_interval_ms=heartbeat_ms,
             )
-            self._presence.subscribe([presence_topic], on_assign=lambda c, ps: c.pause(ps) if ps else None)
+            self._presence.subscribe([presence_topic])
         self._topics: frozenset[str] = frozenset()
         self._wanted: frozenset[str] = frozenset()
         self._assignment: Assignment = {}
@@ -118,43 +115,31 @@ class ShardOwnership:
                 if wanted != self._topics:
                     self._resubscribe(wanted)
                 if self._presence is not None:
-                    self._presence.poll(0 if self._topics else 0.1)
+                    self._presence.serve(0 if self._topics else 0.1)
                 if not self._topics:
                     self._stop.wait(0.05)
                     continue
                 try:
-                    msg = self._consumer.poll(0.2)  # serves the group protocol; partitions are paused
-                except KafkaException as exc:
+                    self._member.serve(0.2)  # the group protocol; partitions are paused
+                except LogUnavailable as exc:
                     log.warning("searcher group poll failed group=%s error=%s", self.group, exc)
-                    continue
-                if msg is not None and not msg.error():
-                    self._consumer.pause([TopicPartition(msg.topic(), msg.partition())])
         finally:
-            self._consumer.close()  # leaves the group: its shards are reassigned at once
+            self._member.close()  # leaves the group: its shards are reassigned at once
             if self._presence is not None:
                 self._presence.close()
 
     def _resubscribe(self, topics: frozenset[str]) -> None:
         self._topics = topics
         if topics:
-            self._consumer.subscribe(sorted(topics), on_assign=self._assigned, on_revoke=self._revoked)
+            self._member.subscribe(topics)
         else:
-            self._consumer.unsubscribe()
+            self._member.unsubscribe()
             self._publish({})
 
-    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.incremental_assign(partitions)
-        consumer.pause(partitions)
-        self._publish_current()
-
-    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        consumer.incremental_unassign(partitions)
-        self._publish_current()
-
-    def _publish_current(self) -> None:
+    def _held(self, partitions: frozenset[Partition]) -> None:
         held: dict[str, set[int]] = {}
-        for tp in self._consumer.assignment():
-            held.setdefault(tp.topic, set()).add(tp.partition)
+        for topic, p in partitions:
+            held.setdefault(topic, set()).add(p)
         self._publish({t: frozenset(p) for t, p in held.items()})
 
     def _publish(self, assignment: Assignment) -> None:

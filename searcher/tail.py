@@ -7,8 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
-
 from schemas.exceptions import RecordFormatError
 from schemas.segments import (
     CompactionRequested,
@@ -18,11 +16,12 @@ from schemas.segments import (
     decode_announcement,
 )
 from schemas.wal import WalRecord
-from walvus.log import drain
+from walvus.exceptions import LogUnavailable
+from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log_tail import END, Message, Tail, is_truncated
 
 log = logging.getLogger(__name__)
 CAUGHT_UP_MARGIN = 0.5  # seconds: a fetch answer is at most a long poll (0.1 s) plus delivery old
-_TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}
 
 
 class WalTail:
@@ -36,19 +35,16 @@ class WalTail:
         advance: Callable[[str, int, int], None] = lambda t, p, o: None,
         truncated: Callable[[str], None] = lambda t: None,
     ) -> None:
-        self._consumer = Consumer(
-            {
-                **conf,
-                "group.id": "walvus-searcher",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 100,  # a long poll: the broker answers as soon as data arrives
-                "fetch.min.bytes": 1,
-                "fetch.message.max.bytes": 68_157_440,
-                # the records to read next were deleted (WAL retention, ``walvus.gc``): never jump
-                # over them; ``truncated`` reloads the collection from Delta, which holds them
-                "auto.offset.reset": "error",
-            }
+        self._tail = Tail(
+            conf,
+            group="walvus-searcher",
+            read_committed=True,
+            fetch_wait_max_ms=100,  # a long poll: the broker answers as soon as data arrives
+            fetch_min_bytes=1,
+            fetch_message_max_bytes=MAX_MESSAGE_BYTES,
+            # the records to read next were deleted (WAL retention, ``walvus.gc``): never jump
+            # over them; ``truncated`` reloads the collection from Delta, which holds them
+            auto_offset_reset="error",
         )
         self._apply = apply
         self._truncated = truncated
@@ -84,23 +80,21 @@ class WalTail:
         while not self._stop.is_set():
             with self._lock:
                 if self._changed:
-                    self._consumer.assign(
-                        [TopicPartition(t, p, off) for (t, p), off in self._assigned.items()]
-                    )
+                    self._tail.assign(self._assigned)
                     self._changed = False
                 idle = not self._assigned
             if idle:
                 self._stop.wait(0.01)
                 continue
             try:
-                msgs = drain(self._consumer, 1000, 0.05)
-            except KafkaException as exc:
+                msgs = self._tail.poll(1000, 0.05)
+            except LogUnavailable as exc:
                 log.warning("WAL read failed error=%s", exc)
                 continue
             for m in msgs:
                 if m.error():
-                    if m.error().code() in _TRUNCATED and m.topic():
-                        self._on_truncated(m.topic(), m.error())
+                    if is_truncated(m):
+                        self._on_truncated(m)
                     continue
                 key = (m.topic(), m.partition())
                 with self._lock:
@@ -126,13 +120,14 @@ class WalTail:
                 self._after_poll()
             except Exception:
                 log.exception("after-poll step failed")
-        self._consumer.close()
+        self._tail.close()
 
-    def _on_truncated(self, topic: str, error: KafkaError) -> None:
+    def _on_truncated(self, m: Message) -> None:
+        topic = m.topic()
         with self._lock:
             if not any(t == topic for t, _ in self._assigned):
                 return
-        log.warning("WAL records to read were deleted topic=%s error=%s", topic, error)
+        log.warning("WAL records to read were deleted topic=%s error=%s", topic, m.error())
         try:
             self._truncated(topic)
         except Exception:
@@ -144,20 +139,20 @@ class WalTail:
         with self._lock:
             if self._changed:
                 return
-            tps = [TopicPartition(t, p) for (t, p) in self._assigned]
+            assigned = list(self._assigned)
         checked = time.monotonic()
         try:
-            positions = self._consumer.position(tps)
-        except KafkaException:
+            positions = self._tail.positions(assigned)
+        except LogUnavailable:
             return
         behind: set[str] = set()
-        for tp in positions:
-            if tp.offset > 0:
-                self._advance(tp.topic, tp.partition, tp.offset - 1)
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0 or tp.offset < high:  # unknown yet, or records left to read
-                behind.add(tp.topic)
-        for topic in {tp.topic for tp in positions} - behind:
+        for (topic, p), offset in positions.items():
+            if offset > 0:
+                self._advance(topic, p, offset - 1)
+            _, high = self._tail.watermarks(topic, p, cached=True)
+            if high < 0 or offset < high:  # unknown yet, or records left to read
+                behind.add(topic)
+        for topic in {t for t, _ in positions} - behind:
             # the cached high watermark comes from the last fetch answer, at most a long poll old
             self._caught_up[topic] = checked - CAUGHT_UP_MARGIN
 
@@ -177,15 +172,8 @@ class AnnouncementTail:
         on_index: Callable[[IndexBuilt], None],
         on_compaction: Callable[[CompactionRequested | SegmentsCompacted], None] = lambda a: None,
     ) -> None:
-        self._consumer = Consumer(
-            {
-                **conf,
-                "group.id": "walvus-searcher-segments",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        self._consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+        self._tail = Tail(conf, group="walvus-searcher-segments", fetch_wait_max_ms=100)
+        self._tail.assign({(topic, 0): END})
         self._on_sealed, self._on_index, self._on_compaction = on_sealed, on_index, on_compaction
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="segments-tail", daemon=True)
@@ -200,8 +188,8 @@ class AnnouncementTail:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                msgs = drain(self._consumer, 100, 0.1)
-            except KafkaException as exc:
+                msgs = self._tail.poll(100, 0.1)
+            except LogUnavailable as exc:
                 log.warning("segments read failed error=%s", exc)
                 continue
             for m in msgs:
@@ -217,4 +205,4 @@ class AnnouncementTail:
                         self._on_compaction(ann)
                 except Exception:
                     log.exception("handling announcement failed offset=%s", m.offset())
-        self._consumer.close()
+        self._tail.close()

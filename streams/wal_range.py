@@ -11,21 +11,15 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-
 from walvus.exceptions import LogUnavailable
+from walvus.log import MAX_MESSAGE_BYTES
+from walvus.log_tail import Tail
 
 
 class WalRangeReader:
     def __init__(self, conf: dict[str, Any], timeout: float = 30.0) -> None:
-        self._conf = {
-            **conf,
-            "group.id": "walvus-streams-gaps",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.message.max.bytes": 68_157_440,
-        }
-        self._consumer: Consumer | None = None
+        self._conf = conf
+        self._tail: Tail | None = None
         self._lock = threading.Lock()
         self.timeout = timeout
 
@@ -35,15 +29,20 @@ class WalRangeReader:
         ``LogUnavailable`` when the log does not answer in time: the commit waits rather than going
         past records it could not see."""
         with self._lock:
-            if self._consumer is None:
-                self._consumer = Consumer(self._conf)
-            consumer = self._consumer
-            consumer.assign([TopicPartition(topic, partition, first)])
+            if self._tail is None:
+                self._tail = Tail(
+                    self._conf,
+                    group="walvus-streams-gaps",
+                    read_committed=True,
+                    fetch_message_max_bytes=MAX_MESSAGE_BYTES,
+                )
+            tail = self._tail
             out: list[tuple[int, bytes]] = []
             deadline = time.monotonic() + self.timeout
             try:
+                tail.assign({(topic, partition): first})
                 while time.monotonic() < deadline:
-                    for m in consumer.consume(500, timeout=0.5):
+                    for m in tail.poll(500, 0.5):
                         if m.error():
                             continue
                         if m.offset() > last:
@@ -51,12 +50,12 @@ class WalRangeReader:
                         out.append((m.offset(), m.value()))
                     if out and out[-1][0] >= last:
                         return out
-            except KafkaException as exc:
+            except LogUnavailable as exc:
                 raise LogUnavailable(
                     f"cannot read {topic}[{partition}] {first}..{last}: {exc}", topic=topic
                 ) from exc
             finally:
-                consumer.unassign()
+                tail.unassign()
         raise LogUnavailable(
             f"reading {topic}[{partition}] {first}..{last} took over {self.timeout}s", topic=topic
         )

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
 from schemas.catalog import (
     ALIAS_KEY_PREFIX,
     DATABASE_KEY_PREFIX,
@@ -37,7 +35,8 @@ from schemas.resource_groups import is_resource_group_key
 from schemas.topics import catalog_topic
 from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
-from walvus.log import KafkaLog, LogMessage, drain
+from walvus.log import KafkaLog, LogMessage
+from walvus.log_tail import BEGINNING, Tail
 from walvus.rbac import RbacState
 from walvus.resource_groups import ResourceGroups
 
@@ -222,21 +221,18 @@ class Catalog(CatalogView):
 
     # tail ------------------------------------------------------------------------------------
     def _tail(self) -> None:
-        consumer = Consumer(
-            {
-                **self._kafka.conf,
-                "group.id": "walvus-catalog-reader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",  # CDC writes the catalog in transactions
-                "fetch.wait.max.ms": 100,
-            }
+        tail = Tail(
+            self._kafka.conf,
+            group="walvus-catalog-reader",
+            read_committed=True,  # CDC writes the catalog in transactions
+            fetch_wait_max_ms=100,
         )
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         try:
+            tail.assign({(self.topic, 0): BEGINNING})
             while not self._stop.is_set():
                 try:
-                    msgs = drain(consumer, 500, 0.1)
-                except KafkaException as exc:
+                    msgs = tail.poll(500, 0.1)
+                except LogUnavailable as exc:
                     log.warning("catalog read failed error=%s", exc)
                     continue
                 for m in msgs:
@@ -248,13 +244,13 @@ class Catalog(CatalogView):
                         self._cond.notify_all()
                 # CDC writes the catalog in transactions: their commit markers are never delivered,
                 # so everything below the consumer's position counts as applied.
-                pos = consumer.position([TopicPartition(self.topic, 0)])[0].offset
+                pos = tail.positions([(self.topic, 0)])[(self.topic, 0)]
                 if pos - 1 > self._applied:
                     with self._cond:
                         self._applied = pos - 1
                         self._cond.notify_all()
         finally:
-            consumer.close()
+            tail.close()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

@@ -31,18 +31,6 @@ _NOT_READY = {
 MAX_MESSAGE_BYTES = 68_157_440
 
 
-def drain(consumer: Consumer, max_messages: int, timeout: float) -> list[Any]:
-    """Messages already fetched, waiting up to ``timeout`` for the first one only.
-
-    ``Consumer.consume(n, timeout)`` waits the whole timeout unless n messages arrive, which
-    would delay every read of a quiet topic by the timeout; ``poll`` returns on the first.
-    """
-    first = consumer.poll(timeout)
-    if first is None:
-        return []
-    return [first, *consumer.consume(max_messages - 1, timeout=0)] if max_messages > 1 else [first]
-
-
 @dataclass(frozen=True)
 class LogMessage:
     topic: str

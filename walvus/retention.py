@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from walvus.exceptions import LogUnavailable
+from walvus.log_tail import Tail
 
 TIMEOUT = 30.0
 
@@ -37,35 +38,15 @@ class Watermarks:
 class WalRetention:
     def __init__(self, conf: dict[str, Any]) -> None:
         self._admin = AdminClient(conf)
-        self._reader = Consumer({**conf, "group.id": "walvus-gc", "enable.auto.commit": False})
+        self._reader = Tail(conf, group="walvus-gc")
 
     def watermarks(self, topic: str, partitions: int) -> dict[int, Watermarks]:
-        out = {}
-        for p in range(partitions):
-            try:
-                low, high = self._reader.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
-            except KafkaException as exc:
-                raise LogUnavailable(f"cannot read watermarks of {topic}[{p}]: {exc}", topic=topic) from exc
-            out[p] = Watermarks(int(low), int(high))
-        return out
+        return {p: Watermarks(*self._reader.watermarks(topic, p, timeout=TIMEOUT)) for p in range(partitions)}
 
     def offsets_at(self, topic: str, partitions: int, ts_ms: int) -> dict[int, int]:
         """Per partition, the first offset written at or after ``ts_ms`` (the end when none was)."""
-        tps = [TopicPartition(topic, p, int(ts_ms)) for p in range(partitions)]
-        try:
-            got = self._reader.offsets_for_times(tps, timeout=TIMEOUT)
-        except KafkaException as exc:
-            raise LogUnavailable(f"cannot look up offsets of {topic} by time: {exc}", topic=topic) from exc
-        out = {}
-        for tp in got:
-            if tp.error is not None:
-                raise LogUnavailable(
-                    f"cannot look up offsets of {topic}[{tp.partition}]: {tp.error}", topic=topic
-                )
-            out[tp.partition] = (
-                tp.offset if tp.offset >= 0 else self.watermarks(topic, partitions)[tp.partition].high
-            )
-        return out
+        got = self._reader.offsets_at(topic, range(partitions), ts_ms, timeout=TIMEOUT)
+        return {p: off if off >= 0 else self.watermarks(topic, partitions)[p].high for p, off in got.items()}
 
     def delete_records(self, topic: str, before: dict[int, int]) -> dict[int, int]:
         """Delete each partition's records below ``before[p]``. Returns the new low watermarks."""

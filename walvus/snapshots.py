@@ -21,8 +21,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-
 from schemas.catalog import CollectionInfo
 from schemas.collection import check_name
 from schemas.exceptions import InvalidArgument
@@ -37,7 +35,8 @@ from schemas.snapshots import (
 from schemas.timestamps import physical_ms
 from schemas.topics import snapshots_topic
 from walvus.exceptions import LogUnavailable, SnapshotExists, SnapshotNotFound, StorageError
-from walvus.log import KafkaLog, LogMessage, drain
+from walvus.log import KafkaLog, LogMessage
+from walvus.log_tail import BEGINNING, Tail
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 if TYPE_CHECKING:
@@ -62,34 +61,23 @@ class SnapshotBook:
     def start(self) -> SnapshotBook:
         assert self._kafka is not None
         self._kafka.ensure_topic(self.topic, 1, compacted=True, config={"min.cleanable.dirty.ratio": "0.1"})
-        consumer = Consumer(
-            {
-                **self._kafka.conf,
-                "group.id": "walvus-snapshots-reader",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 100,
-            }
-        )
-        consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-        end = self._end_offset(consumer)
-        self._thread = threading.Thread(
-            target=self._tail, args=(consumer,), name="snapshots-tail", daemon=True
-        )
+        tail = Tail(self._kafka.conf, group="walvus-snapshots-reader", fetch_wait_max_ms=100)
+        tail.assign({(self.topic, 0): BEGINNING})
+        end = self._end_offset(tail)
+        self._thread = threading.Thread(target=self._tail, args=(tail,), name="snapshots-tail", daemon=True)
         self._thread.start()
         self._wait_applied(end - 1, 30.0)
         return self
 
-    def _end_offset(self, consumer: Consumer, timeout: float = 30.0) -> int:
+    def _end_offset(self, tail: Tail, timeout: float = 30.0) -> int:
         """The topic's end, asked by the tail's own consumer: a topic this process just created may
         stay unknown for a while to a client that looked up metadata before (``KafkaLog.end_offsets``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, 0), timeout=5, cached=False
-                )
-                return int(high)
-            except KafkaException as exc:
+                _, high = tail.watermarks(self.topic, 0, timeout=5)
+                return high
+            except LogUnavailable as exc:
                 if time.monotonic() > deadline:
                     raise LogUnavailable(
                         f"cannot read the end of {self.topic}: {exc}", topic=self.topic
@@ -202,12 +190,12 @@ class SnapshotBook:
         except (ValueError, KeyError, TypeError) as exc:
             log.error("bad record on the snapshots topic key=%s error=%s", k, exc)
 
-    def _tail(self, consumer: Consumer) -> None:
+    def _tail(self, tail: Tail) -> None:
         try:
             while not self._stop.is_set():
                 try:
-                    msgs = drain(consumer, 500, 0.1)
-                except KafkaException as exc:
+                    msgs = tail.poll(500, 0.1)
+                except LogUnavailable as exc:
                     log.warning("snapshots topic read failed error=%s", exc)
                     continue
                 for m in msgs:
@@ -215,11 +203,11 @@ class SnapshotBook:
                         continue
                     self.apply(m.key(), m.value())
                 with self._cond:
-                    pos = consumer.position([TopicPartition(self.topic, 0)])[0].offset
+                    pos = tail.positions([(self.topic, 0)])[(self.topic, 0)]
                     self._applied = max(self._applied, pos - 1)
                     self._cond.notify_all()
         finally:
-            consumer.close()
+            tail.close()
 
 
 # taking a snapshot -----------------------------------------------------------------------------

@@ -132,3 +132,32 @@ def test_only_the_segment_store_imports_deltalake() -> None:
     assert not stray, f"read Delta tables through walvus.storage.SegmentStore instead: {sorted(stray)}"
     stale = set(DELTALAKE_ALLOWED) - found
     assert not stale, f"no longer imports deltalake, remove from DELTALAKE_ALLOWED: {sorted(stale)}"
+
+
+# every Kafka consumer is built by the log interface: its settings (isolation, commits, offset
+# resets, assignors) are chosen in one place, and its errors become ``LogUnavailable`` there
+LOG_READERS = {"walvus.log", "walvus.log_tail"}
+
+
+def consumer_importers() -> set[str]:
+    """Modules (outside tests) that import confluent-kafka's ``Consumer``."""
+    found: set[str] = set()
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).parts
+        if rel[0] in ("tests", ".venv") or rel[0].startswith("."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("confluent_kafka"):
+                if any(a.name == "Consumer" for a in node.names):
+                    found.add(module_name(path))
+            elif isinstance(node, ast.Import) and any(
+                a.name.startswith("confluent_kafka") for a in node.names
+            ):
+                found.add(module_name(path))  # ``confluent_kafka.Consumer`` through the module
+    return found
+
+
+def test_only_the_log_interface_builds_kafka_consumers() -> None:
+    stray = consumer_importers() - LOG_READERS
+    assert not stray, f"build readers with walvus.log_tail (Tail, GroupMember) instead: {sorted(stray)}"
+    assert consumer_importers() == LOG_READERS
