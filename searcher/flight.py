@@ -58,9 +58,9 @@ class SearcherFlight(flight.FlightServerBase):
                 ticket = reader.read_chunk().app_metadata
             except StopIteration:
                 return
-            if ticket is None:
-                continue
             try:
+                if ticket is None:
+                    raise WalvusError("a read on the searcher's stream carries its request as app metadata")
                 message = answer_message(self._answer(ticket.to_pybytes()))
             except Exception as exc:
                 _log_unexpected(exc)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer.interim import InterimBuilder, InterimIndex
+from indexer import InterimBuilder, InterimIndex
 from schemas.catalog import CollectionInfo
 from schemas.collection import CollectionSchema
 from schemas.types import DataType

@@ -72,6 +72,7 @@ class RemoteSearcher:
         self._writes: dict[int, dict[int, int]] = {}  # collection id -> shard -> last WAL offset written here
         self._writes_lock = threading.Lock()
         self._channels: dict[str, SearcherChannel] = {}
+        self._channels_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="scatter")
         self._turn = itertools.count()
         self._closed = threading.Event()
@@ -88,7 +89,7 @@ class RemoteSearcher:
     def _channel(self, address: str) -> SearcherChannel:
         c = self._channels.get(address)
         if c is None:
-            with self._writes_lock:
+            with self._channels_lock:
                 c = self._channels.get(address) or self._channels.setdefault(
                     address, SearcherChannel(address)
                 )

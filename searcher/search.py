@@ -13,10 +13,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexer import brute_force_range_search, brute_force_search
-from indexer.index import SPARSE_FILTER_FRACTION, SPARSE_FILTER_ROWS
-from indexer.interim import InterimIndex
-from indexer.ranges import topk
+from indexer import (
+    SPARSE_FILTER_FRACTION,
+    SPARSE_FILTER_ROWS,
+    InterimIndex,
+    brute_force_range_search,
+    brute_force_search,
+    topk,
+)
 from schemas.exceptions import InvalidArgument
 from schemas.filters import CompiledFilter
 from schemas.index_spec import is_similarity, search_int

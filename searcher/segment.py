@@ -14,8 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from indexer import VectorIndex
-from indexer.sparse import SparseIndex
+from indexer import SparseIndex, VectorIndex
 from schemas.collection import CollectionSchema
 from schemas.live import latest_alive
 from schemas.vector_arrays import arrow_vectors

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from indexer.interim import single_threaded_adds
+from indexer import single_threaded_adds
 from schemas.catalog import CollectionInfo
 from schemas.segments import CompactionRequested, IndexBuilt, SegmentsCompacted, SegmentSealed, is_compacted
 from schemas.topics import segments_topic

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.ranges import check_range, topk
-from indexer.sparse import Bm25Stats
+from indexer import Bm25Stats, check_range, topk
 from schemas.exceptions import InvalidArgument
 from schemas.sparse import SparseQueries, drop_small
 from schemas.sparse_index_spec import drop_ratio_search

@@ -17,7 +17,7 @@ import pyarrow.flight as flight
 import pytest
 
 from schemas.exceptions import CollectionNotFound
-from searcher.channel import SearcherChannel
+from searcher.channel import SearcherChannel, read_answer
 from searcher.flight import SearcherFlight
 from searcher.wire import decode_hits, encode_query, encode_search, shards_of
 from tests.ports import free_port, listening
@@ -143,3 +143,22 @@ def test_idle_streams_are_closed_so_a_searcher_can_shut_down(
     stopping.start()
     stopping.join(30)
     assert not stopping.is_alive(), "the server still waits for a stream"
+
+
+def test_a_message_without_a_request_is_answered_with_an_error(
+    server: tuple[SearcherFlight, StubService],
+) -> None:
+    srv, svc = server
+    client = flight.FlightClient(f"grpc://127.0.0.1:{srv.port}")
+    writer, reader = client.do_exchange(flight.FlightDescriptor.for_command(b"reads"))
+    table = pa.table({"x": [1]})
+    writer.begin(table.schema)
+    writer.write_batch(table.to_batches()[0])  # data, no app metadata: not a read
+    with pytest.raises(Exception, match="app metadata"):
+        read_answer(reader.read_chunk().app_metadata)
+    writer.write_metadata(_search("c"))  # the stream goes on
+    assert len(decode_hits(read_answer(reader.read_chunk().app_metadata))) == 2
+    writer.done_writing()
+    writer.close()
+    client.close()
+    assert svc.calls == 1
