@@ -30,3 +30,22 @@ def wal_prefix(ns: str) -> str:
 def snapshots_topic(ns: str) -> str:
     """Snapshots and restore jobs of this site (compacted; not replicated: they pin this site's tables)."""
     return f"{ns}.snapshots"
+
+
+def searcher_group(ns: str, replica_group: int) -> str:
+    """The consumer group whose members are the searchers of one replica group (Kafka assigns each
+    a share of the WAL partitions, the shards)."""
+    return f"{searcher_groups_prefix(ns)}{replica_group}"
+
+
+def searcher_groups_prefix(ns: str) -> str:
+    return f"{ns}.searchers."
+
+
+def presence_topic(ns: str) -> str:
+    """The topic searchers' presence groups subscribe to, so a searcher holding nothing is still seen."""
+    return f"{ns}.searchers"
+
+
+def presence_group(group: str) -> str:
+    return f"{group}.presence"

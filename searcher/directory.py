@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from searcher.ownership import address_of, presence_group
+from schemas.topics import presence_group, searcher_groups_prefix
+from searcher.ownership import address_of
 
 PRESENCE = presence_group("")
 
@@ -48,7 +49,7 @@ class Layout:
 class SearcherDirectory:
     def __init__(self, conf: dict, namespace: str) -> None:
         self._admin = AdminClient({k: v for k, v in conf.items() if not k.startswith("enable.")})
-        self._prefix = f"{namespace}.searchers."
+        self._prefix = searcher_groups_prefix(namespace)
         self._layout = Layout()
         self._cond = threading.Condition()
         self._generation = 0

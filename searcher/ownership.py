@@ -6,7 +6,7 @@ group coordinator assigns each partition to one member, and moves partitions whe
 leaves or stops heartbeating (``session.timeout.ms``). The member never reads records: it pauses
 what it is given, and the searcher's own WAL tail reads the shards from the positions their sealed
 segments end at. Its ``client.id`` carries the address this searcher serves on, so a gateway
-learns who holds what from the group's description alone (``gateway.searcher_directory``).
+learns who holds what from the group's description alone (``searcher.directory``).
 """
 
 from __future__ import annotations
@@ -15,24 +15,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
+from schemas.topics import presence_group
 from walvus.exceptions import LogUnavailable
 from walvus.log_tail import GroupMember, Partition
 
 log = logging.getLogger(__name__)
 CLIENT_PREFIX = "walvus-searcher@"  # then host:port
 Assignment = dict[str, frozenset[int]]  # WAL topic -> partitions (shards)
-
-
-def group_id(namespace: str, replica_group: int) -> str:
-    return f"{namespace}.searchers.{replica_group}"
-
-
-def presence_topic(namespace: str) -> str:
-    return f"{namespace}.searchers"
-
-
-def presence_group(group: str) -> str:
-    return f"{group}.presence"
 
 
 def client_id(address: str) -> str:
@@ -158,4 +147,4 @@ class ShardOwnership:
             log.exception("applying a shard assignment failed group=%s", self.group)
 
 
-__all__ = ["Assignment", "ShardOwnership", "address_of", "client_id", "group_id", "presence_topic"]
+__all__ = ["Assignment", "ShardOwnership", "address_of", "client_id"]

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 
+from schemas.topics import presence_topic, searcher_group
 from searcher.flight import SearcherFlight, serve
-from searcher.ownership import ShardOwnership, group_id, presence_topic
+from searcher.ownership import ShardOwnership
 from searcher.service import SearcherService
 from walvus.processes import on_stop_signal
 from walvus.settings import SearcherSettings
@@ -42,7 +43,7 @@ def run(bootstrap: str) -> None:
     # Bounded read (``Consistency.wait_for``)
     server = serve(svc, settings.searcher_host, settings.searcher_port)
     address = f"{settings.searcher_advertised_host or settings.searcher_host}:{server.port}"
-    group = group_id(walvus.ns, settings.searcher_replica_group)
+    group = searcher_group(walvus.ns, settings.searcher_replica_group)
     presence = presence_topic(walvus.ns)
     walvus.kafka.ensure_topic(presence, 1)
     ownership = ShardOwnership(
