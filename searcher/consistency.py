@@ -41,8 +41,7 @@ class ReadBarrier:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         """``clock``: a Bounded read is within its staleness bound when its monotonic time is
-        close enough to the tail's ``caught_up_at``; ``WalTail`` reads the system clock, so a fake
-        clock goes with a fake tail."""
+        close enough to the tail's ``caught_up_at`` (``WalTail`` reads the same clock)."""
         self.ns = namespace
         self.clock = clock
         self.settings = settings

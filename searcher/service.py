@@ -58,7 +58,7 @@ class SearcherService:
         self.registry = Registry(catalog, store, namespace, self.settings, self._growing_added.set, clock)
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         reg = self.registry
-        self.wal_tail = WalTail(kafka.conf, reg.apply, self._after_poll, reg.advance, reg.reload)
+        self.wal_tail = WalTail(kafka.conf, reg.apply, self._after_poll, reg.advance, reg.reload, clock)
         reg.tail = self.wal_tail
         self.barrier = ReadBarrier(kafka, namespace, self.settings, self.wal_tail, clock)
         self.ann_tail = AnnouncementTail(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from schemas.exceptions import RecordFormatError
@@ -16,6 +15,7 @@ from schemas.segments import (
     decode_announcement,
 )
 from schemas.wal import WalRecord
+from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.exceptions import LogUnavailable
 from walvus.log import MAX_MESSAGE_BYTES
 from walvus.log_tail import END, Message, Tail, is_truncated
@@ -34,7 +34,11 @@ class WalTail:
         after_poll: Callable[[], None] = lambda: None,
         advance: Callable[[str, int, int], None] = lambda t, p, o: None,
         truncated: Callable[[str], None] = lambda t: None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        """``clock``: the monotonic time ``caught_up_at`` reports (Bounded reads compare it with
+        their own clock's)."""
+        self._clock = clock
         self._tail = Tail(
             conf,
             group="walvus-searcher",
@@ -140,7 +144,7 @@ class WalTail:
             if self._changed:
                 return
             assigned = list(self._assigned)
-        checked = time.monotonic()
+        checked = self._clock.monotonic()
         try:
             positions = self._tail.positions(assigned)
         except LogUnavailable:
