@@ -31,6 +31,8 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
 
 def merge_hits(parts: list[list[Hits]], nq: int, metric: str, req: SearchRequest) -> list[Hits]:
     """One query's hits from every part, best first, then ``req``'s page (groups when grouping)."""
+    if len(parts) == 1 and len(parts[0]) == nq and not req.offset and not req.group_by_field:
+        return parts[0]  # one searcher read every shard: its answer is ordered and paged already
     desc = is_similarity(metric) if metric else False
     out = []
     for qi in range(nq):

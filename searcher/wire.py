@@ -158,16 +158,18 @@ def decode_hits(table: pa.Table) -> list[Hits]:
     if table.num_rows == 0:
         return [Hits([], np.zeros(0, np.float32), pa.table({})) for _ in range(nq)]
     q = table.column(Q).to_numpy()
-    order = np.argsort(q, kind="stable")
-    bounds = np.searchsorted(q[order], np.arange(nq + 1))
     names = [n for n in table.column_names if n not in (Q, ID, DISTANCE)]
+    if nq > 1 and np.any(q[1:] < q[:-1]):  # not grouped by query: ``encode_hits`` writes them so
+        order = np.argsort(q, kind="stable")
+        table, q = table.take(pa.array(order)), q[order]
+    bounds = np.searchsorted(q, np.arange(nq + 1))
     out = []
     for qi in range(nq):
-        rows = table.take(pa.array(order[bounds[qi] : bounds[qi + 1]]))
+        rows = table.slice(bounds[qi], bounds[qi + 1] - bounds[qi])
         out.append(
             Hits(
                 rows.column(ID).to_pylist(),
-                rows.column(DISTANCE).to_numpy(zero_copy_only=False).astype(np.float32),
+                rows.column(DISTANCE).to_numpy().astype(np.float32, copy=False),
                 rows.select(names),
             )
         )
