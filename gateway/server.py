@@ -261,24 +261,12 @@ class Siblings:
 
 def run(bootstrap: str) -> None:
     """The ``walvus gateway`` process: real catalog, WAL and searcher; serves until SIGTERM."""
-    from searcher.service import SearcherService
     from walvus.api import Walvus
+    from walvus.searcher import open_searcher
 
     settings = GatewaySettings()
     walvus = Walvus.connect(bootstrap)
-    searcher: Any
-    if settings.searchers == "remote":
-        from searcher.directory import SearcherDirectory
-        from searcher.remote import RemoteSearcher
-
-        directory = SearcherDirectory(walvus.kafka.conf, walvus.ns)
-        searcher = RemoteSearcher(walvus.catalog, directory, walvus.ns, settings.searcher_retry_seconds)
-        searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
-    else:
-        searcher = SearcherService.from_settings(bootstrap, walvus)
-        # with several processes behind one port, a client's next call may land on a process that
-        # did not make its writes (after a reconnect), so Session reads take Strong's barrier
-        searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
+    searcher: Any = open_searcher(bootstrap, walvus, settings)
     progress: IndexProgress | None = None
     try:
         from walvus.index_store import index_progress

@@ -111,7 +111,8 @@ class CompactionStatus:
 
 
 class Searcher(Protocol):
-    """What the gateway needs from a searcher (in-process today; remote replicas later)."""
+    """What the gateway needs from a searcher: the one inside the gateway process, or the client
+    of the ``walvus searcher`` processes (``open_searcher``)."""
 
     def load(self, collection: str, partitions: list[str] | None = None) -> None: ...
 
@@ -134,3 +135,23 @@ class Searcher(Protocol):
     def compaction_requested(self, collection: str, compaction_id: int) -> None: ...
 
     def compaction(self, compaction_id: int) -> CompactionStatus | None: ...
+
+
+def open_searcher(bootstrap: str, walvus: Any, settings: Any) -> Searcher:
+    """The gateway's searcher, as ``settings.searchers`` says: ``local`` runs one in this process,
+    ``remote`` scatters reads over the ``walvus searcher`` processes. With several gateway
+    processes behind one port, a client's next call may land on a process that did not make its
+    writes (after a reconnect), so Session reads take Strong's barrier."""
+    searcher: Any
+    if settings.searchers == "remote":
+        from searcher.directory import SearcherDirectory
+        from searcher.remote import RemoteSearcher
+
+        directory = SearcherDirectory(walvus.kafka.conf, walvus.ns)
+        searcher = RemoteSearcher(walvus.catalog, directory, walvus.ns, settings.searcher_retry_seconds)
+    else:
+        from searcher.service import SearcherService
+
+        searcher = SearcherService.from_settings(bootstrap, walvus)
+    searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
+    return searcher

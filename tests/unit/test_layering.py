@@ -29,12 +29,7 @@ INTERFACES = {"indexer": "the search kernels: FAISS indexes, exact search, inter
 KERNEL_FREE_OF = ("confluent_kafka", "deltalake", "faust", "walvus.log", "walvus.storage", "walvus.settings")
 
 # (importing module, imported module) -> why it is still there
-ALLOWED: dict[tuple[str, str], str] = {
-    # the composition root: the gateway process picks and wires its searchers
-    ("gateway.server", "searcher.service"): "run() wires the in-process searcher (local)",
-    ("gateway.server", "searcher.remote"): "run() wires the searcher processes' client (remote)",
-    ("gateway.server", "searcher.directory"): "run() wires the directory of searcher processes",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:
