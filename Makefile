@@ -25,7 +25,7 @@ up: install
 	$(BIN)/walvus up
 
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 lint: install
 	$(BIN)/ruff check .
