@@ -281,9 +281,9 @@ def run(bootstrap: str) -> None:
         searcher.session_is_local = settings.gateway_processes == 1 and not settings.gateway_reuse_port
     progress: IndexProgress | None = None
     try:
-        from walvus.index_store import index_progress
+        from walvus.index_progress import index_progress
     except ImportError:
-        log.warning("walvus.index_store is missing: DescribeIndex reports every index as finished")
+        log.warning("walvus.index_progress is missing: DescribeIndex reports every index as finished")
     else:
 
         def progress(info: Any, field: str) -> tuple[int, int, int]:
