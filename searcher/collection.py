@@ -340,6 +340,14 @@ class LoadedCollection:
                 index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
                     c.indexes[field_name] = (index_id, index)
+                    log.info(
+                        "index attached collection=%s segment=%s field=%s index_id=%s rows=%s",
+                        self.info.name,
+                        segment_id,
+                        field_name,
+                        index_id,
+                        index.ntotal,
+                    )
 
     def _index_file(
         self, segment_id: int, field_name: str, index_id: int, path: Path | None
