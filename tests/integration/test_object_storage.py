@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pytest
 from pymilvus import DataType, MilvusClient
 
@@ -47,6 +48,7 @@ def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     root = f"{s3.bucket()}/walvus"
     dep.env.update({"WALVUS_STORAGE_URI": root, **s3.env, "WALVUS_SEARCHERS": "remote"})
     dep.env["WALVUS_SEARCHER_RETRY_SECONDS"] = "40"
+    dep.env.update(WALVUS_GC_INTERVAL_SECONDS="1", WALVUS_GC_DROPPED_RETENTION_SECONDS="0")
     dep.start("streams", "indexer")
     dep.start_as("searcher-a", "searcher", WALVUS_DATA_DIR=str(tmp_path / "machine-a"), **SEARCHER)
     dep.start("gateway")
@@ -81,4 +83,14 @@ def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     assert [h["id"] for h in hits] == _exact(vecs, q, 5)
     _wait("searcher b loads the index from the bucket", lambda: _attached(dep, "searcher-b"))
     assert not list(tmp_path.rglob("*.faiss"))  # no process kept an index file on local disk
+
+    # a dropped collection's tables and index files leave the bucket
+    prefix = f"{root.removeprefix('s3://')}/{info.collection_id}"
+    bucket = s3.filesystem()
+    client.drop_collection("obj")
+    _wait(
+        "the collection gone from the bucket",
+        lambda: bucket.get_file_info(pafs.FileSelector(prefix, allow_not_found=True, recursive=True)) == [],
+    )
+    assert not indexes.exists(info.collection_id)
     client.close()
