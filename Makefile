@@ -7,14 +7,16 @@ BIN := $(VENV)/bin
 .PHONY: install up test lint bench clean
 
 # requirements-clients.lock: the client libraries the tests drive (langchain-milvus, llama-index),
-# installed with --no-deps (the lock file says why).
-$(BIN)/walvus: pyproject.toml requirements.lock requirements-clients.lock
+# and requirements-test.lock: the tests' S3 server (moto), both installed with --no-deps (the lock
+# files say why).
+$(BIN)/walvus: pyproject.toml requirements.lock requirements-clients.lock requirements-test.lock
 	command -v java >/dev/null && command -v mvn >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -r requirements-clients.lock
+	$(BIN)/pip install -q --no-deps -r requirements-test.lock
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/python -c "from walvus.kafka import resolve_jars, DEFAULT_CACHE_DIR; print('kafka jars:', resolve_jars(DEFAULT_CACHE_DIR))"
 	touch $(BIN)/walvus

@@ -269,9 +269,9 @@ def run(bootstrap: str) -> None:
     searcher: Any = open_searcher(bootstrap, walvus, settings)
     progress: IndexProgress | None = None
     try:
-        from walvus.index_store import index_progress
+        from walvus.index_progress import index_progress
     except ImportError:
-        log.warning("walvus.index_store is missing: DescribeIndex reports every index as finished")
+        log.warning("walvus.index_progress is missing: DescribeIndex reports every index as finished")
     else:
 
         def progress(info: Any, field: str) -> tuple[int, int, int]:

@@ -36,7 +36,7 @@ from schemas.topics import segments_topic
 from schemas.vector_arrays import arrow_vectors
 from walvus.catalog import Catalog
 from walvus.exceptions import LogUnavailable
-from walvus.index_store import failure_file, index_file, sealed_segments, write_failure, write_index
+from walvus.index_progress import sealed_segments
 from walvus.log import KafkaLog, LogMessage
 from walvus.log_tail import END, Tail
 from walvus.once_log import OnceLog
@@ -119,10 +119,11 @@ class IndexWorker:
             return 0
         try:
             segs = sealed_segments(self.store, info.collection_id)
+            have = self.store.indexes.built(info.collection_id)  # one listing, also on an object store
         except Exception as exc:
-            self._failed(key, info, exc, what="listing sealed segments")
+            self._failed(key, info, exc, what="listing sealed segments and index files")
             return 0
-        self._succeeded(key, info, "listing sealed segments")
+        self._succeeded(key, info, "listing sealed segments and index files")
         built = 0
         for field in fields:
             for seg, rows in sorted(segs.items()):
@@ -132,7 +133,7 @@ class IndexWorker:
                 item = (info.collection_id, seg, field, index_id)
                 if not rows or not self.failures.due(item):
                     continue
-                if index_file(self.store, info.collection_id, seg, field, index_id).exists():
+                if (seg, field, index_id) in have:
                     continue
                 current = self.catalog.by_id(info.collection_id)  # by id: a rename keeps the collection
                 idx = None if current is None else current.indexes.get(field)
@@ -169,7 +170,7 @@ class IndexWorker:
     def _succeeded(self, key: tuple, info: CollectionInfo, what: str) -> None:
         if len(key) == 4:  # also a failure file left by an earlier run of the indexer
             _, seg, field, index_id = key
-            failure_file(self.store, info.collection_id, seg, field, index_id).unlink(missing_ok=True)
+            self.store.indexes.remove_failure(info.collection_id, seg, field, index_id)
         if self.failures.clear(key):
             log.info("index build recovered collection=%s %s", info.name, what)
 
@@ -189,7 +190,7 @@ class IndexWorker:
         )
         try:
             record = {k: v for k, v in ann.__dict__.items() if k != "kind"}
-            write_failure(failure_file(self.store, info.collection_id, seg, field, index_id), record)
+            self.store.indexes.write_failure(info.collection_id, seg, field, index_id, record)
             if failure.new_reason:
                 self.kafka.append([LogMessage(segments_topic(self.ns), 0, ann.to_json())])
         except Exception:
@@ -220,7 +221,7 @@ class IndexWorker:
         spec = IndexSpec.parse(idx.index_type, idx.metric_type, idx.params, int(f.dim or 0), f.dtype.name)
         t0 = time.monotonic()
         index = VectorIndex.build(spec, vectors)
-        path = write_index(self.store, info.collection_id, segment_id, field, idx.index_id, index.save)
+        path = self.store.indexes.write_index(info.collection_id, segment_id, field, idx.index_id, index.save)
         ann = IndexBuilt(
             info.collection_id,
             info.name,
@@ -228,7 +229,7 @@ class IndexWorker:
             field,
             idx.index_name,
             idx.index_id,
-            str(path),
+            path,
             table.num_rows,
         )
         self.kafka.append([LogMessage(segments_topic(self.ns), 0, ann.to_json())])

@@ -3,8 +3,8 @@ or failed to build.
 
 Announcements are hints: the Delta table's log stays the source of truth, and readers
 reconcile with it, so a lost or repeated announcement is harmless. The durable record of a
-failed build is the failure file beside the index file (``walvus.index_store.failure_file``),
-which DescribeIndex reads; ``IndexFailed`` tells live readers without making them poll.
+failed build is the failure file beside the index file (``walvus.index_store``), which
+DescribeIndex reads; ``IndexFailed`` tells live readers without making them poll.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class IndexBuilt:
     field: str
     index_name: str
     index_id: int
-    path: str
+    path: str  # where the file is (a path or an object-store URI), for people: readers ask the index store
     rows: int
     kind: str = "index"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -36,7 +37,6 @@ from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.exceptions import StorageError
-from walvus.index_store import failure_file, index_file
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,11 @@ class LoadedCollection:
         return [s for s in range(self.info.shards_num) if self.owned is None or s in self.owned]
 
     def _load_indexes(self, containers: list[Container]) -> None:
+        built = self.store.indexes.built(self.info.collection_id) if containers else set()
         for c in containers:
             for fname, idx in self.info.indexes.items():
-                path = index_file(self.store, self.info.collection_id, c.segment_id, fname, idx.index_id)
-                if path.exists():
-                    self.attach_index(c.segment_id, fname, idx.index_id, path)
+                if (c.segment_id, fname, idx.index_id) in built:
+                    self.attach_index(c.segment_id, fname, idx.index_id)
 
     # applying the WAL ------------------------------------------------------------------------
     def apply(self, shard: int, offset: int, record: WalRecord) -> None:
@@ -280,9 +280,7 @@ class LoadedCollection:
         """The indexer gave up on this segment's index for now (its failure file): do not wait."""
         idx = self.info.indexes.get(field_name)
         cid = self.info.collection_id
-        return (
-            idx is not None and failure_file(self.store, cid, c.segment_id, field_name, idx.index_id).exists()
-        )
+        return idx is not None and self.store.indexes.has_failure(cid, c.segment_id, field_name, idx.index_id)
 
     def _swap(self, prepared: PreparedSeal) -> None:
         shard, upto = prepared.shard, prepared.upto
@@ -312,7 +310,8 @@ class LoadedCollection:
         growing = [c for c in self.containers if not c.sealed]
         return self.interim.fill(growing, self.info.schema)
 
-    def attach_index(self, segment_id: int, field_name: str, index_id: int, path: Path) -> None:
+    def attach_index(self, segment_id: int, field_name: str, index_id: int, path: Path | None = None) -> None:
+        """Search the sealed segment's field through its index: the index store's file, or ``path``."""
         idx_info = self.info.indexes.get(field_name)
         if idx_info is None or idx_info.index_id != index_id:
             return
@@ -320,22 +319,42 @@ class LoadedCollection:
             prepared = [c for p in self._prepared.values() for c in p.containers] + [
                 *self.compactions.containers()
             ]
-        for c in [*self.containers, *prepared]:
-            if c.sealed and c.segment_id == segment_id and field_name not in c.indexes:
-                f = self.info.schema.field(field_name)
-                assert f is not None
-                spec = IndexSpec.parse(
-                    idx_info.index_type,
-                    idx_info.metric_type,
-                    idx_info.params,
-                    int(f.dim or 0),
-                    f.dtype.name,
-                )
-                mmap_default = self.info.properties.get("mmap.enabled", "false")
-                mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
-                index = VectorIndex.load(path, spec, mmap=mmap, gpu_search=self.gpu_search)
+        wanting = [
+            c
+            for c in [*self.containers, *prepared]
+            if c.sealed and c.segment_id == segment_id and field_name not in c.indexes
+        ]
+        if not wanting:
+            return
+        f = self.info.schema.field(field_name)
+        assert f is not None
+        spec = IndexSpec.parse(
+            idx_info.index_type, idx_info.metric_type, idx_info.params, int(f.dim or 0), f.dtype.name
+        )
+        mmap_default = self.info.properties.get("mmap.enabled", "false")
+        mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
+        with self._index_file(segment_id, field_name, index_id, path) as local:
+            if local is None:
+                return
+            for c in wanting:
+                index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
                     c.indexes[field_name] = (index_id, index)
+                    log.info(
+                        "index attached collection=%s segment=%s field=%s index_id=%s rows=%s",
+                        self.info.name,
+                        segment_id,
+                        field_name,
+                        index_id,
+                        index.ntotal,
+                    )
+
+    def _index_file(
+        self, segment_id: int, field_name: str, index_id: int, path: Path | None
+    ) -> AbstractContextManager[Path | None]:
+        if path is not None:
+            return nullcontext(path)
+        return self.store.indexes.local_index(self.info.collection_id, segment_id, field_name, index_id)
 
     def update_info(self, info: CollectionInfo) -> None:
         dropped = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -154,7 +153,7 @@ class SearcherService:
     def _on_index(self, ann: IndexBuilt) -> None:
         coll = self.registry.get(ann.collection_id)
         if coll is not None:
-            coll.attach_index(ann.segment_id, ann.field, ann.index_id, Path(ann.path))
+            coll.attach_index(ann.segment_id, ann.field, ann.index_id)  # from the index store
 
     # consistency -------------------------------------------------------------------------------------
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:

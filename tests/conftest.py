@@ -8,11 +8,15 @@ import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.integration.up_support import Up, gone
 from tests.procs import Deployment
+
+if TYPE_CHECKING:
+    from tests.s3 import S3Server
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -74,3 +78,12 @@ def ups() -> Iterator[list[Up]]:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3 server (moto) for the whole session; each test takes a bucket of its own."""
+    from tests.s3 import s3_server  # moto is imported by the tests that use it only
+
+    with s3_server() as server:
+        yield server

@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,9 +119,6 @@ class MemoryStore:
 
     def dataset(self, collection_id: int, kind: str) -> None:
         return None  # no sealed segments: index progress is (0, 0, 0)
-
-    def index_dir(self, collection_id: int) -> Path:
-        return Path("/nonexistent") / str(collection_id)
 
 
 def memory_walvus(limits: LimitSettings | None = None) -> Walvus:

@@ -42,7 +42,7 @@ from schemas.timestamps import physical_ms
 from schemas.topics import wal_prefix, wal_topic
 from walvus.catalog import CatalogView
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
-from walvus.index_store import parse_index_file, sealed_segments
+from walvus.index_progress import sealed_segments
 from walvus.log import KafkaLog
 from walvus.once_log import OnceLog
 from walvus.retention import WalRetention, hold_prefix
@@ -102,7 +102,7 @@ class GarbageCollector:
         # an index file of a segment no longer in the table stays this long after it was first seen
         # so: a searcher that loaded the table just before a compaction still finds the index
         self.orphan_grace_ms = int(orphan_grace_seconds * 1000)
-        self._orphans: dict[str, int] = {}  # path -> when first seen without its segment (ms)
+        self._orphans: dict[str, int] = {}  # <collection>/<file> -> when first seen without its segment (ms)
         self._failing = OnceLog(log)
 
     def collect(self) -> GcPass:
@@ -218,18 +218,12 @@ class GarbageCollector:
         return out
 
     def _remove_dropped_indexes(self, info: CollectionInfo) -> int:
-        directory = self.store.index_dir(info.collection_id)
-        if not directory.is_dir():
-            return 0
+        indexes = self.store.indexes
         current = {f: idx.index_id for f, idx in info.indexes.items()}
         removed = 0
-        for path in directory.iterdir():
-            parsed = parse_index_file(path.name)
-            if parsed is None:
-                continue
-            _, fname, index_id = parsed
-            if current.get(fname) != index_id:
-                path.unlink(missing_ok=True)
+        for f in indexes.files(info.collection_id):
+            if current.get(f.field) != f.index_id:
+                indexes.remove(info.collection_id, f.name)
                 removed += 1
         if removed:
             log.info("index files of dropped indexes removed collection=%s files=%d", info.name, removed)
@@ -240,23 +234,22 @@ class GarbageCollector:
 
         The files are listed before the table is read: a segment is committed before its index is
         built, so every listed file's segment is in the version read afterwards unless it went."""
-        directory = self.store.index_dir(info.collection_id)
-        if not directory.is_dir():
-            return 0
-        files = [(p, parsed) for p in directory.iterdir() if (parsed := parse_index_file(p.name)) is not None]
+        indexes = self.store.indexes
+        files = indexes.files(info.collection_id)
         if not files or self.store.open(info.collection_id, ROWS) is None:
             return 0
         segments = sealed_segments(self.store, info.collection_id)
         removed = 0
         now = now_ms(self.clock)
-        for path, (segment, _, _) in files:
-            if segment in segments:
-                self._orphans.pop(str(path), None)
+        for f in files:
+            key = f"{info.collection_id}/{f.name}"
+            if f.segment_id in segments:
+                self._orphans.pop(key, None)
                 continue
-            seen = self._orphans.setdefault(str(path), now)
+            seen = self._orphans.setdefault(key, now)
             if now - seen >= self.orphan_grace_ms:
-                path.unlink(missing_ok=True)
-                self._orphans.pop(str(path), None)
+                indexes.remove(info.collection_id, f.name)
+                self._orphans.pop(key, None)
                 removed += 1
         if removed:
             log.info("index files of removed segments deleted collection=%s files=%d", info.name, removed)

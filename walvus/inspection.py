@@ -13,7 +13,8 @@ from rich.table import Table
 from schemas.topics import wal_topic
 from walvus.api import Walvus
 from walvus.exceptions import LogUnavailable
-from walvus.index_store import index_file, sealed_segments
+from walvus.filesystems import is_local
+from walvus.index_progress import sealed_segments
 from walvus.retention import WalRetention
 from walvus.settings import KafkaSettings
 from walvus.storage import DELETES, ROWS
@@ -55,6 +56,7 @@ def _segments(api: Walvus, infos: list) -> Table:
         data = api.store.read(info.collection_id, ROWS, columns=["_segment", "_shard", "_offset"])
         if data is None or data.num_rows == 0:
             continue
+        built = api.store.indexes.built(info.collection_id)
         grouped = data.group_by(["_segment", "_shard"]).aggregate(
             [("_offset", "min"), ("_offset", "max"), ("_offset", "count")]
         )
@@ -64,7 +66,7 @@ def _segments(api: Walvus, infos: list) -> Table:
                 fd = info.schema.field(f)
                 if fd is not None and fd.dtype.is_sparse:  # searched through an in-memory inverted index
                     indexed.append(f"{f} (in memory)")
-                elif index_file(api.store, info.collection_id, row["_segment"], f, x.index_id).exists():
+                elif (row["_segment"], f, x.index_id) in built:
                     indexed.append(f)
             t.add_row(
                 info.name,
@@ -114,7 +116,7 @@ def _locations(api: Walvus, infos: list) -> str:
             lines += [
                 f"{info.name} rows table: {api.store.table_uri(info.collection_id, ROWS)}",
                 f"{info.name} deletes table: {api.store.table_uri(info.collection_id, DELETES)}",
-                f"{info.name} index dir: {api.store.index_dir(info.collection_id)}",
+                f"{info.name} index dir: {api.store.indexes.location(info.collection_id)}",
                 f"{info.name} WAL topic: {topic}{held}",
             ]
     finally:
@@ -127,15 +129,14 @@ def _usage(api: Walvus, infos: list) -> Table:
     for info in infos:
         rows = api.store.read(info.collection_id, ROWS, columns=["_seq"])
         tombs = api.store.read(info.collection_id, DELETES, columns=["_seq"])
-        root = Path(api.store.table_uri(info.collection_id, ROWS)).parent
-        idx = api.store.index_dir(info.collection_id)
+        idx = api.store.indexes.size(info.collection_id)
         t.add_row(
             info.name,
             str(rows.num_rows if rows is not None else 0),
             str(tombs.num_rows if tombs is not None else 0),
             str(len(sealed_segments(api.store, info.collection_id))),
-            f"{_du(root) - _du(idx):,}",
-            f"{_du(idx):,}",
+            f"{_table_bytes(api, info.collection_id, idx):,}",
+            f"{idx:,}",
         )
     return t
 
@@ -180,6 +181,15 @@ def _snapshots(api: Walvus, collection: str | None) -> Group:
                 j.reason,
             )
     return Group(snaps, jobs)
+
+
+def _table_bytes(api: Walvus, collection_id: int, index_bytes: int) -> int:
+    """Local tables: their folder on disk; an object store: the data files of the latest versions."""
+    uri = api.store.collection_uri(collection_id)
+    if is_local(uri):
+        return _du(Path(uri.removeprefix("file://"))) - index_bytes
+    snaps = [api.store.open(collection_id, kind) for kind in (ROWS, DELETES)]
+    return sum(int(pc.sum(s.files().column("size_bytes")).as_py() or 0) for s in snaps if s is not None)
 
 
 def _du(path: Path) -> int:

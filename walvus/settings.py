@@ -57,27 +57,22 @@ class KafkaSettings(WalvusSettings):
 class StorageSettings(WalvusSettings):
     storage_uri: str | None = Field(
         None,
-        description="Root URI of the Delta tables (file path, s3://, gs://, az://). Default: data_dir/tables.",
+        description="Root URI of the Delta tables and index files (file path, s3://, gs://, az://). "
+        "Default: data_dir/tables.",
     )
     storage_options: str = Field(
-        "{}", description="JSON object of delta-rs storage options (credentials...)."
+        "{}",
+        description="JSON object of delta-rs storage options (credentials...), also used for index files.",
     )
 
     @property
     def root(self) -> str:
         return self.storage_uri or str((self.data_dir / "tables").resolve())
 
-    @property
-    def index_root(self) -> str:
-        """Index files are local: beside local tables, else under data_dir/indexes."""
-        if self.storage_uri and "://" in self.storage_uri and not self.storage_uri.startswith("file://"):
-            return str((self.data_dir / "indexes").resolve())
-        return self.root
-
     def store(self) -> SegmentStore:  # noqa: F821 - runtime import keeps settings dependency-free
         from walvus.storage import SegmentStore
 
-        return SegmentStore(self.root, self.options, self.index_root)
+        return SegmentStore(self.root, self.options)
 
     @property
     def options(self) -> dict[str, str]:

@@ -28,6 +28,8 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from walvus.exceptions import CommitConflict, StorageError
+from walvus.filesystems import is_local, object_store
+from walvus.index_store import IndexStore
 
 log = logging.getLogger(__name__)
 ROWS = "rows"
@@ -96,21 +98,13 @@ class TableSnapshot:
 
 
 class SegmentStore:
-    def __init__(
-        self, root: str, storage_options: dict[str, str] | None = None, index_root: str | None = None
-    ) -> None:
+    def __init__(self, root: str, storage_options: dict[str, str] | None = None) -> None:
         self.root = root.rstrip("/")
         self.options = storage_options or None
-        # FAISS reads and memory-maps local files: beside local tables, or in a local directory
-        # shared by the indexer and the searchers when the tables live on an object store
-        self.index_root = Path(index_root) if index_root else Path(self.root)
+        self.indexes = IndexStore(self.root, storage_options)  # beside the tables, wherever they are
 
     def table_uri(self, collection_id: int, kind: str) -> str:
         return f"{self.root}/{collection_id}/{kind}"
-
-    def index_dir(self, collection_id: int) -> Path:
-        """Index files are local files beside the tables (object stores: a local cache dir)."""
-        return self.index_root / str(collection_id) / "indexes"
 
     def open(self, collection_id: int, kind: str, version: int | None = None) -> TableSnapshot | None:
         """The table's latest version (or ``version``); None when the table was never written."""
@@ -280,13 +274,13 @@ class SegmentStore:
 
     def collection_exists(self, collection_id: int) -> bool:
         """Whether anything of the collection is stored: its tables or its index files."""
-        if self.index_dir(collection_id).exists():
+        if self.indexes.exists(collection_id):
             return True
         uri = self.collection_uri(collection_id)
-        if "://" not in uri or uri.startswith("file://"):
+        if is_local(uri):
             return Path(uri.removeprefix("file://")).exists()
+        fs, path = object_store(uri, self.options)
         try:
-            fs, path = pafs.FileSystem.from_uri(uri)
             return fs.get_file_info(path).type != pafs.FileType.NotFound
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"cannot look for collection {collection_id} at {uri}: {exc}") from exc
@@ -294,15 +288,15 @@ class SegmentStore:
     def remove_collection(self, collection_id: int) -> None:
         """Delete the collection's tables and index files, for good (no time travel afterwards).
 
-        Object stores are reached through pyarrow's filesystems, which take their credentials from
-        the environment (``AWS_*``...), not from ``storage_options``."""
-        shutil.rmtree(self.index_dir(collection_id).parent, ignore_errors=True)
+        Object stores are reached through pyarrow's filesystems, with ``storage_options`` translated
+        by ``walvus.filesystems``."""
+        self.indexes.remove_collection(collection_id)
         uri = self.collection_uri(collection_id)
         try:
-            if "://" not in uri or uri.startswith("file://"):
+            if is_local(uri):
                 shutil.rmtree(uri.removeprefix("file://"))
             else:
-                fs, path = pafs.FileSystem.from_uri(uri)
+                fs, path = object_store(uri, self.options)
                 fs.delete_dir(path)
         except FileNotFoundError:
             pass

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -177,7 +178,7 @@ def test_wal_truncated_below_delta_and_a_fresh_searcher_still_returns_exact_data
         assert shown.returncode == 0, shown.stderr
         assert f"docs rows table: {api.store.table_uri(info.collection_id, ROWS)}\n" in shown.stdout
         assert f"docs deletes table: {api.store.table_uri(info.collection_id, DELETES)}\n" in shown.stdout
-        assert f"docs index dir: {api.store.index_dir(info.collection_id)}\n" in shown.stdout
+        assert f"docs index dir: {api.store.indexes.location(info.collection_id)}\n" in shown.stdout
         assert f"docs WAL topic: {topic} (offsets kept per shard: 0: {lows[0]}..{ends[0]}" in shown.stdout
 
         # rows written after the truncation come from the WAL, above the low watermark
@@ -226,7 +227,7 @@ def test_dropped_index_and_collection_leave_disk_and_log(deployment) -> None:
         client.insert(name, model.rows(list(range(200))))
         client.flush(name)
     gone = api.catalog.require("gone")
-    index_dir = api.store.index_dir(gone.collection_id)
+    index_dir = Path(api.store.indexes.location(gone.collection_id))
     old_id = gone.indexes["vec"].index_id
 
     def files_of(index_id: int) -> list[str]:

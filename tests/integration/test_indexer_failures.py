@@ -10,7 +10,7 @@ import pytest
 from pymilvus import DataType, MilvusClient
 
 from schemas.catalog import CatalogEvent, IndexInfo
-from walvus.index_store import sealed_segments
+from walvus.index_progress import sealed_segments
 
 pytestmark = pytest.mark.integration
 DIM = 8

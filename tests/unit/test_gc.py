@@ -180,7 +180,7 @@ def test_index_files_of_dropped_indexes_go(store: SegmentStore) -> None:
     c = info("c", cid_at(NOW_MS), indexes={"v": IndexInfo("v", "idx", "HNSW", "L2", index_id=9)})
     kafka.topic(c.collection_id, [0, 0])
     commit(store, c.collection_id, ROWS, 0, 5, [row(1, 0, 1, segment=1), row(2, 0, 2, segment=2)])
-    d = store.index_dir(c.collection_id)
+    d = Path(store.indexes.location(c.collection_id))
     d.mkdir(parents=True)
     keep = ["1_v_9.faiss", "2_v_9.failed.json", "notes.txt"]
     gone = [
@@ -210,7 +210,7 @@ def test_dropped_collection_goes_after_its_retention(store: SegmentStore) -> Non
     topic = kafka.topic(c.collection_id, [10, 10])
     kafka.topic(live.collection_id, [0, 0])
     commit(store, c.collection_id, ROWS, 0, 5)
-    store.index_dir(c.collection_id).mkdir(parents=True)
+    Path(store.indexes.location(c.collection_id)).mkdir(parents=True)
     commit(store, live.collection_id, ROWS, 0, 5)
     catalog = Catalog(c, live)
     done = gc(kafka, catalog, store).collect()  # dropped 30 min ago, retention 1 h: kept
@@ -309,7 +309,7 @@ def test_rows_of_a_dropped_partition_are_deleted_and_their_segments_index_files_
         11,
         [{"_pk": None, "_partition": "p1", "_shard": 0, "_offset": 10, "_seq": 10, "_ts": 0, "_segment": 5}],
     )
-    d = store.index_dir(c.collection_id)
+    d = Path(store.indexes.location(c.collection_id))
     d.mkdir(parents=True)
     for seg in (5, 6, 7):
         (d / f"{seg}_v_9.faiss").write_text("x")

@@ -5,7 +5,6 @@ No Kafka: the catalog is a dict and the segments topic a list; the clock is the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,8 @@ from schemas.collection import CollectionSchema, FieldSchema
 from schemas.segments import IndexFailed, decode_announcement
 from schemas.types import DataType as D
 from schemas.vector_arrays import arrow_vectors
-from walvus.index_store import failure_file, index_file, index_progress
+from walvus.index_progress import index_progress
+from walvus.index_store import FAILURE
 from walvus.storage import ROWS, SegmentStore
 
 DIM = 8
@@ -121,13 +121,13 @@ def test_a_failing_collection_does_not_stop_the_others(setup) -> None:
     before = _failures("broken")
     assert worker.reconcile() == 2  # the healthy collection's two segments; scalar indexes are not built
     for seg in (1, 2):
-        assert index_file(store, 2, seg, "vec", 21).exists()
-        assert not index_file(store, 1, seg, "vec", 11).exists()
-    assert not list(store.index_dir(2).glob("*name*"))
+        assert store.indexes.has_index(2, seg, "vec", 21)
+        assert not store.indexes.has_index(1, seg, "vec", 11)
+    assert not [f for f in store.indexes.files(2) if f.field == "name"]
     assert _failures("broken") == before + 2 and _failures("healthy") == 0
 
     # the failure is published: a durable file read by DescribeIndex, and one announcement per segment
-    record = json.loads(failure_file(store, 1, 1, "vec", 11).read_text())
+    record = store.indexes.read_failure(1, 1, "vec", 11)
     assert record["attempts"] == 1 and "m=3 must divide dim=8" in record["reason"]
     progress = index_progress(store, broken, "vec")
     assert progress[:3] == (0, 80, 80)
@@ -143,7 +143,7 @@ def test_a_failing_collection_does_not_stop_the_others(setup) -> None:
     assert worker.reconcile() == 0 and _failures("broken") == before + 2
     clock.now += 5
     assert worker.reconcile() == 0 and _failures("broken") == before + 4
-    assert json.loads(failure_file(store, 1, 1, "vec", 11).read_text())["attempts"] == 2
+    assert store.indexes.read_failure(1, 1, "vec", 11)["attempts"] == 2
     assert len([a for a in kafka.sent if isinstance(a, IndexFailed)]) == 2
     clock.now += 9  # the second delay is 10 s
     assert worker.reconcile() == 0 and _failures("broken") == before + 4
@@ -152,13 +152,13 @@ def test_a_failing_collection_does_not_stop_the_others(setup) -> None:
 def test_a_fixed_index_builds_and_clears_its_failure(setup) -> None:
     worker, store, broken, _, clock, _ = setup
     worker.reconcile()
-    assert failure_file(store, 1, 2, "vec", 11).exists()
+    assert store.indexes.has_failure(1, 2, "vec", 11)
     worker.catalog.infos["broken"] = fixed = _info(
         "broken", 1, IndexInfo("vec", "vec_idx", "IVF_PQ", "L2", {"m": 4, "nlist": 4}, index_id=11)
     )
     clock.now += 5
     assert worker.reconcile() == 2
-    assert not list(store.index_dir(1).glob("*.failed.json"))
+    assert not [f for f in store.indexes.files(1) if f.kind == FAILURE]
     assert len(worker.failures) == 0
     assert index_progress(store, fixed, "vec") == (80, 80, 0, "")
 
@@ -181,6 +181,6 @@ def test_scalar_indexes_are_catalog_entries_not_faiss_builds(setup) -> None:
     worker.catalog.infos = {"healthy": scalar_only}
     assert worker.reconcile() == 0
     assert len(worker.failures) == 0 and kafka.sent == []
-    assert not store.index_dir(2).exists()
+    assert not store.indexes.exists(2)
     with pytest.raises(ValueError, match="VARCHAR column is not a vector column"):
         arrow_vectors(pa.array(["n0", "n1"]), "VARCHAR", 0)

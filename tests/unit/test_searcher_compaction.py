@@ -41,13 +41,12 @@ class Searcher:
         return dt.version
 
     def build_indexes(self) -> None:
-        from walvus.index_store import index_file, sealed_segments
+        from walvus.index_progress import sealed_segments
 
         for seg in sealed_segments(self.env.store, CID):
-            path = index_file(self.env.store, CID, seg, "vec", 5)
-            if not path.exists():
+            if not self.env.store.indexes.has_index(CID, seg, "vec", 5):
                 self.worker.build(self.env.info, seg, "vec")
-            self.coll.attach_index(seg, "vec", 5, path)
+            self.coll.attach_index(seg, "vec", 5)
 
     def settle(self, until, timeout: float = 20.0) -> None:  # noqa: ANN001
         deadline = time.monotonic() + timeout

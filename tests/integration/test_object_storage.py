@@ -1,0 +1,96 @@
+"""Tables and index files on an object store (an S3 server, moto): a searcher on another machine
+needs only Kafka and the bucket.
+
+Each searcher here runs with a data directory of its own, shared with no other process; the index
+files are written by the indexer to the bucket, beside the tables, and read from there by the
+searchers: the first one on the indexer's announcement, the second one when it loads the collection.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.fs as pafs
+import pytest
+from pymilvus import DataType, MilvusClient
+
+from tests.s3 import S3Server
+from walvus.storage import SegmentStore
+
+pytestmark = pytest.mark.integration
+DIM = 8
+SEARCHER = {"WALVUS_SEARCHER_SESSION_TIMEOUT_MS": "6000"}
+
+
+def _wait(what: str, check, timeout: float = 120) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _exact(vecs: np.ndarray, q: np.ndarray, k: int) -> list[int]:
+    d = ((vecs - q) ** 2).sum(1)
+    return np.lexsort((np.arange(len(vecs)), d))[:k].tolist()
+
+
+def _attached(dep, key: str) -> bool:  # noqa: ANN001
+    return "index attached collection=obj " in (dep.root / f"{key}.log").read_text(errors="replace")
+
+
+def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
+    deployment, s3: S3Server, tmp_path: Path
+) -> None:
+    dep = deployment
+    root = f"{s3.bucket()}/walvus"
+    dep.env.update({"WALVUS_STORAGE_URI": root, **s3.env, "WALVUS_SEARCHERS": "remote"})
+    dep.env["WALVUS_SEARCHER_RETRY_SECONDS"] = "40"
+    dep.env.update(WALVUS_GC_INTERVAL_SECONDS="1", WALVUS_GC_DROPPED_RETENTION_SECONDS="0")
+    dep.start("streams", "indexer")
+    dep.start_as("searcher-a", "searcher", WALVUS_DATA_DIR=str(tmp_path / "machine-a"), **SEARCHER)
+    dep.start("gateway")
+    client = MilvusClient(dep.uri)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_name="vec_idx", index_type="HNSW", metric_type="L2", params={"M": 16})
+    client.create_collection("obj", schema=schema, index_params=idx, num_shards=1)
+    vecs = np.random.default_rng(3).random((600, DIM), dtype=np.float32)
+    client.insert("obj", [{"id": i, "vec": v.tolist()} for i, v in enumerate(vecs)])
+    client.flush("obj")
+    _wait("the index built", lambda: client.describe_index("obj", "vec_idx")["indexed_rows"] == 600)
+
+    # the index file is in the bucket, beside the tables, and nowhere on local disk
+    info = dep.api().catalog.require("obj")
+    indexes = SegmentStore(root, s3.options).indexes
+    built = indexes.built(info.collection_id)
+    assert built and {field for _, field, _ in built} == {"vec"}
+    assert indexes.location(info.collection_id) == f"{root}/{info.collection_id}/indexes"
+    _wait("searcher a attaches the index it was told of", lambda: _attached(dep, "searcher-a"))
+    q = vecs[42]
+    search = {"ef": 200}
+    hits = client.search("obj", [q.tolist()], limit=5, search_params=search, consistency_level="Strong")[0]
+    assert [h["id"] for h in hits] == _exact(vecs, q, 5)
+
+    # another machine: it loads the collection from the bucket, the index included
+    dep.start_as("searcher-b", "searcher", WALVUS_DATA_DIR=str(tmp_path / "machine-b"), **SEARCHER)
+    dep.kill("searcher-a")  # its shard moves to b after the group's session timeout
+    hits = client.search("obj", [q.tolist()], limit=5, search_params=search, consistency_level="Strong")[0]
+    assert [h["id"] for h in hits] == _exact(vecs, q, 5)
+    _wait("searcher b loads the index from the bucket", lambda: _attached(dep, "searcher-b"))
+    assert not list(tmp_path.rglob("*.faiss"))  # no process kept an index file on local disk
+
+    # a dropped collection's tables and index files leave the bucket
+    prefix = f"{root.removeprefix('s3://')}/{info.collection_id}"
+    bucket = s3.filesystem()
+    client.drop_collection("obj")
+    _wait(
+        "the collection gone from the bucket",
+        lambda: bucket.get_file_info(pafs.FileSelector(prefix, allow_not_found=True, recursive=True)) == [],
+    )
+    assert not indexes.exists(info.collection_id)
+    client.close()
