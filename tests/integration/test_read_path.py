@@ -15,18 +15,29 @@ import numpy as np
 import pytest
 from pymilvus import Collection, DataType, MilvusClient, MilvusException, connections
 
-from tests.procs import LAYOUTS
+from tests.procs import LAYOUTS, Deployment
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 16
 
 
-@pytest.fixture(params=LAYOUTS)
-def live(request, deployment):
-    deployment.start_all(request.param)
-    client = MilvusClient(deployment.uri)
-    yield deployment, client
+@pytest.fixture(scope="module", params=LAYOUTS)
+def running(request, kafka_bootstrap, tmp_path_factory):
+    """One deployment per layout for the module's tests (each uses collections of its own); the
+    restart test, last in the file, stops and starts it."""
+    dep = Deployment(kafka_bootstrap, tmp_path_factory.mktemp(f"read-path-{request.param}"))
+    try:
+        dep.start_all(request.param)
+        yield dep
+    finally:
+        dep.close()
+
+
+@pytest.fixture
+def live(running):
+    client = MilvusClient(running.uri)
+    yield running, client
     client.close()
 
 
