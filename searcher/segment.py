@@ -22,6 +22,7 @@ from schemas.vector_arrays import arrow_vectors
 from searcher.scalar_index import SegmentPostings
 
 ALIVE = np.iinfo(np.int64).max
+SEGMENT_ORDER = [("_segment", "ascending"), ("_seq", "ascending")]  # a stored table's rows, as held
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -176,8 +177,12 @@ def sealed_containers(table: pa.Table, pk_name: str) -> list[Container]:
     out: list[Container] = []
     if table.num_rows == 0:
         return out
-    table = table.sort_by([("_segment", "ascending"), ("_seq", "ascending")])
     segs = table.column("_segment").to_numpy()
+    seqs = table.column("_seq").to_numpy()
+    step = np.diff(segs)
+    if not np.all((step > 0) | ((step == 0) & (np.diff(seqs) >= 0))):  # conform_stored sorts already
+        table = table.sort_by(SEGMENT_ORDER)
+        segs = table.column("_segment").to_numpy()
     bounds = np.flatnonzero(np.diff(segs)) + 1
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(segs)], strict=True):
         part = table.slice(int(start), int(stop - start))
