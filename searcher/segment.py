@@ -107,13 +107,20 @@ class Container:
         """Columns ``names`` of rows ``rows``; vectors an index keeps come back from it."""
         table = self.table
         kept = [n for n in names if n in self._kept_in and n not in table.column_names]
-        out = table.select([n for n in names if n not in kept]).take(rows)
-        for name in kept:  # in the order of ``names``: each lands where it was asked for
-            f, index = self._kept_in[name]
-            x = index.reconstruct(np.asarray(rows, dtype=np.int64))
-            col = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), type=f.type)
-            out = out.add_column(names.index(name), f, col)
-        return out
+        if not kept:
+            return table.select(names).take(rows)
+        plain = table.select([n for n in names if n not in kept]).take(rows)
+        fields, columns = [], []
+        for name in names:
+            if name in kept:
+                f, index = self._kept_in[name]
+                x = index.reconstruct(np.asarray(rows, dtype=np.int64))
+                fields.append(f)
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), type=f.type))
+            else:
+                fields.append(plain.schema.field(name))
+                columns.append(plain.column(name))
+        return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
     def keep_vectors_in(self, name: str, index: VectorIndex) -> bool:
         """Let the Arrow column of vector field ``name`` go when ``index`` keeps every row's vector

@@ -50,6 +50,7 @@ def test_exact_index_keeps_the_vectors(index_type, metric) -> None:
     assert "vec" not in c.table.column_names and c.has_column("vec")
     rows = np.array([N - 1, 0, 17, 17, 1234])
     assert c.take_columns(["vec", "id"], rows).equals(want.select(["vec", "id"]).take(rows))
+    assert c.take_columns(["vec"], rows).equals(want.select(["vec"]).take(rows))  # vectors alone
     pks, fields = gather([c, _container()], np.array([5, N + 5, 2]), ["id", "vec"])
     assert fields.equals(want.take(np.array([5, 5, 2])))
     schema = types.SimpleNamespace(field=lambda name: FieldSchema(name, DataType.FLOAT_VECTOR, dim=DIM))
