@@ -53,6 +53,7 @@ DEFAULT_RANGE_EF = 64
 SPARSE_FILTER_ROWS = 2048
 SPARSE_FILTER_FRACTION = 0.05
 RANGE_KNN_START = 128
+_KEEPS_ROWS = ("FLAT", "IVF_FLAT", "HNSW")  # index types whose codes are the float vectors as added
 _MMAP_FLAG = getattr(faiss, "IO_FLAG_MMAP_IFC", None) or faiss.IO_FLAG_MMAP
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class VectorIndex:
         # COSINE over a quantised index is stored as L2 over normalised rows: cos = 1 - l2 / 2
         self._cos_l2 = spec.metric == "COSINE" and not self._binary and index.metric_type == faiss.METRIC_L2
         self._bin = LazyBinaryData(index) if self._binary else None
+        self.mapped = False  # codes mapped from the index file (``load(mmap=True)``)
 
     # ---- construction / persistence -------------------------------------------------------
     @classmethod
@@ -174,7 +176,9 @@ class VectorIndex:
         else:
             index = faiss.read_index(str(path), flags)
         gpu = None if spec.is_binary else place_for_search(spec, index, gpu_search, gpu_module)
-        return cls(spec, index, gpu=gpu)
+        loaded = cls(spec, index, gpu=gpu)
+        loaded.mapped = bool(mmap)
+        return loaded
 
     # ---- properties ---------------------------------------------------------------------
     @property
@@ -192,6 +196,27 @@ class VectorIndex:
     @property
     def faiss_index(self) -> Any:
         return self._index
+
+    def keep_rows(self) -> bool:
+        """Make ``reconstruct`` available when this index keeps every row's float vector exactly
+        (FLAT, IVF_FLAT and HNSW over L2 or IP, on the CPU, not mapped from its file); False otherwise.
+
+        IVF_FLAT gets a row -> list position map (8 bytes a row)."""
+        exact = self.spec.index_type in _KEEPS_ROWS and self.spec.metric != "COSINE"
+        if not exact or self._binary or self.gpu is not None or self.mapped:
+            return False
+        if self._ivf is not None and self._kind == "ivf":
+            self._ivf.make_direct_map()
+        elif self._kind not in ("flat", "hnsw"):
+            return False
+        return True
+
+    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        """The float32 vectors of rows (labels) ``rows``, as added; after ``keep_rows`` returned True."""
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return np.zeros((0, self._width), np.float32)
+        return self._index.reconstruct_batch(rows)
 
     # ---- helpers ------------------------------------------------------------------------
     def _queries(self, queries) -> np.ndarray:

@@ -340,6 +340,8 @@ class LoadedCollection:
                 index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
                     c.indexes[field_name] = (index_id, index)
+                    if f.dtype.name == "FLOAT_VECTOR" and not f.nullable:
+                        c.keep_vectors_in(field_name, index)  # the index's copy of the vectors is enough
                     log.info(
                         "index attached collection=%s segment=%s field=%s index_id=%s rows=%s",
                         self.info.name,
@@ -378,7 +380,7 @@ class LoadedCollection:
             # rows loaded before add_collection_field (or the dynamic field): the new column reads as null
             for c in [*self.containers, *prepared]:
                 for f in added:
-                    if f.name not in c.table.column_names:
+                    if not c.has_column(f.name):
                         c.table = c.table.append_column(f, pa.nulls(c.num_rows, f.type))
         for c in [*self.containers, *prepared]:
             for f in dropped:

@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 
 from schemas.catalog import CollectionInfo
 from schemas.stored_rows import conform
-from searcher.segment import Container, sealed_containers
+from searcher.segment import SEGMENT_ORDER, Container, sealed_containers
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,13 @@ def read_sealed(table: pa.Table | None, pk_name: str) -> list[Container]:
 
 
 def conform_stored(table: pa.Table, info: CollectionInfo) -> pa.Table:
-    """Delta returns list<float> for fixed-size vectors, and older rows lack added fields."""
+    """Delta returns list<float> for fixed-size vectors, and older rows lack added fields.
+
+    Sorted by segment, then WAL order: the order ``sealed_containers`` cuts the table in, so the
+    rows (vectors included) are copied once."""
     target = info.schema.stored_arrow_schema()
     batches = [conform(b, target) for b in table.to_batches()]
-    return pa.Table.from_batches(batches, schema=target).sort_by("_seq")
+    return pa.Table.from_batches(batches, schema=target).sort_by(SEGMENT_ORDER)
 
 
 def seal_filter(shard: int, lo: int, upto: int) -> ds.Expression:

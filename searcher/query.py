@@ -51,7 +51,7 @@ def query_rows(
             rows = np.flatnonzero(mask)
             if need is not None and len(rows) > need:  # only the smallest keys can make the page
                 rows = rows[_smallest(c.pks.take(pa.array(rows)), need)]
-            parts.append(c.table.select(cols).take(pa.array(rows)))
+            parts.append(c.take_columns(cols, rows))
     if count_only:
         return total, scanned
     if not parts:

@@ -250,7 +250,7 @@ def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple
             return pks, pa.table({})
         if columns == [c.pk_name]:
             return pks, pa.table({c.pk_name: pks})
-        return pks, c.table.select(columns).take(refs)
+        return pks, c.take_columns(columns, refs)
     sizes = np.array([c.num_rows for c in used], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if len(sizes) else np.zeros(0, np.int64)
     which = np.searchsorted(starts, refs, side="right") - 1
@@ -262,7 +262,7 @@ def gather(used: list[Container], refs: np.ndarray, columns: list[str]) -> tuple
         c = used[int(ci)]
         pk_parts.append(c.take_pks(rows[sel]))
         if columns:
-            col_parts.append(c.table.select(columns).take(rows[sel]))
+            col_parts.append(c.take_columns(columns, rows[sel]))
     inverse = np.empty(len(order), dtype=np.int64)
     inverse[order] = np.arange(len(order))
     pks = pa.concat_arrays(pk_parts).take(inverse) if pk_parts else pa.array([], type=pa.int64())

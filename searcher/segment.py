@@ -21,6 +21,7 @@ from schemas.vector_arrays import arrow_vectors
 from searcher.scalar_index import SegmentPostings
 
 ALIVE = np.iinfo(np.int64).max
+SEGMENT_ORDER = [("_segment", "ascending"), ("_seq", "ascending")]  # a stored table's rows, as held
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -47,6 +48,9 @@ class Container:
     indexes: dict[str, tuple[int, VectorIndex]] = field(default_factory=dict)  # field -> (index_id, index)
     postings: SegmentPostings = field(default_factory=SegmentPostings)  # scalar indexes, sealed only
     _vectors: dict[tuple[str, bool], np.ndarray] = field(default_factory=dict)
+    # vector fields whose Arrow column was let go (``keep_vectors_in``): their field and the index
+    # that gives the rows back
+    _kept_in: dict[str, tuple[pa.Field, VectorIndex]] = field(default_factory=dict)
     _sparse: dict[tuple[str, float], SparseIndex] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _alive_count: tuple[np.ndarray, int] | None = None
@@ -95,6 +99,51 @@ class Container:
             return pa.array(self._pk_np[rows])
         return self.pks.take(pa.array(rows))
 
+    def has_column(self, name: str) -> bool:
+        return name in self.table.column_names or name in self._kept_in
+
+    def take_columns(self, names: list[str], rows: np.ndarray) -> pa.Table:
+        """Columns ``names`` of rows ``rows``; vectors an index keeps come back from it."""
+        table = self.table
+        kept = [n for n in names if n in self._kept_in and n not in table.column_names]
+        if not kept:
+            return table.select(names).take(rows)
+        plain = table.select([n for n in names if n not in kept]).take(rows)
+        fields, columns = [], []
+        for name in names:
+            if name in kept:
+                f, index = self._kept_in[name]
+                x = index.reconstruct(np.asarray(rows, dtype=np.int64))
+                fields.append(f)
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), type=f.type))
+            else:
+                fields.append(plain.schema.field(name))
+                columns.append(plain.column(name))
+        return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+    def keep_vectors_in(self, name: str, index: VectorIndex) -> bool:
+        """Let the Arrow column of vector field ``name`` go when ``index`` keeps every row's vector
+        exactly (sealed containers; float vectors without nulls): one copy of the vectors, not two.
+        True when the column went."""
+        table = self.table
+        if not self.sealed or name in self._kept_in or name not in table.column_names or self.num_rows == 0:
+            return False
+        col = table.column(name)
+        ftype = col.type
+        if col.null_count or not pa.types.is_fixed_size_list(ftype) or ftype.value_type != pa.float32():
+            return False
+        if index.ntotal != self.num_rows or not index.keep_rows():
+            return False
+        probe = np.unique(np.linspace(0, self.num_rows - 1, 64).astype(np.int64))
+        stored = arrow_vectors(col.take(pa.array(probe)), "FLOAT_VECTOR", ftype.list_size)
+        if not np.array_equal(index.reconstruct(probe), stored):  # not the rows as stored: keep them
+            return False
+        with self._lock:
+            self._kept_in[name] = (table.schema.field(name), index)  # before the column goes
+            self.table = table.drop_columns([name])
+            self._vectors.pop((name, False), None)
+        return True
+
     def vectors(self, schema: CollectionSchema, name: str, normalized: bool = False) -> np.ndarray:
         """The field's vectors as float32 (n, dim), or packed uint8 for binary; cached."""
         key = (name, normalized)
@@ -106,7 +155,11 @@ class Container:
                 return self._vectors[key]
             f = schema.field(name)
             assert f is not None
-            x = arrow_vectors(self.table.column(name), f.dtype.name, int(f.dim or 0))
+            table = self.table
+            if name in self._kept_in and name not in table.column_names:  # an exact fallback
+                x = self._kept_in[name][1].reconstruct(np.arange(self.num_rows))
+            else:
+                x = arrow_vectors(table.column(name), f.dtype.name, int(f.dim or 0))
             if normalized:
                 x = normalize_rows(x)
             self._vectors[key] = x
@@ -175,8 +228,12 @@ def sealed_containers(table: pa.Table, pk_name: str) -> list[Container]:
     out: list[Container] = []
     if table.num_rows == 0:
         return out
-    table = table.sort_by([("_segment", "ascending"), ("_seq", "ascending")])
     segs = table.column("_segment").to_numpy()
+    seqs = table.column("_seq").to_numpy()
+    step = np.diff(segs)
+    if not np.all((step > 0) | ((step == 0) & (np.diff(seqs) >= 0))):  # conform_stored sorts already
+        table = table.sort_by(SEGMENT_ORDER)
+        segs = table.column("_segment").to_numpy()
     bounds = np.flatnonzero(np.diff(segs)) + 1
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(segs)], strict=True):
         part = table.slice(int(start), int(stop - start))

@@ -119,14 +119,21 @@ class SearcherService:
         while not self._stopped.is_set():
             self._growing_added.wait(0.25)  # also publishes rows added since the last copy
             self._growing_added.clear()
-            more = False
-            for coll in self.registry.loaded():
-                try:
-                    more |= coll.fill_interim()
-                except Exception:
-                    log.exception("interim index update failed collection=%s", coll.info.name)
-            if more:
+            if self._fill_interim_once():
                 self._growing_added.set()
+
+    def _fill_interim_once(self) -> bool:
+        """One round over the loaded collections; True when rows are left for another round.
+
+        A function of its own so that no collection outlives it in a local variable: a dropped
+        copy must be freed when the registry lets it go, before it hands the memory back."""
+        more = False
+        for coll in self.registry.loaded():
+            try:
+                more |= coll.fill_interim()
+            except Exception:
+                log.exception("interim index update failed collection=%s", coll.info.name)
+        return more
 
     def _after_poll(self) -> None:
         for coll in self.registry.loaded():

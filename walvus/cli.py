@@ -70,6 +70,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_searcher(args: argparse.Namespace) -> int:
+    from searcher.without_pandas import refuse_pandas
+
+    refuse_pandas()  # before pyarrow loads: it would import pandas, which a searcher never uses
     from searcher.process import run
 
     run(_bootstrap())

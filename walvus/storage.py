@@ -40,6 +40,16 @@ def app_id(collection_id: int, shard: int) -> str:
     return f"walvus-{collection_id}-{shard}"
 
 
+def _local_files(table_uri: str) -> pafs.FileSystem | None:
+    """A local table's files as pyarrow reads them itself; None (delta-rs's object store) elsewhere.
+
+    Through delta-rs's storage handler each Parquet file comes back as a Python buffer, and a
+    searcher that loaded 400,000 rows x 128 floats that way stayed about 200 MB larger."""
+    if "://" in table_uri and not table_uri.startswith("file://"):
+        return None
+    return pafs.SubTreeFileSystem(table_uri.removeprefix("file://"), pafs.LocalFileSystem())
+
+
 @dataclass(frozen=True)
 class TableSnapshot:
     """One version of a collection's ``rows`` or ``deletes`` table: what a reader may ask of it.
@@ -56,7 +66,7 @@ class TableSnapshot:
     def dataset(self) -> ds.Dataset:
         """The version's rows as a pyarrow dataset (read lazily, filters pushed down)."""
         with self._reading("read"):
-            return self._table.to_pyarrow_dataset()
+            return self._table.to_pyarrow_dataset(filesystem=_local_files(self._table.table_uri))
 
     def committed_offset(self, shard: int) -> int | None:
         """The last WAL offset of ``shard`` this version holds, or None when the shard never committed."""

@@ -17,7 +17,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from schemas.analyzer import build_analyzer, term_id
@@ -101,22 +100,25 @@ def phrase_match(
     if not terms:
         return hit
     first = _entries(tsorted, terms[0])
-    # partial matches: (row, position of the last matched token, gaps used so far)
-    state = pd.DataFrame(
-        {"row": rows[first], "end": pos[first], "gaps": np.zeros(first.stop - first.start, np.int64)}
-    )
+    # partial matches: row, position of the last matched token, gaps used so far
+    row, end, gaps = rows[first], pos[first], np.zeros(first.stop - first.start, np.int64)
     for term in terms[1:]:
-        if state.empty:
+        if len(row) == 0:
             return hit
         sl = _entries(tsorted, term)
-        nxt = pd.DataFrame({"row": rows[sl], "pos": pos[sl]})
-        joined = state.merge(nxt, on="row")
-        gaps = joined["gaps"].to_numpy() + joined["pos"].to_numpy() - joined["end"].to_numpy() - 1
-        ok = (joined["pos"].to_numpy() > joined["end"].to_numpy()) & (gaps <= slop)
-        state = pd.DataFrame(
-            {"row": joined["row"].to_numpy()[ok], "end": joined["pos"].to_numpy()[ok], "gaps": gaps[ok]}
-        ).drop_duplicates()
-    hit[state["row"].to_numpy()] = True
+        # join the partial matches with the term's occurrences in the same row
+        order = np.argsort(rows[sl], kind="stable")
+        n_row, n_pos = rows[sl][order], pos[sl][order]
+        lo = np.searchsorted(n_row, row, "left")
+        counts = np.searchsorted(n_row, row, "right") - lo
+        left = np.repeat(np.arange(len(row)), counts)
+        right = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(len(left))
+        nxt = n_pos[right]
+        step = gaps[left] + nxt - end[left] - 1
+        ok = (nxt > end[left]) & (step <= slop)
+        kept = np.unique(np.stack([row[left][ok], nxt[ok], step[ok]]), axis=1)
+        row, end, gaps = kept[0], kept[1], kept[2]
+    hit[row] = True
     return hit
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -19,6 +21,24 @@ def test_golden_int_hashes() -> None:
     """If this fails, every stored key would move to another shard: never change the hash."""
     assert key_hashes(np.array(INT_KEYS, dtype=np.int64)).tolist() == INT_HASHES
     assert key_hashes(pa.array(INT_KEYS, pa.int64())).tolist() == INT_HASHES
+
+
+def test_int_hashes_are_pandas_hash_array() -> None:
+    """Integer keys hash without pandas, bit for bit as ``pandas.util.hash_array`` did."""
+    pd = pytest.importorskip("pandas")
+    keys = np.random.default_rng(3).integers(-(2**63), 2**63 - 1, size=10_000, dtype=np.int64)
+    want = pd.util.hash_array(keys, hash_key="walvus-shard-key")
+    assert np.array_equal(key_hashes(keys), want)
+    assert np.array_equal(key_hashes(keys.astype(np.uint64)), want)
+
+
+def test_string_hashes_without_pandas_are_pandas_hash_array(monkeypatch) -> None:
+    """A searcher process has no pandas: its SipHash gives the keys the same hashes."""
+    keys = ["", "a", "hello", "walvus", "exactly8", "more than eight bytes", "ünïcødé ключ 鍵", "x" * 300]
+    want = key_hashes(np.array(keys, dtype=object))
+    monkeypatch.setitem(sys.modules, "pandas", None)  # ``import pandas`` now fails
+    assert key_hashes(pa.array(keys)).tolist() == want.tolist()
+    assert key_hashes(pa.array(STR_KEYS)).tolist() == STR_HASHES
 
 
 def test_golden_string_hashes() -> None:

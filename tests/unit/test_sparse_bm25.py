@@ -287,6 +287,32 @@ def test_phrase_match_keeps_order_within_slop() -> None:
     assert _match_rows('PHRASE_MATCH(t, "quick brown fox", 0)', TEXTS) == [0]
 
 
+def _phrase_reference(words: list[str], phrase: list[str], slop: int) -> bool:
+    """Some occurrence of each phrase word, in order, with the gaps between them summing to <= slop."""
+
+    def from_(i: int, at: int, used: int) -> bool:
+        if i == len(phrase):
+            return True
+        return any(
+            w == phrase[i] and used + p - at - 1 <= slop and from_(i + 1, p, used + p - at - 1)
+            for p, w in enumerate(words)
+            if p > at
+        )
+
+    return any(w == phrase[0] and from_(1, p, 0) for p, w in enumerate(words))
+
+
+def test_phrase_match_agrees_with_a_plain_reference() -> None:
+    rng = np.random.default_rng(7)
+    vocab = ["a", "b", "c", "d"]
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(0, 9)))) for _ in range(300)]
+    for _ in range(40):
+        phrase = list(rng.choice(vocab, size=int(rng.integers(1, 4))))
+        slop = int(rng.integers(0, 4))
+        want = [i for i, t in enumerate(texts) if t and _phrase_reference(t.split(), phrase, slop)]
+        assert _match_rows(f'PHRASE_MATCH(t, "{" ".join(phrase)}", {slop})', texts) == want
+
+
 @pytest.mark.parametrize(
     "expr, needle",
     [
