@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from indexer import VectorIndex
 from schemas.catalog import CollectionInfo
@@ -32,9 +31,17 @@ from schemas.stored_rows import with_system_columns
 from schemas.timestamps import compose, physical_ms
 from schemas.wal import Op, WalRecord
 from searcher.compacted import CompactionSwaps, PreparedCompaction
-from searcher.handoff import PreparedSeal, conform_stored, read_sealed, remaining, seal_filter, take_over
+from searcher.handoff import (
+    PreparedSeal,
+    conform_stored,
+    loaded_filter,
+    read_sealed,
+    remaining,
+    seal_filter,
+    take_over,
+)
 from searcher.interim import GrowingIndexes, InterimSettings
-from searcher.segment import ALIVE, Container, latest_alive, sealed_containers
+from searcher.segment import ALIVE, Container, latest_alive, merge_growing, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
 from walvus.exceptions import StorageError
 from walvus.storage import DELETES, ROWS, SegmentStore
@@ -94,8 +101,8 @@ class LoadedCollection:
             upto[s] = min(-1 if r is None else r, -1 if d is None else d)
         containers: list[Container] = []
         if rows_dt is not None:
-            table = rows_dt.dataset().to_table(filter=_within(upto))
-            tombs = dels_dt.dataset().to_table(filter=_within(upto)) if dels_dt else None
+            table = rows_dt.dataset().to_table(filter=loaded_filter(upto))
+            tombs = dels_dt.dataset().to_table(filter=loaded_filter(upto)) if dels_dt else None
             table = conform_stored(table, self.info)
             alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))
@@ -174,7 +181,7 @@ class LoadedCollection:
             older, newer = growing[-2], growing[-1]
             if older.num_rows >= CHUNK_ROWS or older.num_rows > newer.num_rows:
                 break
-            growing[-2:] = [_merge([older, newer], self.pk_name)]
+            growing[-2:] = [merge_growing([older, newer], self.pk_name)]
         self.containers = tuple(others + growing)
 
     def note_sealed(self, shard: int, last_offset: int, table_version: int = -1) -> None:
@@ -342,14 +349,8 @@ class LoadedCollection:
                     c.indexes[field_name] = (index_id, index)
                     if f.dtype.name == "FLOAT_VECTOR" and not f.nullable:
                         c.keep_vectors_in(field_name, index)  # the index's copy of the vectors is enough
-                    log.info(
-                        "index attached collection=%s segment=%s field=%s index_id=%s rows=%s",
-                        self.info.name,
-                        segment_id,
-                        field_name,
-                        index_id,
-                        index.ntotal,
-                    )
+                    what = (self.info.name, segment_id, field_name, index_id, index.ntotal)
+                    log.info("index attached collection=%s segment=%s field=%s index_id=%s rows=%s", *what)
 
     def _index_file(
         self, segment_id: int, field_name: str, index_id: int, path: Path | None
@@ -444,21 +445,3 @@ class LoadedCollection:
 
 def _never(c: Container, field_name: str) -> bool:
     return False
-
-
-def _within(upto: dict[int, int]) -> ds.Expression:
-    expr = None
-    for s, off in upto.items():
-        e = (ds.field("_shard") == s) & (ds.field("_offset") <= off)
-        expr = e if expr is None else expr | e
-    return expr if expr is not None else ds.scalar(False)
-
-
-def _merge(chunks: list[Container], pk_name: str) -> Container:
-    if len(chunks) == 1:
-        return chunks[0]
-    table = pa.concat_tables([c.table for c in chunks], promote_options="default").combine_chunks()
-    alive = np.concatenate([c.alive for c in chunks])
-    dead = np.concatenate([c.dead_ts for c in chunks])
-    first = chunks[0]
-    return Container(table, pk_name, False, -1, first.shard, alive=alive, dead_ts=dead, gstart=first.gstart)

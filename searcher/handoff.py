@@ -67,6 +67,15 @@ def seal_filter(shard: int, lo: int, upto: int) -> ds.Expression:
     return (ds.field("_shard") == shard) & (ds.field("_offset") > lo) & (ds.field("_offset") <= upto)
 
 
+def loaded_filter(upto: dict[int, int]) -> ds.Expression:
+    """The stored rows a load reads: each shard's up to its committed WAL offset ``upto[shard]``."""
+    expr = None
+    for s, off in upto.items():
+        e = (ds.field("_shard") == s) & (ds.field("_offset") <= off)
+        expr = e if expr is None else expr | e
+    return expr if expr is not None else ds.scalar(False)
+
+
 def take_over(sealed: list[Container], growing: list[Container], collection: str, shard: int) -> None:
     """Give each sealed row the live bit and death timestamp of the same row in ``growing``."""
     if growing:

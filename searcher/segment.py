@@ -249,6 +249,17 @@ def sealed_containers(table: pa.Table, pk_name: str) -> list[Container]:
     return out
 
 
+def merge_growing(chunks: list[Container], pk_name: str) -> Container:
+    """Consecutive growing containers of one shard as one."""
+    if len(chunks) == 1:
+        return chunks[0]
+    table = pa.concat_tables([c.table for c in chunks], promote_options="default").combine_chunks()
+    alive = np.concatenate([c.alive for c in chunks])
+    dead = np.concatenate([c.dead_ts for c in chunks])
+    first = chunks[0]
+    return Container(table, pk_name, False, -1, first.shard, alive=alive, dead_ts=dead, gstart=first.gstart)
+
+
 def _int_range(pks: pa.Array) -> tuple[int, int] | None:
     if not pa.types.is_integer(pks.type) or len(pks) == 0:
         return None
