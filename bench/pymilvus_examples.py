@@ -1,7 +1,7 @@
 """Run the pymilvus repository's example programs, unchanged but for the address, against a fresh walvus.
 
     python -m bench.pymilvus_examples [--repo PATH] [--only name,...] [--timeout 120] [--extra-path DIR]
-        [--authorization]
+        [--authorization] [--searchers N]
 
 `--repo` is a clone of https://github.com/milvus-io/pymilvus (a bare git directory works too): the
 examples are extracted from its HEAD at run time with `git archive`, into a temporary directory.
@@ -10,6 +10,9 @@ database other than `default`, user other than `root`, role other than `admin` a
 privilege group was dropped; `--authorization` runs the deployment with authorization enabled
 (`WALVUS_AUTHORIZATION_ENABLED`: logins as stored users, every call checked), which examples that
 log in as `root` (rbac.py) pass and those that connect without credentials do not;
+`--searchers N` serves the reads from N ``walvus searcher`` processes (``WALVUS_SEARCHERS=remote``:
+the gateway scatters each read over them) instead of the searcher inside the gateway; its results go to
+``pymilvus_examples_searchers.json``;
 its address (`localhost:19530`, `MilvusClient()`, `MILVUS_URI`, pymilvus's default port) is
 rewritten to the deployment's.
 Prints a table and writes bench/results/pymilvus_examples.json: per example, passed or failed, the
@@ -218,8 +221,18 @@ def main() -> None:
         action="store_true",
         help="enable authorization (WALVUS_AUTHORIZATION_ENABLED; root's password stays Milvus)",
     )
+    ap.add_argument(
+        "--searchers",
+        type=int,
+        default=0,
+        help="serve reads from N `walvus searcher` processes (WALVUS_SEARCHERS=remote); 0: inside the gateway",
+    )
     args = ap.parse_args()
     env = {"WALVUS_SEAL_IDLE_SECONDS": "3"}
+    procs: tuple[str, ...] = ("streams", "indexer", "gateway")
+    if args.searchers:
+        env["WALVUS_SEARCHERS"] = "remote"
+        procs = ("streams", "indexer", *["searcher"] * args.searchers, "gateway")
     token = ""
     if args.authorization:
         env.update(WALVUS_AUTHORIZATION_ENABLED="true", WALVUS_ROOT_PASSWORD="Milvus")
@@ -235,7 +248,7 @@ def main() -> None:
         names = [n for n in every if wanted & {n, Path(n).name, Path(n).stem}]
         skipped = {}
     rows: list[dict[str, Any]] = []
-    with local_deployment(("streams", "indexer", "gateway"), **env) as settings:
+    with local_deployment(procs, **env) as settings:
         port = int(settings["WALVUS_PORT"])
         uri = f"http://127.0.0.1:{port}"
         log = Path(settings["WALVUS_DATA_DIR"]).parent / "gateway.log"
@@ -258,7 +271,8 @@ def main() -> None:
     counts = {k: sum(r["result"] == k for r in rows) for k in ("pass", "fail", "skipped")}
     print(counts)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("pymilvus_examples.json" if not args.only else "pymilvus_examples_only.json")
+    stem = "pymilvus_examples" + ("_only" if args.only else "") + ("_searchers" if args.searchers else "")
+    out = RESULTS / f"{stem}.json"
     commit = subprocess.run(
         ["git", "-C", args.repo, "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -267,6 +281,7 @@ def main() -> None:
             {
                 "date": time.strftime("%Y-%m-%d"),
                 "pymilvus_commit": commit,
+                "searchers": args.searchers,
                 "counts": counts,
                 "examples": rows,
             },
