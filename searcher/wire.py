@@ -11,12 +11,14 @@ gateway raises the same error the searcher did.
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from schemas import exceptions
@@ -48,18 +50,28 @@ def _array(ref: dict[str, Any], body: memoryview) -> np.ndarray:
 
 
 def _pack(header: dict[str, Any], blobs: _Blobs) -> bytes:
-    head = json.dumps(header, separators=(",", ":")).encode()
+    try:
+        head = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # what orjson does not write (an integer past 64 bits): the standard library's JSON
+        head = json.dumps(header, separators=(",", ":")).encode()
     return _LEN.pack(len(head)) + head + b"".join(blobs.parts)
 
 
 def _unpack(data: bytes) -> tuple[dict[str, Any], memoryview]:
     (n,) = _LEN.unpack_from(data, 0)
-    return json.loads(bytes(data[4 : 4 + n])), memoryview(data)[4 + n :]
+    view = memoryview(data)
+    return orjson.loads(view[4 : 4 + n]), view[4 + n :]
 
 
 def _plain(req: Any, skip: set[str]) -> dict[str, Any]:
     out = {f.name: getattr(req, f.name) for f in fields(req) if f.name not in skip}
-    out["consistency"] = asdict(req.consistency)
+    c = req.consistency
+    out["consistency"] = {
+        "level": int(c.level),
+        "guarantee_ts": c.guarantee_ts,
+        "snapshot": c.snapshot,
+        "wait_for": c.wait_for,
+    }
     if req.shards is not None:
         out["shards"] = sorted(req.shards)
     return out
@@ -133,24 +145,21 @@ def metric_of(table: pa.Table) -> str:
 
 
 def encode_hits(hits: list[Hits], shards: frozenset[int], metric: str) -> pa.Table:
-    parts = []
-    for qi, h in enumerate(hits):
-        n = len(h.ids)
-        cols = {
-            Q: pa.array(np.full(n, qi, np.int32)),
-            ID: pa.array(h.ids),
-            DISTANCE: pa.array(h.distances, pa.float32()),
-        }
-        t = pa.table(cols)
-        for name in h.fields.column_names:
-            t = t.append_column(name, h.fields.column(name))
-        parts.append(t)
-    table = (
-        pa.concat_tables(parts, promote_options="default")
-        if parts
-        else pa.table({Q: pa.array([], pa.int32())})
+    """One table for every query's hits, grouped by query (``__q``), in one pass."""
+    counts = [len(h.ids) for h in hits]
+    q = np.repeat(np.arange(len(hits), dtype=np.int32), counts)
+    ids = pa.array(list(itertools.chain.from_iterable(h.ids for h in hits)))
+    distances = (
+        np.concatenate([np.asarray(h.distances, np.float32) for h in hits])
+        if hits
+        else np.zeros(0, np.float32)
     )
-    return _with_meta(table, shards, metric=metric, nq=str(len(hits)))
+    names, columns = [Q, ID, DISTANCE], [pa.array(q), ids, pa.array(distances, pa.float32())]
+    if any(h.fields.num_columns for h in hits):  # a query without hits may come without its columns
+        fields_table = pa.concat_tables([h.fields for h in hits], promote_options="default")
+        names += fields_table.column_names
+        columns += fields_table.columns
+    return _with_meta(pa.Table.from_arrays(columns, names=names), shards, metric=metric, nq=str(len(hits)))
 
 
 def decode_hits(table: pa.Table) -> list[Hits]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 
+from schemas.sparse import SparseQueries
 from searcher.merge import merge_hits
-from searcher.wire import decode_hits, encode_hits, metric_of, shards_of
-from walvus.searcher import Hits, SearchRequest
+from searcher.wire import (
+    decode_hits,
+    decode_request,
+    encode_hits,
+    encode_query,
+    encode_search,
+    metric_of,
+    shards_of,
+)
+from walvus.searcher import Consistency, ConsistencyLevel, Hits, QueryRequest, SearchRequest
 
 
 def _hits(ids: list[int], base: float) -> Hits:
@@ -35,3 +46,49 @@ def test_one_searchers_answer_stands_and_several_are_merged() -> None:
     assert merged[0].ids == [8, 4] and merged[0].distances.tolist() == [0.0, 0.5]
     paged = merge_hits(only, 1, "L2", SearchRequest("c", None, req.queries, 1, offset=1))
     assert paged[0].ids == [2]
+
+
+def test_a_request_crosses_the_hop_field_for_field() -> None:
+    queries = np.arange(6, dtype=np.float32).reshape(2, 3)
+    req = SearchRequest(
+        "c",
+        "v",
+        queries,
+        7,
+        metric="IP",
+        params={"ef": 64, "nested": {"a": [1, 2]}},
+        filter="n > {x}",
+        filter_params={"x": 2**70},  # past 64 bits: written by the standard library's JSON
+        partitions=["p"],
+        output_fields=["n"],
+        offset=3,
+        group_by_field="g",
+        group_size=2,
+        consistency=Consistency(ConsistencyLevel.BOUNDED, 5, True, ((0, 9), (1, 4))),
+        collection_id=470893213226369024,
+        shards=frozenset({1, 0}),
+        bm25_stats=[(3, 1.5, [1.0, 2.0])],
+    )
+    got = decode_request(encode_search(req))
+    assert isinstance(got, SearchRequest)
+    assert got.queries.tobytes() == queries.tobytes() and got.queries.shape == (2, 3)
+    assert replace(got, queries=queries) == req
+
+
+def test_sparse_queries_and_queries_cross_the_hop() -> None:
+    sparse = SparseQueries(
+        [
+            (np.array([1, 5], np.int64), np.array([0.5, 2.0], np.float32)),
+            (np.zeros(0, np.int64), np.zeros(0, np.float32)),
+        ]
+    )
+    got = decode_request(encode_search(SearchRequest("c", "s", sparse, 3)))
+    assert [(i.tolist(), v.tolist()) for i, v in got.queries.items] == [([1, 5], [0.5, 2.0]), ([], [])]
+    q = QueryRequest(
+        "c",
+        filter="n in [1, 2]",
+        output_fields=["n"],
+        limit=5,
+        consistency=Consistency(ConsistencyLevel.STRONG),
+    )
+    assert decode_request(encode_query(q)) == q
