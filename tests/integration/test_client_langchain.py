@@ -36,7 +36,7 @@ from tests.integration.client_support import (
     rrf,
     sparse_ranking,
 )
-from tests.procs import Deployment
+from tests.procs import LAYOUTS, Deployment
 
 pytestmark = [
     pytest.mark.integration,
@@ -59,10 +59,11 @@ class WordEmbeddings(Embeddings):
         return embed(text)
 
 
-@pytest.fixture(scope="module")
-def dep(kafka_bootstrap, tmp_path_factory):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def dep(request, kafka_bootstrap, tmp_path_factory):
+    """The searcher in the gateway, then two searcher processes behind it (``tests.procs.LAYOUTS``)."""
     d = Deployment(kafka_bootstrap, tmp_path_factory.mktemp("langchain"))
-    d.start("streams", "indexer", "gateway")
+    d.start_all(request.param)
     yield d
     d.close()
 

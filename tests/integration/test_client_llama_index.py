@@ -38,7 +38,7 @@ from tests.integration.client_support import (
     sparse_ranking,
     tokens,
 )
-from tests.procs import Deployment
+from tests.procs import LAYOUTS, Deployment
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_network")]
 
@@ -84,10 +84,11 @@ def _sparse_ip(docs: dict[str, str], query: str) -> dict[str, float]:
     return {k: s for k, s in scores.items() if s > 0}
 
 
-@pytest.fixture(scope="module")
-def dep(kafka_bootstrap, tmp_path_factory):
+@pytest.fixture(scope="module", params=LAYOUTS)
+def dep(request, kafka_bootstrap, tmp_path_factory):
+    """The searcher in the gateway, then two searcher processes behind it (``tests.procs.LAYOUTS``)."""
     d = Deployment(kafka_bootstrap, tmp_path_factory.mktemp("llama"))
-    d.start("streams", "indexer", "gateway")
+    d.start_all(request.param)
     yield d
     d.close()
 
