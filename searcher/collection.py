@@ -122,8 +122,7 @@ class LoadedCollection:
         return [s for s in range(self.info.shards_num) if self.owned is None or s in self.owned]
 
     def _load_indexes(self, containers: list[Container], queue: bool = False) -> None:
-        """Attach the built indexes of ``containers`` here, or with ``queue`` on the attacher's
-        thread; an index file that fails to load is retried there (its segment is searched exactly)."""
+        """Attach the built indexes of ``containers`` (``queue``: on the attacher's thread); failures retry there."""
         built = self.store.indexes.built(self.info.collection_id) if containers else set()
         for c in containers:
             for fname, idx in self.info.indexes.items():
@@ -325,8 +324,7 @@ class LoadedCollection:
     def attach_index(
         self, segment_id: int, field_name: str, index_id: int, path: Path | None = None
     ) -> Attach:
-        """Search the sealed segment's field through its index: the index store's file, or ``path``.
-        Raises what reading the file raises (``searcher.index_attach.RETRYABLE``)."""
+        """Search the sealed segment's field through its index: the index store's file, or ``path``."""
         idx_info = self.info.indexes.get(field_name)
         if self.released or idx_info is None or idx_info.index_id != index_id:
             return Attach.UNWANTED

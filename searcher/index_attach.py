@@ -210,7 +210,17 @@ class IndexAttacher:
             if self._pending.get(key) is item:
                 del self._pending[key]
         if item.failures:
-            log.info("index attach retries ended key=%s after=%s outcome=%s", key, item.failures, why)
+            cid, segment_id, field, index_id = key
+            log.info(
+                "index attach retries ended collection_id=%s segment=%s field=%s index_id=%s failures=%s "
+                "outcome=%s",
+                cid,
+                segment_id,
+                field,
+                index_id,
+                item.failures,
+                why,
+            )
 
     def _failed(self, key: Key, item: _Pending, exc: BaseException) -> None:
         coll = item.coll()
