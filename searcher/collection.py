@@ -40,6 +40,7 @@ from searcher.handoff import (
     seal_filter,
     take_over,
 )
+from searcher.index_attach import Attach, IndexAttacher, attach_built
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, merge_growing, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -79,6 +80,8 @@ class LoadedCollection:
     # ones its consumer group assigned to it (``searcher.ownership``)
     owned: frozenset[int] | None = None
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False)  # its wall time says which rows TTL expired
+    attacher: IndexAttacher | None = field(default=None, repr=False)  # retries failed index attaches
+    released: bool = False  # the registry let this copy go: nothing is attached to it any more
 
     def __post_init__(self) -> None:
         self.interim = GrowingIndexes(self.interim_settings)
@@ -118,12 +121,13 @@ class LoadedCollection:
         """The shards this copy holds."""
         return [s for s in range(self.info.shards_num) if self.owned is None or s in self.owned]
 
-    def _load_indexes(self, containers: list[Container]) -> None:
+    def _load_indexes(self, containers: list[Container], queue: bool = False) -> None:
+        """Attach the built indexes of ``containers`` (``queue``: on the attacher's thread); failures retry there."""
         built = self.store.indexes.built(self.info.collection_id) if containers else set()
         for c in containers:
             for fname, idx in self.info.indexes.items():
                 if (c.segment_id, fname, idx.index_id) in built:
-                    self.attach_index(c.segment_id, fname, idx.index_id)
+                    attach_built(self, c.segment_id, fname, idx.index_id, queue)
 
     # applying the WAL ------------------------------------------------------------------------
     def apply(self, shard: int, offset: int, record: WalRecord) -> None:
@@ -273,7 +277,7 @@ class LoadedCollection:
         if now - prepared.last_check < INDEX_RECHECK_SECONDS:
             return False
         prepared.last_check = now
-        self._load_indexes(prepared.containers)  # in case an announcement went missing
+        self._load_indexes(prepared.containers, queue=True)  # in case an announcement went missing
         whole = isinstance(prepared, PreparedCompaction)
         return prepared.indexed(self.info, self._build_failed if whole else self._seal_no_wait)
 
@@ -317,11 +321,13 @@ class LoadedCollection:
         growing = [c for c in self.containers if not c.sealed]
         return self.interim.fill(growing, self.info.schema)
 
-    def attach_index(self, segment_id: int, field_name: str, index_id: int, path: Path | None = None) -> None:
+    def attach_index(
+        self, segment_id: int, field_name: str, index_id: int, path: Path | None = None
+    ) -> Attach:
         """Search the sealed segment's field through its index: the index store's file, or ``path``."""
         idx_info = self.info.indexes.get(field_name)
-        if idx_info is None or idx_info.index_id != index_id:
-            return
+        if self.released or idx_info is None or idx_info.index_id != index_id:
+            return Attach.UNWANTED
         with self.cond:
             prepared = [c for p in self._prepared.values() for c in p.containers] + [
                 *self.compactions.containers()
@@ -332,7 +338,7 @@ class LoadedCollection:
             if c.sealed and c.segment_id == segment_id and field_name not in c.indexes
         ]
         if not wanting:
-            return
+            return Attach.UNWANTED
         f = self.info.schema.field(field_name)
         assert f is not None
         spec = IndexSpec.parse(
@@ -342,7 +348,8 @@ class LoadedCollection:
         mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
         with self._index_file(segment_id, field_name, index_id, path) as local:
             if local is None:
-                return
+                return Attach.MISSING
+            outcome = Attach.UNWANTED  # an index of another size than the segment is not used
             for c in wanting:
                 index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=self.gpu_search)
                 if index.ntotal == c.num_rows:
@@ -351,6 +358,8 @@ class LoadedCollection:
                         c.keep_vectors_in(field_name, index)  # the index's copy of the vectors is enough
                     what = (self.info.name, segment_id, field_name, index_id, index.ntotal)
                     log.info("index attached collection=%s segment=%s field=%s index_id=%s rows=%s", *what)
+                    outcome = Attach.ATTACHED
+        return outcome
 
     def _index_file(
         self, segment_id: int, field_name: str, index_id: int, path: Path | None

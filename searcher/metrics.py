@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 CONSUMED = Gauge(
     "walvus_searcher_consumed_offset",
     "Last WAL offset the searcher has applied, per collection and shard",
     ["collection", "shard"],
+)
+INDEX_ATTACH_FAILURES = Counter(
+    "walvus_searcher_index_attach_failures",
+    "Index files a searcher failed to download or read (each is retried with backoff), per error type",
+    ["error"],
 )
 
 

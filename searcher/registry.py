@@ -23,6 +23,7 @@ from schemas.exceptions import CollectionNotLoaded, PartitionNotFound
 from schemas.topics import wal_topic
 from schemas.wal import WalRecord
 from searcher.collection import LoadedCollection
+from searcher.index_attach import IndexAttacher
 from searcher.metrics import ConsumedGauge
 from searcher.ownership import Assignment
 from walvus.clock import SYSTEM_CLOCK, Clock
@@ -53,8 +54,11 @@ class Registry:
         settings: SearcherSettings,
         on_growing: Callable[[], None] = lambda: None,
         clock: Clock = SYSTEM_CLOCK,
+        attacher: IndexAttacher | None = None,
     ) -> None:
+        """``attacher``: retries the index attaches that fail (``searcher.index_attach``)."""
         self.catalog = catalog
+        self.attacher = attacher
         self.clock = clock  # handed to each loaded collection: TTL expiry reads its wall time
         self.store = store
         self.ns = namespace
@@ -175,6 +179,7 @@ class Registry:
             gpu_search=self.settings.gpu_search,
             owned=owned,
             clock=self.clock,
+            attacher=self.attacher,
         )
         try:
             starts = coll.load()
@@ -190,6 +195,8 @@ class Registry:
             self._loading.pop(info.collection_id, None)
         self.tail.unassign(topic)  # the shards an earlier copy held
         self.tail.assign(topic, starts)
+        if earlier is not None:
+            earlier.released = True  # its queued index attaches end
         del earlier
         release_memory()  # what reading the copy (and the copy it replaces) took and let go
         log.info(
@@ -229,6 +236,7 @@ class Registry:
             coll = self._loaded.pop(collection_id, None)
             self._by_topic.pop(topic, None)
         if coll is not None:
+            coll.released = True  # its queued index attaches end
             self._consumed.forget(coll.info.qualified)
             del coll
             release_memory()

@@ -22,6 +22,7 @@ from schemas.topics import segments_topic
 from searcher import execution
 from searcher.compacted import CompactionStates
 from searcher.consistency import ReadBarrier
+from searcher.index_attach import IndexAttacher
 from searcher.ownership import Assignment
 from searcher.registry import Registry
 from walvus.clock import SYSTEM_CLOCK, Clock
@@ -54,7 +55,11 @@ class SearcherService:
         self.store = store
         self.ns = namespace
         self._growing_added = threading.Event()
-        self.registry = Registry(catalog, store, namespace, self.settings, self._growing_added.set, clock)
+        # announced index files are downloaded and read on a worker thread, failures retried there
+        self.index_attacher = IndexAttacher(clock)
+        self.registry = Registry(
+            catalog, store, namespace, self.settings, self._growing_added.set, clock, self.index_attacher
+        )
         self.kafka.ensure_topic(segments_topic(namespace), 1)
         reg = self.registry
         self.wal_tail = WalTail(kafka.conf, reg.apply, self._after_poll, reg.advance, reg.reload, clock)
@@ -66,6 +71,7 @@ class SearcherService:
         self.compaction_states = CompactionStates()
         self._stopped = threading.Event()
         self._interim_thread = threading.Thread(target=self._fill_interim, name="interim-index", daemon=True)
+        self.index_attacher.start()
         self.wal_tail.start()
         self.ann_tail.start()
         self._interim_thread.start()
@@ -85,6 +91,7 @@ class SearcherService:
         self._growing_added.set()
         self.wal_tail.stop()
         self.ann_tail.stop()
+        self.index_attacher.stop()
         self._interim_thread.join(5)
 
     # what is held --------------------------------------------------------------------------------
@@ -158,9 +165,10 @@ class SearcherService:
         return self.compaction_states.get(compaction_id)
 
     def _on_index(self, ann: IndexBuilt) -> None:
+        """On the segments tail: queue the attach (a download) for the attacher's thread."""
         coll = self.registry.get(ann.collection_id)
         if coll is not None:
-            coll.attach_index(ann.segment_id, ann.field, ann.index_id)  # from the index store
+            self.index_attacher.submit(coll, ann.segment_id, ann.field, ann.index_id)
 
     # consistency -------------------------------------------------------------------------------------
     def note_write(self, collection_id: int, positions: dict[int, int], ts: int) -> None:

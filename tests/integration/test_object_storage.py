@@ -4,10 +4,12 @@ needs only Kafka and the bucket.
 Each searcher here runs with a data directory of its own, shared with no other process; the index
 files are written by the indexer to the bucket, beside the tables, and read from there by the
 searchers: the first one on the indexer's announcement, the second one when it loads the collection.
+A searcher that cannot download an index file for a while retries it with backoff.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pyarrow.fs as pafs
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from tests.s3 import S3Server
+from tests.s3 import FaultyS3, S3Server
 from walvus.storage import SegmentStore
 
 pytestmark = pytest.mark.integration
@@ -94,3 +96,57 @@ def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     )
     assert not indexes.exists(info.collection_id)
     client.close()
+
+
+def _index_file(method: str, path: str) -> bool:
+    return path.split("?")[0].endswith(".faiss")
+
+
+def test_a_searcher_retries_an_index_download_until_the_bucket_serves_it(
+    deployment, s3: S3Server, tmp_path: Path
+) -> None:
+    """The searcher reaches the bucket through a proxy that fails every index file download at
+    first: it serves the segment exactly meanwhile, and attaches the index once downloads work,
+    without a reload."""
+    dep = deployment
+    root = f"{s3.bucket()}/walvus"
+    dep.env.update({"WALVUS_STORAGE_URI": root, **s3.env, "WALVUS_SEARCHERS": "remote"})
+    with FaultyS3(s3, _index_file) as proxy:
+        proxy.failing = True
+        dep.start("streams", "indexer")
+        via_proxy = json.dumps(proxy.options)
+        data_dir = str(tmp_path / "machine-a")
+        dep.start_as(
+            "searcher-a", "searcher", WALVUS_DATA_DIR=data_dir, WALVUS_STORAGE_OPTIONS=via_proxy, **SEARCHER
+        )
+        dep.start("gateway")
+        client = MilvusClient(dep.uri)
+        schema = client.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+        idx = client.prepare_index_params()
+        idx.add_index("vec", index_name="vec_idx", index_type="HNSW", metric_type="L2", params={"M": 16})
+        client.create_collection("obj", schema=schema, index_params=idx, num_shards=1)
+        vecs = np.random.default_rng(5).random((600, DIM), dtype=np.float32)
+        client.insert("obj", [{"id": i, "vec": v.tolist()} for i, v in enumerate(vecs)])
+        client.flush("obj")
+        _wait("the index built", lambda: client.describe_index("obj", "vec_idx")["indexed_rows"] == 600)
+
+        log = dep.root / "searcher-a.log"
+        failed = "index attach failed, retrying collection=obj "
+        _wait("a failed download", lambda: log.read_text(errors="replace").count(failed) >= 2)
+        assert not _attached(dep, "searcher-a") and proxy.refused
+        q = vecs[42]
+        hits = client.search("obj", [q.tolist()], limit=5, consistency_level="Strong")[0]
+        assert [h["id"] for h in hits] == _exact(vecs, q, 5)  # served exactly meanwhile
+
+        proxy.failing = False  # the bucket serves index files again
+        _wait("the retry attaches the index", lambda: _attached(dep, "searcher-a"))
+        assert "loaded collection=obj " in log.read_text(errors="replace")
+        assert log.read_text(errors="replace").count("loaded collection=obj ") == 1  # no reload
+        hits = client.search(
+            "obj", [q.tolist()], limit=5, search_params={"ef": 200}, consistency_level="Strong"
+        )[0]
+        assert [h["id"] for h in hits] == _exact(vecs, q, 5)
+        client.close()
+        dep.stop_all()
