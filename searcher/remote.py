@@ -139,11 +139,13 @@ class RemoteSearcher:
         layout = self.directory.layout()
         while remaining:
             plan = self._plan(layout, info, remaining)
-            if len(plan) == 1:  # one searcher: call it on this thread (no hand-off)
-                ((address, shards),) = plan.items()
-                futures = {address: _Now(call, address, frozenset(shards))}
-            else:
-                futures = {a: self._pool.submit(call, a, frozenset(s)) for a, s in plan.items()}
+            # one searcher is called on this thread (first: ``_Now`` calls when asked), the others
+            # on the pool meanwhile
+            futures: dict[str, Any] = {}
+            for i, (a, s) in enumerate(plan.items()):
+                futures[a] = (
+                    _Now(call, a, frozenset(s)) if i == 0 else self._pool.submit(call, a, frozenset(s))
+                )
             for address, fut in futures.items():
                 try:
                     result, covered = fut.result()
