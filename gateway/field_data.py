@@ -75,7 +75,7 @@ def columns_from_field_data(
                 field=name,
             )
         if field.dtype.is_sparse:
-            cols[name] = sparse_from_proto(field.name, fd.vectors, num_rows)
+            cols[name] = sparse_from_proto(field.name, fd.vectors, num_rows, fd.valid_data)
         elif field.dtype.is_vector and len(fd.valid_data):
             cols[name] = _nullable_vectors(field, fd, num_rows)
         elif field.dtype.is_vector:
@@ -140,13 +140,28 @@ def sparse_rows_from_bytes(name: str, contents: Sequence[bytes], n: int) -> pa.S
     return assemble(name, rows, pairs["index"].astype(np.int64), pairs["value"].astype(np.float64), n)
 
 
-def sparse_from_proto(name: str, vectors: schema_pb2.VectorField, n: int) -> pa.StructArray:
+def sparse_from_proto(
+    name: str, vectors: schema_pb2.VectorField, n: int, valid_data: Sequence[bool] = ()
+) -> pa.StructArray:
+    """Sparse rows; with ``valid_data`` (a nullable field) the rows given are those of the valid
+    rows only, as pymilvus sends them, or one per row."""
     which = vectors.WhichOneof("data")
-    if which != "sparse_float_vector" and not (which is None and n == 0):
+    contents = list(vectors.sparse_float_vector.contents)
+    valid = np.array(valid_data, dtype=bool) if len(valid_data) else None
+    if valid is not None and len(valid) != n:
+        raise ValidationError(f"field {name!r}: valid_data has {len(valid)} entries for {n} rows", field=name)
+    given = n if valid is None else int(valid.sum())
+    if which != "sparse_float_vector" and not (which is None and given == 0):
         raise ValidationError(
             f"field {name!r} is SPARSE_FLOAT_VECTOR, but the request carries {which} data", field=name
         )
-    return sparse_rows_from_bytes(name, list(vectors.sparse_float_vector.contents), n)
+    if valid is None or valid.all():
+        return sparse_rows_from_bytes(name, contents, n)
+    if len(contents) == n:  # one per row: the null rows' are left out
+        contents = [c for c, ok in zip(contents, valid.tolist(), strict=True) if ok]
+    rows = sparse_rows_from_bytes(name, contents, given)
+    row_ids, idx, val = flat_parts(rows)
+    return assemble(name, np.flatnonzero(valid)[row_ids], idx, val.astype(np.float64), n, valid)
 
 
 def _nullable_vectors(field: FieldSchema, fd: schema_pb2.FieldData, n: int) -> list[Any]:

@@ -150,9 +150,9 @@ class CollectionSchema:
             check_multi_analyzer(new, (*self.fields, new))
         if not (new.nullable or new.default_value is not None):
             raise SchemaError(f"added field {new.name!r} must be nullable or have a default value")
-        if new.dtype.is_vector and (new.dtype.is_sparse or not new.nullable):
+        if new.dtype.is_vector and not new.nullable:
             raise SchemaError(
-                f"added vector field {new.name!r} must be a nullable dense vector: its existing rows have none",
+                f"added vector field {new.name!r} must be nullable: its existing rows have none",
                 field=new.name,
             )
         check_field_name(new.name)
@@ -318,9 +318,9 @@ def _validate_field(f: FieldSchema, max_dim: int) -> None:
     if f.dtype in (DataType.NONE, DataType.STRING):
         raise SchemaError(f"field {f.name!r}: data type {f.dtype.name} is not supported", field=f.name)
     if f.dtype.is_sparse:
-        if f.is_primary or f.is_partition_key or f.nullable:
+        if f.is_primary or f.is_partition_key:
             raise SchemaError(
-                f"sparse vector field {f.name!r} cannot be the primary key, the partition key or nullable",
+                f"sparse vector field {f.name!r} cannot be the primary key or the partition key",
                 field=f.name,
             )
     elif f.dtype.is_vector:

@@ -22,13 +22,17 @@ from schemas.types import SPARSE_ARROW
 MAX_INDEX = 2**32 - 1  # exclusive, as Milvus
 
 
-def sparse_column(name: str, rows: Any, n: int | None = None) -> pa.StructArray:
-    """Validate sparse rows into the stored layout (indices sorted per row, no duplicates)."""
+def sparse_column(name: str, rows: Any, n: int | None = None, nullable: bool = False) -> pa.StructArray:
+    """Validate sparse rows into the stored layout (indices sorted per row, no duplicates). A row
+    may be null (None) only in a ``nullable`` field."""
     if isinstance(rows, pa.ChunkedArray):
         rows = rows.combine_chunks()
     if isinstance(rows, pa.StructArray) and rows.type == SPARSE_ARROW:
+        valid = rows.is_valid().to_numpy(zero_copy_only=False) if rows.null_count else None
+        if valid is not None and not nullable:
+            _not_nullable(name, int(np.flatnonzero(~valid)[0]))
         row_ids, idx, val = flat_parts(rows)
-        return assemble(name, row_ids, idx, val, len(rows))
+        return assemble(name, row_ids, idx, val, len(rows), valid)
     if hasattr(rows, "tocsr") and hasattr(rows, "shape") and len(getattr(rows, "shape", ())) == 2:
         coo = rows.tocoo()
         return assemble(
@@ -42,7 +46,14 @@ def sparse_column(name: str, rows: Any, n: int | None = None) -> pa.StructArray:
     counts = np.zeros(len(rows), np.int64)
     idx_parts: list[Any] = []
     val_parts: list[Any] = []
+    valid = np.fromiter((r is not None for r in rows), dtype=bool, count=len(rows))
+    if valid.all():
+        valid = None
+    elif not nullable:
+        _not_nullable(name, int(np.flatnonzero(~valid)[0]))
     for i, row in enumerate(rows):
+        if row is None:
+            continue  # a null row of a nullable field: no entries
         idx, val = _row_pairs(name, i, row)
         counts[i] = len(idx)
         idx_parts.extend(idx)
@@ -60,14 +71,18 @@ def sparse_column(name: str, rows: Any, n: int | None = None) -> pa.StructArray:
         raise ValidationError(
             f"field {name!r}: row {row} has a sparse index that is not an integer", field=name, row=row
         )
-    return assemble(name, row_ids, idx_arr.astype(np.int64), val_arr, len(rows))
+    return assemble(name, row_ids, idx_arr.astype(np.int64), val_arr, len(rows), valid)
+
+
+def _not_nullable(name: str, row: int) -> None:
+    raise ValidationError(
+        f"field {name!r} is not nullable, but row {row} is null (a nullable sparse field takes null rows)",
+        field=name,
+        row=row,
+    )
 
 
 def _row_pairs(name: str, i: int, row: Any) -> tuple[list[Any], list[Any]]:
-    if row is None:
-        raise ValidationError(
-            f"field {name!r}: row {i} is null; sparse vectors cannot be null", field=name, row=i
-        )
     if isinstance(row, dict):
         try:
             return [int(k) for k in row], list(row.values())
@@ -93,7 +108,11 @@ def _row_pairs(name: str, i: int, row: Any) -> tuple[list[Any], list[Any]]:
     )
 
 
-def assemble(name: str, row_ids: np.ndarray, idx: np.ndarray, val: np.ndarray, n: int) -> pa.StructArray:
+def assemble(
+    name: str, row_ids: np.ndarray, idx: np.ndarray, val: np.ndarray, n: int, valid: np.ndarray | None = None
+) -> pa.StructArray:
+    """The stored layout of the entries (``row_ids``, ``idx``, ``val``) of ``n`` rows; ``valid``
+    False marks a null row (it has no entries)."""
     bad = (idx < 0) | (idx >= MAX_INDEX)
     if bad.any():
         row = int(row_ids[np.flatnonzero(bad)[0]])
@@ -120,6 +139,7 @@ def assemble(name: str, row_ids: np.ndarray, idx: np.ndarray, val: np.ndarray, n
             pa.ListArray.from_arrays(off, pa.array(val, pa.float32())),
         ],
         fields=list(SPARSE_ARROW),
+        mask=None if valid is None else pa.array(~valid),
     )
 
 

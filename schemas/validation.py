@@ -157,7 +157,7 @@ def _column(f: FieldSchema, values: Any, n: int, op: str) -> pa.Array:
             f"missing field {f.name!r}: it is not nullable and has no default", field=f.name
         )
     if f.dtype.is_sparse:
-        return sparse_column(f.name, values)
+        return sparse_column(f.name, values, nullable=f.nullable)
     if f.dtype.is_vector:
         return vector_column(f, values, n)
     arr = _to_arrow(f, values)

@@ -105,6 +105,51 @@ def test_sparse_ip_equals_exact_growing_and_sealed(client):
     assert {h["id"] for h in res[0]} == {i for i, v in vecs_alive.items() if _ip(queries[0], v) > 0}
 
 
+def test_a_nullable_sparse_field_growing_sealed_and_added(client):
+    """Null sparse rows are stored as null, read back as None, never found; an added nullable
+    sparse field reads as null for the rows before it."""
+    name = "sp_nullable"
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("sv", DataType.SPARSE_FLOAT_VECTOR, nullable=True)
+    schema.add_field("dv", DataType.FLOAT_VECTOR, dim=4)
+    idx = client.prepare_index_params()
+    idx.add_index("sv", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+    idx.add_index("dv", index_type="FLAT", metric_type="L2")
+    client.create_collection(name, schema=schema, index_params=idx, consistency_level="Strong")
+    rng = np.random.default_rng(11)
+    vecs = _random_sparse(rng, 60)
+    client.insert(
+        name, [{"id": i, "sv": None if i % 3 == 0 else v, "dv": [0.0] * 4} for i, v in enumerate(vecs)]
+    )
+    query = [{d: 1.0 for d in range(50)}]  # every dimension: every non-null row scores above 0
+
+    def check() -> None:
+        hits = client.search(name, query, anns_field="sv", limit=100, output_fields=["sv"])[0]
+        assert sorted(h["id"] for h in hits) == [i for i in range(60) if i % 3]
+        rows = {r["id"]: r["sv"] for r in client.query(name, "id >= 0", output_fields=["sv"], limit=100)}
+        assert [i for i, v in rows.items() if v is None] == [i for i in range(60) if i % 3 == 0]
+        assert rows[1] == pytest.approx(vecs[1], rel=1e-6)
+
+    check()
+    client.flush(name)  # sealed: the same
+    check()
+    _sparse_collection(client, "sp_strict")  # not nullable: a null row is refused, nothing written
+    with pytest.raises(MilvusException):
+        client.insert(
+            "sp_strict",
+            [
+                {"id": 1, "sv": {1: 1.0}, "dv": [0.0] * 4, "tag": 0},
+                {"id": 2, "sv": None, "dv": [0.0] * 4, "tag": 0},
+            ],
+        )
+    assert client.query("sp_strict", "id >= 0", output_fields=["count(*)"])[0]["count(*)"] == 0
+    client.add_collection_field(name, "extra", DataType.SPARSE_FLOAT_VECTOR, nullable=True)
+    client.insert(name, [{"id": 100, "sv": {1: 1.0}, "dv": [0.0] * 4, "extra": {7: 2.0}}])
+    extra = {r["id"]: r["extra"] for r in client.query(name, "id in [1, 100]", output_fields=["extra"])}
+    assert extra[1] is None and extra[100] == pytest.approx({7: 2.0})
+
+
 def test_sparse_refusals_and_hybrid(client):
     _sparse_collection(client, "sp_bad", drop_ratio_build=0.0)
     with pytest.raises(MilvusException, match="twice|not a sparse"):

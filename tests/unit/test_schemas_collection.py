@@ -129,16 +129,23 @@ def test_binary_vector_dim_must_be_a_multiple_of_8(dim: int) -> None:
 
 
 def test_nullable_vector() -> None:
-    # dense vectors may be nullable (rows without one are never search results); sparse ones not
+    # vectors may be nullable, dense and sparse (rows without one are never search results)
     validate_schema(schema_of(PK, FieldSchema("emb", D.FLOAT_VECTOR, dim=4, nullable=True)))
-    refused(
+    validate_schema(
         schema_of(
             PK,
             FieldSchema("emb", D.FLOAT_VECTOR, dim=4),
             FieldSchema("s", D.SPARSE_FLOAT_VECTOR, nullable=True),
+        )
+    )
+    refused(
+        schema_of(
+            PK,
+            FieldSchema("emb", D.FLOAT_VECTOR, dim=4),
+            FieldSchema("s", D.SPARSE_FLOAT_VECTOR, is_partition_key=True),
         ),
         "'s'",
-        "nullable",
+        "partition key",
     )
 
 
@@ -256,9 +263,10 @@ def test_with_field_refusals() -> None:
         s.with_field(FieldSchema("vec", D.INT32, nullable=True))
     with pytest.raises(SchemaError, match="'extra'.*nullable or have a default"):
         s.with_field(FieldSchema("extra", D.INT32))
-    # the checks a created schema gets (issue 10: pymilvus's nullable_vector example added a sparse field)
-    with pytest.raises(SchemaError, match="sparse vector field .sparse. cannot be"):
-        s.with_field(FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR, nullable=True))
+    # the checks a created schema gets (pymilvus's nullable_vector example adds a sparse field)
+    with pytest.raises(SchemaError, match="added field .sparse. must be nullable"):
+        s.with_field(FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR))
+    assert s.with_field(FieldSchema("sparse", D.SPARSE_FLOAT_VECTOR, nullable=True)).field("sparse").nullable
     with pytest.raises(SchemaError, match="VARCHAR needs max_length"):
         s.with_field(FieldSchema("note", D.VARCHAR, nullable=True))
     with pytest.raises(SchemaError, match="(?i)invalid field name"):
@@ -386,7 +394,7 @@ def test_default_values_of_the_right_type_are_kept() -> None:
     assert [f.default_value for f in schema.fields[2:]] == [-128, 2, False, "abc", {"a": 1}]
 
 
-def test_added_vector_fields_are_nullable_dense_and_dropped_names_stay_taken() -> None:
+def test_added_vector_fields_are_nullable_and_dropped_names_stay_taken() -> None:
     from schemas.collection import CollectionSchema, FieldSchema
     from schemas.exceptions import SchemaError
     from schemas.types import DataType
@@ -400,8 +408,8 @@ def test_added_vector_fields_are_nullable_dense_and_dropped_names_stay_taken() -
     )
     with pytest.raises(SchemaError, match="nullable"):
         base.with_field(FieldSchema("w", DataType.FLOAT_VECTOR, dim=4))
-    with pytest.raises(SchemaError):
-        base.with_field(FieldSchema("s", DataType.SPARSE_FLOAT_VECTOR, nullable=True))
+    with pytest.raises(SchemaError, match="nullable"):
+        base.with_field(FieldSchema("s", DataType.SPARSE_FLOAT_VECTOR))
     added = base.with_field(FieldSchema("w", DataType.INT8_VECTOR, dim=4, nullable=True))
     assert added.field("w").nullable and added.field("w").field_id == 103
     dropped = added.without_field("n")

@@ -336,3 +336,33 @@ def test_sparse_range_bounds() -> None:
     assert labels[0][labels[0] >= 0].tolist() == [1]  # (1, 2]: only the score 2
     d, labels = index.search(q, 10, None, bounds=(1.5, None))
     assert labels[0][labels[0] >= 0].tolist() == [2, 1]
+
+
+def test_a_nullable_sparse_field_keeps_null_rows_through_ingest_output_and_search() -> None:
+    col = sparse_column("sv", [{1: 0.5, 4: 1.0}, None, {4: 2.0}, None], nullable=True)
+    assert col.null_count == 2 and col.is_valid().to_pylist() == [True, False, True, False]
+    assert sparse_column("sv", col, nullable=True).null_count == 2  # stored rows come back as they are
+    with pytest.raises(ValidationError, match="not nullable, but row 1 is null"):
+        sparse_column("sv", col)
+    # out to pymilvus: valid_data per row, vectors for the valid rows only; and back
+    fd = field_data_from_column("sv", col, FieldSchema("sv", D.SPARSE_FLOAT_VECTOR, nullable=True))
+    assert list(fd.valid_data) == [True, False, True, False]
+    assert len(fd.vectors.sparse_float_vector.contents) == 2
+    back = sparse_from_proto("sv", fd.vectors, 4, fd.valid_data)
+    assert back.is_valid().to_pylist() == [True, False, True, False]
+    assert rows_as_dicts(back.filter(back.is_valid())) == [{1: 0.5, 4: 1.0}, {4: 2.0}]
+    with pytest.raises(ValidationError, match="valid_data has 3 entries for 4 rows"):
+        sparse_from_proto("sv", fd.vectors, 4, [True, False, True])
+    # a null row has no entries: it is never a search result
+    _, labels = SparseIndex(col, 4).search([(np.array([1, 4]), np.array([1.0, 1.0]))], 4, None)
+    assert sorted(int(i) for i in labels[0] if i >= 0) == [0, 2]
+    schema = validate_schema(
+        CollectionSchema(
+            fields=(
+                FieldSchema("id", D.INT64, is_primary=True),
+                FieldSchema("sv", D.SPARSE_FLOAT_VECTOR, nullable=True),
+            )
+        )
+    )
+    batch = build_batch(schema, {"id": [1, 2], "sv": [None, {3: 1.0}]})
+    assert batch.column("sv").is_valid().to_pylist() == [False, True]
