@@ -33,6 +33,18 @@ def _shutdown(server: SearcherFlight, timeout: float) -> bool:
     return not done.is_alive()
 
 
+def _serve_metrics(settings: SearcherSettings) -> None:
+    """Prometheus /metrics (index attach failures, applied WAL offsets), when a port is set."""
+    if not settings.searcher_metrics_port:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(settings.searcher_metrics_port, addr=settings.searcher_metrics_host)
+    except OSError as exc:  # metrics are not worth refusing to serve reads
+        log.error("searcher metrics disabled port=%s error=%s", settings.searcher_metrics_port, exc)
+
+
 def run(bootstrap: str) -> None:
     from walvus.api import Walvus
 
@@ -55,6 +67,7 @@ def run(bootstrap: str) -> None:
         presence_topic=presence,
     )
     svc.hold_assigned(ownership, settings.searcher_replica_group)
+    _serve_metrics(settings)
     ownership.start()
     print(f"walvus searcher serving on {address} group={group}", flush=True)
     log.info("searcher serving address=%s group=%s", address, group)

@@ -18,7 +18,6 @@ from dataclasses import fields
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from schemas import exceptions
@@ -50,17 +49,16 @@ def _array(ref: dict[str, Any], body: memoryview) -> np.ndarray:
 
 
 def _pack(header: dict[str, Any], blobs: _Blobs) -> bytes:
-    try:
-        head = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # what orjson does not write (an integer past 64 bits): the standard library's JSON
-        head = json.dumps(header, separators=(",", ":")).encode()
+    # the standard library's JSON: it writes what parameters may hold and orjson would not
+    # (infinities, as a search iterator's bounds; integers past 64 bits)
+    head = json.dumps(header, separators=(",", ":")).encode()
     return _LEN.pack(len(head)) + head + b"".join(blobs.parts)
 
 
 def _unpack(data: bytes) -> tuple[dict[str, Any], memoryview]:
     (n,) = _LEN.unpack_from(data, 0)
     view = memoryview(data)
-    return orjson.loads(view[4 : 4 + n]), view[4 + n :]
+    return json.loads(bytes(view[4 : 4 + n])), view[4 + n :]
 
 
 def _plain(req: Any, skip: set[str]) -> dict[str, Any]:

@@ -142,6 +142,13 @@ class SearcherSettings(WalvusSettings):
         description="walvus searcher: its replica group. A collection loaded with replica_number=N is held "
         "by groups 0..N-1; within a group, Kafka's consumer-group protocol assigns each shard to one searcher.",
     )
+    searcher_metrics_port: int = Field(
+        0,
+        ge=0,
+        description="walvus searcher: HTTP port of its Prometheus /metrics; 0 disables (several searchers "
+        "on one machine each need their own).",
+    )
+    searcher_metrics_host: str = Field("127.0.0.1", description="Address a searcher's /metrics binds.")
     searcher_session_timeout_ms: int = Field(
         6000,
         ge=1000,

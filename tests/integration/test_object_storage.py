@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow.fs as pafs
 import pytest
 from pymilvus import DataType, MilvusClient
 
+from tests.ports import free_port
 from tests.s3 import FaultyS3, S3Server
 from walvus.storage import SegmentStore
 
@@ -98,6 +100,17 @@ def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     client.close()
 
 
+def _attach_failures(port: int) -> float:
+    """``walvus_searcher_index_attach_failures_total`` over every error type, from a searcher's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("walvus_searcher_index_attach_failures_total{")
+    )
+
+
 def _index_file(method: str, path: str) -> bool:
     return path.split("?")[0].endswith(".faiss")
 
@@ -116,8 +129,14 @@ def test_a_searcher_retries_an_index_download_until_the_bucket_serves_it(
         dep.start("streams", "indexer")
         via_proxy = json.dumps(proxy.options)
         data_dir = str(tmp_path / "machine-a")
+        metrics_port = free_port()
         dep.start_as(
-            "searcher-a", "searcher", WALVUS_DATA_DIR=data_dir, WALVUS_STORAGE_OPTIONS=via_proxy, **SEARCHER
+            "searcher-a",
+            "searcher",
+            WALVUS_DATA_DIR=data_dir,
+            WALVUS_STORAGE_OPTIONS=via_proxy,
+            WALVUS_SEARCHER_METRICS_PORT=str(metrics_port),
+            **SEARCHER,
         )
         dep.start("gateway")
         client = MilvusClient(dep.uri)
@@ -136,6 +155,7 @@ def test_a_searcher_retries_an_index_download_until_the_bucket_serves_it(
         failed = "index attach failed, retrying collection=obj "
         _wait("a failed download", lambda: log.read_text(errors="replace").count(failed) >= 2)
         assert not _attached(dep, "searcher-a") and proxy.refused
+        assert _attach_failures(metrics_port) >= 2  # reported on the searcher's /metrics
         q = vecs[42]
         hits = client.search("obj", [q.tolist()], limit=5, consistency_level="Strong")[0]
         assert [h["id"] for h in hits] == _exact(vecs, q, 5)  # served exactly meanwhile

@@ -56,9 +56,9 @@ def test_a_request_crosses_the_hop_field_for_field() -> None:
         queries,
         7,
         metric="IP",
-        params={"ef": 64, "nested": {"a": [1, 2]}},
+        params={"ef": 64, "nested": {"a": [1, 2]}, "bound": float("inf"), "low": float("-inf")},
         filter="n > {x}",
-        filter_params={"x": 2**70},  # past 64 bits: written by the standard library's JSON
+        filter_params={"x": 2**70},  # past 64 bits
         partitions=["p"],
         output_fields=["n"],
         offset=3,
