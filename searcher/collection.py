@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from indexer import VectorIndex
 from schemas.catalog import CollectionInfo
 from schemas.collection import META_FIELD
-from schemas.index_spec import IndexSpec
 from schemas.live import stored_alive
 from schemas.segments import SegmentsCompacted, is_compacted
 from schemas.stored_rows import with_system_columns
@@ -40,7 +38,7 @@ from searcher.handoff import (
     seal_filter,
     take_over,
 )
-from searcher.index_attach import Attach, IndexAttacher, attach_built
+from searcher.index_attach import Attach, IndexAttacher, attach_built, load_index_into
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, merge_growing, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -339,34 +337,11 @@ class LoadedCollection:
         ]
         if not wanting:
             return Attach.UNWANTED
-        f = self.info.schema.field(field_name)
-        assert f is not None
-        spec = IndexSpec.parse(
-            idx_info.index_type, idx_info.metric_type, idx_info.params, int(f.dim or 0), f.dtype.name
-        )
-        mmap_default = self.info.properties.get("mmap.enabled", "false")
-        mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
-        with self._index_file(segment_id, field_name, index_id, path) as local:
-            if local is None:
-                return Attach.MISSING
-            outcome = Attach.UNWANTED  # an index of another size than the segment is not used
-            for c in wanting:
-                index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=self.gpu_search)
-                if index.ntotal == c.num_rows:
-                    c.indexes[field_name] = (index_id, index)
-                    if f.dtype.name == "FLOAT_VECTOR" and not f.nullable:
-                        c.keep_vectors_in(field_name, index)  # the index's copy of the vectors is enough
-                    what = (self.info.name, segment_id, field_name, index_id, index.ntotal)
-                    log.info("index attached collection=%s segment=%s field=%s index_id=%s rows=%s", *what)
-                    outcome = Attach.ATTACHED
-        return outcome
-
-    def _index_file(
-        self, segment_id: int, field_name: str, index_id: int, path: Path | None
-    ) -> AbstractContextManager[Path | None]:
         if path is not None:
-            return nullcontext(path)
-        return self.store.indexes.local_index(self.info.collection_id, segment_id, field_name, index_id)
+            source: AbstractContextManager[Path | None] = nullcontext(path)
+        else:
+            source = self.store.indexes.local_index(self.info.collection_id, segment_id, field_name, index_id)
+        return load_index_into(wanting, self.info, field_name, source, self.gpu_search)
 
     def update_info(self, info: CollectionInfo) -> None:
         dropped = {

@@ -26,9 +26,13 @@ import random
 import threading
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from indexer import VectorIndex
+from schemas.index_spec import IndexSpec
 from searcher.metrics import INDEX_ATTACH_FAILURES
 from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.exceptions import StorageError
@@ -247,6 +251,39 @@ class IndexAttacher:
         self._wake.set()
 
 
+def load_index_into(
+    wanting: list[Any],
+    info: Any,
+    field_name: str,
+    source: AbstractContextManager[Path | None],
+    gpu_search: str,
+) -> Attach:
+    """Read the index file ``source`` gives and attach it to each sealed container of ``wanting``
+    (the containers of one segment without it) whose row count it matches."""
+    idx_info = info.indexes[field_name]
+    f = info.schema.field(field_name)
+    assert f is not None
+    spec = IndexSpec.parse(
+        idx_info.index_type, idx_info.metric_type, idx_info.params, int(f.dim or 0), f.dtype.name
+    )
+    mmap_default = info.properties.get("mmap.enabled", "false")
+    mmap = idx_info.properties.get("mmap.enabled", mmap_default).lower() == "true"
+    with source as local:
+        if local is None:
+            return Attach.MISSING
+        outcome = Attach.UNWANTED  # an index of another size than the segment is not used
+        for c in wanting:
+            index = VectorIndex.load(local, spec, mmap=mmap, gpu_search=gpu_search)
+            if index.ntotal == c.num_rows:
+                c.indexes[field_name] = (idx_info.index_id, index)
+                if f.dtype.name == "FLOAT_VECTOR" and not f.nullable:
+                    c.keep_vectors_in(field_name, index)  # the index's copy of the vectors is enough
+                what = (info.name, c.segment_id, field_name, idx_info.index_id, index.ntotal)
+                log.info("index attached collection=%s segment=%s field=%s index_id=%s rows=%s", *what)
+                outcome = Attach.ATTACHED
+    return outcome
+
+
 def attach_built(coll: Any, segment_id: int, field: str, index_id: int, queue: bool = False) -> Attach | None:
     """Attach a built index to ``coll`` now (a failure queued for retry), or with ``queue`` on its
     attacher's thread (None). A copy without an attacher (tools, tests) only logs a failure."""
@@ -276,4 +313,4 @@ def attach_or_log(coll: Any, segment_id: int, field: str, index_id: int) -> Atta
         return None
 
 
-__all__ = ["Attach", "Backoff", "IndexAttacher", "attach_built", "attach_or_log"]
+__all__ = ["Attach", "Backoff", "IndexAttacher", "attach_built", "attach_or_log", "load_index_into"]
