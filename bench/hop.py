@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from bench.harness import clustered_dataset, console, print_table, save
-from bench.peers import EF_CONSTRUCTION, EF_SEARCH, METRIC, TOP_K, M, WalvusPeer, close_peer
+from bench.peers import WalvusPeer, close_peer, run_params
 from bench.search import measure
 
 TARGETS = {"walvus": 0, "walvus-1s": 1}  # name -> searcher processes (0: inside the gateway)
@@ -93,17 +93,9 @@ def main() -> None:
         "hop",
         {
             "dataset": ds.summary(),
-            "params": {
-                "index": "HNSW",
-                "M": M,
-                "efConstruction": EF_CONSTRUCTION,
-                "ef": EF_SEARCH,
-                "metric": METRIC,
-                "top_k": TOP_K,
-                "seconds": args.seconds,
-                "clients": args.clients,
-                "gateway_processes": args.gateway_processes,
-            },
+            "params": run_params(
+                seconds=args.seconds, clients=args.clients, gateway_processes=args.gateway_processes
+            ),
             "cpus": os.cpu_count(),
             "rounds": rounds,
             "median_qps": medians,

@@ -34,6 +34,12 @@ COLLECTION = "bench_search"
 INSERT_BATCH = 10_000
 
 
+def run_params(**extra: Any) -> dict[str, Any]:
+    """The index and search parameters every search benchmark uses, as its results record them."""
+    return {"index": "HNSW", "M": M, "efConstruction": EF_CONSTRUCTION, "ef": EF_SEARCH, "metric": METRIC,
+            "top_k": TOP_K, **extra}  # fmt: skip
+
+
 class Peer:
     """The common interface; ``stats`` collects setup phases and notes for the report."""
 

@@ -45,19 +45,16 @@ from tqdm import tqdm
 from bench.datasets import DATA_DIR, Dataset, recall_at_k
 from bench.harness import RESULTS, clustered_dataset, console, save, wanted_targets
 from bench.peers import (
-    EF_CONSTRUCTION,
-    EF_SEARCH,
-    METRIC,
     TOP_K,
     FaissPeer,
     FloorPeer,
-    M,
     MilvusLitePeer,
     MilvusPeer,
     Peer,
     PymilvusPeer,
     WalvusPeer,
     close_peer,
+    run_params,
 )
 from bench.search_report import plot, report
 
@@ -371,15 +368,7 @@ def main() -> None:
         "search",
         {
             "dataset": ds.summary(),
-            "params": {
-                "index": "HNSW",
-                "M": M,
-                "efConstruction": EF_CONSTRUCTION,
-                "ef": EF_SEARCH,
-                "metric": METRIC,
-                "top_k": TOP_K,
-                "seconds": args.seconds,
-            },
+            "params": run_params(seconds=args.seconds),
             "cpus": os.cpu_count(),
             "total_s": total,
             "targets": results,

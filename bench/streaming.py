@@ -70,15 +70,11 @@ from bench.datasets import DATA_DIR, Dataset, fresh_vectors
 from bench.harness import RESULTS, clustered_dataset, console, save, wanted_targets
 from bench.peers import (
     COLLECTION,
-    EF_CONSTRUCTION,
-    EF_SEARCH,
-    METRIC,
-    TOP_K,
-    M,
     MilvusPeer,
     PymilvusPeer,
     WalvusPeer,
     close_peer,
+    run_params,
 )
 from bench.streaming_load import (
     MB,
@@ -306,17 +302,7 @@ def main() -> None:
         "streaming",
         {
             "dataset": ds.summary(),
-            "params": {
-                "index": "HNSW",
-                "M": M,
-                "efConstruction": EF_CONSTRUCTION,
-                "ef": EF_SEARCH,
-                "metric": METRIC,
-                "top_k": TOP_K,
-                "nq": 1,
-                "insert_batch": 100,
-                **{k: v for k, v in vars(args).items()},
-            },  # fmt: skip
+            "params": run_params(nq=1, insert_batch=100, **vars(args)),
             "cpus": os.cpu_count(),
             "total_s": total,
             "verdicts": verdicts,
