@@ -10,8 +10,6 @@ server = serve(walvus, searcher, GatewaySettings(port=0))   # tests: server.port
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
 import signal
@@ -25,7 +23,7 @@ from typing import Any
 import grpc
 from pymilvus.grpc_gen import common_pb2, milvus_pb2_grpc
 
-from gateway.auth import RbacAuthInterceptor
+from gateway.auth import FixedUsersInterceptor, RbacAuthInterceptor, parse_users
 from gateway.authz import Guard
 from gateway.errors import auth_failure_status
 from gateway.indexes import IndexProgress
@@ -39,63 +37,6 @@ from walvus.write_api import WriteApi
 
 log = logging.getLogger(__name__)
 SLACK_BYTES = 4 * 1024 * 1024
-
-
-def parse_users(spec: str) -> set[str]:
-    """``"u:p,u2:p2"`` as the set of accepted ``user:password`` strings."""
-    users = set()
-    for item in spec.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if ":" not in item:
-            raise ValueError("gateway users must be user:password pairs separated by commas")
-        users.add(item)
-    return users
-
-
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Checks the ``authorization`` header pymilvus sends (base64 of ``user:password``) on every RPC.
-
-    A refused call gets its RPC's normal response carrying a Milvus auth-failure status,
-    so pymilvus raises a ``MilvusException`` that says what is wrong.
-    """
-
-    def __init__(self, users: set[str]) -> None:
-        self._users = users
-        self._accepted: set[str] = set()  # header values already verified
-        self._refusals: dict[str, grpc.RpcMethodHandler] = {}
-
-    def _allowed(self, metadata: Any) -> bool:
-        for key, value in metadata or ():
-            if key != "authorization":
-                continue
-            if isinstance(value, bytes):
-                value = value.decode("ascii", "replace")
-            if value in self._accepted:
-                return True
-            try:
-                decoded = base64.b64decode(value, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return False
-            if decoded in self._users:
-                self._accepted.add(value)
-                return True
-            return False
-        return False
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        if self._allowed(details.invocation_metadata):
-            return continuation(details)
-        log.warning("authentication failed method=%s", details.method)
-        handler = self._refusals.get(details.method)
-        if handler is None:
-            handler = self._refusals[details.method] = _refusal(details.method)
-        return handler
 
 
 _REFUSALS: dict[str, grpc.RpcMethodHandler] = {}
@@ -150,7 +91,7 @@ def serve(
     ]
     users = parse_users(settings.users)
     rbac = RbacDdl(walvus, settings.root_password.get_secret_value())
-    interceptors: list[grpc.ServerInterceptor] = [AuthInterceptor(users)] if users else []
+    interceptors: list[grpc.ServerInterceptor] = [FixedUsersInterceptor(users, _refusal_for)] if users else []
     if settings.authorization_enabled:
         if users:
             raise ValueError(

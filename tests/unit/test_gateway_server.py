@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient, MilvusException
 
+from gateway.auth import parse_users
 from gateway.metrics import start_http_server
-from gateway.server import parse_users
 from tests.memory import running_gateway
 
 
