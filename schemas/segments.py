@@ -13,8 +13,15 @@ import json
 from dataclasses import asdict, dataclass, field
 
 
+class _Json:
+    """A record of the segments topic, written as JSON (``decode_announcement`` reads it back)."""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+
 @dataclass(frozen=True)
-class SegmentSealed:
+class SegmentSealed(_Json):
     collection_id: int
     collection: str
     shard: int
@@ -26,12 +33,9 @@ class SegmentSealed:
     table_version: int
     kind: str = "sealed"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
 
 @dataclass(frozen=True)
-class IndexBuilt:
+class IndexBuilt(_Json):
     collection_id: int
     collection: str
     segment_id: int
@@ -42,12 +46,9 @@ class IndexBuilt:
     rows: int
     kind: str = "index"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
 
 @dataclass(frozen=True)
-class IndexFailed:
+class IndexFailed(_Json):
     """The indexer could not build this segment's index; it retries at ``next_retry_ts`` (unix s)."""
 
     collection_id: int
@@ -61,12 +62,9 @@ class IndexFailed:
     next_retry_ts: float
     kind: str = "index_failed"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
 
 @dataclass(frozen=True)
-class CompactionRequested:
+class CompactionRequested(_Json):
     """A client asked for a compaction (ManualCompaction); the compactor answers ``SegmentsCompacted``."""
 
     collection_id: int
@@ -75,12 +73,9 @@ class CompactionRequested:
     target_size_mb: int = 0  # the client's target segment size (0: the compactor's row limit)
     kind: str = "compact"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
 
 @dataclass(frozen=True)
-class SegmentsCompacted:
+class SegmentsCompacted(_Json):
     """A compaction is over: ``removed`` segments were replaced by ``added`` in one Delta commit
     (``table_version`` of the rows table; -1 when there was nothing to rewrite).
 
@@ -104,27 +99,23 @@ class SegmentsCompacted:
     error: str = ""
     kind: str = "compacted"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
 
 Announcement = SegmentSealed | IndexBuilt | IndexFailed | CompactionRequested | SegmentsCompacted
+_KINDS: dict[str, type] = {
+    "sealed": SegmentSealed,
+    "index": IndexBuilt,
+    "index_failed": IndexFailed,
+    "compact": CompactionRequested,
+    "compacted": SegmentsCompacted,
+}
 
 
 def decode_announcement(raw: bytes) -> Announcement:
     d = json.loads(raw)
-    kind = d.get("kind")
-    if kind == "sealed":
-        return SegmentSealed(**d)
-    if kind == "index":
-        return IndexBuilt(**d)
-    if kind == "index_failed":
-        return IndexFailed(**d)
-    if kind == "compact":
-        return CompactionRequested(**d)
-    if kind == "compacted":
-        return SegmentsCompacted(**d)
-    raise ValueError(f"unknown announcement kind {kind!r}")
+    cls = _KINDS.get(d.get("kind"))
+    if cls is None:
+        raise ValueError(f"unknown announcement kind {d.get('kind')!r}")
+    return cls(**d)
 
 
 PARTITION_SHIFT = 38  # offsets below 2**38; partition ids below 1024; shards above bit 48
