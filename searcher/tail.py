@@ -18,7 +18,7 @@ from schemas.wal import WalRecord
 from walvus.clock import SYSTEM_CLOCK, Clock
 from walvus.exceptions import LogUnavailable
 from walvus.log import MAX_MESSAGE_BYTES
-from walvus.log_tail import END, Message, Tail, is_truncated
+from walvus.log_tail import END, IDLE_LONG_POLL_MS, Message, Tail, is_truncated
 
 log = logging.getLogger(__name__)
 CAUGHT_UP_MARGIN = 0.5  # seconds: a fetch answer is at most a long poll (0.1 s) plus delivery old
@@ -176,7 +176,7 @@ class AnnouncementTail:
         on_index: Callable[[IndexBuilt], None],
         on_compaction: Callable[[CompactionRequested | SegmentsCompacted], None] = lambda a: None,
     ) -> None:
-        self._tail = Tail(conf, group="walvus-searcher-segments", fetch_wait_max_ms=100)
+        self._tail = Tail(conf, group="walvus-searcher-segments", fetch_wait_max_ms=IDLE_LONG_POLL_MS)
         self._tail.assign({(topic, 0): END})
         self._on_sealed, self._on_index, self._on_compaction = on_sealed, on_index, on_compaction
         self._stop = threading.Event()

@@ -36,7 +36,7 @@ from schemas.topics import catalog_topic
 from walvus.databases import current_db
 from walvus.exceptions import LogUnavailable
 from walvus.log import KafkaLog, LogMessage
-from walvus.log_tail import BEGINNING, Tail
+from walvus.log_tail import BEGINNING, IDLE_LONG_POLL_MS, Tail
 from walvus.rbac import RbacState
 from walvus.resource_groups import ResourceGroups
 
@@ -225,7 +225,7 @@ class Catalog(CatalogView):
             self._kafka.conf,
             group="walvus-catalog-reader",
             read_committed=True,  # CDC writes the catalog in transactions
-            fetch_wait_max_ms=100,
+            fetch_wait_max_ms=IDLE_LONG_POLL_MS,
         )
         try:
             tail.assign({(self.topic, 0): BEGINNING})

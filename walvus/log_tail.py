@@ -26,6 +26,11 @@ from walvus.exceptions import LogUnavailable
 
 BEGINNING = OFFSET_BEGINNING  # a start: the first record still stored
 END = OFFSET_END  # a start: the next record written
+# The long poll of a tail that only needs each record soon after it is written (catalog, segments
+# announcements, snapshots): the broker answers at once when a record arrives, and an idle poll
+# costs it one fetch each time the wait runs out. 500 ms rather than 100 ms took a local
+# deployment's idle broker from about 19 % to 9 % of a core.
+IDLE_LONG_POLL_MS = 500
 Partition = tuple[str, int]  # (topic, partition)
 _MISSING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION}
 _TRUNCATED = {KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE}

@@ -36,7 +36,7 @@ from schemas.timestamps import physical_ms
 from schemas.topics import snapshots_topic
 from walvus.exceptions import LogUnavailable, SnapshotExists, SnapshotNotFound, StorageError
 from walvus.log import KafkaLog, LogMessage
-from walvus.log_tail import BEGINNING, Tail
+from walvus.log_tail import BEGINNING, IDLE_LONG_POLL_MS, Tail
 from walvus.storage import DELETES, ROWS, SegmentStore
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class SnapshotBook:
     def start(self) -> SnapshotBook:
         assert self._kafka is not None
         self._kafka.ensure_topic(self.topic, 1, compacted=True, config={"min.cleanable.dirty.ratio": "0.1"})
-        tail = Tail(self._kafka.conf, group="walvus-snapshots-reader", fetch_wait_max_ms=100)
+        tail = Tail(self._kafka.conf, group="walvus-snapshots-reader", fetch_wait_max_ms=IDLE_LONG_POLL_MS)
         tail.assign({(self.topic, 0): BEGINNING})
         end = self._end_offset(tail)
         self._thread = threading.Thread(target=self._tail, args=(tail,), name="snapshots-tail", daemon=True)

@@ -12,7 +12,7 @@ from searcher.ownership import ShardOwnership
 from searcher.tail import AnnouncementTail, WalTail
 from walvus.exceptions import LogUnavailable
 from walvus.log import MAX_MESSAGE_BYTES
-from walvus.log_tail import Tail
+from walvus.log_tail import IDLE_LONG_POLL_MS, Tail
 
 CONF = {"bootstrap.servers": "127.0.0.1:1"}
 
@@ -51,7 +51,7 @@ def test_the_announcement_tail_long_polls_the_segments_topic() -> None:
         assert _without_conf(ann._tail.settings) == {
             "group.id": "walvus-searcher-segments",
             "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
+            "fetch.wait.max.ms": IDLE_LONG_POLL_MS,
         }
     finally:
         ann._tail.close()
