@@ -38,7 +38,15 @@ from searcher.handoff import (
     seal_filter,
     take_over,
 )
-from searcher.index_attach import Attach, IndexAttacher, attach_built, load_index_into
+from searcher.index_attach import (
+    LISTING_ERRORS,
+    Attach,
+    IndexAttacher,
+    attach_built,
+    listing_failed,
+    load_index_into,
+    queue_listing,
+)
 from searcher.interim import GrowingIndexes, InterimSettings
 from searcher.segment import ALIVE, Container, latest_alive, merge_growing, sealed_containers
 from walvus.clock import SYSTEM_CLOCK, Clock, now_ms
@@ -119,13 +127,38 @@ class LoadedCollection:
         """The shards this copy holds."""
         return [s for s in range(self.info.shards_num) if self.owned is None or s in self.owned]
 
-    def _load_indexes(self, containers: list[Container], queue: bool = False) -> None:
-        """Attach the built indexes of ``containers`` (``queue``: on the attacher's thread); failures retry there."""
-        built = self.store.indexes.built(self.info.collection_id) if containers else set()
+    def _load_indexes(self, containers: list[Container]) -> None:
+        """Attach the built indexes of ``containers`` now, on this thread (a load, a seal read, a
+        compaction read: each waits for its indexes). A listing or a download that fails is retried
+        on the attacher's thread, the segments searched exactly meanwhile: it fails nothing here."""
+        if not containers:
+            return
+        try:
+            built = self.store.indexes.built(self.info.collection_id)
+        except LISTING_ERRORS as exc:
+            listing_failed(self, exc)
+            return
+        self._attach_built(containers, built, queue=False)
+
+    def attach_listed(self) -> None:
+        """On the attacher's thread: list the index folder and queue there an attach of each built
+        index that a sealed segment, held or being read, lacks. Raises what the listing raises."""
+        built = self.store.indexes.built(self.info.collection_id)
+        self._attach_built([c for c in self._all_containers() if c.sealed], built, queue=True)
+
+    def _attach_built(
+        self, containers: list[Container], built: set[tuple[int, str, int]], queue: bool
+    ) -> None:
         for c in containers:
             for fname, idx in self.info.indexes.items():
-                if (c.segment_id, fname, idx.index_id) in built:
+                if fname not in c.indexes and (c.segment_id, fname, idx.index_id) in built:
                     attach_built(self, c.segment_id, fname, idx.index_id, queue)
+
+    def _all_containers(self) -> list[Container]:
+        """The containers held, and those read for a swap still to come (seals, compactions)."""
+        with self.cond:
+            prepared = [c for p in self._prepared.values() for c in p.containers]
+            return [*self.containers, *prepared, *self.compactions.containers()]
 
     # applying the WAL ------------------------------------------------------------------------
     def apply(self, shard: int, offset: int, record: WalRecord) -> None:
@@ -275,7 +308,7 @@ class LoadedCollection:
         if now - prepared.last_check < INDEX_RECHECK_SECONDS:
             return False
         prepared.last_check = now
-        self._load_indexes(prepared.containers, queue=True)  # in case an announcement went missing
+        queue_listing(self)  # in case an announcement went missing (listed on the attacher's thread)
         whole = isinstance(prepared, PreparedCompaction)
         return prepared.indexed(self.info, self._build_failed if whole else self._seal_no_wait)
 
@@ -326,13 +359,9 @@ class LoadedCollection:
         idx_info = self.info.indexes.get(field_name)
         if self.released or idx_info is None or idx_info.index_id != index_id:
             return Attach.UNWANTED
-        with self.cond:
-            prepared = [c for p in self._prepared.values() for c in p.containers] + [
-                *self.compactions.containers()
-            ]
         wanting = [
             c
-            for c in [*self.containers, *prepared]
+            for c in self._all_containers()
             if c.sealed and c.segment_id == segment_id and field_name not in c.indexes
         ]
         if not wanting:
@@ -349,6 +378,9 @@ class LoadedCollection:
             for f in self.info.indexes
             if f not in info.indexes or info.indexes[f].index_id != self.info.indexes[f].index_id
         }
+        # created or replaced: its files may be built already (an announcement read before this
+        # catalog update found no such index and ended)
+        created = {f for f in info.indexes if f in dropped or f not in self.info.indexes}
         added = [
             pa.field(f.name, f.arrow_type())
             for f in info.schema.fields
@@ -359,19 +391,17 @@ class LoadedCollection:
         self.info = info
         self.interim.configure(info)
         with self.cond:
-            prepared = [c for p in self._prepared.values() for c in p.containers] + [
-                *self.compactions.containers()
-            ]
+            held = self._all_containers()
             # rows loaded before add_collection_field (or the dynamic field): the new column reads as null
-            for c in [*self.containers, *prepared]:
+            for c in held:
                 for f in added:
                     if not c.has_column(f.name):
                         c.table = c.table.append_column(f, pa.nulls(c.num_rows, f.type))
-        for c in [*self.containers, *prepared]:
+        for c in held:
             for f in dropped:
                 c.indexes.pop(f, None)
-        if any(f in info.indexes for f in dropped):
-            self._load_indexes([c for c in [*self.containers, *prepared] if c.sealed])
+        if created:
+            queue_listing(self)  # listed and downloaded on the attacher's thread, not the listener's
 
     def mark_applied(self, shard: int, offset: int) -> None:
         """The tail is past ``offset`` with nothing left to apply below it (tail thread only)."""

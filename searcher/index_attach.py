@@ -9,11 +9,22 @@ keeps failing never holds back the others. A retry stops once it no longer appli
 the collection released or replaced, the index dropped or replaced by a new index id, or the
 segment no longer held (compacted away); ``LoadedCollection.attach_index`` tells that case apart.
 
+Besides single attaches, the queue holds listings of a collection's index folder
+(``submit_listing``): the folder is listed on the worker thread and an attach is queued for each
+built index a sealed segment lacks. A changed index from the catalog (``create_index`` on a loaded
+collection, an index replaced) and a waiting seal's periodic check take that path, so neither the
+catalog listener nor the WAL tail ever lists or downloads. A listing that fails is retried with
+the same backoff, counted in the same metric, until it works or the copy is released.
+
 One worker per searcher service, not one per collection: downloads then go one at a time, so the
 temporary files and the bandwidth they take stay bounded however many collections are loaded,
 and indexes come at the pace the indexer builds them anyway. Loads, seal reads and compactions
-still attach their indexes on their own threads (a load's progress waits for its indexes), and
-queue here only what failed.
+still list and attach their indexes on their own threads, and queue here only what failed: a
+load's progress waits for the downloads that work, never for the ones that fail. A load whose
+listing fails (the object store down) therefore completes, and reports 100%, with its segments
+searched exactly over their stored vectors: its answers are complete and correct, only slower,
+and holding the load at less than 100% until the store comes back would hang ``load_collection``
+for as long as the outage lasts. The indexes attach when the queued listing works, without a reload.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ log = logging.getLogger(__name__)
 # what a failed attach raises: the index store (StorageError), the local disk (OSError), FAISS
 # reading a file it cannot parse (RuntimeError)
 RETRYABLE = (StorageError, OSError, RuntimeError)
+LISTING_ERRORS = (StorageError, OSError)  # what a failed listing of an index folder raises
 STOP_WAIT_SECONDS = 10.0
 
 
@@ -73,7 +85,13 @@ class Backoff:
         return base * (1.0 - self.jitter * rnd)
 
 
-Key = tuple[int, int, str, int]  # collection id, segment id, field, index id
+AttachKey = tuple[int, int, str, int]  # collection id, segment id, field, index id
+ListingKey = tuple[int]  # collection id: a listing of its index folder
+Key = AttachKey | ListingKey
+
+
+def _is_listing(key: Key) -> bool:
+    return len(key) == 1
 
 
 @dataclass
@@ -137,7 +155,18 @@ class IndexAttacher:
     # the queue ----------------------------------------------------------------------------------
     def submit(self, coll: Any, segment_id: int, field: str, index_id: int) -> None:
         """Attach this index to ``coll`` (a ``LoadedCollection``) soon; returns at once."""
-        key = (coll.info.collection_id, segment_id, field, index_id)
+        self._queue((coll.info.collection_id, segment_id, field, index_id), coll)
+
+    def submit_listing(self, coll: Any) -> None:
+        """List ``coll``'s index folder soon and queue an attach of each built index it lacks
+        (``LoadedCollection.attach_listed``); returns at once."""
+        self._queue((coll.info.collection_id,), coll)
+
+    def listing_failed(self, coll: Any, exc: BaseException) -> None:
+        """Listing ``coll``'s index folder failed on another thread (a load): retry it here."""
+        self._failed((coll.info.collection_id,), _Pending(weakref.ref(coll)), exc)
+
+    def _queue(self, key: Key, coll: Any) -> None:
         with self._lock:
             item = self._pending.get(key)
             if item is not None and item.coll() is coll:
@@ -194,9 +223,16 @@ class IndexAttacher:
         if coll is None or coll.released:
             self._done(key, item, "collection released")
             return
-        _, segment_id, field, index_id = key
         try:
-            outcome = coll.attach_index(segment_id, field, index_id)
+            if _is_listing(key):
+                coll.attach_listed()  # queues here an attach of each index it finds
+                outcome = "listed"
+            else:
+                _, segment_id, field, index_id = key
+                attached = coll.attach_index(segment_id, field, index_id)
+                if attached is Attach.MISSING:
+                    raise FileNotFoundError("the index store has no such file")
+                outcome = attached.value
         except RETRYABLE as exc:
             self._failed(key, item, exc)
             return
@@ -204,24 +240,19 @@ class IndexAttacher:
             log.exception("index attach failed, not retried collection=%s key=%s", coll.info.name, key)
             self._done(key, item, "error")
             return
-        if outcome is Attach.MISSING:
-            self._failed(key, item, FileNotFoundError("the index store has no such file"))
-            return
-        self._done(key, item, outcome.value)
+        self._done(key, item, outcome)
 
     def _done(self, key: Key, item: _Pending, why: str) -> None:
         with self._lock:
             if self._pending.get(key) is item:
                 del self._pending[key]
         if item.failures:
-            cid, segment_id, field, index_id = key
+            what, fields = _describe(key)
             log.info(
-                "index attach retries ended collection_id=%s segment=%s field=%s index_id=%s failures=%s "
-                "outcome=%s",
-                cid,
-                segment_id,
-                field,
-                index_id,
+                "%s retries ended collection_id=%s%s failures=%s outcome=%s",
+                what,
+                key[0],
+                fields,
                 item.failures,
                 why,
             )
@@ -237,18 +268,24 @@ class IndexAttacher:
             delay = self.backoff.delay(item.failures, self._rnd())
             self._schedule(key, item, self._clock.monotonic() + delay)
         INDEX_ATTACH_FAILURES.labels(type(exc).__name__).inc()
+        what, fields = _describe(key)
         log.warning(
-            "index attach failed, retrying collection=%s segment=%s field=%s index_id=%s failures=%s "
-            "retry_in=%.1fs reason=%s",
+            "%s failed, retrying collection=%s%s failures=%s retry_in=%.1fs reason=%s",
+            what,
             name,
-            key[1],
-            key[2],
-            key[3],
+            fields,
             item.failures,
             delay,
             str(exc),  # not the exception: a log record would keep its frames (and the copy) alive
         )
         self._wake.set()
+
+
+def _describe(key: Key) -> tuple[str, str]:
+    """What a queued item is, and its key's fields after the collection, for a log line."""
+    if _is_listing(key):
+        return "index folder listing", ""
+    return "index attach", f" segment={key[1]} field={key[2]} index_id={key[3]}"
 
 
 def load_index_into(
@@ -296,6 +333,28 @@ def attach_built(coll: Any, segment_id: int, field: str, index_id: int, queue: b
     return attacher.attach(coll, segment_id, field, index_id)
 
 
+def queue_listing(coll: Any) -> None:
+    """List ``coll``'s index folder and attach what its sealed segments lack, on its attacher's
+    thread; a copy without an attacher (tools, tests) does it now, a failed listing only logged."""
+    attacher: IndexAttacher | None = coll.attacher
+    if attacher is not None:
+        attacher.submit_listing(coll)
+        return
+    try:
+        coll.attach_listed()
+    except LISTING_ERRORS as exc:
+        listing_failed(coll, exc)
+
+
+def listing_failed(coll: Any, exc: BaseException) -> None:
+    """Listing ``coll``'s index folder failed: retried on its attacher's thread (its segments are
+    searched exactly meanwhile); a copy without an attacher (tools, tests) only logs it."""
+    if coll.attacher is not None:
+        coll.attacher.listing_failed(coll, exc)
+        return
+    log.warning("index folder listing failed collection=%s reason=%s", coll.info.name, str(exc))
+
+
 def attach_or_log(coll: Any, segment_id: int, field: str, index_id: int) -> Attach | None:
     """Attach now; a failure is logged and left (the segment is searched exactly): for a copy of a
     collection without an attacher (tools, tests)."""
@@ -313,4 +372,13 @@ def attach_or_log(coll: Any, segment_id: int, field: str, index_id: int) -> Atta
         return None
 
 
-__all__ = ["Attach", "Backoff", "IndexAttacher", "attach_built", "attach_or_log", "load_index_into"]
+__all__ = [
+    "Attach",
+    "Backoff",
+    "IndexAttacher",
+    "attach_built",
+    "attach_or_log",
+    "listing_failed",
+    "load_index_into",
+    "queue_listing",
+]

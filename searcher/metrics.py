@@ -13,7 +13,8 @@ CONSUMED = Gauge(
 )
 INDEX_ATTACH_FAILURES = Counter(
     "walvus_searcher_index_attach_failures",
-    "Index files a searcher failed to download or read (each is retried with backoff), per error type",
+    "Index files a searcher failed to download or read, and index folders it failed to list "
+    "(each is retried with backoff), per error type",
     ["error"],
 )
 

@@ -4,7 +4,8 @@ needs only Kafka and the bucket.
 Each searcher here runs with a data directory of its own, shared with no other process; the index
 files are written by the indexer to the bucket, beside the tables, and read from there by the
 searchers: the first one on the indexer's announcement, the second one when it loads the collection.
-A searcher that cannot download an index file for a while retries it with backoff.
+A searcher that cannot download an index file, or list the index folder, for a while retries it
+with backoff.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
 from pymilvus import DataType, MilvusClient
+from pymilvus.client.types import LoadState
 
 from tests.ports import free_port
 from tests.s3 import FaultyS3, S3Server
@@ -45,6 +48,22 @@ def _attached(dep, key: str) -> bool:  # noqa: ANN001
     return "index attached collection=obj " in (dep.root / f"{key}.log").read_text(errors="replace")
 
 
+def _hnsw_collection(client: MilvusClient, seed: int, rows: int = 600) -> np.ndarray:
+    """Collection ``obj`` (one shard, an HNSW index on ``vec``) holding ``rows`` random vectors,
+    flushed and indexed; returns the vectors (row i has id i)."""
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
+    idx = client.prepare_index_params()
+    idx.add_index("vec", index_name="vec_idx", index_type="HNSW", metric_type="L2", params={"M": 16})
+    client.create_collection("obj", schema=schema, index_params=idx, num_shards=1)
+    vecs = np.random.default_rng(seed).random((rows, DIM), dtype=np.float32)
+    client.insert("obj", [{"id": i, "vec": v.tolist()} for i, v in enumerate(vecs)])
+    client.flush("obj")
+    _wait("the index built", lambda: client.describe_index("obj", "vec_idx")["indexed_rows"] == rows)
+    return vecs
+
+
 def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     deployment, s3: S3Server, tmp_path: Path
 ) -> None:
@@ -57,16 +76,7 @@ def test_a_searcher_elsewhere_reads_tables_and_indexes_from_the_bucket(
     dep.start_as("searcher-a", "searcher", WALVUS_DATA_DIR=str(tmp_path / "machine-a"), **SEARCHER)
     dep.start("gateway")
     client = MilvusClient(dep.uri)
-    schema = client.create_schema(auto_id=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-    idx = client.prepare_index_params()
-    idx.add_index("vec", index_name="vec_idx", index_type="HNSW", metric_type="L2", params={"M": 16})
-    client.create_collection("obj", schema=schema, index_params=idx, num_shards=1)
-    vecs = np.random.default_rng(3).random((600, DIM), dtype=np.float32)
-    client.insert("obj", [{"id": i, "vec": v.tolist()} for i, v in enumerate(vecs)])
-    client.flush("obj")
-    _wait("the index built", lambda: client.describe_index("obj", "vec_idx")["indexed_rows"] == 600)
+    vecs = _hnsw_collection(client, seed=3)
 
     # the index file is in the bucket, beside the tables, and nowhere on local disk
     info = dep.api().catalog.require("obj")
@@ -140,16 +150,7 @@ def test_a_searcher_retries_an_index_download_until_the_bucket_serves_it(
         )
         dep.start("gateway")
         client = MilvusClient(dep.uri)
-        schema = client.create_schema(auto_id=False)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=DIM)
-        idx = client.prepare_index_params()
-        idx.add_index("vec", index_name="vec_idx", index_type="HNSW", metric_type="L2", params={"M": 16})
-        client.create_collection("obj", schema=schema, index_params=idx, num_shards=1)
-        vecs = np.random.default_rng(5).random((600, DIM), dtype=np.float32)
-        client.insert("obj", [{"id": i, "vec": v.tolist()} for i, v in enumerate(vecs)])
-        client.flush("obj")
-        _wait("the index built", lambda: client.describe_index("obj", "vec_idx")["indexed_rows"] == 600)
+        vecs = _hnsw_collection(client, seed=5)
 
         log = dep.root / "searcher-a.log"
         failed = "index attach failed, retrying collection=obj "
@@ -164,6 +165,69 @@ def test_a_searcher_retries_an_index_download_until_the_bucket_serves_it(
         _wait("the retry attaches the index", lambda: _attached(dep, "searcher-a"))
         assert "loaded collection=obj " in log.read_text(errors="replace")
         assert log.read_text(errors="replace").count("loaded collection=obj ") == 1  # no reload
+        hits = client.search(
+            "obj", [q.tolist()], limit=5, search_params={"ef": 200}, consistency_level="Strong"
+        )[0]
+        assert [h["id"] for h in hits] == _exact(vecs, q, 5)
+        client.close()
+        dep.stop_all()
+
+
+def _index_listing(method: str, path: str) -> bool:
+    """A listing of an index folder: S3's ListObjects with a ``<collection id>/indexes/`` prefix."""
+    query = parse_qs(urlsplit(path).query)
+    return method == "GET" and "list-type" in query and "/indexes" in query.get("prefix", [""])[0]
+
+
+def test_a_searcher_loads_while_the_bucket_cannot_list_the_index_folder(
+    deployment, s3: S3Server, tmp_path: Path
+) -> None:
+    """The collection is loaded while the bucket fails every listing of its index folder: the load
+    completes all the same and serves the segment exactly, the failures are on the searcher's
+    /metrics, and the listing, retried, attaches the index once the bucket lists again, without
+    another load."""
+    dep = deployment
+    root = f"{s3.bucket()}/walvus"
+    dep.env.update({"WALVUS_STORAGE_URI": root, **s3.env, "WALVUS_SEARCHERS": "remote"})
+    with FaultyS3(s3, _index_listing) as proxy:
+        dep.start("streams", "indexer")
+        metrics_port = free_port()
+        dep.start_as(
+            "searcher-a",
+            "searcher",
+            WALVUS_DATA_DIR=str(tmp_path / "machine-a"),
+            WALVUS_STORAGE_OPTIONS=json.dumps(proxy.options),
+            WALVUS_SEARCHER_METRICS_PORT=str(metrics_port),
+            **SEARCHER,
+        )
+        dep.start("gateway")
+        client = MilvusClient(dep.uri)
+        vecs = _hnsw_collection(client, seed=7)
+        log = dep.root / "searcher-a.log"
+        _wait("the index attached", lambda: _attached(dep, "searcher-a"))
+
+        def count(line: str) -> int:
+            return log.read_text(errors="replace").count(line)
+
+        attached, loaded = "index attached collection=obj ", "loaded collection=obj "
+        assert (count(attached), count(loaded)) == (1, 1)
+        proxy.failing = True  # the bucket cannot list index folders from now on
+        client.release_collection("obj")
+        client.load_collection("obj")
+        _wait("the searcher loads the collection again", lambda: count(loaded) == 2)
+
+        assert count("index folder listing failed, retrying collection=obj ") >= 1 and proxy.refused
+        assert _attach_failures(metrics_port) >= 1
+        assert client.get_load_state("obj")["state"] == LoadState.Loaded
+        assert count(attached) == 1  # this copy has no index: its segment is searched exactly
+        q = vecs[77]
+        hits = client.search("obj", [q.tolist()], limit=5, consistency_level="Strong")[0]
+        assert [h["id"] for h in hits] == _exact(vecs, q, 5)
+
+        proxy.failing = False  # the bucket lists again
+        _wait("the retried listing attaches the index", lambda: count(attached) == 2)
+        assert count(loaded) == 2  # no reload
+        assert count("index folder listing retries ended ") == 1
         hits = client.search(
             "obj", [q.tolist()], limit=5, search_params={"ef": 200}, consistency_level="Strong"
         )[0]

@@ -5,6 +5,7 @@ files whose index store fails for a while."""
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -258,19 +259,34 @@ def test_the_worker_retries_when_the_clock_moves_and_stops_cleanly() -> None:
 
 
 # real collections, real index files --------------------------------------------------------------
-def flaky(indexes: IndexStore, failures: int) -> Callable[[], int]:
-    """Make the index store's downloads fail ``failures`` times; returns how many were tried."""
-    real = indexes.local_index
+def flaky(indexes: IndexStore, failures: int, method: str = "local_index") -> Callable[[], int]:
+    """Make the index store's downloads (or, with ``method="built"``, its listings) fail
+    ``failures`` times; returns how many were tried."""
+    real = getattr(indexes, method)
     tried = [0]
 
-    def local_index(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         tried[0] += 1
         if tried[0] <= failures:
-            raise StorageError(f"cannot read {args} at s3://bucket: connection refused")
+            raise StorageError(f"cannot reach s3://bucket for {method}{args}: connection refused")
         return real(*args, **kwargs)
 
-    indexes.local_index = local_index  # type: ignore[method-assign]
+    setattr(indexes, method, call)
     return lambda: tried[0]
+
+
+def on_threads(indexes: IndexStore) -> list[str]:
+    """The names of the threads that list the index folder or download an index file, as they do."""
+    names: list[str] = []
+    for method in ("built", "local_index"):
+        real = getattr(indexes, method)
+
+        def call(*args, _real=real, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            names.append(threading.current_thread().name)
+            return _real(*args, **kwargs)
+
+        setattr(indexes, method, call)
+    return names
 
 
 @pytest.fixture
@@ -340,8 +356,10 @@ def test_a_retry_ends_when_the_collection_is_released_by_the_registry(env: Env) 
 
 
 def test_a_waiting_seal_queues_its_index_for_the_attacher(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tail thread's periodic check for a seal's missed announcement downloads nothing itself."""
+    """The tail thread's periodic check for a seal's missed announcement lists and downloads
+    nothing itself: it queues a listing of the index folder for the attacher."""
     from searcher import collection as collection_module
+    from searcher.handoff import PreparedSeal
 
     monkeypatch.setattr(collection_module, "INDEX_RECHECK_SECONDS", 0.0)
     clock = FakeClock()
@@ -349,9 +367,114 @@ def test_a_waiting_seal_queues_its_index_for_the_attacher(env: Env, monkeypatch:
     coll = LoadedCollection(env.info, env.store, attacher=attacher)
     coll.load()
     assert indexed(coll)
-    for c in coll.containers:
+    sealed = [c for c in coll.containers if c.sealed]
+    for c in sealed:
         c.indexes.clear()
-    coll._load_indexes([c for c in coll.containers if c.sealed], queue=True)
-    assert not indexed(coll) and len(attacher.pending()) == 1
-    attacher.run_due()
-    assert indexed(coll)
+    threads = on_threads(env.store.indexes)
+
+    assert not coll._ready(PreparedSeal(0, 0, sealed))  # on the "tail thread": this one
+
+    assert threads == [] and not indexed(coll)
+    assert attacher.pending() == {(CID,): 0}
+    attacher.run_due()  # the listing, then the attach it queued
+    assert indexed(coll) and attacher.pending() == {}
+
+
+# the index folder's listing ----------------------------------------------------------------------
+def test_a_failing_listing_does_not_fail_the_load(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """The object store cannot list the index folder while the collection loads: the load
+    completes (progress 100), the segment is searched exactly, and the listing is retried with
+    backoff on the attacher's thread until it works; the index found then attaches."""
+    caplog.set_level(logging.INFO, logger="searcher.index_attach")
+    clock = FakeClock()
+    listed = flaky(env.store.indexes, failures=2, method="built")
+    attacher = IndexAttacher(clock, rnd=lambda: 0.0)
+    coll = LoadedCollection(env.info, env.store, attacher=attacher)
+    before = failures_counted("StorageError")
+
+    coll.load()
+
+    assert coll.progress == 100 and not indexed(coll)
+    assert sum(c.count(a) for c, a in coll.snapshot()) == 20
+    assert listed() == 1 and attacher.pending() == {(CID,): 1}
+    assert failures_counted("StorageError") - before == 1
+    warning = [r for r in caplog.records if "index folder listing failed" in r.getMessage()]
+    assert warning and warning[0].levelname == "WARNING"
+    assert "collection=c " in warning[0].getMessage() and "connection refused" in warning[0].getMessage()
+
+    waits = attempts_until_done(attacher, clock)  # listed twice more: failed, then worked
+
+    assert waits == pytest.approx([0.5, 1.0])
+    assert listed() == 3 and indexed(coll)
+    assert failures_counted("StorageError") - before == 2
+    assert f"index folder listing retries ended collection_id={CID} failures=2 outcome=listed" in caplog.text
+
+
+def test_a_listing_retry_keeps_its_backoff_when_asked_again(env: Env) -> None:
+    """A waiting seal asks for a listing every few seconds: one queued already keeps its place."""
+    clock = FakeClock()
+    listed = flaky(env.store.indexes, failures=100, method="built")
+    attacher = IndexAttacher(clock, rnd=lambda: 0.0)
+    coll = LoadedCollection(env.info, env.store, attacher=attacher)
+    coll.load()
+    attacher.submit_listing(coll)
+    assert attacher.run_due() == 0.5
+    assert listed() == 1
+
+
+def test_a_listing_retry_ends_when_the_collection_is_released(env: Env) -> None:
+    from searcher.registry import Registry
+    from walvus.settings import SearcherSettings
+
+    clock = FakeClock()
+    listed = flaky(env.store.indexes, failures=100, method="built")
+    attacher = IndexAttacher(clock, rnd=lambda: 0.0)
+    catalog = SimpleNamespace(by_id=lambda cid: env.info)
+    registry = Registry(catalog, env.store, "ns", SearcherSettings(), clock=clock, attacher=attacher)
+    registry.tail = SimpleNamespace(assign=lambda t, s: None, unassign=lambda t: None)
+    registry._load(env.info)
+    assert registry.held()[CID][1] == 100  # the progress this searcher reports: loaded
+    assert attacher.pending() == {(CID,): 1}
+
+    registry.drop(CID)
+
+    assert attempts_until_done(attacher, clock) == pytest.approx([0.5])
+    assert listed() == 1
+
+
+def test_without_an_attacher_a_failing_listing_is_logged(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    flaky(env.store.indexes, failures=1, method="built")
+    coll = LoadedCollection(env.info, env.store)  # a tool's copy: nothing retries
+    coll.load()
+    assert coll.progress == 100 and not indexed(coll)
+    assert "index folder listing failed collection=c " in caplog.text
+
+
+# index changes from the catalog ------------------------------------------------------------------
+@pytest.mark.parametrize("change", ["created", "replaced"])
+def test_an_index_change_from_the_catalog_downloads_on_the_attachers_thread(env: Env, change: str) -> None:
+    """``create_index`` on a loaded collection, or an index replaced: the catalog listener (this
+    thread) returns at once, the listing and the download happen on the attacher's thread."""
+    before = {} if change == "created" else {"vec": IndexInfo("vec", "vec", "FLAT", "L2", index_id=4)}
+    attacher = IndexAttacher(FakeClock(), rnd=lambda: 0.0)
+    coll = LoadedCollection(
+        CollectionInfo("c", CID, SCHEMA, shards_num=1, indexes=before), env.store, attacher=attacher
+    )
+    coll.load()
+    assert not indexed(coll)
+    threads = on_threads(env.store.indexes)
+    attacher.start()
+    try:
+        coll.update_info(env.info)  # index 5 on "vec", its file built already
+        eventually(lambda: indexed(coll), "the index attached")
+    finally:
+        attacher.stop()
+    assert threads and set(threads) == {"index-attach"}  # listed and downloaded there, nowhere else
+
+
+def test_a_catalog_update_without_an_index_change_lists_nothing(env: Env) -> None:
+    attacher = IndexAttacher(FakeClock(), rnd=lambda: 0.0)
+    coll = LoadedCollection(env.info, env.store, attacher=attacher)
+    coll.load()
+    coll.update_info(env.info.evolve("alter", properties={"collection.ttl.seconds": "0"}))
+    assert attacher.pending() == {}
