@@ -88,6 +88,9 @@ class LoadedCollection:
     clock: Clock = field(default=SYSTEM_CLOCK, repr=False)  # its wall time says which rows TTL expired
     attacher: IndexAttacher | None = field(default=None, repr=False)  # retries failed index attaches
     released: bool = False  # the registry let this copy go: nothing is attached to it any more
+    # (segment id, field, index id) of the builds the indexer gave up on, as the last listing of the
+    # index folder found them: a seal does not wait for those (read without I/O on the tail thread)
+    failed_builds: frozenset[tuple[int, str, int]] = frozenset()
 
     def __post_init__(self) -> None:
         self.interim = GrowingIndexes(self.interim_settings)
@@ -134,7 +137,7 @@ class LoadedCollection:
         if not containers:
             return
         try:
-            built = self.store.indexes.built(self.info.collection_id)
+            built = self._list_index_folder()
         except LISTING_ERRORS as exc:
             listing_failed(self, exc)
             return
@@ -143,8 +146,14 @@ class LoadedCollection:
     def attach_listed(self) -> None:
         """On the attacher's thread: list the index folder and queue there an attach of each built
         index that a sealed segment, held or being read, lacks. Raises what the listing raises."""
-        built = self.store.indexes.built(self.info.collection_id)
+        built = self._list_index_folder()
         self._attach_built([c for c in self._all_containers() if c.sealed], built, queue=True)
+
+    def _list_index_folder(self) -> set[tuple[int, str, int]]:
+        """The built indexes of the index folder; its failed builds are kept in ``failed_builds``."""
+        built, failed = self.store.indexes.built_and_failed(self.info.collection_id)
+        self.failed_builds = frozenset(failed)
+        return built
 
     def _attach_built(
         self, containers: list[Container], built: set[tuple[int, str, int]], queue: bool
@@ -319,10 +328,10 @@ class LoadedCollection:
         return removed or self._build_failed(c, field_name)
 
     def _build_failed(self, c: Container, field_name: str) -> bool:
-        """The indexer gave up on this segment's index for now (its failure file): do not wait."""
+        """The indexer gave up on this segment's index for now (its failure file, as the last listing
+        of the index folder saw it; ``_ready`` queues a new listing every few seconds): do not wait."""
         idx = self.info.indexes.get(field_name)
-        cid = self.info.collection_id
-        return idx is not None and self.store.indexes.has_failure(cid, c.segment_id, field_name, idx.index_id)
+        return idx is not None and (c.segment_id, field_name, idx.index_id) in self.failed_builds
 
     def _swap(self, prepared: PreparedSeal) -> None:
         shard, upto = prepared.shard, prepared.upto

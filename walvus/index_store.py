@@ -114,7 +114,20 @@ class IndexStore:
 
     def built(self, collection_id: int) -> set[tuple[int, str, int]]:
         """(segment id, field, index id) of every index file written whole."""
-        return {(f.segment_id, f.field, f.index_id) for f in self.files(collection_id) if f.kind == INDEX}
+        return self.built_and_failed(collection_id)[0]
+
+    def built_and_failed(
+        self, collection_id: int
+    ) -> tuple[set[tuple[int, str, int]], set[tuple[int, str, int]]]:
+        """(segment id, field, index id) of every index file written whole, and of every build the
+        indexer gave up on for now (its failure file), from one listing."""
+        built, failed = set(), set()
+        for f in self.files(collection_id):
+            if f.kind == INDEX:
+                built.add((f.segment_id, f.field, f.index_id))
+            elif f.kind == FAILURE:
+                failed.add((f.segment_id, f.field, f.index_id))
+        return built, failed
 
     def has_index(self, collection_id: int, segment_id: int, field: str, index_id: int) -> bool:
         return self._exists(collection_id, index_name(segment_id, field, index_id))

@@ -25,7 +25,7 @@ from tests.clock import FakeClock
 from tests.memory import MemoryLog
 from tests.unit.test_compaction import CID, SCHEMA, Env
 from walvus.exceptions import StorageError
-from walvus.index_store import IndexStore
+from walvus.index_store import IndexStore, index_name
 
 FLAT = {"vec": IndexInfo("vec", "vec", "FLAT", "L2", index_id=5)}
 
@@ -260,7 +260,7 @@ def test_the_worker_retries_when_the_clock_moves_and_stops_cleanly() -> None:
 
 # real collections, real index files --------------------------------------------------------------
 def flaky(indexes: IndexStore, failures: int, method: str = "local_index") -> Callable[[], int]:
-    """Make the index store's downloads (or, with ``method="built"``, its listings) fail
+    """Make the index store's downloads (or, with ``method="built_and_failed"``, its listings) fail
     ``failures`` times; returns how many were tried."""
     real = getattr(indexes, method)
     tried = [0]
@@ -278,7 +278,7 @@ def flaky(indexes: IndexStore, failures: int, method: str = "local_index") -> Ca
 def on_threads(indexes: IndexStore) -> list[str]:
     """The names of the threads that list the index folder or download an index file, as they do."""
     names: list[str] = []
-    for method in ("built", "local_index"):
+    for method in ("built_and_failed", "local_index"):
         real = getattr(indexes, method)
 
         def call(*args, _real=real, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -380,6 +380,38 @@ def test_a_waiting_seal_queues_its_index_for_the_attacher(env: Env, monkeypatch:
     assert indexed(coll) and attacher.pending() == {}
 
 
+def test_a_seal_stops_waiting_for_a_failed_build_without_io_on_the_tail_thread(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seal whose index build failed (its failure file) is swapped in without waiting; the tail
+    thread learns it from the last listing of the index folder, made on the attacher's thread."""
+    from searcher import collection as collection_module
+    from searcher.handoff import PreparedSeal
+
+    monkeypatch.setattr(collection_module, "INDEX_RECHECK_SECONDS", 0.0)
+    clock = FakeClock()
+    attacher = IndexAttacher(clock, rnd=lambda: 0.0)
+    coll = LoadedCollection(env.info, env.store, attacher=attacher)
+    coll.load()
+    sealed = [c for c in coll.containers if c.sealed]
+    for c in sealed:
+        c.indexes.clear()
+    (seg,) = {c.segment_id for c in sealed}
+    env.store.indexes.remove(CID, index_name(seg, "vec", 5))
+    env.store.indexes.write_failure(CID, seg, "vec", 5, {"reason": "boom", "attempts": 3})
+    seal = PreparedSeal(0, 0, sealed)
+    lookups = []
+    monkeypatch.setattr(env.store.indexes, "has_failure", lambda *a: lookups.append(a) or True)
+    threads = on_threads(env.store.indexes)
+
+    assert not coll._ready(seal)  # the failure is not known yet: a listing is queued
+    assert threads == [] and lookups == []
+    attacher.run_due()  # the listing finds the failure file
+    assert coll.failed_builds == {(seg, "vec", 5)}
+    assert coll._ready(seal)  # no longer waits for that index
+    assert lookups == [] and threads == ["MainThread"]  # only the attacher's run listed
+
+
 # the index folder's listing ----------------------------------------------------------------------
 def test_a_failing_listing_does_not_fail_the_load(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     """The object store cannot list the index folder while the collection loads: the load
@@ -387,7 +419,7 @@ def test_a_failing_listing_does_not_fail_the_load(env: Env, caplog: pytest.LogCa
     backoff on the attacher's thread until it works; the index found then attaches."""
     caplog.set_level(logging.INFO, logger="searcher.index_attach")
     clock = FakeClock()
-    listed = flaky(env.store.indexes, failures=2, method="built")
+    listed = flaky(env.store.indexes, failures=2, method="built_and_failed")
     attacher = IndexAttacher(clock, rnd=lambda: 0.0)
     coll = LoadedCollection(env.info, env.store, attacher=attacher)
     before = failures_counted("StorageError")
@@ -413,7 +445,7 @@ def test_a_failing_listing_does_not_fail_the_load(env: Env, caplog: pytest.LogCa
 def test_a_listing_retry_keeps_its_backoff_when_asked_again(env: Env) -> None:
     """A waiting seal asks for a listing every few seconds: one queued already keeps its place."""
     clock = FakeClock()
-    listed = flaky(env.store.indexes, failures=100, method="built")
+    listed = flaky(env.store.indexes, failures=100, method="built_and_failed")
     attacher = IndexAttacher(clock, rnd=lambda: 0.0)
     coll = LoadedCollection(env.info, env.store, attacher=attacher)
     coll.load()
@@ -427,7 +459,7 @@ def test_a_listing_retry_ends_when_the_collection_is_released(env: Env) -> None:
     from walvus.settings import SearcherSettings
 
     clock = FakeClock()
-    listed = flaky(env.store.indexes, failures=100, method="built")
+    listed = flaky(env.store.indexes, failures=100, method="built_and_failed")
     attacher = IndexAttacher(clock, rnd=lambda: 0.0)
     catalog = SimpleNamespace(by_id=lambda cid: env.info)
     registry = Registry(catalog, env.store, "ns", SearcherSettings(), clock=clock, attacher=attacher)
@@ -443,7 +475,7 @@ def test_a_listing_retry_ends_when_the_collection_is_released(env: Env) -> None:
 
 
 def test_without_an_attacher_a_failing_listing_is_logged(env: Env, caplog: pytest.LogCaptureFixture) -> None:
-    flaky(env.store.indexes, failures=1, method="built")
+    flaky(env.store.indexes, failures=1, method="built_and_failed")
     coll = LoadedCollection(env.info, env.store)  # a tool's copy: nothing retries
     coll.load()
     assert coll.progress == 100 and not indexed(coll)

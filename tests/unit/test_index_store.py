@@ -66,6 +66,7 @@ def test_failure_files_are_written_read_and_removed(indexes: IndexStore) -> None
     assert indexes.read_failure(7, 1, "vec", 3) == {"reason": "boom", "attempts": 2}
     assert indexes.has_failure(7, 1, "vec", 3) and not indexes.has_index(7, 1, "vec", 3)
     assert [(f.name, f.kind) for f in indexes.files(7)] == [("1_vec_3.failed.json", FAILURE)]
+    assert indexes.built_and_failed(7) == (set(), {(1, "vec", 3)})
     indexes.remove_failure(7, 1, "vec", 3)
     indexes.remove_failure(7, 1, "vec", 3)  # twice: a missing file is fine
     assert indexes.files(7) == []
