@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -103,7 +104,8 @@ class LoadedCollection:
     # loading ---------------------------------------------------------------------------------
     def load(self) -> dict[int, int]:
         """Read sealed data from Delta. Returns, per shard, the WAL offset to tail from."""
-        cid = self.info.collection_id
+        info = self.info  # the schema the rows are read with
+        cid = info.collection_id
         dels_dt = self.store.open(cid, DELETES)  # first: compaction purges tombstones after rows
         rows_dt = self.store.open(cid, ROWS)
         upto: dict[int, int] = {}
@@ -115,13 +117,14 @@ class LoadedCollection:
         if rows_dt is not None:
             table = rows_dt.dataset().to_table(filter=loaded_filter(upto))
             tombs = dels_dt.dataset().to_table(filter=loaded_filter(upto)) if dels_dt else None
-            table = conform_stored(table, self.info)
+            table = conform_stored(table, info)
             alive = stored_alive(table, tombs, self.pk_name)
             table = table.append_column("__alive", pa.array(alive))
             containers = sealed_containers(table, self.pk_name)
         with self.cond:
             self.shards = {s: ShardState(sealed_upto=upto[s], applied=upto[s]) for s in upto}
             self.containers = tuple(containers)
+            self.fields_added_since(info, containers)
         self._load_indexes(containers)
         self.progress = 100
         return {s: upto[s] + 1 for s in upto}
@@ -162,6 +165,25 @@ class LoadedCollection:
             for fname, idx in self.info.indexes.items():
                 if fname not in c.indexes and (c.segment_id, fname, idx.index_id) in built:
                     attach_built(self, c.segment_id, fname, idx.index_id, queue)
+
+    def fields_added_since(self, info: CollectionInfo, containers: Sequence[Container]) -> None:
+        """With ``cond`` held: rows read with the schema of ``info`` get, as null, the columns of the
+        fields added since (``add_collection_field``, the dynamic field turned on). ``update_info``
+        calls it for the containers held; a load, a seal read or a compaction read for the
+        containers it brings in, in case the catalog changed while it read them."""
+        if info is self.info:
+            return
+        added = [
+            pa.field(f.name, f.arrow_type())
+            for f in self.info.schema.fields
+            if info.schema.field(f.name) is None
+        ]
+        if self.info.schema.enable_dynamic_field and not info.schema.enable_dynamic_field:
+            added.append(pa.field(META_FIELD, pa.string()))  # dynamicfield.enabled turned on
+        for c in containers:
+            for f in added:
+                if not c.has_column(f.name):
+                    c.table = c.table.append_column(f, pa.nulls(c.num_rows, f.type))
 
     def _all_containers(self) -> list[Container]:
         """The containers held, and those read for a swap still to come (seals, compactions)."""
@@ -273,11 +295,13 @@ class LoadedCollection:
     def _prepare(self, shard: int, lo: int, upto: int) -> None:
         """Background: read the sealed rows (lo, upto] of a shard and load their index files."""
         try:
+            info = self.info  # the schema the rows are read with
             table = self._read_seal(shard, lo, upto)
-            table = conform_stored(table, self.info) if table is not None else None
+            table = conform_stored(table, info) if table is not None else None
             prepared = PreparedSeal(shard, upto, read_sealed(table, self.pk_name))
             with self.cond:
                 self._prepared[shard] = prepared  # before the file check: a later announcement finds it
+                self.fields_added_since(info, prepared.containers)
             self._load_indexes(prepared.containers)
         except Exception:
             log.exception(
@@ -390,22 +414,12 @@ class LoadedCollection:
         # created or replaced: its files may be built already (an announcement read before this
         # catalog update found no such index and ended)
         created = {f for f in info.indexes if f in dropped or f not in self.info.indexes}
-        added = [
-            pa.field(f.name, f.arrow_type())
-            for f in info.schema.fields
-            if self.info.schema.field(f.name) is None
-        ]
-        if info.schema.enable_dynamic_field and not self.info.schema.enable_dynamic_field:
-            added.append(pa.field(META_FIELD, pa.string()))  # dynamicfield.enabled turned on
+        old = self.info
         self.info = info
         self.interim.configure(info)
         with self.cond:
             held = self._all_containers()
-            # rows loaded before add_collection_field (or the dynamic field): the new column reads as null
-            for c in held:
-                for f in added:
-                    if not c.has_column(f.name):
-                        c.table = c.table.append_column(f, pa.nulls(c.num_rows, f.type))
+            self.fields_added_since(old, held)
         for c in held:
             for f in dropped:
                 c.indexes.pop(f, None)

@@ -138,7 +138,8 @@ class CompactionSwaps:
 
     def _prepare(self, coll: Any, ann: SegmentsCompacted) -> None:
         try:
-            containers = read_compacted(coll.store, coll.info, ann, conform_stored)
+            info = coll.info  # the schema the rows are read with
+            containers = read_compacted(coll.store, info, ann, conform_stored)
         except Exception:
             log.exception(
                 "reading compacted segments failed, keeping the old ones collection=%s compaction_id=%s",
@@ -149,6 +150,7 @@ class CompactionSwaps:
         prepared = PreparedCompaction(ann, containers)
         with coll.cond:
             self.pending[ann.table_version] = prepared
+            coll.fields_added_since(info, containers)
         coll._load_indexes(containers)
 
     def swap_ready(self, coll: Any) -> None:
