@@ -81,6 +81,7 @@ class LoadedCollection:
     _next_gpos: dict[int, int] = field(default_factory=dict)  # shard -> growing position of the next row
     _prepared: dict[int, PreparedSeal] = field(default_factory=dict)
     _preparing: set[int] = field(default_factory=set)
+    _attaching: set[tuple[int, str, int]] = field(default_factory=set)  # index files being attached now
     _seal_version: dict[int, int | None] = field(default_factory=dict)  # shard -> rows version of its seal
     compactions: CompactionSwaps = field(default_factory=CompactionSwaps)
     # the shards this searcher holds (None: all of them); a ``walvus searcher`` process holds the
@@ -392,18 +393,27 @@ class LoadedCollection:
         idx_info = self.info.indexes.get(field_name)
         if self.released or idx_info is None or idx_info.index_id != index_id:
             return Attach.UNWANTED
-        wanting = [
-            c
-            for c in self._all_containers()
-            if c.sealed and c.segment_id == segment_id and field_name not in c.indexes
-        ]
-        if not wanting:
-            return Attach.UNWANTED
-        if path is not None:
-            source: AbstractContextManager[Path | None] = nullcontext(path)
-        else:
-            source = self.store.indexes.local_index(self.info.collection_id, segment_id, field_name, index_id)
-        return load_index_into(wanting, self.info, field_name, source, self.gpu_search)
+        key = (segment_id, field_name, index_id)
+        with self.cond:  # one attach of a file at a time: a load or seal read, the attacher
+            wanting = [
+                c
+                for c in self._all_containers()
+                if c.sealed and c.segment_id == segment_id and field_name not in c.indexes
+            ]
+            if not wanting or key in self._attaching:  # nothing lacks it, or it is on its way
+                return Attach.UNWANTED
+            self._attaching.add(key)
+        try:
+            if path is not None:
+                source: AbstractContextManager[Path | None] = nullcontext(path)
+            else:
+                source = self.store.indexes.local_index(
+                    self.info.collection_id, segment_id, field_name, index_id
+                )
+            return load_index_into(wanting, self.info, field_name, source, self.gpu_search)
+        finally:
+            with self.cond:
+                self._attaching.discard(key)
 
     def update_info(self, info: CollectionInfo) -> None:
         dropped = {

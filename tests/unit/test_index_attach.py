@@ -412,6 +412,37 @@ def test_a_seal_stops_waiting_for_a_failed_build_without_io_on_the_tail_thread(
     assert lookups == [] and threads == ["MainThread"]  # only the attacher's run listed
 
 
+def test_an_index_file_is_attached_once_when_two_threads_want_it(env: Env) -> None:
+    """A seal read and the attacher (an announcement) may want the same file at once: the second
+    finds it on its way and leaves it; it is downloaded and attached once."""
+    coll = LoadedCollection(env.info, env.store)
+    coll.load()
+    sealed = [c for c in coll.containers if c.sealed]
+    for c in sealed:
+        c.indexes.clear()
+    (seg,) = {c.segment_id for c in sealed}
+    real = env.store.indexes.local_index
+    entered, go, downloads = threading.Event(), threading.Event(), []
+
+    def slow(*args):  # noqa: ANN002, ANN202
+        downloads.append(args)
+        entered.set()
+        go.wait(10)
+        return real(*args)
+
+    env.store.indexes.local_index = slow  # type: ignore[method-assign]
+    first: list[Attach] = []
+    t = threading.Thread(target=lambda: first.append(coll.attach_index(seg, "vec", 5)))
+    t.start()
+    assert entered.wait(10)
+
+    assert coll.attach_index(seg, "vec", 5) is Attach.UNWANTED  # on its way already
+    go.set()
+    t.join(10)
+    assert first == [Attach.ATTACHED] and len(downloads) == 1 and indexed(coll)
+    assert coll.attach_index(seg, "vec", 5) is Attach.UNWANTED  # attached: nothing lacks it
+
+
 # the index folder's listing ----------------------------------------------------------------------
 def test_a_failing_listing_does_not_fail_the_load(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     """The object store cannot list the index folder while the collection loads: the load
