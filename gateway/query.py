@@ -77,8 +77,14 @@ class QueryRpcs:
             )
         limit = as_int(kv, "limit", -1)
         offset = as_int(kv, "offset", 0)
-        if limit < 0 and limit != -1 or offset < 0:
-            raise InvalidArgument(f"limit ({limit}) and offset ({offset}) must not be negative")
+        if offset < 0:
+            raise InvalidArgument(
+                f"invalid max query result window, offset [{offset}] is invalid, should be gte than 0"
+            )
+        if limit < 0 and limit != -1:
+            raise InvalidArgument(
+                f"invalid max query result window, limit [{limit}] is invalid, should be gte than 0"
+            )
         if limit >= 0 and not iterator and limit + offset > self.w.limits.max_topk:
             raise LimitExceeded(
                 f"invalid max query result window, (offset+limit) should be in range [1, "

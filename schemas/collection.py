@@ -304,7 +304,7 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     if pk.nullable:
         raise SchemaError(f"primary key {pk.name!r} cannot be nullable")
     if not any(f.dtype.is_vector for f in fields):
-        raise SchemaError("schema has no vector field")
+        raise SchemaError("schema does not contain vector field: invalid parameter")
     if sum(f.is_partition_key for f in fields) > 1:
         raise SchemaError("a collection can have only one partition key field")
     for f in fields:

@@ -212,11 +212,26 @@ def test_load_needs_vector_indexes_and_drop_index_needs_release(client: MilvusCl
         ip.add_index(field, metric_type=metric)
     client.create_index(name, ip)
     client.load_collection(name)
-    with pytest.raises(MilvusException, match="collection .* is loaded, please release it first"):
+    with pytest.raises(
+        MilvusException,
+        match="vector index cannot be dropped on loaded collection .*, please release it first",
+    ):
         client.drop_index(name, "vec")
     client.release_collection(name)
     assert str(client.get_load_state(name)["state"]) == "NotLoad"
     client.drop_index(name, "vec")
+
+
+def test_dropping_an_index_that_is_not_there_changes_nothing(client: MilvusClient) -> None:
+    name = unique()
+    client.create_collection(name, schema=full_schema())
+    client.drop_index(name, "vec")
+    assert client.list_indexes(name) == []
+    ip = client.prepare_index_params()
+    ip.add_index("vec", metric_type="L2")
+    client.create_index(name, ip)
+    client.drop_index(name, "no_such_index")
+    assert client.list_indexes(name) == ["vec"]
 
 
 def test_alter_properties(client: MilvusClient, gw: RunningGateway) -> None:

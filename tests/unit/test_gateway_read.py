@@ -390,6 +390,8 @@ def test_query_window_and_empty_filter_limits(client: MilvusClient, coll: str) -
         client.query(coll, filter="")
     with pytest.raises(MilvusException, match=r"invalid max query result window, \(offset\+limit\)"):
         client.query(coll, filter="id > 0", limit=16000, offset=1000)
+    with pytest.raises(MilvusException, match=r"offset \[-1\] is invalid, should be gte than 0"):
+        client.query(coll, filter="id > 0", limit=2, offset=-1)
 
 
 def test_unexpected_searcher_failure_is_reported_not_hidden(

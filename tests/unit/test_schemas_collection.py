@@ -150,7 +150,7 @@ def test_nullable_vector() -> None:
 
 
 def test_no_vector_field() -> None:
-    refused(schema_of(PK, FieldSchema("n", D.INT32)), "no vector field")
+    refused(schema_of(PK, FieldSchema("n", D.INT32)), "schema does not contain vector field")
 
 
 @pytest.mark.parametrize("dtype", [D.STRING, D.NONE])
