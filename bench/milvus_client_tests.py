@@ -1,6 +1,6 @@
 """Run Milvus's own client tests (``tests/python_client`` in the Milvus repository) against a fresh walvus.
 
-    python -m bench.milvus_client_tests --repo PATH [--python PY] [--select NAME ...] [--tags L0 L1 L2]
+    python -m bench.milvus_client_tests --repo PATH [--python PY] [--preset NAME | --select ID ...] [--tags L0 L1 L2]
 
 `--repo` is a Milvus clone or a bare git directory (a fork carrying ``tests/python_client`` works;
 the official repository is large): the folder is extracted from its HEAD with `git archive` into a
@@ -17,10 +17,14 @@ file and adds the rest::
     /tmp/mpc-venv/bin/pip install faker minio ml_dtypes npy-append-array scikit-learn pytest-assume \\
         loguru deepdiff python-benedict psutil pytest-tagging delayed-assert pytest-rerunfailures bm25s rjieba kubernetes
 
-The default selection is the JSON-path index cases (issue 14): the JSON-index classes of
-``test_milvus_client_index.py`` and the index cases of ``test_milvus_client_json_path_index.py``.
-Prints pass/fail counts per test file and writes bench/results/milvus_client_tests.json with
-every failure's first error line.
+(Newer harnesses also import ``pyetcd`` and ``ujson``: add ``etcd-sdk-python ujson``.)
+
+`--preset` names a selection (see PRESETS): ``json-index`` (the default: the JSON-index classes of
+``test_milvus_client_index.py`` and the index cases of ``test_milvus_client_json_path_index.py``,
+issue 14), ``search``, ``query``, ``insert``, ``collection``, or ``crud`` (those four files).
+`--select` gives pytest node ids instead. Prints pass/fail counts per test file and writes
+bench/results/milvus_client_tests_<preset>_<tags>.json with the tests' commit (when `--repo` is a
+git directory) and every failure's first error line.
 """
 
 from __future__ import annotations
@@ -45,6 +49,22 @@ JSON_INDEX = [
     "milvus_client/test_milvus_client_json_path_index.py::TestMilvusClientInsertJsonPathIndexValid"
     "::test_milvus_client_insert_after_json_path_index",
 ]
+
+CLIENT_FILES = {
+    name: [f"milvus_client/test_milvus_client_{name}.py"]
+    for name in ("search", "query", "insert", "collection")
+}
+PRESETS = {
+    "json-index": JSON_INDEX,
+    **CLIENT_FILES,
+    "crud": [path for paths in CLIENT_FILES.values() for path in paths],
+}
+
+
+def tests_commit(repo: Path) -> str | None:
+    """HEAD of ``repo`` when it is a git directory (a clone, a bare repository or a folder inside one)."""
+    found = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def tests_folder(repo: Path, into: Path) -> Path:
@@ -97,20 +117,24 @@ def main() -> None:
         "--repo", required=True, type=Path, help="Milvus clone, bare git dir, or tests/python_client"
     )
     ap.add_argument("--python", default=sys.executable, help="interpreter with Milvus's test requirements")
-    ap.add_argument(
-        "--select", nargs="*", default=JSON_INDEX, help="pytest node ids under tests/python_client"
-    )
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--preset", choices=sorted(PRESETS), help="a named selection (default json-index)")
+    which.add_argument("--select", nargs="+", help="pytest node ids under tests/python_client")
     ap.add_argument("--tags", nargs="*", default=["L0", "L1", "L2"])
     ap.add_argument("--timeout", type=int, default=3600)
     args = ap.parse_args()
+    preset = args.preset or ("custom" if args.select else "json-index")
+    select = args.select or PRESETS[preset]
     with tempfile.TemporaryDirectory(prefix="milvus-tests-") as tmp:
         folder = tests_folder(args.repo, Path(tmp))
         with local_deployment(("streams", "indexer", "gateway"), WALVUS_SEAL_IDLE_SECONDS="3") as settings:
             _wait_port(int(settings["WALVUS_PORT"]))
-            report = run(folder, args.python, args.select, args.tags, settings["WALVUS_PORT"], args.timeout)
+            report = run(folder, args.python, select, args.tags, settings["WALVUS_PORT"], args.timeout)
         rows, data = summarize(report)
     print_table("Milvus client tests against walvus", ["test file", "passed", "failed", "skipped"], rows)
-    print(f"wrote {save('milvus_client_tests', {'select': args.select, **data})}")
+    meta = {"preset": preset, "select": select, "tags": args.tags, "tests_commit": tests_commit(args.repo)}
+    name = f"milvus_client_tests_{preset}_{''.join(args.tags)}"
+    print(f"wrote {save(name, {**meta, **data})}")
 
 
 def _wait_port(port: int, timeout: float = 120) -> None:

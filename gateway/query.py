@@ -76,7 +76,8 @@ class QueryRpcs:
                 "order_by cannot be combined with count(*), group_by_fields, aggregations or a query iterator"
             )
         limit = as_int(kv, "limit", -1)
-        offset = as_int(kv, "offset", 0)
+        # as Milvus does, an offset without a limit is not applied: the query returns every match
+        offset = as_int(kv, "offset", 0) if "limit" in kv else 0
         if offset < 0:
             raise InvalidArgument(
                 f"invalid max query result window, offset [{offset}] is invalid, should be gte than 0"
@@ -92,7 +93,7 @@ class QueryRpcs:
             )
         expr = req.expr or ""
         if not expr.strip() and limit < 0 and not count and grouping is None:
-            raise InvalidArgument("empty expression should be used with limit")
+            raise InvalidArgument("empty expression should be used with limit: invalid parameter")
         params = template_values(req.expr_template_values)
         parts = readable_partitions(info, partitions(info, req.partition_names))
         if iterator and limit > 0 and as_bool(kv.get("reduce_stop_for_best"), True):

@@ -394,6 +394,14 @@ def test_query_window_and_empty_filter_limits(client: MilvusClient, coll: str) -
         client.query(coll, filter="id > 0", limit=2, offset=-1)
 
 
+def test_an_offset_without_a_limit_is_not_applied(client: MilvusClient, coll: str) -> None:
+    every = client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"])
+    assert sorted(r["id"] for r in every) == [0, 1, 2]
+    for offset in (1, 100):
+        assert client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"], offset=offset) == every
+    assert len(client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"], offset=1, limit=5)) == 2
+
+
 def test_unexpected_searcher_failure_is_reported_not_hidden(
     client: MilvusClient, coll: str, gw: RunningGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
