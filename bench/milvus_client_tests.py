@@ -30,6 +30,7 @@ git directory) and every failure's first error line.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import tarfile
@@ -86,7 +87,14 @@ def run(folder: Path, python: str, select: list[str], tags: list[str], port: str
     cmd = [python, "-m", "pytest", *select, "--host", "127.0.0.1", "--port", port, "--tags", *tags]
     cmd += ["-p", "no:cacheprovider", "-q", "-rN", f"--junitxml={report}", "--timeout=300"]
     print(" ".join(cmd))
-    subprocess.run(cmd, cwd=folder, timeout=timeout)
+    with subprocess.Popen(cmd, cwd=folder) as pytest:
+        try:
+            pytest.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # interrupted, pytest still writes the report of the cases it ran
+            print(f"stopping the run after {timeout}s: the report covers the cases run so far")
+            pytest.send_signal(signal.SIGINT)
+            pytest.wait(timeout=120)
     return report
 
 
