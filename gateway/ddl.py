@@ -364,5 +364,4 @@ def _checked_properties(props: dict[str, str]) -> dict[str, str]:
         value = out[key].strip().lower()
         if value not in ("true", "false"):
             raise InvalidArgument(f"{key} must be true or false, got {out[key]!r}")
-        out[key] = value
-    return out
+    return out  # kept as given ("True" stays "True"), as Milvus does; readers compare case-blind

@@ -260,7 +260,7 @@ def check_name(kind: str, name: str) -> None:
     problem = name_problem(kind, name)
     if problem is not None:
         error = FieldNameInvalid if kind == "field" else SchemaError
-        raise error(f"Invalid {kind} name: {name}. {problem}", **{kind: name})
+        raise error(f"Invalid {kind} name: {name}. {problem}: invalid parameter", **{kind: name})
 
 
 def check_field_name(name: str) -> None:
@@ -302,7 +302,7 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     if pk.dtype not in (DataType.INT64, DataType.VARCHAR):
         raise SchemaError(f"primary key {pk.name!r} must be INT64 or VARCHAR, got {pk.dtype.name}")
     if pk.nullable:
-        raise SchemaError(f"primary key {pk.name!r} cannot be nullable")
+        raise SchemaError(f"primary field not support null: primary key {pk.name!r} cannot be nullable")
     if not any(f.dtype.is_vector for f in fields):
         raise SchemaError("schema does not contain vector field: invalid parameter")
     if sum(f.is_partition_key for f in fields) > 1:

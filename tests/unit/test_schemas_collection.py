@@ -100,7 +100,11 @@ def test_bad_primary_key_type(dtype: D) -> None:
 
 
 def test_nullable_primary_key() -> None:
-    refused(schema_of(FieldSchema("key", D.INT64, is_primary=True, nullable=True), VEC), "'key'", "nullable")
+    refused(
+        schema_of(FieldSchema("key", D.INT64, is_primary=True, nullable=True), VEC),
+        "'key'",
+        "primary field not support null",
+    )
 
 
 def test_auto_id_only_on_primary_key() -> None:
