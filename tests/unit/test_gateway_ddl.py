@@ -347,7 +347,7 @@ def test_keyword_field_name_is_refused_by_add_field(client: MilvusClient) -> Non
         ),
         (
             lambda: _schema_with("n", DataType.INT32, default_value="x"),
-            r"type \(INT32\) of field \(n\) is not equal",
+            r"type \(Int32\) of field \(n\) is not equal",
         ),
         (
             lambda: _schema_with("n", DataType.INT8, default_value=128),
@@ -357,7 +357,7 @@ def test_keyword_field_name_is_refused_by_add_field(client: MilvusClient) -> Non
             lambda: _schema_with("s", DataType.VARCHAR, max_length=2, default_value="abc"),
             "exceeds max length",
         ),
-        (lambda: _schema_with("d", DataType.DOUBLE, default_value="2.6"), r"type \(DOUBLE\) of field \(d\)"),
+        (lambda: _schema_with("d", DataType.DOUBLE, default_value="2.6"), r"type \(Double\) of field \(d\)"),
         (
             lambda: _schema_with("pkey", DataType.INT64, is_partition_key=True, nullable=True),
             "partition key field not support nullable",
