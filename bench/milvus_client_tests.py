@@ -103,7 +103,9 @@ def summarize(report: Path) -> tuple[list[list[object]], dict[str, object]]:
     per_file: dict[str, dict[str, int]] = {}
     failures: dict[str, str] = {}
     for case in root.iter("testcase"):
-        where = (case.get("classname") or "").rsplit(".", 1)[0]
+        if not case.get("classname"):
+            continue  # the entry an interrupted session adds: not a test case
+        where = case.get("classname", "").rsplit(".", 1)[0]
         stats = per_file.setdefault(where, {"passed": 0, "failed": 0, "skipped": 0})
         bad = case.find("failure") if case.find("failure") is not None else case.find("error")
         if case.find("skipped") is not None:
