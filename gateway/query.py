@@ -76,8 +76,9 @@ class QueryRpcs:
                 "order_by cannot be combined with count(*), group_by_fields, aggregations or a query iterator"
             )
         limit = as_int(kv, "limit", -1)
-        # as Milvus does, an offset without a limit is not applied: the query returns every match
-        offset = as_int(kv, "offset", 0) if "limit" in kv else 0
+        # an offset without a limit skips that many matches (Milvus ignores it there; walvus ignores
+        # no parameter it is given)
+        offset = as_int(kv, "offset", 0)
         if offset < 0:
             raise InvalidArgument(
                 f"invalid max query result window, offset [{offset}] is invalid, should be gte than 0"
