@@ -24,7 +24,6 @@ from schemas.catalog import TTL_PROPERTY, CatalogEvent, CollectionInfo
 from schemas.collection import CollectionSchema, check_name, validate_schema
 from schemas.exceptions import (
     CapacityExceeded,
-    CollectionExists,
     CollectionNotFound,
     InvalidArgument,
     PartitionNotFound,
@@ -76,7 +75,10 @@ class CollectionRpcs:
         if existing is not None:
             if same_schema(existing.schema, validate_schema(schema, max_dim=self.w.limits.max_dim)):
                 return OK  # Milvus: creating the same collection twice is a no-op
-            raise CollectionExists(req.collection_name)
+            raise InvalidArgument(
+                "create duplicate collection with different parameters, "
+                f"collection: {req.collection_name}: collection already exists[collection={req.collection_name}]"
+            )
         self.w.create_collection(
             req.collection_name,
             schema,
@@ -362,5 +364,4 @@ def _checked_properties(props: dict[str, str]) -> dict[str, str]:
         value = out[key].strip().lower()
         if value not in ("true", "false"):
             raise InvalidArgument(f"{key} must be true or false, got {out[key]!r}")
-        out[key] = value
-    return out
+    return out  # kept as given ("True" stays "True"), as Milvus does; readers compare case-blind

@@ -218,6 +218,6 @@ def parse_function_score(
             "model rerankers call an external provider over the network and are not supported "
             "by walvus: use the decay, rrf or weighted reranker"
         )
-    raise FunctionRerankError(
-        f"reranker {params.get('reranker')!r} is not supported: use decay, rrf or weighted"
-    )
+    if not kind:
+        raise FunctionRerankError("reranker name not specified: use decay, rrf or weighted")
+    raise FunctionRerankError(f"unsupported reranker {params.get('reranker')!r}: use decay, rrf or weighted")

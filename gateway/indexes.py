@@ -188,10 +188,15 @@ class IndexRpcs:
 
     def drop_index(self, req: milvus_pb2.DropIndexRequest) -> common_pb2.Status:
         info = self.w.catalog.require(req.collection_name)
-        found = self._matching(info, req.index_name, req.field_name)
+        try:
+            found = self._matching(info, req.index_name, req.field_name)
+        except IndexNotFound:
+            return OK  # as Milvus does, dropping an index that is not there changes nothing
         if info.loaded:
+            vectors = {f.name for f in info.schema.vector_fields}
+            kind = "vector index" if any(i.field in vectors for i in found.values()) else "index"
             raise InvalidArgument(
-                f"index cannot be dropped, collection {info.name} is loaded, please release it first"
+                f"{kind} cannot be dropped on loaded collection {info.name}, please release it first"
             )
         indexes = {k: i for k, i in info.indexes.items() if k not in found}
         self.w.publish(info.evolve(CatalogEvent.DROP_INDEX, indexes=indexes))

@@ -385,4 +385,6 @@ def check_known(kv: Mapping[str, Any], known: frozenset[str] | set[str], what: s
         )
     hints = str(kv.get("hints", "") or "")
     if hints not in HINTS:
-        raise NotSupported(f"{what}: hints={hints!r} is not supported; walvus knows {sorted(HINTS - {''})}")
+        raise NotSupported(
+            f"{what}: hints: {hints} not supported (hints={hints!r}); walvus knows {sorted(HINTS - {''})}"
+        )

@@ -76,9 +76,17 @@ class QueryRpcs:
                 "order_by cannot be combined with count(*), group_by_fields, aggregations or a query iterator"
             )
         limit = as_int(kv, "limit", -1)
+        # an offset without a limit skips that many matches (Milvus ignores it there; walvus ignores
+        # no parameter it is given)
         offset = as_int(kv, "offset", 0)
-        if limit < 0 and limit != -1 or offset < 0:
-            raise InvalidArgument(f"limit ({limit}) and offset ({offset}) must not be negative")
+        if offset < 0:
+            raise InvalidArgument(
+                f"invalid max query result window, offset [{offset}] is invalid, should be gte than 0"
+            )
+        if limit < 0 and limit != -1:
+            raise InvalidArgument(
+                f"invalid max query result window, limit [{limit}] is invalid, should be gte than 0"
+            )
         if limit >= 0 and not iterator and limit + offset > self.w.limits.max_topk:
             raise LimitExceeded(
                 f"invalid max query result window, (offset+limit) should be in range [1, "
@@ -86,7 +94,7 @@ class QueryRpcs:
             )
         expr = req.expr or ""
         if not expr.strip() and limit < 0 and not count and grouping is None:
-            raise InvalidArgument("empty expression should be used with limit")
+            raise InvalidArgument("empty expression should be used with limit: invalid parameter")
         params = template_values(req.expr_template_values)
         parts = readable_partitions(info, partitions(info, req.partition_names))
         if iterator and limit > 0 and as_bool(kv.get("reduce_stop_for_best"), True):

@@ -42,6 +42,7 @@ from gateway.params import (
     template_values,
     vector_field,
 )
+from gateway.pk_filter import PkFilters
 from gateway.ranker import Ranker
 from gateway.search_iterator import SearchPages
 from gateway.sparse_query import sparse_queries
@@ -70,9 +71,10 @@ _NOT_SEARCH_PARAMS = (
 
 
 class SearchRpcs:
-    def __init__(self, walvus: WriteApi, searcher: Searcher) -> None:
+    def __init__(self, walvus: WriteApi, searcher: Searcher, filters: PkFilters | None = None) -> None:
         self.w = walvus
         self.searcher = searcher
+        self.filters = filters or PkFilters()
         self.pages = SearchPages(searcher)
 
     # plain search ---------------------------------------------------------------------------
@@ -171,6 +173,9 @@ class SearchRpcs:
         cons: Consistency,
     ) -> SearchRequest:
         limits = self.w.limits
+        filter_params = template_values(req.expr_template_values)
+        # the filter is checked first: a bad expression is reported as such, whatever else is wrong
+        self.filters.compile(info, req.dsl, filter_params)
         check_known(kv, SEARCH_PARAM_KEYS, "search params")
         field = vector_field(info.schema, kv.get("anns_field"))
         topk = as_int(kv, "topk")
@@ -225,7 +230,7 @@ class SearchRpcs:
             metric=metric,
             params=params,
             filter=req.dsl,
-            filter_params=template_values(req.expr_template_values),
+            filter_params=filter_params,
             partitions=parts,
             output_fields=columns,
             offset=offset,

@@ -71,7 +71,7 @@ class MilvusServicer(milvus_pb2_grpc.MilvusServiceServicer):
         colls = CollectionRpcs(walvus, searcher)
         idx = IndexRpcs(walvus, searcher, index_progress)
         writes = WriteRpcs(walvus, searcher, filters)
-        search = SearchRpcs(walvus, searcher)
+        search = SearchRpcs(walvus, searcher, filters)
         snaps = SnapshotRpcs(walvus)
         compaction = CompactionRpcs(walvus, searcher)
         aliases = AliasRpcs(walvus)

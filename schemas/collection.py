@@ -260,7 +260,7 @@ def check_name(kind: str, name: str) -> None:
     problem = name_problem(kind, name)
     if problem is not None:
         error = FieldNameInvalid if kind == "field" else SchemaError
-        raise error(f"Invalid {kind} name: {name}. {problem}", **{kind: name})
+        raise error(f"Invalid {kind} name: {name}. {problem}: invalid parameter", **{kind: name})
 
 
 def check_field_name(name: str) -> None:
@@ -302,9 +302,9 @@ def validate_schema(schema: CollectionSchema, *, max_dim: int = DEFAULT_MAX_DIM)
     if pk.dtype not in (DataType.INT64, DataType.VARCHAR):
         raise SchemaError(f"primary key {pk.name!r} must be INT64 or VARCHAR, got {pk.dtype.name}")
     if pk.nullable:
-        raise SchemaError(f"primary key {pk.name!r} cannot be nullable")
+        raise SchemaError(f"primary field not support null: primary key {pk.name!r} cannot be nullable")
     if not any(f.dtype.is_vector for f in fields):
-        raise SchemaError("schema has no vector field")
+        raise SchemaError("schema does not contain vector field: invalid parameter")
     if sum(f.is_partition_key for f in fields) > 1:
         raise SchemaError("a collection can have only one partition key field")
     for f in fields:
@@ -371,6 +371,22 @@ _DEFAULT_PY: dict[DataType, tuple[type, ...]] = {
 }
 
 
+# Milvus's names of the types, for messages that match its wording
+_MILVUS_TYPE = {
+    DataType.BOOL: "Bool",
+    DataType.INT8: "Int8",
+    DataType.INT16: "Int16",
+    DataType.INT32: "Int32",
+    DataType.INT64: "Int64",
+    DataType.FLOAT: "Float",
+    DataType.DOUBLE: "Double",
+    DataType.VARCHAR: "VarChar",
+    DataType.ARRAY: "Array",
+    DataType.JSON: "JSON",
+}
+_VALUE_TYPE = {bool: "Bool", int: "Int64", float: "Double", str: "VarChar"}
+
+
 def _validate_default(f: FieldSchema) -> None:
     """Milvus's checks on a default value: a scalar field that is not the primary key, a value of
     the field's type, in range, and within max_length."""
@@ -381,7 +397,9 @@ def _validate_default(f: FieldSchema) -> None:
         )
     if f.dtype.is_vector or f.dtype == DataType.ARRAY:
         raise SchemaError(
-            f"type ({f.dtype.name}) of field ({f.name}) not support default_value", field=f.name
+            f"type not support default_value, type:{_MILVUS_TYPE.get(f.dtype, f.dtype.name)} "
+            f"(field {f.name} is {f.dtype.name})",
+            field=f.name,
         )
     if f.dtype == DataType.JSON:
         return  # walvus keeps JSON defaults (Milvus has none): any JSON value
@@ -394,8 +412,8 @@ def _validate_default(f: FieldSchema) -> None:
     )
     if not ok:
         raise SchemaError(
-            f"type ({f.dtype.name}) of field ({f.name}) is not equal to the type ({type(value).__name__}) "
-            f"of default_value {value!r}",
+            f"type ({_MILVUS_TYPE.get(f.dtype, f.dtype.name)}) of field ({f.name}) is not equal to the "
+            f"type(DataType_{_VALUE_TYPE.get(type(value), type(value).__name__)}) of default_value {value!r}",
             field=f.name,
         )
     if bits:

@@ -78,7 +78,8 @@ class PartitionNotFound(WalvusError, LookupError):
 
     def __init__(self, collection: str, partition: str) -> None:
         super().__init__(
-            f"partition not found[partition={partition}] in collection {collection}",
+            f"partition not found[partition={partition}] in collection {collection}: "
+            f"partition name {partition} not found",
             collection=collection,
             partition=partition,
         )

@@ -282,7 +282,8 @@ def _check_length(f: FieldSchema, arr: pa.Array, limit: int, what: str) -> None:
     if len(over):
         row = int(over[0])
         raise ValidationError(
-            f"field {f.name!r}: row {row} is {int(lengths[row])} bytes long, over {what} {limit}",
+            f"length of varchar field {f.name} exceeds max length: row {row} is {int(lengths[row])} bytes "
+            f"long, over {what} {limit}",
             field=f.name,
             row=row,
         )

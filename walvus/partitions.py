@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.catalog import CollectionInfo
-from schemas.collection import PARTITION_COLUMN
+from schemas.collection import PARTITION_COLUMN, check_name
 from schemas.exceptions import InvalidArgument, PartitionNotFound
 from schemas.sharding import key_hashes
 from schemas.stored_rows import hidden_partition_name
@@ -25,6 +25,9 @@ def assign_partitions(info: CollectionInfo, batch: pa.RecordBatch, partition: st
     pkey = info.schema.partition_key
     if pkey is None:
         if partition is not None and partition not in info.partitions:
+            check_name(
+                "partition", partition
+            )  # as Milvus: an invalid name is a bad parameter, not "not found"
             raise PartitionNotFound(info.name, partition)
         return batch
     if partition is not None:

@@ -112,7 +112,8 @@ def test_rrf_and_weighted_as_functions():
     ("params", "inputs", "message"),
     [
         ({"reranker": "model", "provider": "vllm", "queries": ["q"]}, ["title"], "network"),
-        ({"reranker": "cohere"}, [], "not supported"),
+        ({"reranker": "cohere"}, [], "unsupported reranker"),
+        ({"reranker": ""}, [], "reranker name not specified"),
         ({"reranker": "decay", "function": "gauss", "origin": 0, "scale": 1}, ["title"], "numeric"),
         (
             {"reranker": "decay", "function": "gauss", "origin": 0, "scale": 1},

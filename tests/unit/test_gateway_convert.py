@@ -260,7 +260,12 @@ def test_rerank_functions_refused(params: dict, inputs: list, message: str) -> N
             "failed to create query plan: cannot parse expression: a >, error: ",
         ),
         (CollectionNotLoaded("c"), 101, common_pb2.UnexpectedError, "collection not loaded[collection=c]"),
-        (PartitionNotFound("c", "p"), 200, common_pb2.UnexpectedError, "partition not found[partition=p]"),
+        (
+            PartitionNotFound("c", "p"),
+            200,
+            common_pb2.UnexpectedError,
+            "partition not found[partition=p] in collection c: partition name p not found",
+        ),
         (PartitionNotLoaded("c", "p"), 201, common_pb2.UnexpectedError, "partition not loaded[partition=p]"),
         (CapacityExceeded("general capacity exceeded: x"), 250, common_pb2.UnexpectedError, "capacity"),
         (IndexNotFound("c", "vec"), 700, common_pb2.IndexNotExist, "index not found"),

@@ -180,11 +180,21 @@ def test_rejected_batches_write_nothing(
     assert records(gw, name, Op.INSERT) == [] and records(gw, name, Op.UPSERT) == []
 
 
+def test_insert_into_an_invalid_partition_name_is_a_bad_parameter(client: MilvusClient) -> None:
+    name = rich_collection(client)
+    with pytest.raises(MilvusException, match="Invalid partition name: 12 s. the first character"):
+        client.insert(name, rich_rows(1), partition_name="12 s")
+    with pytest.raises(MilvusException, match="partition not found"):
+        client.insert(name, rich_rows(1), partition_name="nope")
+
+
 def test_varchar_over_max_length_is_refused(client: MilvusClient, gw: RunningGateway) -> None:
     name = rich_collection(client)
     rows = rich_rows(1)
     rows[0]["name"] = "much too long"
-    with pytest.raises(MilvusException, match="over max_length 8"):
+    with pytest.raises(
+        MilvusException, match="length of varchar field name exceeds max length: .* over max_length 8"
+    ):
         client.insert(name, rows)
     assert records(gw, name, Op.INSERT) == []
 

@@ -233,7 +233,7 @@ def test_hybrid_search_with_rerank_functions(client: MilvusClient, coll: str) ->
         )
     with pytest.raises(MilvusException, match="network"):
         client.hybrid_search(coll, reqs, rerank(reranker="model", provider="tei", queries=["q"]), limit=2)
-    with pytest.raises(MilvusException, match="reranker 'boost' is not supported"):
+    with pytest.raises(MilvusException, match="unsupported reranker 'boost'"):
         client.hybrid_search(coll, reqs, rerank(reranker="boost", weight=2.0), limit=2)
     with pytest.raises(MilvusException, match="length of weights param mismatch"):
         client.hybrid_search(coll, reqs, rerank(reranker="weighted", weights=[1.0]), limit=2)
@@ -390,6 +390,23 @@ def test_query_window_and_empty_filter_limits(client: MilvusClient, coll: str) -
         client.query(coll, filter="")
     with pytest.raises(MilvusException, match=r"invalid max query result window, \(offset\+limit\)"):
         client.query(coll, filter="id > 0", limit=16000, offset=1000)
+    with pytest.raises(MilvusException, match=r"offset \[-1\] is invalid, should be gte than 0"):
+        client.query(coll, filter="id > 0", limit=2, offset=-1)
+
+
+def test_a_bad_filter_is_reported_before_unknown_search_params(client: MilvusClient, coll: str) -> None:
+    with pytest.raises(MilvusException, match="cannot parse expression: id like 33"):
+        client.search(coll, [vec(1)], anns_field="vec", filter="id like 33", search_params={"nlist": 8})
+    with pytest.raises(MilvusException, match="parameter 'nlist' is not supported"):
+        client.search(coll, [vec(1)], anns_field="vec", filter="id > 0", search_params={"nlist": 8})
+
+
+def test_an_offset_without_a_limit_skips_matches(client: MilvusClient, coll: str) -> None:
+    every = client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"])
+    assert sorted(r["id"] for r in every) == [0, 1, 2]
+    assert len(client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"], offset=1)) == 2
+    assert client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"], offset=100) == []
+    assert len(client.query(coll, filter="id in [0, 1, 2]", output_fields=["id"], offset=1, limit=5)) == 2
 
 
 def test_unexpected_searcher_failure_is_reported_not_hidden(
@@ -431,7 +448,7 @@ def test_order_by_orders_and_refuses_what_cannot_be_ordered(client: MilvusClient
         ({"search_params": {"params": {"search_list": 30}}}, "parameter 'search_list' is not supported"),
         ({"search_params": {"nprob": 8}}, "parameter 'nprob' is not supported"),
         ({"group_by_fields": ["color", "age"]}, "grouping search by several fields is not supported"),
-        ({"search_params": {"hints": "use_magic"}}, "hints='use_magic' is not supported"),
+        ({"search_params": {"hints": "use_magic"}}, "hints: use_magic not supported"),
         ({"time_fields": "fortnight"}, "invalid time_fields"),
         ({"timezone": "Mars/Olympus"}, "invalid timezone"),
     ],
