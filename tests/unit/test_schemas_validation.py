@@ -73,7 +73,7 @@ def fails(
     assert (err.field, err.row) == (field, row_), str(err)
     msg = str(err)
     if field is not None:
-        assert repr(field) in msg, msg
+        assert repr(field) in msg or f"field {field} " in msg, msg
     if row_ is not None:
         assert f"row {row_}" in msg or re.search(rf"rows \[[^\]]*\b{row_}\b", msg), msg
     for needle in needles:
